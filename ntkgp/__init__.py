@@ -1,0 +1,5 @@
+"""ntkgp: neural tangent kernels and neural-network Gaussian processes on current JAX."""
+
+from ntkgp import kernels as kernels
+from ntkgp import nn as nn
+from ntkgp._version import __version__ as __version__

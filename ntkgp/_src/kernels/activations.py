@@ -1,0 +1,221 @@
+r"""Infinite-width kernels of elementwise nonlinearities.
+
+For pre-activations :math:`(u, v)` that are jointly Gaussian with variances :math:`s_1, s_2` and
+covariance :math:`c`, a nonlinearity :math:`\phi` maps the NNGP and NTK as
+
+.. math::
+    K' = \mathbb{E}[\phi(u)\phi(v)], \qquad
+    \Theta' = \Theta \cdot \dot K, \quad \dot K = \mathbb{E}[\phi'(u)\phi'(v)].
+
+Each ``*_pair`` function below takes ``c`` of shape ``(N1, N2)``, ``s1`` of shape ``(N1, 1)``,
+``s2`` of shape ``(1, N2)`` and returns ``(K', K_dot)`` (``K_dot`` is ``None`` when not asked
+for); each ``*_diag`` maps the variances ``s`` of shape ``(N,)`` to :math:`\mathbb{E}[\phi(u)^2]`.
+By Price's theorem :math:`\dot K = \partial K' / \partial c`, which the tests check.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from ntkgp._src.kernels.kernel import Kernel
+from ntkgp._src.kernels.special import arccos, arccos_j1, safe_rsqrt, safe_sqrt
+
+_PI = np.pi
+
+
+def correlation(c, s1, s2, eye):
+    r""":math:`\rho = c / \sqrt{s_1 s_2}` clipped to [-1, 1]; exactly 1 on ``eye`` (x1 is x2).
+
+    Forcing the diagonal matters: :math:`\arccos` has infinite slope at 1, so a rounding error
+    of one ulp in :math:`\rho` would cost about :math:`\sqrt{\epsilon}` relative error.
+    """
+    rho = jnp.clip(c * safe_rsqrt(s1) * safe_rsqrt(s2), -1.0, 1.0)
+    if eye is not None:
+        rho = jnp.where(eye, jnp.ones((), rho.dtype), rho)
+    return rho
+
+
+# ---------------------------------------------------------------------------------------------
+# ABRelu family: phi(x) = a * min(x, 0) + b * max(x, 0)  (Relu, LeakyRelu, Abs, identity)
+# ---------------------------------------------------------------------------------------------
+def abrelu_pair(c, s1, s2, eye, need_dot, a, b):
+    r"""Arc-cosine kernel of order 1 for :math:`\phi(x) = a\min(x,0) + b\max(x,0)`.
+
+    .. math::
+        K' = \sqrt{s_1 s_2}\left[\frac{(a-b)^2}{2\pi} J_1(\rho) + ab\,\rho\right], \quad
+        \dot K = \frac{a^2+b^2}{2} - \frac{(a-b)^2}{2\pi}\arccos\rho,
+
+    with :math:`J_1(\rho) = \sqrt{1-\rho^2} + (\pi - \arccos\rho)\rho` (Cho & Saul 2009).
+    """
+    rho = correlation(c, s1, s2, eye)
+    sq = safe_sqrt(s1) * safe_sqrt(s2)
+    k = sq * ((a - b) ** 2 / (2 * _PI) * arccos_j1(rho) + a * b * rho)
+    dot = None
+    if need_dot:
+        dot = (a * a + b * b) / 2 - (a - b) ** 2 / (2 * _PI) * arccos(rho)
+    return k, dot
+
+
+def abrelu_diag(s, a, b):
+    return (a * a + b * b) / 2 * s
+
+
+# ---------------------------------------------------------------------------------------------
+# Erf: phi(x) = a * erf(b x) + c0
+# ---------------------------------------------------------------------------------------------
+def erf_pair(c, s1, s2, eye, need_dot, a, b, c0):
+    r"""Williams (1997): :math:`K' = a^2 \frac{2}{\pi}\arcsin\frac{2b^2c}
+    {\sqrt{(1+2b^2s_1)(1+2b^2s_2)}} + c_0^2`,
+    :math:`\dot K = a^2b^2\frac{4}{\pi}\left[(1+2b^2s_1)(1+2b^2s_2) - 4b^4c^2\right]^{-1/2}`."""
+    b2 = b * b
+    p = (1 + 2 * b2 * s1) * (1 + 2 * b2 * s2)
+    arg = jnp.clip(2 * b2 * c * jax.lax.rsqrt(p), -1.0, 1.0)
+    if eye is not None:  # keep the diagonal exactly equal to `erf_diag`
+        arg = jnp.where(eye, 2 * b2 * s1 / (1 + 2 * b2 * s1), arg)
+    k = a * a * (2 / _PI) * jnp.arcsin(arg) + c0 * c0
+    dot = None
+    if need_dot:
+        dot = a * a * b2 * (4 / _PI) * jax.lax.rsqrt(p - 4 * b2 * b2 * c * c)
+    return k, dot
+
+
+def erf_diag(s, a, b, c0):
+    b2 = b * b
+    return a * a * (2 / _PI) * jnp.arcsin(2 * b2 * s / (1 + 2 * b2 * s)) + c0 * c0
+
+
+# ---------------------------------------------------------------------------------------------
+# Sin: phi(x) = a * sin(b x + c0)
+# ---------------------------------------------------------------------------------------------
+def sin_pair(c, s1, s2, eye, need_dot, a, b, c0):
+    r""":math:`K' = \frac{a^2}{2}\left[e^{-b^2(s_1+s_2-2c)/2} - \cos(2c_0)\,e^{-b^2(s_1+s_2+2c)/2}\right]`;
+    :math:`\dot K` is the same with :math:`a^2b^2` and a plus sign."""
+    b2 = b * b
+    e_minus = jnp.exp(-b2 * (s1 + s2 - 2 * c) / 2)
+    e_plus = jnp.exp(-b2 * (s1 + s2 + 2 * c) / 2) * jnp.cos(2 * c0)
+    k = a * a / 2 * (e_minus - e_plus)
+    dot = a * a * b2 / 2 * (e_minus + e_plus) if need_dot else None
+    return k, dot
+
+
+def sin_diag(s, a, b, c0):
+    return a * a / 2 * (1 - jnp.exp(-2 * b * b * s) * jnp.cos(2 * c0))
+
+
+# ---------------------------------------------------------------------------------------------
+# GELU: phi(x) = x * Phi(x)  (exact, Gaussian CDF)
+# ---------------------------------------------------------------------------------------------
+def _gelu_k(c, s1, s2):
+    r"""E[u Φ(u) v Φ(v)] by writing Φ(u) = P(z1 <= u) for independent standard z1, z2.
+
+    With :math:`a = u - z_1`, :math:`b = v - z_2` (variances :math:`A = s_1+1`, :math:`B = s_2+1`,
+    covariance :math:`c`), the expectation is :math:`\mathbb{E}[uv\,1\{a>0\}1\{b>0\}]`. Regress
+    :math:`u, v` on :math:`(a, b)` and use the Gaussian orthant moments
+    :math:`P = (\pi-\theta)/2\pi`, :math:`\mathbb{E}[ab1] = \sqrt{AB}J_1(\rho)/2\pi`,
+    :math:`\mathbb{E}[a^2 1] = A(\pi - \theta + \rho\sqrt{1-\rho^2})/2\pi`.
+    """
+    A, B = s1 + 1, s2 + 1
+    det = A * B - c * c
+    rho = jnp.clip(c * jax.lax.rsqrt(A * B), -1.0, 1.0)
+    theta = arccos(rho)
+    sin_t = safe_sqrt(1 - rho * rho)
+    p_orth = (_PI - theta) / (2 * _PI)
+    m_ab = jnp.sqrt(A * B) * arccos_j1(rho) / (2 * _PI)
+    m_sq = (_PI - theta + rho * sin_t) / (2 * _PI)
+    alpha1, beta1 = (s1 * B - c * c) / det, c / det
+    alpha2, beta2 = c / det, (s2 * A - c * c) / det
+    r12 = c / det
+    return (alpha1 * alpha2 * A * m_sq + (alpha1 * beta2 + beta1 * alpha2) * m_ab
+            + beta1 * beta2 * B * m_sq + r12 * p_orth)
+
+
+def gelu_pair(c, s1, s2, eye, need_dot):
+    """Exact GELU kernel; :math:`\\dot K = \\partial K'/\\partial c` by forward-mode autodiff."""
+    s1b, s2b = jnp.broadcast_to(s1, c.shape), jnp.broadcast_to(s2, c.shape)
+    if eye is not None:
+        c = jnp.where(eye, s1b, c)
+    if not need_dot:
+        return _gelu_k(c, s1b, s2b), None
+    k, dot = jax.jvp(lambda cc: _gelu_k(cc, s1b, s2b), (c,), (jnp.ones_like(c),))
+    return k, dot
+
+
+def gelu_diag(s):
+    return _gelu_k(s, s, s)
+
+
+# ---------------------------------------------------------------------------------------------
+# Any elementwise function: Gauss-Hermite quadrature
+# ---------------------------------------------------------------------------------------------
+@functools.lru_cache(maxsize=None)
+def _hermite(degree: int):
+    t, w = np.polynomial.hermite.hermgauss(degree)
+    return np.sqrt(2.0) * t, w / np.sqrt(np.pi)  # nodes and weights for E over N(0, 1)
+
+
+def elementwise_derivative(fn: Callable) -> Callable:
+    """``x -> fn'(x)`` for an elementwise ``fn`` (forward-mode, any shape)."""
+    return lambda x: jax.jvp(fn, (x,), (jnp.ones_like(x),))[1]
+
+
+def _gauss_hermite_2d(fn, c, s1, s2, eye, degree):
+    z, w = _hermite(degree)
+    z, w = jnp.asarray(z, c.dtype), jnp.asarray(w, c.dtype)
+    rho = correlation(c, s1, s2, eye)
+    r1, r2 = safe_sqrt(s1), safe_sqrt(s2)
+    perp = safe_sqrt(1 - rho * rho)
+
+    def outer(acc, zw_i):
+        z_i, w_i = zw_i
+        f1 = fn(r1 * z_i)  # (N1, 1)
+
+        def inner(acc_j, zw_j):
+            z_j, w_j = zw_j
+            return acc_j + w_j * fn(r2 * (rho * z_i + perp * z_j)), None
+
+        inner_sum, _ = jax.lax.scan(inner, jnp.zeros_like(c), (z, w))
+        return acc + w_i * f1 * inner_sum, None
+
+    out, _ = jax.lax.scan(outer, jnp.zeros_like(c), (z, w))
+    return out
+
+
+def quadrature_pair(c, s1, s2, eye, need_dot, fn, degree):
+    r""":math:`\mathbb{E}[\phi(u)\phi(v)]` by ``degree``\ ² -point Gauss–Hermite quadrature.
+
+    Exact for polynomials of degree below ``2 * degree``; accurate for smooth activations, slow
+    to converge for kinks (use the closed forms for ReLU-like functions).
+    """
+    k = _gauss_hermite_2d(fn, c, s1, s2, eye, degree)
+    dot = _gauss_hermite_2d(elementwise_derivative(fn), c, s1, s2, eye, degree) if need_dot else None
+    return k, dot
+
+
+def quadrature_diag(s, fn, degree):
+    z, w = _hermite(degree)
+    z, w = jnp.asarray(z, s.dtype), jnp.asarray(w, s.dtype)
+    vals = fn(safe_sqrt(s)[..., None] * z)
+    return jnp.sum(w * vals * vals, axis=-1)
+
+
+# ---------------------------------------------------------------------------------------------
+def apply_activation(k: Kernel, pair: Callable, diag: Callable) -> Kernel:
+    """Map a `Kernel` through a nonlinearity given its ``pair`` and ``diag`` functions."""
+    s1 = k.cov1
+    s2 = k.cov2_or_cov1
+    eye = None
+    if k.x1_is_x2:
+        n = s1.shape[0]
+        eye = jax.lax.broadcasted_iota(jnp.int32, (n, n), 0) == jax.lax.broadcasted_iota(
+            jnp.int32, (n, n), 1)
+    need_dot = k.ntk is not None
+    nngp, dot = pair(k.nngp, s1[:, None], s2[None, :], eye, need_dot)
+    ntk = k.ntk * dot if need_dot else None
+    cov1 = diag(k.cov1)
+    cov2 = None if k.cov2 is None else diag(k.cov2)
+    return k.replace(nngp=nngp, ntk=ntk, cov1=cov1, cov2=cov2, is_gaussian=False)

@@ -1,0 +1,178 @@
+"""Combinators: serial, parallel, FanOut, FanInSum, FanInConcat, repeat."""
+
+from __future__ import annotations
+
+from typing import List, Sequence
+
+import jax
+import jax.numpy as jnp
+
+from ntkgp._src import checks
+from ntkgp._src.kernels.kernel import Kernel
+from ntkgp._src.nn.core import Layer, make_layer
+
+
+def _check_layers(layers, who):
+    for i, layer in enumerate(layers):
+        if not isinstance(layer, Layer):
+            raise TypeError(f"{who} takes ntkgp.nn layers; argument {i} is "
+                            f"{type(layer).__name__}. Build layers with ntkgp.nn (e.g. "
+                            "`nn.Dense(512)`), not raw (init, apply) pairs.")
+
+
+def serial(*layers: Layer) -> Layer:
+    """Compose layers one after the other; params are a tuple, one entry per layer."""
+    _check_layers(layers, "serial")
+    if not layers:
+        raise ValueError("serial() needs at least one layer.")
+
+    def init(key, input_shape):
+        params = []
+        shape = input_shape
+        for layer, k in zip(layers, jax.random.split(key, len(layers))):
+            shape, p = layer.init(k, shape)
+            params.append(p)
+        return shape, tuple(params)
+
+    def apply(params, x, **kwargs):
+        if len(params) != len(layers):
+            raise ValueError(f"serial of {len(layers)} layers got {len(params)} parameter "
+                             "entries; pass the params returned by this network's `init`.")
+        for layer, p in zip(layers, params):
+            x = layer.apply(p, x, **kwargs)
+        return x
+
+    def kernel_map(k):
+        for layer in layers:
+            k = layer.kernel_map(k)
+        return k
+
+    name = "serial(" + ", ".join(layer.name for layer in layers) + ")"
+    return make_layer(name, init, apply, kernel_map,
+                      structured=all(layer.structured for layer in layers))
+
+
+def parallel(*layers: Layer) -> Layer:
+    """Apply the i-th layer to the i-th input of a list (as made by `FanOut`)."""
+    _check_layers(layers, "parallel")
+
+    def _check_len(xs, what):
+        if not isinstance(xs, (list, tuple)) or len(xs) != len(layers):
+            got = len(xs) if isinstance(xs, (list, tuple)) else "a single input"
+            raise ValueError(f"parallel of {len(layers)} branches needs a list of "
+                             f"{len(layers)} {what}; got {got}. Put FanOut({len(layers)}) "
+                             "before it.")
+
+    def init(key, input_shapes):
+        _check_len(input_shapes, "input shapes")
+        out = [layer.init(k, s) for layer, k, s in
+               zip(layers, jax.random.split(key, len(layers)), input_shapes)]
+        return [o[0] for o in out], tuple(o[1] for o in out)
+
+    def apply(params, xs, **kwargs):
+        _check_len(xs, "inputs")
+        return [layer.apply(p, x, **kwargs) for layer, p, x in zip(layers, params, xs)]
+
+    def kernel_map(ks):
+        _check_len(ks, "inputs")
+        return [layer.kernel_map(k) for layer, k in zip(layers, ks)]
+
+    name = "parallel(" + ", ".join(layer.name for layer in layers) + ")"
+    return make_layer(name, init, apply, kernel_map,
+                      structured=all(layer.structured for layer in layers))
+
+
+def FanOut(num: int) -> Layer:
+    """Copy the input into a list of ``num`` identical branches."""
+    num = checks.check_positive_int(num, "num")
+    return make_layer(f"FanOut({num})", lambda key, s: ([tuple(s)] * num, ()),
+                      lambda p, x, **kw: [x] * num, lambda k: [k] * num)
+
+
+def _check_branches(xs, who):
+    if not isinstance(xs, (list, tuple)) or len(xs) < 1:
+        raise ValueError(f"{who} joins a list of branches (from FanOut + parallel); got a "
+                         "single input.")
+
+
+def FanInSum() -> Layer:
+    r"""Sum the branches: :math:`y = \sum_i x_i`.
+
+    The kernel is the sum of the branch kernels, which is exact when the branches are
+    independent given their common input, e.g. a residual block whose non-identity branch ends
+    in a freshly initialized Dense layer (zero-mean and independent of the identity branch).
+    Two branches that are the *same* function (e.g. two Identity branches) are not independent
+    and the summed kernel would then be wrong.
+    """
+
+    def init(key, input_shapes):
+        _check_branches(input_shapes, "FanInSum")
+        if len({tuple(s[1:]) for s in input_shapes}) != 1:
+            raise ValueError(f"FanInSum needs branches of one shape; got {input_shapes}.")
+        return tuple(input_shapes[0]), ()
+
+    def apply(params, xs, **kwargs):
+        _check_branches(xs, "FanInSum")
+        return sum(xs[1:], xs[0])
+
+    def kernel_map(ks: Sequence[Kernel]) -> Kernel:
+        _check_branches(ks, "FanInSum")
+        widths = {k.width for k in ks}
+        if len(widths) > 1 and None not in widths:
+            raise ValueError(f"FanInSum needs branches of one width; got widths "
+                             f"{[k.width for k in ks]}.")
+        first = ks[0]
+
+        def add(name):
+            vals = [getattr(k, name) for k in ks]
+            return None if vals[0] is None else sum(vals[1:], vals[0])
+
+        return first.replace(nngp=add("nngp"), ntk=add("ntk"), cov1=add("cov1"),
+                             cov2=add("cov2"), is_gaussian=all(k.is_gaussian for k in ks))
+
+    return make_layer("FanInSum()", init, apply, kernel_map)
+
+
+def FanInConcat(axis: int = -1) -> Layer:
+    r"""Concatenate the branches along the feature axis.
+
+    The kernel of the concatenation, as seen by a following Dense layer (which averages over
+    features), is the width-weighted mean :math:`K = \sum_i n_i K_i / \sum_i n_i`.
+    """
+    if axis != -1:
+        raise ValueError(f"FanInConcat supports the feature axis (-1); got axis={axis!r}.")
+
+    def init(key, input_shapes):
+        _check_branches(input_shapes, "FanInConcat")
+        total = sum(s[-1] for s in input_shapes)
+        return tuple(input_shapes[0][:-1]) + (total,), ()
+
+    def apply(params, xs, **kwargs):
+        _check_branches(xs, "FanInConcat")
+        return jnp.concatenate(xs, axis=-1)
+
+    def kernel_map(ks: List[Kernel]) -> Kernel:
+        _check_branches(ks, "FanInConcat")
+        if any(k.width is None for k in ks):
+            raise ValueError("FanInConcat needs the width of each branch; end each branch "
+                             "with a Dense layer or an Identity of a Dense output.")
+        total = sum(k.width for k in ks)
+
+        def mix(name):
+            vals = [getattr(k, name) for k in ks]
+            if vals[0] is None:
+                return None
+            return sum(k.width / total * v for k, v in zip(ks, vals))
+
+        return ks[0].replace(nngp=mix("nngp"), ntk=mix("ntk"), cov1=mix("cov1"),
+                             cov2=mix("cov2"), is_gaussian=all(k.is_gaussian for k in ks),
+                             width=total)
+
+    return make_layer("FanInConcat()", init, apply, kernel_map)
+
+
+def repeat(layer: Layer, n: int) -> Layer:
+    """``serial(layer, layer, ..., layer)`` with ``n`` copies, each with its own parameters."""
+    n = checks.check_positive_int(n, "n")
+    _check_layers([layer], "repeat")
+    return serial(*([layer] * n))

@@ -1,0 +1,277 @@
+"""Layers: Dense, nonlinearities, LayerNorm, Identity."""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from typing import Callable, Optional
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from ntkgp._src import checks
+from ntkgp._src.kernels import activations as act
+from ntkgp._src.kernels.kernel import Kernel
+from ntkgp._src.kernels.special import safe_rsqrt
+from ntkgp._src.nn.core import Layer, make_layer
+
+
+def _fmt(v):
+    return f"{v:g}" if isinstance(v, (int, float)) else "<traced>"
+
+
+# ---------------------------------------------------------------------------------------------
+def Dense(out_dim: int, W_std: float = 1.0, b_std: Optional[float] = 0.0,
+          parameterization: str = "ntk") -> Layer:
+    r"""Fully connected layer :math:`h = \frac{\sigma_w}{\sqrt{n}} W x + \sigma_b b` (NTK
+    parameterization) or :math:`h = W x + b` with :math:`W_{ij} \sim N(0, \sigma_w^2/n)`,
+    :math:`b_i \sim N(0, \sigma_b^2)` (standard parameterization).
+
+    Infinite-width limit (:math:`n` inputs, :math:`K, \Theta` the input kernels):
+
+    .. math::
+        K' = \sigma_w^2 K + \sigma_b^2, \qquad
+        \Theta' = K' + \sigma_w^2 \Theta \ \ (\text{ntk}), \qquad
+        \Theta' = n K + [\text{bias}] + \sigma_w^2 \Theta \ \ (\text{standard}).
+
+    The standard-parameterization NTK depends on the actual width :math:`n` of the layer's
+    input (it is the NTK of the finite network with all parameters on one learning rate).
+
+    Args:
+        out_dim: number of output features (ignored by the infinite-width kernel, except by a
+            following standard-parameterization layer and by FanInConcat).
+        W_std: weight standard deviation :math:`\sigma_w \ge 0` (may be a traced scalar).
+        b_std: bias standard deviation :math:`\sigma_b \ge 0`, or ``None`` for no bias.
+        parameterization: ``'ntk'`` or ``'standard'``.
+
+    Returns:
+        A `Layer`. Parameters are ``{'W': (n, out_dim), 'b': (out_dim,)}`` (no ``'b'`` without
+        bias).
+
+    References:
+        Jacot et al. 2018, https://arxiv.org/abs/1806.07572 (NTK parameterization);
+        Sohl-Dickstein et al. 2020, https://arxiv.org/abs/2001.07301 (standard).
+    """
+    out_dim = checks.check_positive_int(out_dim, "out_dim")
+    checks.check_nonneg(W_std, "W_std")
+    checks.check_nonneg(b_std, "b_std", allow_none=True)
+    checks.check_choice(parameterization, "parameterization", ("ntk", "standard"))
+    has_bias = b_std is not None
+    standard = parameterization == "standard"
+
+    def init(key, input_shape):
+        n_in = input_shape[-1]
+        kw, kb = jax.random.split(key)
+        scale = W_std / np.sqrt(n_in) if standard else 1.0
+        params = {"W": scale * jax.random.normal(kw, (n_in, out_dim))}
+        if has_bias:
+            params["b"] = (b_std if standard else 1.0) * jax.random.normal(kb, (out_dim,))
+        return tuple(input_shape[:-1]) + (out_dim,), params
+
+    def coefs(n_in):
+        """(c_W, c_b): d h / d params contracts to c_W * x.x' + c_b (times the output Gram)."""
+        if standard:
+            return 1.0, (1.0 if has_bias else 0.0)
+        return W_std ** 2 / n_in, (b_std ** 2 if has_bias else 0.0)
+
+    def apply(params, x, taps=None, **kwargs):
+        n_in = x.shape[-1]
+        w = params["W"]
+        if w.shape[0] != n_in:
+            raise ValueError(f"Dense({out_dim}) was initialized for {w.shape[0]} input features "
+                             f"but got inputs of shape {tuple(x.shape)}; re-run `init` with the "
+                             "input shape you apply it to.")
+        if standard:
+            h = x @ w
+            if has_bias:
+                h = h + params["b"]
+        else:
+            h = (W_std / np.sqrt(n_in)) * (x @ w)
+            if has_bias:
+                h = h + b_std * params["b"]
+        if taps is not None:
+            h = taps(x, h, *coefs(n_in))
+        return h
+
+    def kernel_map(k: Kernel) -> Kernel:
+        w2 = W_std ** 2
+        b2 = b_std ** 2 if has_bias else 0.0
+        nngp = w2 * k.nngp + b2
+        cov1 = w2 * k.cov1 + b2
+        cov2 = None if k.cov2 is None else w2 * k.cov2 + b2
+        ntk = None
+        if k.ntk is not None:
+            if standard:
+                if k.width is None:
+                    raise ValueError("Dense(parameterization='standard') needs the width of its "
+                                     "input, which the preceding layers do not fix.")
+                ntk = k.width * k.nngp + (1.0 if has_bias else 0.0) + w2 * k.ntk
+            else:
+                ntk = nngp + w2 * k.ntk
+        return Kernel(nngp=nngp, ntk=ntk, cov1=cov1, cov2=cov2, x1_is_x2=k.x1_is_x2,
+                      is_gaussian=True, width=out_dim)
+
+    name = (f"Dense({out_dim}, W_std={_fmt(W_std)}, b_std="
+            f"{'None' if b_std is None else _fmt(b_std)}"
+            + (", standard)" if standard else ")"))
+    layer = make_layer(name, init, apply, kernel_map)
+    return layer
+
+
+# ---------------------------------------------------------------------------------------------
+def _elementwise_layer(name: str, fn: Callable, pair: Callable, diag: Callable) -> Layer:
+    def init(key, input_shape):
+        return tuple(input_shape), ()
+
+    def apply(params, x, **kwargs):
+        return fn(x)
+
+    def kernel_map(k: Kernel) -> Kernel:
+        return act.apply_activation(k, pair, diag)
+
+    return make_layer(name, init, apply, kernel_map)
+
+
+def ABRelu(a: float, b: float) -> Layer:
+    r""":math:`\phi(x) = a \min(x, 0) + b \max(x, 0)`, with the closed-form arc-cosine kernel.
+
+    References:
+        Cho & Saul 2009, "Kernel methods for deep learning".
+    """
+    return _elementwise_layer(
+        f"ABRelu(a={_fmt(a)}, b={_fmt(b)})",
+        lambda x: jnp.where(x > 0, b * x, a * x),
+        functools.partial(act.abrelu_pair, a=a, b=b),
+        functools.partial(act.abrelu_diag, a=a, b=b))
+
+
+def Relu() -> Layer:
+    r""":math:`\phi(x) = \max(x, 0)` (arc-cosine kernel of order 1)."""
+    layer = ABRelu(0.0, 1.0)
+    return dataclass_rename(layer, "Relu()")
+
+
+def LeakyRelu(alpha: float) -> Layer:
+    r""":math:`\phi(x) = x` for :math:`x > 0`, :math:`\alpha x` otherwise."""
+    return dataclass_rename(ABRelu(alpha, 1.0), f"LeakyRelu({_fmt(alpha)})")
+
+
+def Abs() -> Layer:
+    r""":math:`\phi(x) = |x|`."""
+    return dataclass_rename(ABRelu(-1.0, 1.0), "Abs()")
+
+
+def Erf(a: float = 1.0, b: float = 1.0, c: float = 0.0) -> Layer:
+    r""":math:`\phi(x) = a\,\mathrm{erf}(b x) + c` (Williams 1997 closed form)."""
+    return _elementwise_layer(
+        f"Erf(a={_fmt(a)}, b={_fmt(b)}, c={_fmt(c)})",
+        lambda x: a * jax.scipy.special.erf(b * x) + c,
+        functools.partial(act.erf_pair, a=a, b=b, c0=c),
+        functools.partial(act.erf_diag, a=a, b=b, c0=c))
+
+
+def Sin(a: float = 1.0, b: float = 1.0, c: float = 0.0) -> Layer:
+    r""":math:`\phi(x) = a \sin(b x + c)` (closed form via Gaussian characteristic functions)."""
+    return _elementwise_layer(
+        f"Sin(a={_fmt(a)}, b={_fmt(b)}, c={_fmt(c)})",
+        lambda x: a * jnp.sin(b * x + c),
+        functools.partial(act.sin_pair, a=a, b=b, c0=c),
+        functools.partial(act.sin_diag, a=a, b=b, c0=c))
+
+
+def _gelu_exact(x):
+    return 0.5 * x * (1 + jax.scipy.special.erf(x / np.sqrt(2.0)))
+
+
+def _gelu_tanh(x):
+    return 0.5 * x * (1 + jnp.tanh(np.sqrt(2 / np.pi) * (x + 0.044715 * x ** 3)))
+
+
+def Gelu(approximate: bool = False, degree: int = 32) -> Layer:
+    r""":math:`\phi(x) = x\,\Phi(x)` (exact, closed-form kernel) or its tanh approximation
+    (``approximate=True``: the kernel of that approximation by Gauss–Hermite quadrature of
+    ``degree``, so that kernel and network always agree)."""
+    if approximate:
+        return dataclass_rename(Elementwise(_gelu_tanh, degree=degree), "Gelu(approximate=True)")
+    return _elementwise_layer("Gelu()", _gelu_exact, act.gelu_pair, act.gelu_diag)
+
+
+def Elementwise(fn: Callable, degree: int = 32, name: Optional[str] = None) -> Layer:
+    r"""Any elementwise activation ``fn``; the kernel by 2-D Gauss–Hermite quadrature.
+
+    .. math:: K' = \mathbb{E}[\phi(u)\phi(v)] \approx \sum_{i,j} w_i w_j\,
+        \phi(\sqrt{s_1} z_i)\,\phi\big(\sqrt{s_2}(\rho z_i + \sqrt{1-\rho^2} z_j)\big)
+
+    and :math:`\dot K` the same with :math:`\phi'` (by autodiff). Cost grows as ``degree``\ ²
+    per pair; exact for polynomials of degree below ``2 * degree``. Accurate for smooth ``fn``;
+    for kinks (ReLU-like) prefer the closed-form layers.
+
+    Args:
+        fn: a JAX-traceable elementwise function.
+        degree: number of quadrature nodes per dimension.
+        name: shown in ``repr``.
+    """
+    degree = checks.check_positive_int(degree, "degree")
+    if not callable(fn):
+        raise TypeError(f"`fn` must be a callable elementwise function; got {type(fn).__name__}.")
+    return _elementwise_layer(
+        name or f"Elementwise({getattr(fn, '__name__', 'fn')}, degree={degree})", fn,
+        functools.partial(act.quadrature_pair, fn=fn, degree=degree),
+        functools.partial(act.quadrature_diag, fn=fn, degree=degree))
+
+
+def dataclass_rename(layer: Layer, name: str) -> Layer:
+    return dataclasses.replace(layer, name=name)
+
+
+# ---------------------------------------------------------------------------------------------
+def Identity() -> Layer:
+    """The identity map (kernel unchanged)."""
+    return make_layer("Identity()", lambda key, s: (tuple(s), ()), lambda p, x, **kw: x,
+                      lambda k: k)
+
+
+def LayerNorm(axis: int = -1, eps: float = 1e-12) -> Layer:
+    r"""Normalize each example over its features: :math:`y = (x - \bar x)/\sqrt{\mathrm{var}(x)
+    + \epsilon}`.
+
+    At infinite width after an affine layer (zero-mean Gaussian features) the mean vanishes
+    and the kernel is rescaled: :math:`K'_{12} = K_{12}/\sqrt{K_{11}K_{22}}`, and the same for
+    :math:`\Theta`.
+
+    Raises:
+        ValueError: (when the kernel is taken) if the input is not the output of an affine
+            layer, where the feature mean does not vanish and this limit would be wrong.
+    """
+    if axis not in (-1,):
+        raise ValueError(f"LayerNorm supports the feature axis (-1) of (N, d) inputs; got "
+                         f"axis={axis!r}.")
+
+    def apply(params, x, **kwargs):
+        mean = jnp.mean(x, axis=axis, keepdims=True)
+        var = jnp.var(x, axis=axis, keepdims=True)
+        return (x - mean) * jax.lax.rsqrt(var + eps)
+
+    def kernel_map(k: Kernel) -> Kernel:
+        if not k.is_gaussian:
+            raise ValueError("LayerNorm's infinite-width kernel needs zero-mean Gaussian inputs, "
+                             "i.e. it must follow a Dense layer; here it follows a nonlinearity "
+                             "or the raw inputs. Put a Dense layer before it.")
+        r1 = safe_rsqrt(k.cov1)
+        r2 = safe_rsqrt(k.cov2_or_cov1)
+        scale = r1[:, None] * r2[None, :]
+        ones1 = jnp.ones_like(k.cov1)
+        nngp = k.nngp * scale
+        if k.x1_is_x2:
+            n = k.cov1.shape[0]
+            nngp = jnp.where(jnp.eye(n, dtype=bool), jnp.where(k.cov1 > 0, 1.0, 0.0), nngp)
+        return k.replace(nngp=nngp,
+                         ntk=None if k.ntk is None else k.ntk * scale,
+                         cov1=jnp.where(k.cov1 > 0, ones1, 0.0),
+                         cov2=None if k.cov2 is None else jnp.where(k.cov2 > 0, 1.0, 0.0)
+                         .astype(k.cov2.dtype),
+                         is_gaussian=k.is_gaussian)
+
+    return make_layer(f"LayerNorm(axis={axis})", lambda key, s: (tuple(s), ()), apply,
+                      kernel_map)

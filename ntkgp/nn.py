@@ -1,0 +1,26 @@
+"""Architectures: a stax-style language of layers with finite-width and infinite-width functions.
+
+Every layer is a `Layer` with ``init``, ``apply`` and ``kernel`` (it unpacks as that triple)::
+
+    from ntkgp import nn
+    init, apply, kernel = nn.serial(nn.Dense(512, W_std=1.5, b_std=0.05), nn.Relu(), nn.Dense(1))
+"""
+
+from ntkgp._src.nn.combinators import FanInConcat as FanInConcat
+from ntkgp._src.nn.combinators import FanInSum as FanInSum
+from ntkgp._src.nn.combinators import FanOut as FanOut
+from ntkgp._src.nn.combinators import parallel as parallel
+from ntkgp._src.nn.combinators import repeat as repeat
+from ntkgp._src.nn.combinators import serial as serial
+from ntkgp._src.nn.core import Layer as Layer
+from ntkgp._src.nn.layers import ABRelu as ABRelu
+from ntkgp._src.nn.layers import Abs as Abs
+from ntkgp._src.nn.layers import Dense as Dense
+from ntkgp._src.nn.layers import Elementwise as Elementwise
+from ntkgp._src.nn.layers import Erf as Erf
+from ntkgp._src.nn.layers import Gelu as Gelu
+from ntkgp._src.nn.layers import Identity as Identity
+from ntkgp._src.nn.layers import LayerNorm as LayerNorm
+from ntkgp._src.nn.layers import LeakyRelu as LeakyRelu
+from ntkgp._src.nn.layers import Relu as Relu
+from ntkgp._src.nn.layers import Sin as Sin
