@@ -214,6 +214,7 @@ def apply_activation(k: Kernel, pair: Callable, diag: Callable) -> Kernel:
         eye = jax.lax.broadcasted_iota(jnp.int32, (n, n), 0) == jax.lax.broadcasted_iota(
             jnp.int32, (n, n), 1)
     need_dot = k.ntk is not None
+
     nngp, dot = pair(k.nngp, s1[:, None], s2[None, :], eye, need_dot)
     ntk = k.ntk * dot if need_dot else None
     cov1 = diag(k.cov1)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from typing import List, Sequence
 
 import jax
@@ -9,7 +10,7 @@ import jax.numpy as jnp
 
 from ntkgp._src import checks
 from ntkgp._src.kernels.kernel import Kernel
-from ntkgp._src.nn.core import Layer, make_layer
+from ntkgp._src.nn.core import Layer, make_layer, materialized
 
 
 def _check_layers(layers, who):
@@ -42,14 +43,33 @@ def serial(*layers: Layer) -> Layer:
             x = layer.apply(p, x, **kwargs)
         return x
 
-    def kernel_map(k):
-        for layer in layers:
+    # Segments of layers that end with a nonlinearity (e.g. Dense + Relu) run as one stored
+    # computation each: the affine map fuses into the nonlinearity and no layer's work is
+    # recomputed by later ones (see `materialized`).
+    segments, current = [], []
+    for layer in layers:
+        current.append(layer)
+        if layer.heavy:
+            segments.append((tuple(current), True))
+            current = []
+    if current:
+        segments.append((tuple(current), False))
+
+    def run_segment(seg, k):
+        for layer in seg:
             k = layer.kernel_map(k)
+        return k
+
+    def kernel_map(k):
+        for seg, heavy in segments:
+            k = materialized(functools.partial(run_segment, seg), k) if heavy else run_segment(
+                seg, k)
         return k
 
     name = "serial(" + ", ".join(layer.name for layer in layers) + ")"
     return make_layer(name, init, apply, kernel_map,
-                      structured=all(layer.structured for layer in layers))
+                      structured=all(layer.structured for layer in layers),
+                      heavy=any(layer.heavy for layer in layers))
 
 
 def parallel(*layers: Layer) -> Layer:
@@ -79,7 +99,8 @@ def parallel(*layers: Layer) -> Layer:
 
     name = "parallel(" + ", ".join(layer.name for layer in layers) + ")"
     return make_layer(name, init, apply, kernel_map,
-                      structured=all(layer.structured for layer in layers))
+                      structured=all(layer.structured for layer in layers),
+                      heavy=any(layer.heavy for layer in layers))
 
 
 def FanOut(num: int) -> Layer:

@@ -7,6 +7,7 @@ import functools
 from typing import Any, Callable, Optional, Tuple
 
 import jax
+import jax.numpy as jnp
 
 from ntkgp._src import checks
 from ntkgp._src.kernels.kernel import Kernel, input_kernel
@@ -30,6 +31,8 @@ class Layer:
             Kernels for multi-branch layers); what the combinators compose.
         structured: ``True`` when every layer with parameters has a structured empirical-NTK
             rule (``ntkgp.empirical`` uses it for ``implementation='structured'``).
+        heavy: ``True`` when the kernel map does nonlinear work per pair of inputs (activations);
+            `serial` stores the kernel after each such layer (see `materialized`).
     """
 
     init: Callable
@@ -38,6 +41,7 @@ class Layer:
     name: str
     kernel_map: Callable
     structured: bool = True
+    heavy: bool = False
 
     def __iter__(self):
         return iter((self.init, self.apply, self.kernel))
@@ -62,14 +66,16 @@ def _select(k: Kernel, get: tuple, single: bool):
 def make_kernel_fn(kernel_map: Callable, name: str) -> Callable:
     """The public ``kernel(x1, x2=None, get=None)`` of a network from its ``kernel_map``."""
 
-    @functools.partial(jax.jit, static_argnames=("get",))
-    def _core(x1, x2, get):
-        k = input_kernel(x1, x2, compute_ntk="ntk" in get)
-        out = kernel_map(k)
+    def _run(x1, x2, compute_ntk):
+        out = kernel_map(input_kernel(x1, x2, compute_ntk=compute_ntk))
         if isinstance(out, (list, tuple)):
             raise ValueError(f"The network {name} ends with {len(out)} parallel branches; join "
                              "them with FanInSum() or FanInConcat() before taking its kernel.")
         return out
+
+    @functools.partial(jax.jit, static_argnames=("get",))
+    def _core(x1, x2, get):
+        return row_chunked(_run, x1, x2, "ntk" in get)
 
     def kernel(x1, x2=None, get=None) -> Any:
         r"""Infinite-width NNGP and NTK of the network.
@@ -94,11 +100,81 @@ def make_kernel_fn(kernel_map: Callable, name: str) -> Callable:
     return kernel
 
 
+def materialized(fn: Callable, k):
+    """``fn(k)`` computed as a separate XLA computation whose outputs are stored.
+
+    XLA's CPU fusion duplicates elementwise producers into every consumer; over a deep
+    recursion each layer's fusion then recomputes all earlier layers (measured: 10 ReLU layers
+    at N=4000 took 1.9 s unrolled vs 0.44 s with this boundary). ``optimization_barrier`` is
+    dropped by XLA here; a ``lax.cond`` on a runtime predicate is a real boundary and stays
+    differentiable. The predicate is "no variance is NaN at the first input"; the other branch
+    returns NaNs, which is what NaN inputs give anyway.
+    """
+    leaves = [x for x in jax.tree.leaves(k) if x.ndim >= 1 and x.size]
+    if not leaves:
+        return fn(k)
+    pred = ~jnp.isnan(leaves[0].reshape(-1)[0])
+
+    def nan_branch(k):
+        out = jax.eval_shape(fn, k)
+        return jax.tree.map(lambda s: jnp.full(s.shape, jnp.nan, s.dtype), out)
+
+    return jax.lax.cond(pred, fn, nan_branch, k)
+
+
+CHUNK_ELEMENTS = 1 << 18  # pairs per row chunk: a few arrays of this size stay in cache
+
+
+def row_chunked(run: Callable, x1, x2, compute_ntk: bool) -> Kernel:
+    """``run(x1, x2, compute_ntk)`` computed over cache-sized blocks of rows of ``x1``.
+
+    The kernel recursion is elementwise per pair of inputs, so blocks of rows are independent.
+    Blocks of about ``CHUNK_ELEMENTS`` pairs keep every layer's intermediates in cache (about
+    1.7x faster than whole N1 x N2 arrays for deep nets) and bound the temporary memory to a
+    few blocks instead of several N1 x N2 arrays per layer. The last block is padded with
+    copies of the last row (never with zeros, whose zero variance would be a special case)
+    and the padding is dropped.
+
+    For ``x2 is None`` the blocks see ``x1`` as a second, separate batch, so the exact
+    self-kernel on the diagonal (correlation 1, where rounding matters most) is recomputed
+    from 1x1 kernels and written in.
+    """
+    n1 = x1.shape[0]
+    xr = x1 if x2 is None else x2
+    n2 = xr.shape[0]
+    rows = max(1, CHUNK_ELEMENTS // n2)
+    if rows * 2 > n1:
+        return run(x1, x2, compute_ntk)
+    n_chunks = -(-n1 // rows)
+    pad = n_chunks * rows - n1
+    x1p = jnp.concatenate([x1, jnp.repeat(x1[-1:], pad, axis=0)]) if pad else x1
+    blocks = x1p.reshape((n_chunks, rows) + x1.shape[1:])
+
+    def one(xb):
+        k = run(xb, xr, compute_ntk)
+        return k.nngp, k.ntk, k.cov1
+
+    nngp, ntk, cov1 = jax.lax.map(one, blocks)
+    nngp = nngp.reshape((n_chunks * rows,) + nngp.shape[2:])[:n1]
+    cov1 = cov1.reshape(-1)[:n1]
+    if ntk is not None:
+        ntk = ntk.reshape((n_chunks * rows,) + ntk.shape[2:])[:n1]
+    meta = run(xr[:1], xr, compute_ntk)  # the static fields, and cov2 of x2
+    if x2 is not None:
+        return meta.replace(nngp=nngp, ntk=ntk, cov1=cov1, cov2=meta.cov2)
+    diag = jax.vmap(lambda xi: run(xi[None], None, compute_ntk))(x1)
+    idx = jnp.arange(n1)
+    nngp = nngp.at[idx, idx].set(diag.nngp[:, 0, 0])
+    if ntk is not None:
+        ntk = ntk.at[idx, idx].set(diag.ntk[:, 0, 0])
+    return meta.replace(nngp=nngp, ntk=ntk, cov1=diag.cov1[:, 0], cov2=None, x1_is_x2=True)
+
+
 def make_layer(name: str, init: Callable, apply: Callable, kernel_map: Callable,
-               structured: bool = True) -> Layer:
+               structured: bool = True, heavy: bool = False) -> Layer:
     apply = _tag(apply, name)
     layer = Layer(init=init, apply=apply, kernel=make_kernel_fn(kernel_map, name), name=name,
-                  kernel_map=kernel_map, structured=structured)
+                  kernel_map=kernel_map, structured=structured, heavy=heavy)
     apply._ntkgp_layer = layer  # lets ntkgp.empirical find the structure behind `layer.apply`
     return layer
 

@@ -130,7 +130,7 @@ def _elementwise_layer(name: str, fn: Callable, pair: Callable, diag: Callable) 
     def kernel_map(k: Kernel) -> Kernel:
         return act.apply_activation(k, pair, diag)
 
-    return make_layer(name, init, apply, kernel_map)
+    return make_layer(name, init, apply, kernel_map, heavy=True)
 
 
 def ABRelu(a: float, b: float) -> Layer:
