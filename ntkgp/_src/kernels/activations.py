@@ -154,8 +154,10 @@ def gelu_diag(s):
 # ---------------------------------------------------------------------------------------------
 @functools.lru_cache(maxsize=None)
 def _hermite(degree: int):
+    """Nodes and weights for E over N(0, 1), made exactly symmetric under z -> -z."""
     t, w = np.polynomial.hermite.hermgauss(degree)
-    return np.sqrt(2.0) * t, w / np.sqrt(np.pi)  # nodes and weights for E over N(0, 1)
+    z, w = np.sqrt(2.0) * t, w / np.sqrt(np.pi)
+    return 0.5 * (z - z[::-1]), 0.5 * (w + w[::-1])
 
 
 def elementwise_derivative(fn: Callable) -> Callable:
@@ -164,22 +166,30 @@ def elementwise_derivative(fn: Callable) -> Callable:
 
 
 def _gauss_hermite_2d(fn, c, s1, s2, eye, degree):
+    r"""E[fn(u) fn(v)] with :math:`u = \sqrt{s_1}(\alpha z_1 + \beta z_2)`,
+    :math:`v = \sqrt{s_2}(\alpha z_1 - \beta z_2)`, :math:`\alpha^2 - \beta^2 = \rho`.
+
+    Swapping the two inputs is the mirror :math:`z_2 \to -z_2`, which maps the symmetric node
+    set onto itself, so the quadrature kernel is exactly symmetric at any degree (factoring
+    :math:`v` on :math:`u` instead is not, by the quadrature error).
+    """
     z, w = _hermite(degree)
     z, w = jnp.asarray(z, c.dtype), jnp.asarray(w, c.dtype)
     rho = correlation(c, s1, s2, eye)
+    alpha = safe_sqrt((1 + rho) / 2)
+    beta = safe_sqrt((1 - rho) / 2)
     r1, r2 = safe_sqrt(s1), safe_sqrt(s2)
-    perp = safe_sqrt(1 - rho * rho)
 
     def outer(acc, zw_i):
         z_i, w_i = zw_i
-        f1 = fn(r1 * z_i)  # (N1, 1)
 
         def inner(acc_j, zw_j):
             z_j, w_j = zw_j
-            return acc_j + w_j * fn(r2 * (rho * z_i + perp * z_j)), None
+            a, b = alpha * z_i, beta * z_j
+            return acc_j + w_j * fn(r1 * (a + b)) * fn(r2 * (a - b)), None
 
         inner_sum, _ = jax.lax.scan(inner, jnp.zeros_like(c), (z, w))
-        return acc + w_i * f1 * inner_sum, None
+        return acc + w_i * inner_sum, None
 
     out, _ = jax.lax.scan(outer, jnp.zeros_like(c), (z, w))
     return out
@@ -199,8 +209,8 @@ def quadrature_pair(c, s1, s2, eye, need_dot, fn, degree):
 def quadrature_diag(s, fn, degree):
     z, w = _hermite(degree)
     z, w = jnp.asarray(z, s.dtype), jnp.asarray(w, s.dtype)
-    vals = fn(safe_sqrt(s)[..., None] * z)
-    return jnp.sum(w * vals * vals, axis=-1)
+    vals = fn(safe_sqrt(s)[:, None] * z[None, :])
+    return jnp.sum(w[None, :] * vals * vals, axis=-1)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -82,14 +82,15 @@ def Dense(out_dim: int, W_std: float = 1.0, b_std: Optional[float] = 0.0,
             raise ValueError(f"Dense({out_dim}) was initialized for {w.shape[0]} input features "
                              f"but got inputs of shape {tuple(x.shape)}; re-run `init` with the "
                              "input shape you apply it to.")
+        bias_shape = (1,) * (x.ndim - 1) + (out_dim,)  # explicit: no implicit rank promotion
         if standard:
             h = x @ w
             if has_bias:
-                h = h + params["b"]
+                h = h + params["b"].reshape(bias_shape)
         else:
             h = (W_std / np.sqrt(n_in)) * (x @ w)
             if has_bias:
-                h = h + b_std * params["b"]
+                h = h + b_std * params["b"].reshape(bias_shape)
         if taps is not None:
             h = taps(x, h, *coefs(n_in))
         return h
@@ -188,7 +189,7 @@ def _gelu_tanh(x):
     return 0.5 * x * (1 + jnp.tanh(np.sqrt(2 / np.pi) * (x + 0.044715 * x ** 3)))
 
 
-def Gelu(approximate: bool = False, degree: int = 32) -> Layer:
+def Gelu(approximate: bool = False, degree: int = 64) -> Layer:
     r""":math:`\phi(x) = x\,\Phi(x)` (exact, closed-form kernel) or its tanh approximation
     (``approximate=True``: the kernel of that approximation by Gauss–Hermite quadrature of
     ``degree``, so that kernel and network always agree)."""
@@ -197,15 +198,18 @@ def Gelu(approximate: bool = False, degree: int = 32) -> Layer:
     return _elementwise_layer("Gelu()", _gelu_exact, act.gelu_pair, act.gelu_diag)
 
 
-def Elementwise(fn: Callable, degree: int = 32, name: Optional[str] = None) -> Layer:
+def Elementwise(fn: Callable, degree: int = 64, name: Optional[str] = None) -> Layer:
     r"""Any elementwise activation ``fn``; the kernel by 2-D Gauss–Hermite quadrature.
 
     .. math:: K' = \mathbb{E}[\phi(u)\phi(v)] \approx \sum_{i,j} w_i w_j\,
         \phi(\sqrt{s_1} z_i)\,\phi\big(\sqrt{s_2}(\rho z_i + \sqrt{1-\rho^2} z_j)\big)
 
     and :math:`\dot K` the same with :math:`\phi'` (by autodiff). Cost grows as ``degree``\ ²
-    per pair; exact for polynomials of degree below ``2 * degree``. Accurate for smooth ``fn``;
-    for kinks (ReLU-like) prefer the closed-form layers.
+    per pair; exact for polynomials of degree below ``2 * degree``. Convergence is fast for
+    smooth ``fn`` but needs more nodes when pre-activation variances are large relative to
+    the scale on which ``fn`` bends: for ``erf`` at variance ~3 the NTK's relative error was
+    2.6e-2 at degree 32, 6e-4 at 64, 3e-7 at 128 and 6e-11 at 200. Check convergence by
+    doubling ``degree``; for kinks (ReLU-like) use the closed-form layers.
 
     Args:
         fn: a JAX-traceable elementwise function.

@@ -1,0 +1,412 @@
+r"""Finite-width (empirical) kernels of any ``f(params, x)``.
+
+.. math::
+    \hat\Theta(x_1, x_2) = \frac{\partial f(x_1)}{\partial \theta}
+        \frac{\partial f(x_2)}{\partial \theta}^\top, \qquad
+    \hat K(x_1, x_2) = f(x_1) f(x_2)^\top,
+
+averaged (not summed) over the output axes in ``trace_axes``, so that the kernel of a network
+with K outputs estimates the per-output infinite-width kernel.
+
+Three implementations give the same numbers:
+
+* ``'jacobian'``: per-example Jacobians, contracted with one matrix product. Memory
+  ``(N1 + N2) * K * P``; fastest when that fits and few output blocks are kept.
+* ``'ntvp'``: NTK-vector products: for every output of every ``x2`` example a VJP gives a
+  parameter vector and a JVP on all of ``x1`` gives a column of the kernel. Never holds a
+  Jacobian: memory ``K * P``.
+* ``'structured'``: for ``ntkgp.nn`` networks. A Dense layer :math:`h = c\,W a + c_b b` adds
+  :math:`(c^2\, a_1 \cdot a_2 + c_b^2)\,(g_1 \cdot g_2)` with :math:`g = \partial f/\partial h`
+  (the back-propagated signal), so only inputs and signals per layer are needed.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from typing import Callable, Optional, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from ntkgp._src import checks
+from ntkgp._src.kernels.kernel import Kernel
+
+IMPLEMENTATIONS = ("auto", "jacobian", "ntvp", "structured")
+
+
+def _layer_of(f):
+    from ntkgp._src.nn.core import Layer
+    if isinstance(f, Layer):
+        return f
+    return getattr(f, "_ntkgp_layer", None)
+
+
+def _apply_fn(f):
+    layer = _layer_of(f)
+    if layer is not None:
+        return layer.apply
+    if not callable(f):
+        raise TypeError(f"`f` must be a function f(params, x) or an ntkgp.nn layer; got "
+                        f"{type(f).__name__}.")
+    return f
+
+
+def _normalize_trace_axes(trace_axes, out_ndim):
+    """Output axes (excluding the batch axis 0) as non-negative indices into the per-example
+    output shape."""
+    try:
+        axes = tuple(trace_axes)
+    except TypeError:
+        raise TypeError(f"`trace_axes` must be a tuple of output axes, e.g. (-1,) or (); got "
+                        f"{trace_axes!r}.")
+    out = []
+    for a in axes:
+        if not isinstance(a, (int, np.integer)):
+            raise TypeError(f"`trace_axes` entries must be integers; got {a!r}.")
+        # Axes count in the full output (N, *O); axis 0 (examples) cannot be traced.
+        full = a + out_ndim + 1 if a < 0 else a
+        if full <= 0 or full > out_ndim:
+            raise ValueError(f"`trace_axes`={trace_axes!r} does not fit outputs with "
+                             f"{out_ndim} per-example axes; use output axes 1..{out_ndim} (or "
+                             "negative), never the example axis 0.")
+        out.append(full - 1)
+    return tuple(sorted(set(out)))
+
+
+class _Layout:
+    """Splits per-example outputs of shape ``O`` into kept axes (Kk) and traced axes (Kt)."""
+
+    def __init__(self, out_shape, trace_axes):
+        self.out_shape = tuple(out_shape)
+        self.traced = _normalize_trace_axes(trace_axes, len(out_shape))
+        self.kept = tuple(i for i in range(len(out_shape)) if i not in self.traced)
+        self.kept_shape = tuple(out_shape[i] for i in self.kept)
+        self.kk = int(np.prod(self.kept_shape, dtype=int))
+        self.kt = int(np.prod([out_shape[i] for i in self.traced], dtype=int))
+
+    def split(self, y, lead=1):
+        """``(*lead, *O) -> (*lead, Kk, Kt)``."""
+        lead_shape = y.shape[:lead]
+        perm = tuple(range(lead)) + tuple(lead + i for i in self.kept + self.traced)
+        return jnp.transpose(y, perm).reshape(lead_shape + (self.kk, self.kt))
+
+    def finish(self, theta):
+        """``(N1, N2, Kk, Kk) -> (N1, N2, *kept, *kept)`` (or ``(N1, N2)`` when all traced)."""
+        n1, n2 = theta.shape[:2]
+        if not self.kept:
+            return theta.reshape(n1, n2)
+        t = theta.reshape((n1, n2) + self.kept_shape + self.kept_shape)
+        return t
+
+
+def _out_shape(apply, params, x):
+    out = jax.eval_shape(lambda p, xx: apply(p, xx), params, x)
+    if not hasattr(out, "shape") or len(out.shape) < 1 or out.shape[0] != x.shape[0]:
+        raise ValueError("`f(params, x)` must return one array whose first axis indexes the "
+                         f"examples of x ({x.shape[0]}); got {out}.")
+    return out.shape[1:]
+
+
+def _symmetrize(theta):
+    axes = (1, 0) + tuple(range(2, theta.ndim))
+    if theta.ndim > 2:
+        k = (theta.ndim - 2) // 2
+        axes = (1, 0) + tuple(range(2 + k, 2 + 2 * k)) + tuple(range(2, 2 + k))
+    return 0.5 * (theta + jnp.transpose(theta, axes))
+
+
+# ----------------------------------------------------------------------------------------------
+# Implementations. Each returns (N1, N2, Kk, Kk), averaged over the traced axes.
+# ----------------------------------------------------------------------------------------------
+def _jacobians(apply, params, x, layout):
+    """Per-example Jacobians: a list of leaves of shape (N, Kk, Kt, P_leaf)."""
+
+    def one(xi):
+        return jax.jacrev(lambda p: apply(p, xi[None])[0])(params)
+
+    jac = jax.vmap(one)(x)
+    return [_split_leaf(leaf, x.shape[0], layout) for leaf in jax.tree.leaves(jac)]
+
+
+def _split_leaf(leaf, n, layout):
+    """(N, *O, *pshape) -> (N, Kk, Kt, P)."""
+    a = leaf.reshape((n,) + layout.out_shape + (-1,))
+    a = layout.split(jnp.moveaxis(a, -1, 1), lead=2)  # (N, P, Kk, Kt)
+    return jnp.transpose(a, (0, 2, 3, 1))
+
+
+def _contract(j1s, j2s, kt):
+    hi = jax.lax.Precision.HIGHEST
+    total = None
+    for j1, j2 in zip(j1s, j2s):
+        t = jnp.einsum("aitp,bjtp->abij", j1, j2, precision=hi)
+        total = t if total is None else total + t
+    return total / kt
+
+
+def _ntk_jacobian(apply, params, x1, x2, layout):
+    j1 = _jacobians(apply, params, x1, layout)
+    j2 = j1 if x2 is None else _jacobians(apply, params, x2, layout)
+    return _contract(j1, j2, layout.kt)
+
+
+def _ntk_ntvp(apply, params, x1, x2, layout):
+    xb = x1 if x2 is None else x2
+    _, f1_lin = jax.linearize(lambda p: apply(p, x1), params)
+    ko = layout.kk * layout.kt
+    basis = jnp.eye(ko, dtype=jax.eval_shape(lambda: apply(params, x1[:1])).dtype)
+
+    def column(xi):
+        _, vjp = jax.vjp(lambda p: apply(p, xi[None])[0], params)
+        # Cotangent for output component o of this example, in the kept/traced order.
+        cts = jax.vmap(lambda e: _unsplit(e, layout))(basis)
+        vs = jax.vmap(lambda ct: vjp(ct)[0])(cts)  # params with a leading Ko axis
+        outs = layout.split(jax.vmap(f1_lin)(vs), lead=2)  # (Ko, N1, Kk, Kt)
+        outs = outs.reshape(layout.kk, layout.kt, x1.shape[0], layout.kk, layout.kt)
+        # theta[a, i, j] = mean over t of d f_(i,t)(x1_a) . d f_(j,t)(xi)
+        return jnp.einsum("jtait->aij", outs) / layout.kt
+
+    cols = jax.lax.map(column, xb)  # (N2, N1, Kk, Kk)
+    return jnp.transpose(cols, (1, 0, 2, 3))
+
+
+def _unsplit(e, layout):
+    """A flat (Kk*Kt,) vector in kept/traced order -> per-example output shape O."""
+    kept_traced = [layout.out_shape[i] for i in layout.kept + layout.traced]
+    a = e.reshape(kept_traced) if kept_traced else e.reshape(())
+    inv = np.argsort(layout.kept + layout.traced)
+    return jnp.transpose(a, inv) if kept_traced else a
+
+
+class _Taps:
+    """Passed to ``ntkgp.nn`` Dense layers: records each layer's input and adds ``eps`` to its
+    output, so that d f / d eps is the back-propagated signal at that layer."""
+
+    def __init__(self, eps=None):
+        self.eps = eps
+        self.inputs, self.coefs, self.shapes = [], [], []
+
+    def __call__(self, x, h, c_w, c_b):
+        i = len(self.inputs)
+        self.inputs.append(x)
+        self.coefs.append((c_w, c_b))
+        self.shapes.append(jax.ShapeDtypeStruct(h.shape, h.dtype))
+        return h if self.eps is None else h + self.eps[i]
+
+
+def _structured_parts(apply, params, x, layout):
+    shapes = []
+
+    def probe(p, xx):
+        t = _Taps()
+        apply(p, xx, taps=t)
+        shapes.extend(t.shapes)
+        return 0
+
+    jax.eval_shape(probe, params, x)
+    for s in shapes:
+        if len(s.shape) != 2:
+            raise NotImplementedError("the structured NTK handles Dense layers on (N, d) inputs")
+    eps0 = [jnp.zeros(s.shape, s.dtype) for s in shapes]
+
+    def g(eps):
+        t = _Taps(eps)
+        out = apply(params, x, taps=t)
+        return out, (t.inputs, t.coefs)
+
+    out, vjp, (inputs, coefs) = jax.vjp(g, eps0, has_aux=True)
+    ko = layout.kk * layout.kt
+    basis = jnp.eye(ko, dtype=out.dtype)
+
+    def signal(e):
+        ct = jnp.broadcast_to(_unsplit(e, layout), out.shape)
+        return vjp(ct)[0]
+
+    sigs = jax.vmap(signal)(basis)  # list of (Ko, N, width)
+    gs = []
+    for s in sigs:
+        s = s.reshape(layout.kk, layout.kt, x.shape[0], -1)
+        gs.append(jnp.transpose(s, (2, 0, 1, 3)))  # (N, Kk, Kt, width)
+    return inputs, coefs, gs
+
+
+def _ntk_structured(apply, params, x1, x2, layout):
+    hi = jax.lax.Precision.HIGHEST
+    a1, coefs, g1 = _structured_parts(apply, params, x1, layout)
+    a2, _, g2 = (a1, coefs, g1) if x2 is None else _structured_parts(apply, params, x2, layout)
+    total = None
+    for (c_w, c_b), u1, u2, s1, s2 in zip(coefs, a1, a2, g1, g2):
+        gram_in = c_w * jnp.matmul(u1, u2.T, precision=hi) + c_b  # (N1, N2)
+        if layout.kk == 1:
+            n1, n2 = s1.shape[0], s2.shape[0]
+            gram_sig = jnp.matmul(s1.reshape(n1, -1), s2.reshape(n2, -1).T,
+                                  precision=hi)[:, :, None, None]
+        else:
+            gram_sig = jnp.einsum("aitw,bjtw->abij", s1, s2, precision=hi)
+        t = gram_in[:, :, None, None] * gram_sig
+        total = t if total is None else total + t
+    return total / layout.kt
+
+
+def _param_count(params):
+    return sum(int(np.prod(np.shape(leaf))) for leaf in jax.tree.leaves(params))
+
+
+def choose_implementation(f, params, x1, x2, trace_axes=(-1,)) -> str:
+    """The implementation ``'auto'`` picks, with the cost model it uses.
+
+    * ``'structured'`` whenever ``f`` is an ``ntkgp.nn`` network made of Dense layers: its
+      cost is a few matrix products of widths, orders of magnitude below the others.
+    * otherwise ``'jacobian'`` when the Jacobians fit in a quarter of free memory and
+      at most 4 output blocks are kept per pair (its contraction costs ``2 N1 N2 Kk^2 Kt P``
+      flops in one matrix product, vs about ``6 N1 N2 Kk Kt P`` for ``'ntvp'``);
+    * else ``'ntvp'``.
+    """
+    layer = _layer_of(f)
+    if layer is not None and layer.structured:
+        return "structured"
+    apply = _apply_fn(f)
+    out_shape = _out_shape(apply, params, x1)
+    layout = _Layout(out_shape, trace_axes)
+    n1 = x1.shape[0]
+    n2 = 0 if x2 is None else x2.shape[0]
+    itemsize = np.dtype(x1.dtype).itemsize
+    jac_bytes = (n1 + n2) * layout.kk * layout.kt * _param_count(params) * itemsize
+    if jac_bytes < free_memory_bytes() / 4 and layout.kk <= 4:
+        return "jacobian"
+    return "ntvp"
+
+
+def free_memory_bytes() -> int:
+    """Available host memory (Linux ``/proc/meminfo``), or 8 GiB when it cannot be read."""
+    try:
+        with open("/proc/meminfo") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:  # pragma: no cover - non-Linux
+        pass
+    return 8 << 30
+
+
+_IMPLS = {"jacobian": _ntk_jacobian, "ntvp": _ntk_ntvp, "structured": _ntk_structured}
+
+
+def empirical_ntk_fn(f, trace_axes: Sequence[int] = (-1,), implementation: str = "auto"
+                     ) -> Callable:
+    r"""The finite-width NTK :math:`\hat\Theta(x_1, x_2) = J(x_1) J(x_2)^\top` of ``f``.
+
+    Args:
+        f: ``f(params, x) -> y`` with ``params`` any pytree (an ``ntkgp.nn`` network's
+            ``apply``, a Flax ``model.apply``, an Equinox model split into params and static
+            parts), or an ``ntkgp.nn`` `Layer`. ``y`` has shape ``(N, *O)``.
+        trace_axes: output axes (of ``y``) to average over; ``(-1,)`` gives an ``(N1, N2)``
+            kernel for ``y`` of shape ``(N, K)``, ``()`` the full ``(N1, N2, K, K)`` blocks.
+        implementation: ``'auto'``, ``'jacobian'``, ``'ntvp'`` or ``'structured'`` (ntkgp.nn
+            Dense networks only); see the module docstring and `choose_implementation`.
+
+    Returns:
+        ``ntk_fn(x1, x2, params)`` returning an array of shape ``(N1, N2, *kept, *kept)``
+        (``x2=None`` means ``x1``; the result is then exactly symmetric).
+
+    Example:
+        >>> import jax, numpy as np
+        >>> from ntkgp import nn, empirical
+        >>> net = nn.serial(nn.Dense(64), nn.Relu(), nn.Dense(3))
+        >>> _, params = net.init(jax.random.PRNGKey(0), (-1, 5))
+        >>> x = np.ones((4, 5), np.float32)
+        >>> empirical.empirical_ntk_fn(net)(x, None, params).shape
+        (4, 4)
+
+    References:
+        Novak et al. 2022, "Fast finite width neural tangent kernel",
+        https://arxiv.org/abs/2206.08720.
+    """
+    checks.check_choice(implementation, "implementation", IMPLEMENTATIONS)
+    apply = _apply_fn(f)
+    layer = _layer_of(f)
+    if implementation == "structured" and (layer is None or not layer.structured):
+        raise ValueError("implementation='structured' needs an ntkgp.nn network whose "
+                         "parameters are all in Dense layers; got "
+                         f"{getattr(layer, 'name', type(f).__name__)}. Use 'auto', "
+                         "'jacobian' or 'ntvp' for other functions.")
+
+    @functools.partial(jax.jit, static_argnames=("impl",))
+    def _core(x1, x2, params, impl):
+        layout = _Layout(_out_shape(apply, params, x1), trace_axes)
+        theta = _IMPLS[impl](apply, params, x1, x2, layout)
+        if x2 is None:
+            theta = _symmetrize(theta)
+        return layout.finish(theta)
+
+    def ntk_fn(x1, x2=None, params=None):
+        x1, x2 = checks.check_inputs(x1, x2, ndim=None)
+        if params is None:
+            raise TypeError("`params` is required: ntk_fn(x1, x2, params).")
+        impl = implementation
+        if impl == "auto":
+            impl = choose_implementation(f, params, x1, x2, trace_axes)
+        return _core(x1, x2, params, impl)
+
+    return ntk_fn
+
+
+def empirical_nngp_fn(f, trace_axes: Sequence[int] = (-1,)) -> Callable:
+    r"""The finite-width NNGP :math:`\hat K(x_1, x_2) = f(x_1) f(x_2)^\top` of ``f``, averaged
+    over ``trace_axes``.
+
+    Returns:
+        ``nngp_fn(x1, x2, params)`` returning an array of shape ``(N1, N2, *kept, *kept)``.
+    """
+    apply = _apply_fn(f)
+
+    @jax.jit
+    def _core(x1, x2, params):
+        y1 = apply(params, x1)
+        layout = _Layout(y1.shape[1:], trace_axes)
+        y2 = y1 if x2 is None else apply(params, x2)
+        s1, s2 = layout.split(y1), layout.split(y2)
+        k = jnp.einsum("ait,bjt->abij", s1, s2, precision=jax.lax.Precision.HIGHEST) / layout.kt
+        return layout.finish(k)
+
+    def nngp_fn(x1, x2=None, params=None):
+        x1, x2 = checks.check_inputs(x1, x2, ndim=None)
+        if params is None:
+            raise TypeError("`params` is required: nngp_fn(x1, x2, params).")
+        return _core(x1, x2, params)
+
+    return nngp_fn
+
+
+def empirical_kernel_fn(f, trace_axes: Sequence[int] = (-1,), implementation: str = "auto"
+                        ) -> Callable:
+    """Both empirical kernels: ``kernel_fn(x1, x2=None, get=None, params=None)``.
+
+    Returns a `Kernel` (``get`` a tuple or ``None``) or one array (``get`` a string). With all
+    output axes traced, ``cov1``/``cov2`` are the per-example output variances.
+    """
+    ntk_fn = empirical_ntk_fn(f, trace_axes, implementation)
+    nngp_fn = empirical_nngp_fn(f, trace_axes)
+
+    def kernel_fn(x1, x2=None, get=None, params=None):
+        names, single = checks.normalize_get(get)
+        out = {}
+        if "nngp" in names:
+            out["nngp"] = nngp_fn(x1, x2, params)
+        if "ntk" in names:
+            out["ntk"] = ntk_fn(x1, x2, params)
+        if single:
+            return out[names[0]]
+        apply = _apply_fn(f)
+        x1c, x2c = checks.check_inputs(x1, x2, ndim=None)
+
+        def var(x):
+            y = apply(params, x)
+            return jnp.mean(y.reshape(y.shape[0], -1) ** 2, axis=-1)
+
+        return Kernel(nngp=out.get("nngp"), ntk=out.get("ntk"), cov1=var(x1c),
+                      cov2=None if x2c is None else var(x2c), x1_is_x2=x2c is None)
+
+    return kernel_fn

@@ -1,0 +1,48 @@
+import os
+
+import jax
+import numpy as np
+import pytest
+
+jax.config.update("jax_numpy_rank_promotion", "raise")
+
+X64 = bool(jax.config.read("jax_enable_x64"))
+DTYPE = np.float64 if X64 else np.float32
+
+# Relative tolerances by dtype (compared against the largest entry of the reference).
+TOL = {np.float32: 5e-4, np.float64: 1e-8}
+RTOL = TOL[DTYPE]
+
+needs_x64 = pytest.mark.skipif(not X64, reason="needs float64 (run with JAX_ENABLE_X64=1)")
+
+os.environ.setdefault("NTKGP_PROGRESS", "0")
+
+try:
+    from hypothesis import settings
+
+    settings.register_profile("ci", derandomize=True, deadline=None, max_examples=20)
+    settings.register_profile("dev", deadline=None, max_examples=20)
+    settings.load_profile("ci" if os.environ.get("CI") else "dev")
+except ImportError:  # pragma: no cover
+    pass
+
+
+def rel_err(a, b):
+    """max |a - b| / max |b|."""
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    return float(np.max(np.abs(a - b)) / max(np.max(np.abs(b)), 1e-300))
+
+
+def frob_err(a, b):
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    return float(np.linalg.norm(a - b) / np.linalg.norm(b))
+
+
+@pytest.fixture
+def rng():
+    return np.random.default_rng(0)
+
+
+@pytest.fixture
+def key():
+    return jax.random.PRNGKey(0)

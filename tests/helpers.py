@@ -1,0 +1,31 @@
+"""Shared test helpers: build ntkgp networks from the reference layer specs."""
+
+import json
+import os
+
+import numpy as np
+
+from ntkgp import nn
+
+DATA = os.path.join(os.path.dirname(__file__), "data")
+
+
+def load_reference():
+    ref = np.load(os.path.join(DATA, "nt_reference.npz"))
+    with open(os.path.join(DATA, "nt_reference.json")) as fh:
+        meta = json.load(fh)
+    return ref, meta
+
+
+def build(specs):
+    """An ntkgp network from a reference spec list (see tests/data/README.md)."""
+    layers = []
+    for name, arg in specs:
+        if name == "parallel":
+            layers.append(nn.parallel(*[build(b) for b in arg]))
+            continue
+        kw = {k: tuple(v) if isinstance(v, list) else v for k, v in arg.items()}
+        if name == "Gelu":
+            kw.pop("approximate", None)
+        layers.append(getattr(nn, name)(**kw))
+    return nn.serial(*layers)
