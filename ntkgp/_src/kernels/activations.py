@@ -34,7 +34,7 @@ def correlation(c, s1, s2, eye):
     Forcing the diagonal matters: :math:`\arccos` has infinite slope at 1, so a rounding error
     of one ulp in :math:`\rho` would cost about :math:`\sqrt{\epsilon}` relative error.
     """
-    rho = jnp.clip(c * safe_rsqrt(s1) * safe_rsqrt(s2), -1.0, 1.0)
+    rho = jnp.clip(c * (safe_rsqrt(s1) * safe_rsqrt(s2)), -1.0, 1.0)
     if eye is not None:
         rho = jnp.where(eye, jnp.ones((), rho.dtype), rho)
     return rho

@@ -75,7 +75,11 @@ def make_kernel_fn(kernel_map: Callable, name: str) -> Callable:
 
     @functools.partial(jax.jit, static_argnames=("get",))
     def _core(x1, x2, get):
-        return row_chunked(_run, x1, x2, "ntk" in get)
+        k = row_chunked(_run, x1, x2, "ntk" in get)
+        if x2 is None:  # exactly symmetric, whatever the rounding of each pair's recursion
+            k = k.replace(nngp=0.5 * (k.nngp + k.nngp.T),
+                          ntk=None if k.ntk is None else 0.5 * (k.ntk + k.ntk.T))
+        return k
 
     def kernel(x1, x2=None, get=None) -> Any:
         r"""Infinite-width NNGP and NTK of the network.

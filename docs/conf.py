@@ -1,0 +1,32 @@
+"""Sphinx configuration: autosummary API, napoleon (Google style), executed MyST notebooks."""
+
+import os
+import sys
+
+sys.path.insert(0, os.path.abspath(".."))
+os.environ.setdefault("NTKGP_PROGRESS", "0")
+
+project = "ntkgp"
+author = "the ntkgp developers"
+from ntkgp import __version__ as release  # noqa: E402
+
+extensions = [
+    "sphinx.ext.autodoc",
+    "sphinx.ext.autosummary",
+    "sphinx.ext.napoleon",
+    "sphinx.ext.mathjax",
+    "myst_nb",
+]
+autosummary_generate = True
+autodoc_default_options = {"members": True, "undoc-members": False}
+autodoc_typehints = "description"
+napoleon_google_docstring = True
+napoleon_numpy_docstring = False
+napoleon_use_ivar = True
+nb_execution_mode = "force"
+nb_execution_timeout = 600
+nb_execution_raise_on_error = True
+myst_enable_extensions = ["dollarmath", "amsmath"]
+exclude_patterns = ["_build", "generated/*.md"]
+html_theme = "alabaster"
+suppress_warnings = ["mystnb.unknown_mime_type"]

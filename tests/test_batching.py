@@ -1,0 +1,76 @@
+"""Tiled kernels equal untiled ones for any tile size and any N."""
+
+import jax
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from ntkgp import batching, empirical, nn
+from tests.conftest import DTYPE
+
+NET = nn.serial(nn.Dense(16, W_std=1.5, b_std=0.1), nn.Relu(), nn.Dense(16, W_std=1.5),
+                nn.Erf(), nn.Dense(3, W_std=1.2, b_std=0.2))
+
+
+@settings(max_examples=12)
+@given(st.integers(1, 13), st.integers(1, 17), st.integers(1, 9), st.booleans())
+def test_analytic_tiled_equals_untiled(n1, tile, n2, x2_none):
+    rng = np.random.default_rng(n1 * 100 + n2)
+    x1 = rng.standard_normal((n1, 4)).astype(DTYPE)
+    x2 = None if x2_none else rng.standard_normal((n2, 4)).astype(DTYPE)
+    want = NET.kernel(x1, x2)
+    got = batching.batch(NET.kernel, tile)(x1, x2)
+    for g in ("nngp", "ntk", "cov1"):
+        np.testing.assert_allclose(getattr(got, g), getattr(want, g), rtol=1e-6, atol=1e-7)
+    if x2_none:
+        assert got.cov2 is None and got.x1_is_x2
+        np.testing.assert_array_equal(got.ntk, got.ntk.T)  # mirrored exactly
+    else:
+        np.testing.assert_allclose(got.cov2, want.cov2, rtol=1e-6)
+
+
+@pytest.mark.parametrize("tile", [1, 2, 3, 5, 8])
+@pytest.mark.parametrize("get", ["ntk", ("nngp",)])
+def test_get_passes_through(tile, get, rng):
+    x = rng.standard_normal((8, 4)).astype(DTYPE)
+    want = NET.kernel(x, None, get)
+    got = batching.batch(NET.kernel, tile)(x, None, get=get)
+    if isinstance(get, str):
+        np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-7)
+    else:
+        assert got.ntk is None
+        np.testing.assert_allclose(got.nngp, want.nngp, rtol=1e-6, atol=1e-7)
+
+
+@pytest.mark.parametrize("trace_axes", [(-1,), ()])
+@pytest.mark.parametrize("tile", [1, 3, 4, 7])
+@pytest.mark.parametrize("x2_none", [True, False])
+def test_empirical_tiled_equals_untiled(trace_axes, tile, x2_none, rng):
+    x1 = rng.standard_normal((7, 4)).astype(DTYPE)
+    x2 = None if x2_none else rng.standard_normal((5, 4)).astype(DTYPE)
+    _, p = NET.init(jax.random.PRNGKey(0), x1.shape)
+    fn = empirical.empirical_ntk_fn(NET, trace_axes)
+    np.testing.assert_allclose(batching.batch(fn, tile)(x1, x2, p), fn(x1, x2, p), rtol=1e-5,
+                               atol=1e-6)
+
+
+def test_compiles_once_for_all_tiles(rng):
+    calls = []
+
+    def kernel_fn(a, b):
+        calls.append(a.shape)  # runs only while tracing
+        return a @ b.T
+
+    x = rng.standard_normal((10, 3)).astype(DTYPE)
+    out = batching.batch(kernel_fn, 4)(x, x)
+    np.testing.assert_allclose(out, x @ x.T, rtol=1e-6)
+    assert calls == [(4, 3)]
+
+
+def test_auto_tile_size(rng):
+    x = rng.standard_normal((50, 4)).astype(DTYPE)
+    t = batching.auto_tile_size(NET.kernel, x)
+    assert 1 <= t <= 50
+    got = batching.batch(NET.kernel)(x, None)
+    np.testing.assert_allclose(got.ntk, NET.kernel(x).ntk, rtol=1e-6, atol=1e-7)
