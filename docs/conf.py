@@ -8,7 +8,6 @@ os.environ.setdefault("NTKGP_PROGRESS", "0")
 
 project = "ntkgp"
 author = "the ntkgp developers"
-from ntkgp import __version__ as release  # noqa: E402
 
 extensions = [
     "sphinx.ext.autodoc",

@@ -96,7 +96,7 @@ def batch(kernel_fn: Callable, tile_size: Optional[int] = None,
     if tile_size is not None:
         tile_size = checks.check_positive_int(tile_size, "tile_size")
 
-    @functools.lru_cache(maxsize=None)
+    @functools.cache
     def compiled(kwargs_key):
         kwargs = dict(kwargs_key)
         return (jax.jit(lambda u, v, *a: kernel_fn(u, v, *a, **kwargs)),

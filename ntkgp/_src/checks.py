@@ -33,8 +33,8 @@ def as_float_array(x, name: str):
     if dt.kind in "biu":
         x = jnp.asarray(x, dtype=jnp.result_type(float))
     elif dt.kind == "c":
-        raise TypeError(f"`{name}` must be real; got complex dtype {dt}. Pass the real part or "
-                        "split real and imaginary parts into features.")
+        raise TypeError(f"`{name}` must be real; got complex dtype {dt}. Pass the real part "
+                        "or split real and imaginary parts into features.")
     elif dt.kind != "f":
         raise TypeError(f"`{name}` must be a numeric array; got dtype {dt}.")
     else:
@@ -45,13 +45,13 @@ def as_float_array(x, name: str):
 def check_finite(x, name: str):
     if is_concrete(x) and not bool(jnp.all(jnp.isfinite(x))):
         bad = int(jnp.sum(~jnp.isfinite(x)))
-        raise ValueError(f"`{name}` contains {bad} NaN or infinite value(s); kernels of such inputs "
-                         "are undefined. Remove or impute them first (e.g. "
+        raise ValueError(f"`{name}` contains {bad} NaN or infinite value(s); kernels of such "
+                         "inputs are undefined. Remove or impute them first (e.g. "
                          "sklearn.impute.SimpleImputer).")
 
 
 def check_inputs(x1, x2, ndim: Optional[int] = 2):
-    """Validate ``x1`` (N1, d) and ``x2`` (N2, d) or None; returns them as float arrays of one dtype."""
+    """Validate ``x1`` (N1, d) and ``x2`` (N2, d) or None; return float arrays of one dtype."""
     x1 = as_float_array(x1, "x1")
     if x2 is not None:
         x2 = as_float_array(x2, "x2")
@@ -89,7 +89,8 @@ def normalize_get(get) -> tuple:
     try:
         names = tuple(get)
     except TypeError:
-        raise TypeError(f"`get` must be a string or a tuple of strings; got {type(get).__name__}.")
+        raise TypeError("`get` must be a string or a tuple of strings; got "
+                        f"{type(get).__name__}.") from None
     bad = [g for g in names if g not in GETS]
     if bad or not names:
         raise ValueError(f"`get` must name 'nngp' and/or 'ntk'; got {get!r}"

@@ -52,7 +52,7 @@ def cmd_kernel(args) -> int:
           f"{args.mc_samples} initializations):")
     print(f"  {'width':>6s} {'NNGP err':>9s} {'NTK err':>9s}")
     ref = net.kernel(xs, None)
-    prev = None
+    prev, prev_w = None, None
     for width in args.widths:
         fin = _network(nn, args.depth, args.activation, width, args.W_std, args.b_std)
         nngp_fn, ntk_fn = empirical.empirical_nngp_fn(fin), empirical.empirical_ntk_fn(fin)
@@ -64,7 +64,8 @@ def cmd_kernel(args) -> int:
                 d = np.asarray(f(xs, None, p), np.float64) - np.asarray(r, np.float64)
                 se[i] += np.sum(d * d) / np.sum(np.asarray(r, np.float64) ** 2)
         err = np.sqrt(se / args.mc_samples)
-        note = "" if prev is None else f"   x{err[1] / prev[1]:.2f} (theory: x{(prev_w / width) ** 0.5:.2f})"
+        note = ("" if prev is None else
+                f"   x{err[1] / prev[1]:.2f} (theory: x{(prev_w / width) ** 0.5:.2f})")
         print(f"  {width:6d} {err[0]:9.4f} {err[1]:9.4f}{note}")
         prev, prev_w = err, width
     print("\nErrors shrink like width^-1/2: wide networks are governed by these kernels.")

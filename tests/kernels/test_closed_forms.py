@@ -135,7 +135,8 @@ PAIRS = {
     "erf": functools.partial(act.erf_pair, a=1.3, b=0.7, c0=0.2),
     "sin": functools.partial(act.sin_pair, a=1.1, b=1.4, c0=0.3),
     "gelu": act.gelu_pair,
-    "quadrature_sin": functools.partial(act.quadrature_pair, fn=lambda x: jnp.sin(1.3 * x), degree=40),
+    "quadrature_sin": functools.partial(act.quadrature_pair, fn=lambda x: jnp.sin(1.3 * x),
+                                        degree=40),
 }
 
 

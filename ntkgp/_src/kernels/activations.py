@@ -93,7 +93,8 @@ def erf_diag(s, a, b, c0):
 # Sin: phi(x) = a * sin(b x + c0)
 # ---------------------------------------------------------------------------------------------
 def sin_pair(c, s1, s2, eye, need_dot, a, b, c0):
-    r""":math:`K' = \frac{a^2}{2}\left[e^{-b^2(s_1+s_2-2c)/2} - \cos(2c_0)\,e^{-b^2(s_1+s_2+2c)/2}\right]`;
+    r""":math:`K' = \frac{a^2}{2}\left[e^{-b^2(s_1+s_2-2c)/2}
+    - \cos(2c_0)\,e^{-b^2(s_1+s_2+2c)/2}\right]`;
     :math:`\dot K` is the same with :math:`a^2b^2` and a plus sign."""
     b2 = b * b
     e_minus = jnp.exp(-b2 * (s1 + s2 - 2 * c) / 2)
@@ -152,7 +153,7 @@ def gelu_diag(s):
 # ---------------------------------------------------------------------------------------------
 # Any elementwise function: Gauss-Hermite quadrature
 # ---------------------------------------------------------------------------------------------
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _hermite(degree: int):
     """Nodes and weights for E over N(0, 1), made exactly symmetric under z -> -z."""
     t, w = np.polynomial.hermite.hermgauss(degree)
@@ -202,7 +203,9 @@ def quadrature_pair(c, s1, s2, eye, need_dot, fn, degree):
     to converge for kinks (use the closed forms for ReLU-like functions).
     """
     k = _gauss_hermite_2d(fn, c, s1, s2, eye, degree)
-    dot = _gauss_hermite_2d(elementwise_derivative(fn), c, s1, s2, eye, degree) if need_dot else None
+    dot = None
+    if need_dot:
+        dot = _gauss_hermite_2d(elementwise_derivative(fn), c, s1, s2, eye, degree)
     return k, dot
 
 

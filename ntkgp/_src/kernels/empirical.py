@@ -60,7 +60,7 @@ def _normalize_trace_axes(trace_axes, out_ndim):
         axes = tuple(trace_axes)
     except TypeError:
         raise TypeError(f"`trace_axes` must be a tuple of output axes, e.g. (-1,) or (); got "
-                        f"{trace_axes!r}.")
+                        f"{trace_axes!r}.") from None
     out = []
     for a in axes:
         if not isinstance(a, (int, np.integer)):

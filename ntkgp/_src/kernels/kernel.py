@@ -55,7 +55,7 @@ class Kernel:
     def cov2_or_cov1(self) -> Array:
         return self.cov1 if self.cov2 is None else self.cov2
 
-    def replace(self, **changes) -> "Kernel":
+    def replace(self, **changes) -> Kernel:
         """A copy with the given fields changed (``dataclasses.replace``)."""
         return dataclasses.replace(self, **changes)
 

@@ -17,8 +17,7 @@ import jax
 import jax.numpy as jnp
 
 from ntkgp._src import checks
-from ntkgp._src.kernels.empirical import (_apply_fn, _layer_of, empirical_nngp_fn,
-                                          empirical_ntk_fn)
+from ntkgp._src.kernels.empirical import _apply_fn, _layer_of, empirical_nngp_fn, empirical_ntk_fn
 from ntkgp._src.kernels.kernel import Kernel
 from ntkgp._src.progress import progress_bar
 
@@ -53,8 +52,8 @@ def monte_carlo_kernel(net, key, n_samples: int, x1, x2=None, get=None,
         try:
             init_fn, apply_fn = net[0], net[1]
         except (TypeError, IndexError):
-            raise TypeError("`net` must be an ntkgp.nn network or an (init_fn, apply_fn) pair; "
-                            f"got {type(net).__name__}.")
+            raise TypeError("`net` must be an ntkgp.nn network or an (init_fn, apply_fn) "
+                            f"pair; got {type(net).__name__}.") from None
     x1, x2 = checks.check_inputs(x1, x2, ndim=None)
     ntk_fn = empirical_ntk_fn(apply_fn, trace_axes, implementation) if "ntk" in names else None
     nngp_fn = empirical_nngp_fn(apply_fn, trace_axes)

@@ -40,7 +40,7 @@ def _arccos_any(x):
 
 @jax.custom_jvp
 def arccos(x):
-    """``arccos`` of ``x`` in [-1, 1]: a fast polynomial in float32, exact ``jnp.arccos`` in float64.
+    """``arccos`` of ``x`` in [-1, 1]: fast polynomial in float32, exact ``jnp.arccos`` in float64.
 
     The derivative ``-1/sqrt(1 - x^2)`` is capped so that a zero tangent at ``|x| = 1`` gives 0,
     not NaN.
@@ -86,6 +86,6 @@ def _safe_sqrt_jvp(primals, tangents):
 
 
 def safe_rsqrt(x):
-    """``1/sqrt(x)`` for ``x > 0`` and 0 for ``x <= 0`` (a zero-variance input has correlation 0)."""
+    """``1/sqrt(x)`` for ``x > 0``, else 0 (a zero-variance input has correlation 0)."""
     pos = x > 0
     return jnp.where(pos, jax.lax.rsqrt(jnp.where(pos, x, 1.0)), 0.0)
