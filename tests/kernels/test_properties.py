@@ -108,6 +108,27 @@ def test_row_chunked_equals_direct(monkeypatch, rng, x2_none, rows):
     for g in ("nngp", "ntk", "cov1"):
         np.testing.assert_allclose(getattr(chunked, g), getattr(direct, g), rtol=1e-6)
     assert (chunked.cov2 is None) == x2_none
+    if x2_none:  # upper-triangle blocks, mirrored: exactly symmetric, exact diagonal
+        np.testing.assert_array_equal(chunked.ntk, np.asarray(chunked.ntk).T)
+        np.testing.assert_array_equal(chunked.nngp, np.asarray(chunked.nngp).T)
+        np.testing.assert_allclose(np.diag(chunked.nngp), chunked.cov1, rtol=1e-6)
+
+
+def test_no_retrace_for_same_shapes(rng):
+    traces = []
+
+    def act(x):
+        traces.append(x.shape)  # runs only while tracing
+        return jnp.tanh(x)
+
+    net = nn.serial(nn.Dense(4), nn.Elementwise(act, degree=4), nn.Dense(1))
+    x = rng.standard_normal((5, 3)).astype(DTYPE)
+    net.kernel(x)
+    n = len(traces)
+    assert n > 0
+    net.kernel(rng.standard_normal((5, 3)).astype(DTYPE))
+    net.kernel(x, None, None)
+    assert len(traces) == n
 
 
 def test_unpacks_as_triple(rng):

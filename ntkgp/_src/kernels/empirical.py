@@ -138,10 +138,20 @@ def _split_leaf(leaf, n, layout):
 
 
 def _contract(j1s, j2s, kt):
+    """sum over leaves of J1[a,i,t,p] J2[b,j,t,p], as plain 2-D matrix products."""
     hi = jax.lax.Precision.HIGHEST
     total = None
     for j1, j2 in zip(j1s, j2s):
-        t = jnp.einsum("aitp,bjtp->abij", j1, j2, precision=hi)
+        n1, kk = j1.shape[:2]
+        n2 = j2.shape[0]
+        if kk == 1:  # all outputs traced: (N1, Kt P) @ (Kt P, N2)
+            t = jnp.matmul(j1.reshape(n1, -1), j2.reshape(n2, -1).T, precision=hi)
+            t = t[:, :, None, None]
+        elif j1.shape[2] == 1:  # nothing traced: (N1 Kk, P) @ (P, N2 Kk)
+            t = jnp.matmul(j1.reshape(n1 * kk, -1), j2.reshape(n2 * kk, -1).T, precision=hi)
+            t = t.reshape(n1, kk, n2, kk).transpose(0, 2, 1, 3)
+        else:
+            t = jnp.einsum("aitp,bjtp->abij", j1, j2, precision=hi)
         total = t if total is None else total + t
     return total / kt
 
