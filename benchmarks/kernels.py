@@ -12,6 +12,7 @@ Usage:
   python benchmarks/kernels.py                      # all cases, writes benchmarks/RESULTS.md
   python benchmarks/kernels.py --cases 'fc10_N4000' --repeats 3
   python benchmarks/kernels.py --no-nt              # ntkgp only
+  python benchmarks/kernels.py --render             # rewrite RESULTS.md from the saved rows
   NTREF_PYTHON=/path/venv/bin/python python benchmarks/kernels.py
 The reference venv: `NTREF_LIGHT=1 bash ../shared/ntref/ntref_setup.sh /tmp/ntref/venv`.
 """
@@ -248,6 +249,8 @@ def main():
     ap.add_argument("--out", default=os.path.join(HERE, "RESULTS.md"))
     ap.add_argument("--timeout", type=float, default=590.0)
     ap.add_argument("--list", action="store_true")
+    ap.add_argument("--render", action="store_true",
+                    help="only rewrite RESULTS.md from the saved --json rows (no runs)")
     ap.add_argument("--_child", default=None, help=argparse.SUPPRESS)
     a = ap.parse_args()
     cases = [c for c in all_cases() if re.search(a.cases, c["id"])]
@@ -257,6 +260,12 @@ def main():
         return
     if a.list:
         print("\n".join(c["id"] for c in cases))
+        return
+    if a.render:
+        with open(a.json) as fh:
+            saved = json.load(fh)
+        write_results(saved["rows"], saved["machine"], saved["neural_tangents"], a.out, a)
+        print(f"wrote {a.out} from {a.json}")
         return
     nt_script = os.path.join(a.ntref_dir, "nt_baseline.py")
     use_nt = not a.no_nt and os.path.exists(a.ntref_python) and os.path.exists(nt_script)
