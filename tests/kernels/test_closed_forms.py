@@ -42,32 +42,21 @@ hyper = st.tuples(st.floats(0.3, 2.5), st.floats(0.0, 1.0), st.floats(0.3, 2.5),
                   st.floats(0.0, 1.0), st.integers(0, 10_000))
 
 
-@given(hyper)
-def test_relu_one_hidden_layer_numpy(h):
-    w0, b0, w1, b1, seed = h
-    rng = np.random.default_rng(seed)
-    x1, x2 = rng.standard_normal((5, 3)), rng.standard_normal((4, 3))
-    net = nn.serial(nn.Dense(7, W_std=w0, b_std=b0), nn.Relu(), nn.Dense(1, W_std=w1, b_std=b1))
-    k = net.kernel(x1.astype(DTYPE), x2.astype(DTYPE))
-    nngp, ntk = _one_hidden_layer(x1, x2, w0, b0, w1, b1, _relu_expect)
-    assert rel_err(k.nngp, nngp) < TOL
-    assert rel_err(k.ntk, ntk) < TOL
-
-
 def _erf_expect(s1, s2, c):
     """Williams (1997) for erf, NumPy float64."""
     return ((2 / np.pi) * np.arcsin(2 * c / np.sqrt((1 + 2 * s1) * (1 + 2 * s2))),
             (4 / np.pi) / np.sqrt((1 + 2 * s1) * (1 + 2 * s2) - 4 * c ** 2))
 
 
-@given(hyper)
-def test_erf_one_hidden_layer_numpy(h):
+@pytest.mark.parametrize("layer,expect", [(nn.Relu, _relu_expect), (nn.Erf, _erf_expect)])
+@given(h=hyper)
+def test_one_hidden_layer_numpy(layer, expect, h):
     w0, b0, w1, b1, seed = h
     rng = np.random.default_rng(seed)
     x1, x2 = rng.standard_normal((5, 3)), rng.standard_normal((4, 3))
-    net = nn.serial(nn.Dense(7, W_std=w0, b_std=b0), nn.Erf(), nn.Dense(1, W_std=w1, b_std=b1))
+    net = nn.serial(nn.Dense(7, W_std=w0, b_std=b0), layer(), nn.Dense(1, W_std=w1, b_std=b1))
     k = net.kernel(x1.astype(DTYPE), x2.astype(DTYPE))
-    nngp, ntk = _one_hidden_layer(x1, x2, w0, b0, w1, b1, _erf_expect)
+    nngp, ntk = _one_hidden_layer(x1, x2, w0, b0, w1, b1, expect)
     assert rel_err(k.nngp, nngp) < TOL
     assert rel_err(k.ntk, ntk) < TOL
 
