@@ -20,18 +20,11 @@ import jax.numpy as jnp
 import numpy as np
 
 from ntkgp._src import checks
-from ntkgp._src.kernels.empirical import free_memory_bytes
 from ntkgp._src.kernels.kernel import Kernel
 from ntkgp._src.progress import progress_bar
+from ntkgp._src.util import free_memory_bytes, pad_rows
 
 MAX_TILE = 4096
-
-
-def _pad_rows(x, size):
-    pad = size - x.shape[0]
-    if pad == 0:
-        return x
-    return jnp.concatenate([x, jnp.repeat(x[-1:], pad, axis=0)])
 
 
 def _block_transpose(a):
@@ -54,8 +47,8 @@ def auto_tile_size(kernel_fn: Callable, x1, x2=None, *args, memory_fraction: flo
     """
     probe = 64
     xr = x1 if x2 is None else x2
-    a = _pad_rows(x1[:probe], probe)
-    b = _pad_rows(xr[:probe], probe)
+    a = pad_rows(x1[:probe], probe)
+    b = pad_rows(xr[:probe], probe)
     fn = jax.jit(lambda u, v: kernel_fn(u, v, *args, **kwargs))
     try:
         mem = fn.lower(a, b).compile().memory_analysis()
@@ -122,11 +115,11 @@ def batch(kernel_fn: Callable, tile_size: Optional[int] = None,
         show = len(tiles) > 16 if progress is None else progress
         out = None
         for i, j in progress_bar(tiles, total=len(tiles), desc="kernel tiles", enabled=show):
-            a = _pad_rows(x1[i:i + t1], t1)
+            a = pad_rows(x1[i:i + t1], t1)
             if x2 is None and i == j:
                 res = self_fn(a, *args)
             else:
-                b = _pad_rows(xr[j:j + t2], t2)
+                b = pad_rows(xr[j:j + t2], t2)
                 res = pair_fn(a, b, *args)
             out = _store(out, res, i, j, t1, t2, n1, n2, x2 is None)
         return _finish(out)

@@ -23,7 +23,6 @@ Three implementations give the same numbers:
 from __future__ import annotations
 
 import functools
-import math
 from typing import Callable, Optional, Sequence
 
 import jax
@@ -32,6 +31,9 @@ import numpy as np
 
 from ntkgp._src import checks
 from ntkgp._src.kernels.kernel import Kernel
+from ntkgp._src.kernels.layout import Layout, unsplit
+from ntkgp._src.kernels.structured import ntk_structured
+from ntkgp._src.util import free_memory_bytes
 
 IMPLEMENTATIONS = ("auto", "jacobian", "ntvp", "structured")
 
@@ -51,54 +53,6 @@ def _apply_fn(f):
         raise TypeError(f"`f` must be a function f(params, x) or an ntkgp.nn layer; got "
                         f"{type(f).__name__}.")
     return f
-
-
-def _normalize_trace_axes(trace_axes, out_ndim):
-    """Output axes (excluding the batch axis 0) as non-negative indices into the per-example
-    output shape."""
-    try:
-        axes = tuple(trace_axes)
-    except TypeError:
-        raise TypeError(f"`trace_axes` must be a tuple of output axes, e.g. (-1,) or (); got "
-                        f"{trace_axes!r}.") from None
-    out = []
-    for a in axes:
-        if not isinstance(a, (int, np.integer)):
-            raise TypeError(f"`trace_axes` entries must be integers; got {a!r}.")
-        # Axes count in the full output (N, *O); axis 0 (examples) cannot be traced.
-        full = a + out_ndim + 1 if a < 0 else a
-        if full <= 0 or full > out_ndim:
-            raise ValueError(f"`trace_axes`={trace_axes!r} does not fit outputs with "
-                             f"{out_ndim} per-example axes; use output axes 1..{out_ndim} (or "
-                             "negative), never the example axis 0.")
-        out.append(full - 1)
-    return tuple(sorted(set(out)))
-
-
-class _Layout:
-    """Splits per-example outputs of shape ``O`` into kept axes (Kk) and traced axes (Kt)."""
-
-    def __init__(self, out_shape, trace_axes):
-        self.out_shape = tuple(out_shape)
-        self.traced = _normalize_trace_axes(trace_axes, len(out_shape))
-        self.kept = tuple(i for i in range(len(out_shape)) if i not in self.traced)
-        self.kept_shape = tuple(out_shape[i] for i in self.kept)
-        self.kk = int(np.prod(self.kept_shape, dtype=int))
-        self.kt = int(np.prod([out_shape[i] for i in self.traced], dtype=int))
-
-    def split(self, y, lead=1):
-        """``(*lead, *O) -> (*lead, Kk, Kt)``."""
-        lead_shape = y.shape[:lead]
-        perm = tuple(range(lead)) + tuple(lead + i for i in self.kept + self.traced)
-        return jnp.transpose(y, perm).reshape(lead_shape + (self.kk, self.kt))
-
-    def finish(self, theta):
-        """``(N1, N2, Kk, Kk) -> (N1, N2, *kept, *kept)`` (or ``(N1, N2)`` when all traced)."""
-        n1, n2 = theta.shape[:2]
-        if not self.kept:
-            return theta.reshape(n1, n2)
-        t = theta.reshape((n1, n2) + self.kept_shape + self.kept_shape)
-        return t
 
 
 def _out_shape(apply, params, x):
@@ -171,7 +125,7 @@ def _ntk_ntvp(apply, params, x1, x2, layout):
     def column(xi):
         _, vjp = jax.vjp(lambda p: apply(p, xi[None])[0], params)
         # Cotangent for output component o of this example, in the kept/traced order.
-        cts = jax.vmap(lambda e: _unsplit(e, layout))(basis)
+        cts = jax.vmap(lambda e: unsplit(e, layout))(basis)
         vs = jax.vmap(lambda ct: vjp(ct)[0])(cts)  # params with a leading Ko axis
         outs = layout.split(jax.vmap(f1_lin)(vs), lead=2)  # (Ko, N1, Kk, Kt)
         outs = outs.reshape(layout.kk, layout.kt, x1.shape[0], layout.kk, layout.kt)
@@ -180,84 +134,6 @@ def _ntk_ntvp(apply, params, x1, x2, layout):
 
     cols = jax.lax.map(column, xb)  # (N2, N1, Kk, Kk)
     return jnp.transpose(cols, (1, 0, 2, 3))
-
-
-def _unsplit(e, layout):
-    """A flat (Kk*Kt,) vector in kept/traced order -> per-example output shape O."""
-    kept_traced = [layout.out_shape[i] for i in layout.kept + layout.traced]
-    a = e.reshape(kept_traced) if kept_traced else e.reshape(())
-    inv = np.argsort(layout.kept + layout.traced)
-    return jnp.transpose(a, inv) if kept_traced else a
-
-
-class _Taps:
-    """Passed to ``ntkgp.nn`` Dense layers: records each layer's input and adds ``eps`` to its
-    output, so that d f / d eps is the back-propagated signal at that layer."""
-
-    def __init__(self, eps=None):
-        self.eps = eps
-        self.inputs, self.coefs, self.shapes = [], [], []
-
-    def __call__(self, x, h, c_w, c_b):
-        i = len(self.inputs)
-        self.inputs.append(x)
-        self.coefs.append((c_w, c_b))
-        self.shapes.append(jax.ShapeDtypeStruct(h.shape, h.dtype))
-        return h if self.eps is None else h + self.eps[i]
-
-
-def _structured_parts(apply, params, x, layout):
-    shapes = []
-
-    def probe(p, xx):
-        t = _Taps()
-        apply(p, xx, taps=t)
-        shapes.extend(t.shapes)
-        return 0
-
-    jax.eval_shape(probe, params, x)
-    for s in shapes:
-        if len(s.shape) != 2:
-            raise NotImplementedError("the structured NTK handles Dense layers on (N, d) inputs")
-    eps0 = [jnp.zeros(s.shape, s.dtype) for s in shapes]
-
-    def g(eps):
-        t = _Taps(eps)
-        out = apply(params, x, taps=t)
-        return out, (t.inputs, t.coefs)
-
-    out, vjp, (inputs, coefs) = jax.vjp(g, eps0, has_aux=True)
-    ko = layout.kk * layout.kt
-    basis = jnp.eye(ko, dtype=out.dtype)
-
-    def signal(e):
-        ct = jnp.broadcast_to(_unsplit(e, layout), out.shape)
-        return vjp(ct)[0]
-
-    sigs = jax.vmap(signal)(basis)  # list of (Ko, N, width)
-    gs = []
-    for s in sigs:
-        s = s.reshape(layout.kk, layout.kt, x.shape[0], -1)
-        gs.append(jnp.transpose(s, (2, 0, 1, 3)))  # (N, Kk, Kt, width)
-    return inputs, coefs, gs
-
-
-def _ntk_structured(apply, params, x1, x2, layout):
-    hi = jax.lax.Precision.HIGHEST
-    a1, coefs, g1 = _structured_parts(apply, params, x1, layout)
-    a2, _, g2 = (a1, coefs, g1) if x2 is None else _structured_parts(apply, params, x2, layout)
-    total = None
-    for (c_w, c_b), u1, u2, s1, s2 in zip(coefs, a1, a2, g1, g2):
-        gram_in = c_w * jnp.matmul(u1, u2.T, precision=hi) + c_b  # (N1, N2)
-        if layout.kk == 1:
-            n1, n2 = s1.shape[0], s2.shape[0]
-            gram_sig = jnp.matmul(s1.reshape(n1, -1), s2.reshape(n2, -1).T,
-                                  precision=hi)[:, :, None, None]
-        else:
-            gram_sig = jnp.einsum("aitw,bjtw->abij", s1, s2, precision=hi)
-        t = gram_in[:, :, None, None] * gram_sig
-        total = t if total is None else total + t
-    return total / layout.kt
 
 
 def _param_count(params):
@@ -279,7 +155,7 @@ def choose_implementation(f, params, x1, x2, trace_axes=(-1,)) -> str:
         return "structured"
     apply = _apply_fn(f)
     out_shape = _out_shape(apply, params, x1)
-    layout = _Layout(out_shape, trace_axes)
+    layout = Layout(out_shape, trace_axes)
     n1 = x1.shape[0]
     n2 = 0 if x2 is None else x2.shape[0]
     itemsize = np.dtype(x1.dtype).itemsize
@@ -289,19 +165,7 @@ def choose_implementation(f, params, x1, x2, trace_axes=(-1,)) -> str:
     return "ntvp"
 
 
-def free_memory_bytes() -> int:
-    """Available host memory (Linux ``/proc/meminfo``), or 8 GiB when it cannot be read."""
-    try:
-        with open("/proc/meminfo") as fh:
-            for line in fh:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:  # pragma: no cover - non-Linux
-        pass
-    return 8 << 30
-
-
-_IMPLS = {"jacobian": _ntk_jacobian, "ntvp": _ntk_ntvp, "structured": _ntk_structured}
+_IMPLS = {"jacobian": _ntk_jacobian, "ntvp": _ntk_ntvp, "structured": ntk_structured}
 
 
 def empirical_ntk_fn(f, trace_axes: Sequence[int] = (-1,), implementation: str = "auto"
@@ -345,7 +209,7 @@ def empirical_ntk_fn(f, trace_axes: Sequence[int] = (-1,), implementation: str =
 
     @functools.partial(jax.jit, static_argnames=("impl",))
     def _core(x1, x2, params, impl):
-        layout = _Layout(_out_shape(apply, params, x1), trace_axes)
+        layout = Layout(_out_shape(apply, params, x1), trace_axes)
         theta = _IMPLS[impl](apply, params, x1, x2, layout)
         if x2 is None:
             theta = _symmetrize(theta)
@@ -375,7 +239,7 @@ def empirical_nngp_fn(f, trace_axes: Sequence[int] = (-1,)) -> Callable:
     @jax.jit
     def _core(x1, x2, params):
         y1 = apply(params, x1)
-        layout = _Layout(y1.shape[1:], trace_axes)
+        layout = Layout(y1.shape[1:], trace_axes)
         y2 = y1 if x2 is None else apply(params, x2)
         s1, s2 = layout.split(y1), layout.split(y2)
         k = jnp.einsum("ait,bjt->abij", s1, s2, precision=jax.lax.Precision.HIGHEST) / layout.kt

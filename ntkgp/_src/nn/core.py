@@ -12,6 +12,7 @@ import numpy as np
 
 from ntkgp._src import checks
 from ntkgp._src.kernels.kernel import Kernel, input_kernel
+from ntkgp._src.util import pad_rows
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -151,7 +152,7 @@ def row_chunked(run: Callable, x1, x2, compute_ntk: bool) -> Kernel:
     if rows * 2 > n1:
         return run(x1, x2, compute_ntk)
     n_chunks = -(-n1 // rows)
-    blocks = _pad_rows(x1, n_chunks * rows).reshape((n_chunks, rows) + x1.shape[1:])
+    blocks = pad_rows(x1, n_chunks * rows).reshape((n_chunks, rows) + x1.shape[1:])
 
     def one(xb):
         k = run(xb, xr, compute_ntk)
@@ -170,11 +171,6 @@ def _symmetrized(k: Kernel) -> Kernel:
     """Exactly symmetric kernels of x with itself, whatever the rounding of each pair."""
     return k.replace(nngp=0.5 * (k.nngp + k.nngp.T),
                      ntk=None if k.ntk is None else 0.5 * (k.ntk + k.ntk.T))
-
-
-def _pad_rows(x, size):
-    pad = size - x.shape[0]
-    return jnp.concatenate([x, jnp.repeat(x[-1:], pad, axis=0)]) if pad else x
 
 
 def _symmetric_blocks(run, x, compute_ntk, block) -> Kernel:
