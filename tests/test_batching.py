@@ -74,3 +74,18 @@ def test_auto_tile_size(rng):
     assert 1 <= t <= 50
     got = batching.batch(NET.kernel)(x, None)
     np.testing.assert_allclose(got.ntk, NET.kernel(x).ntk, rtol=1e-6, atol=1e-7)
+
+
+def test_auto_tile_size_is_probed_once_per_signature(rng):
+    traces = []
+
+    def kernel_fn(a, b):
+        traces.append(a.shape)  # runs only while tracing (the probe and the tile function)
+        return a @ b.T
+
+    x = rng.standard_normal((30, 3)).astype(DTYPE)
+    batched = batching.batch(kernel_fn)
+    np.testing.assert_allclose(batched(x, x), x @ x.T, rtol=1e-5)
+    n = len(traces)
+    batched(x + 1, x)
+    assert len(traces) == n

@@ -95,12 +95,20 @@ def batch(kernel_fn: Callable, tile_size: Optional[int] = None,
         return (jax.jit(lambda u, v, *a: kernel_fn(u, v, *a, **kwargs)),
                 jax.jit(lambda u, *a: kernel_fn(u, None, *a, **kwargs)))
 
+    tile_sizes = {}  # auto tile size per input signature: the probe compiles once, not per call
+
     def batched(x1, x2=None, *args, **kwargs):
         x1, x2 = checks.check_inputs(x1, x2, ndim=None)
         n1 = x1.shape[0]
         xr = x1 if x2 is None else x2
         n2 = xr.shape[0]
-        t = tile_size or auto_tile_size(kernel_fn, x1, x2, *args, **kwargs)
+        t = tile_size
+        if t is None:
+            sig = (x1.shape, None if x2 is None else x2.shape, str(x1.dtype),
+                   tuple(sorted((k, repr(v)) for k, v in kwargs.items())))
+            if sig not in tile_sizes:
+                tile_sizes[sig] = auto_tile_size(kernel_fn, x1, x2, *args, **kwargs)
+            t = tile_sizes[sig]
         t1, t2 = min(t, n1), min(t, n2)
         if x2 is None:
             t1 = t2 = min(t, n1)

@@ -43,8 +43,14 @@ def as_float_array(x, name: str):
 
 
 def check_finite(x, name: str):
-    if is_concrete(x) and not bool(jnp.all(jnp.isfinite(x))):
-        bad = int(jnp.sum(~jnp.isfinite(x)))
+    if not is_concrete(x):
+        return
+    # A concrete array can reach here inside someone's jit (a closed-over constant): evaluate
+    # the check eagerly rather than as part of the trace.
+    with jax.ensure_compile_time_eval():
+        finite = bool(jnp.all(jnp.isfinite(x)))
+        bad = 0 if finite else int(jnp.sum(~jnp.isfinite(x)))
+    if bad:
         raise ValueError(f"`{name}` contains {bad} NaN or infinite value(s); kernels of such "
                          "inputs are undefined. Remove or impute them first (e.g. "
                          "sklearn.impute.SimpleImputer).")

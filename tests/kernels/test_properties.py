@@ -49,6 +49,17 @@ def test_x2_none_equals_x2_x1(name, rng):
     assert rel_err(b.ntk, a.ntk) < tol and rel_err(b.nngp, a.nngp) < tol
 
 
+def test_concrete_array_closed_over_inside_jit(rng):
+    x1 = rng.standard_normal((5, 3)).astype(DTYPE)
+    x2 = jnp.asarray(rng.standard_normal((4, 3)).astype(DTYPE))  # concrete, captured by the jit
+    net = deep(nn.Relu)
+    got = jax.jit(lambda a: net.kernel(a, x2))(x1)
+    np.testing.assert_allclose(got.ntk, net.kernel(x1, x2).ntk, rtol=1e-6)
+    bad = x2.at[0, 0].set(jnp.nan)  # a concrete constant: still checked inside the jit
+    with pytest.raises(ValueError, match="contains 1 NaN"):
+        jax.jit(lambda a: net.kernel(a, bad))(x1)
+
+
 def test_jit_equals_eager(rng):
     x1 = rng.standard_normal((5, 3)).astype(DTYPE)
     x2 = rng.standard_normal((4, 3)).astype(DTYPE)

@@ -263,6 +263,12 @@ def empirical_kernel_fn(f, trace_axes: Sequence[int] = (-1,), implementation: st
     """
     ntk_fn = empirical_ntk_fn(f, trace_axes, implementation)
     nngp_fn = empirical_nngp_fn(f, trace_axes)
+    apply = _apply_fn(f)
+
+    @jax.jit
+    def variance(x, params):
+        y = apply(params, x)
+        return jnp.mean(y.reshape(y.shape[0], -1) ** 2, axis=-1)
 
     def kernel_fn(x1, x2=None, get=None, params=None):
         names, single = checks.normalize_get(get)
@@ -273,14 +279,8 @@ def empirical_kernel_fn(f, trace_axes: Sequence[int] = (-1,), implementation: st
             out["ntk"] = ntk_fn(x1, x2, params)
         if single:
             return out[names[0]]
-        apply = _apply_fn(f)
         x1c, x2c = checks.check_inputs(x1, x2, ndim=None)
-
-        def var(x):
-            y = apply(params, x)
-            return jnp.mean(y.reshape(y.shape[0], -1) ** 2, axis=-1)
-
-        return Kernel(nngp=out.get("nngp"), ntk=out.get("ntk"), cov1=var(x1c),
-                      cov2=None if x2c is None else var(x2c), x1_is_x2=x2c is None)
+        return Kernel(nngp=out.get("nngp"), ntk=out.get("ntk"), cov1=variance(x1c, params),
+                      cov2=None if x2c is None else variance(x2c, params), x1_is_x2=x2c is None)
 
     return kernel_fn

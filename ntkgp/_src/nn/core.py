@@ -106,11 +106,14 @@ def materialized(fn: Callable, k):
     """``fn(k)`` computed as a separate XLA computation whose outputs are stored.
 
     XLA's CPU fusion duplicates elementwise producers into every consumer; over a deep
-    recursion each layer's fusion then recomputes all earlier layers (measured: 10 ReLU layers
-    at N=4000 took 1.9 s unrolled vs 0.44 s with this boundary). ``optimization_barrier`` is
-    dropped by XLA here; a ``lax.cond`` on a runtime predicate is a real boundary and stays
-    differentiable. The predicate is "no variance is NaN at the first input"; the other branch
-    returns NaNs, which is what NaN inputs give anyway.
+    recursion each layer's fusion then recomputes all earlier layers (measured, kernel of a
+    10-hidden-layer ReLU net at N=4000, f32: 2.42 s with no boundary, 0.74 s with one after
+    each nonlinearity, 0.48 s with one after each Dense+nonlinearity segment).
+    ``optimization_barrier`` is dropped by XLA here; a ``lax.cond`` on a runtime predicate is a
+    real boundary and stays differentiable. The predicate is "the first entry of the first
+    array is not NaN"; the other branch returns NaNs. Inputs are checked for NaN at the public
+    entry, so the NaN branch is only taken under a user's jit with NaN inputs, where the result
+    would be NaN anyway (then entirely NaN rather than partly).
     """
     leaves = [x for x in jax.tree.leaves(k) if x.ndim >= 1 and x.size]
     if not leaves:
@@ -131,10 +134,11 @@ def row_chunked(run: Callable, x1, x2, compute_ntk: bool) -> Kernel:
     """``run(x1, x2, compute_ntk)`` computed over cache-sized blocks of pairs.
 
     The kernel recursion is elementwise per pair of inputs, so blocks of pairs are independent.
-    Blocks of about ``CHUNK_ELEMENTS`` pairs keep every layer's intermediates in cache (about
-    1.7x faster than whole N1 x N2 arrays for deep nets) and bound the temporary memory to a
-    few blocks instead of several N1 x N2 arrays per layer. Padding repeats the last row (never
-    zeros, whose zero variance would be a special case) and is dropped.
+    Blocks of about ``CHUNK_ELEMENTS`` pairs keep every layer's intermediates in cache and bound
+    the temporary memory to a few blocks instead of several N1 x N2 arrays per layer (measured,
+    10-hidden-layer ReLU net, N=4000, f32: 0.41 s blocked vs 0.47 s whole with ``x2`` given;
+    0.32 s vs 0.72 s for ``x2=None``, where the blocks also halve the work). Padding repeats the
+    last row (never zeros, whose zero variance would be a special case) and is dropped.
 
     ``x2`` given: blocks of rows of ``x1`` against all of ``x2``. ``x2 is None``: square blocks
     on and above the diagonal only (about half the work), mirrored; diagonal blocks are
