@@ -114,8 +114,8 @@ def test_abrelu_by_relu_decomposition(a, b, s1, s2, c):
     want_dot = (a * a + b * b) * p_pp + 2 * a * b * p_pm
     k, dot = act.abrelu_pair(jnp.array([[c]], DTYPE), jnp.array([[s1]], DTYPE),
                              jnp.array([[s2]], DTYPE), None, True, a=a, b=b)
-    assert abs(float(k[0, 0]) - want_k) < 10 * TOL * max(1, abs(want_k))
-    assert abs(float(dot[0, 0]) - want_dot) < 10 * TOL
+    assert abs(float(k[0, 0]) - want_k) < TOL * max(1, abs(want_k))
+    assert abs(float(dot[0, 0]) - want_dot) < TOL
 
 
 PAIRS = {
