@@ -22,3 +22,21 @@ def free_memory_bytes() -> int:
     except OSError:  # pragma: no cover - non-Linux
         pass
     return 8 << 30
+
+
+def check_fits_in_memory(n: int, dtype, n_matrices: int, what: str):
+    """Raise ``MemoryError`` when ``n_matrices`` arrays of ``n x n`` ``dtype`` would not fit in
+    the available host memory (checked on the CPU backend only)."""
+    import jax
+    import numpy as np
+
+    if jax.default_backend() != "cpu":
+        return
+    need = n_matrices * n * n * np.dtype(dtype).itemsize
+    free = free_memory_bytes()
+    if need > free:
+        raise MemoryError(
+            f"{what} for N={n} training points in {np.dtype(dtype).name} need about "
+            f"{need / 2**30:.1f} GiB; {free / 2**30:.1f} GiB is available. Use fewer training "
+            "points (a random subset), float32 instead of float64, or a machine with more "
+            "memory.")

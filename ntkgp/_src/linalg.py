@@ -1,0 +1,218 @@
+r"""Factorizations of kernel matrices: the one place where ntkgp inverts a kernel.
+
+Every factorization first symmetrizes :math:`K \leftarrow (K + K^\top)/2` and adds a diagonal
+
+.. math:: K_\mathrm{reg} = K + (\lambda \, s + j \, \bar k) \, I, \qquad
+          \bar k = \tfrac{1}{N}\operatorname{tr} K,
+
+where :math:`\lambda` is ``diag_reg``, :math:`s = \bar k` (relative, the default: kernels grow
+with depth, so a fixed number would mean different things for different nets) or :math:`s = 1`
+(``diag_reg_absolute_scale=True``), and :math:`j` is the jitter.
+
+Cholesky (for :math:`t=\infty` and Bayesian inference) checks its result: it fails when a pivot
+is not finite or when the smallest pivot :math:`\min_i L_{ii}^2` is below
+:math:`N \epsilon \, \bar k` (then the matrix is singular to working precision and solves with it
+have no correct digits; duplicate training points do this). On failure, with ``jitter=None``,
+it retries with :math:`j = \sqrt{\epsilon}, 10\sqrt{\epsilon}, \dots` up to ``MAX_JITTER`` and
+warns with the jitter it needed; past that it raises `NotPositiveDefiniteError`. Inside
+``jax.jit`` (no host round trip) there is one attempt, and a failure shows as NaN.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import warnings
+from typing import Optional
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from ntkgp._src import checks
+
+Array = jax.Array
+MAX_JITTER = 1e-2  # relative to the mean diagonal; beyond this the answer is a different model
+
+
+class NotPositiveDefiniteError(np.linalg.LinAlgError):
+    """A kernel matrix is not positive definite to working precision."""
+
+
+class JitterWarning(UserWarning):
+    """A kernel matrix needed jitter on its diagonal to be factorized."""
+
+
+def regularize(k: Array, diag_reg, absolute: bool, jitter=0.0) -> tuple[Array, Array]:
+    """``(K_reg, added)``: ``k`` symmetrized with ``added`` on its diagonal (see module docs)."""
+    k = 0.5 * (k + k.T)
+    mean_diag = jnp.mean(jnp.diagonal(k))
+    scale = 1.0 if absolute else mean_diag
+    added = jnp.asarray(diag_reg, k.dtype) * scale + jnp.asarray(jitter, k.dtype) * mean_diag
+    n = k.shape[0]
+    return k.at[jnp.arange(n), jnp.arange(n)].add(added), added
+
+
+@dataclasses.dataclass(frozen=True)
+class Cholesky:
+    r"""Cholesky factor of a regularized kernel, :math:`K_\mathrm{reg} = L L^\top`.
+
+    Attributes:
+        chol: array of shape ``(N, N)``, lower triangular :math:`L`.
+        added: scalar, what was added to the diagonal of :math:`K` (``diag_reg`` term plus any
+            jitter), in the kernel's units.
+    """
+
+    chol: Array
+    added: Array
+
+    def solve(self, b: Array) -> Array:
+        """:math:`K_\\mathrm{reg}^{-1} b` for ``b`` of shape ``(N,)`` or ``(N, M)``."""
+        return jax.scipy.linalg.cho_solve((self.chol, True), b)
+
+    def logdet(self) -> Array:
+        """:math:`\\log\\det K_\\mathrm{reg}`."""
+        return 2.0 * jnp.sum(jnp.log(jnp.diagonal(self.chol)))
+
+
+jax.tree_util.register_dataclass(Cholesky, data_fields=["chol", "added"], meta_fields=[])
+
+
+@dataclasses.dataclass(frozen=True)
+class Eigh:
+    r"""Eigendecomposition of a regularized kernel, :math:`K_\mathrm{reg} = V \Lambda V^\top`.
+
+    Attributes:
+        evals: array of shape ``(N,)``, ascending, clipped at 0 (negative values are rounding).
+        evecs: array of shape ``(N, N)``, orthonormal columns.
+        added: scalar added to the diagonal of :math:`K`.
+    """
+
+    evals: Array
+    evecs: Array
+    added: Array
+
+
+jax.tree_util.register_dataclass(Eigh, data_fields=["evals", "evecs", "added"], meta_fields=[])
+
+
+@functools.partial(jax.jit, static_argnames=("absolute",))
+def _cholesky(k, diag_reg, jitter, absolute):
+    kr, added = regularize(k, diag_reg, absolute, jitter)
+    chol = jnp.linalg.cholesky(kr)
+    piv = jnp.diagonal(chol)
+    n = k.shape[0]
+    floor = n * jnp.finfo(k.dtype).eps * jnp.mean(jnp.diagonal(kr))
+    ok = jnp.all(jnp.isfinite(piv)) & (jnp.min(piv) ** 2 > floor)
+    return chol, added, ok
+
+
+@functools.partial(jax.jit, static_argnames=("absolute",))
+def _eigh(k, diag_reg, absolute):
+    kr, added = regularize(k, diag_reg, absolute)
+    evals, evecs = jnp.linalg.eigh(kr)
+    return jnp.maximum(evals, 0.0), evecs, added
+
+
+def _check_square(k, name):
+    if k.ndim != 2 or k.shape[0] != k.shape[1]:
+        raise ValueError(f"`{name}` must be a square (N, N) kernel matrix of the training points; "
+                         f"got shape {tuple(k.shape)}.")
+
+
+def cholesky(k, diag_reg=0.0, *, diag_reg_absolute_scale: bool = False,
+             jitter: Optional[float] = None, name: str = "kernel") -> Cholesky:
+    r"""Cholesky factor of ``k`` after symmetrizing and regularizing its diagonal.
+
+    Args:
+        k: array of shape ``(N, N)``, a symmetric positive semi-definite kernel matrix.
+        diag_reg: :math:`\lambda \ge 0`, added as :math:`\lambda \bar k` (relative, default) or
+            :math:`\lambda` (``diag_reg_absolute_scale=True``).
+        diag_reg_absolute_scale: whether ``diag_reg`` is in the kernel's units.
+        jitter: ``None`` (default): none at first, escalated from :math:`\sqrt{\epsilon}` by
+            factors of 10 up to ``MAX_JITTER`` (relative) with a `JitterWarning` when the
+            factorization fails. A number: exactly this relative jitter, no escalation; only a
+            non-finite factor is then an error.
+        name: what the kernel is, for messages.
+
+    Returns:
+        A `Cholesky`.
+
+    Raises:
+        NotPositiveDefiniteError: when no allowed jitter makes ``k`` factorizable (outside jit).
+        ValueError: if ``k`` is not square or (outside jit) has NaN/inf entries.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from ntkgp import linalg
+        >>> c = linalg.cholesky(jnp.array([[2.0, 1.0], [1.0, 2.0]]))
+        >>> c.solve(jnp.array([3.0, 3.0]))
+        Array([1., 1.], dtype=float32)
+    """
+    k = checks.as_float_array(k, name)
+    _check_square(k, name)
+    checks.check_nonneg(diag_reg, "diag_reg")
+    absolute = bool(diag_reg_absolute_scale)
+    if not checks.is_concrete(k) or not checks.is_concrete(diag_reg):
+        chol, added, ok = _cholesky(k, diag_reg, 0.0 if jitter is None else jitter, absolute)
+        if jitter is None:  # no retries under a trace: a failure shows as NaN
+            chol = jnp.where(ok, chol, jnp.nan)
+        return Cholesky(chol, added)
+    checks.check_finite(k, name)
+    eps = float(jnp.finfo(k.dtype).eps)
+    tries = [jitter] if jitter is not None else [0.0] + list(
+        np.sqrt(eps) * 10.0 ** np.arange(0, 1 + np.floor(np.log10(MAX_JITTER / np.sqrt(eps)))))
+    for j in tries:
+        chol, added, ok = _cholesky(k, diag_reg, j, absolute)
+        finite = bool(jnp.all(jnp.isfinite(jnp.diagonal(chol))))
+        if bool(ok) or (jitter is not None and finite):
+            if j and jitter is None:
+                warnings.warn(
+                    f"The {name} matrix of {k.shape[0]} points is singular to {k.dtype} "
+                    f"precision; added jitter {j:.1e} x mean(diag) to its diagonal to factorize "
+                    "it, which smooths the fit slightly. To control this, pass `diag_reg` "
+                    "(relative to the mean diagonal), remove duplicate points, or enable "
+                    "float64 (jax.config.update('jax_enable_x64', True)).",
+                    JitterWarning, stacklevel=3)
+            return Cholesky(chol, added)
+    raise NotPositiveDefiniteError(
+        f"The {name} matrix of {k.shape[0]} points ({k.dtype}) is not positive definite to "
+        f"working precision" + (f", even with jitter up to {tries[-1]:.1e} x mean(diag) on its "
+                                "diagonal" if jitter is None else f" with jitter={jitter}")
+        + ". Likely causes: duplicate or near-duplicate points, a very deep network whose kernel "
+        "is nearly constant, float32 precision, or a matrix that is not a kernel. Fix: raise "
+        "`diag_reg` (e.g. diag_reg=1e-3, relative to the mean diagonal), remove duplicates, or "
+        "enable float64 with jax.config.update('jax_enable_x64', True).")
+
+
+def eigh(k, diag_reg=0.0, *, diag_reg_absolute_scale: bool = False,
+         name: str = "kernel") -> Eigh:
+    r"""Eigendecomposition of ``k`` after symmetrizing and regularizing its diagonal.
+
+    Unlike `cholesky` it never fails on a singular matrix: eigenvalues are clipped at 0, and
+    the time-t functions that use it (:math:`(1 - e^{-t\lambda})/\lambda`) stay finite as
+    :math:`\lambda \to 0`.
+
+    Args:
+        k: array of shape ``(N, N)``.
+        diag_reg: as in `cholesky`.
+        diag_reg_absolute_scale: as in `cholesky`.
+        name: what the kernel is, for messages.
+
+    Returns:
+        An `Eigh`.
+    """
+    k = checks.as_float_array(k, name)
+    _check_square(k, name)
+    checks.check_nonneg(diag_reg, "diag_reg")
+    checks.check_finite(k, name)
+    evals, evecs, added = _eigh(k, diag_reg, bool(diag_reg_absolute_scale))
+    return Eigh(evals, evecs, added)
+
+
+def clip_covariance(cov: Array) -> Array:
+    """Symmetrize a covariance of shape ``(..., M, M)`` and clip its variances at 0."""
+    cov = 0.5 * (cov + jnp.swapaxes(cov, -1, -2))
+    m = cov.shape[-1]
+    d = jnp.diagonal(cov, axis1=-2, axis2=-1)
+    return cov.at[..., jnp.arange(m), jnp.arange(m)].set(jnp.maximum(d, 0.0))

@@ -1,0 +1,217 @@
+r"""Shared pieces of the posterior predictions: input checks, time functions and the moments.
+
+Notation (all kernels are of one output unit; outputs are independent and share them):
+``D`` is the training kernel that drives the dynamics (the regularized NTK, or the regularized
+NNGP when only the readout trains), ``P`` the prior covariance of the initial outputs on the
+training points, ``d_td``/``p_td`` the test-train blocks of ``D``/``P``, ``p_tt`` the test-test
+prior covariance, and ``m`` the number of target entries (``N`` times outputs). Gradient flow on
+:math:`\mathcal L = \frac{1}{2m}\sum \|f - y\|^2` gives
+
+.. math::
+    \mu_t = D_{td} D^{-1}(I - e^{-tD/m}) y, \qquad
+    \Sigma_t = P_{tt} + Z_t^\top P Z_t - Z_t^\top P_{dt} - P_{td} Z_t,
+    \quad Z_t = D^{-1}(I - e^{-tD/m}) D_{dt}
+
+(Lee et al. 2019, https://arxiv.org/abs/1902.06720, eqs. 15-16).
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import NamedTuple, Optional
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from ntkgp._src import checks
+from ntkgp._src.linalg import clip_covariance
+
+Array = jax.Array
+
+
+class Gaussian(NamedTuple):
+    """Mean and covariance of predicted outputs; unpacks as ``mean, cov``.
+
+    Attributes:
+        mean: array of shape ``(M, K)`` (``(M,)`` for 1-D targets), or ``(T, M, K)`` for ``T``
+            times.
+        cov: array of shape ``(M, M)`` or ``(T, M, M)``, shared by the ``K`` outputs (they are
+            independent with the same covariance).
+    """
+
+    mean: Array
+    cov: Array
+
+
+def check_targets(y, n: int, name: str = "y_train"):
+    """``(y2d, was_1d)``: ``y`` of shape ``(n,)`` or ``(n, K)`` as a float array ``(n, K)``."""
+    y = checks.as_float_array(y, name)
+    if y.ndim not in (1, 2):
+        raise ValueError(f"`{name}` must have shape (N,) or (N, K) (K outputs); got shape "
+                         f"{tuple(y.shape)}.")
+    if y.shape[0] != n:
+        raise ValueError(f"`{name}` must have {n} rows, one per training point of the kernel; "
+                         f"got shape {tuple(y.shape)}.")
+    if y.size == 0:
+        raise ValueError(f"`{name}` is empty (shape {tuple(y.shape)}).")
+    checks.check_finite(y, name)
+    return (y[:, None], True) if y.ndim == 1 else (y, False)
+
+
+def check_matrix(k, shape: tuple, name: str, hint: str = ""):
+    """``k`` as a float array of exactly ``shape``, finite when concrete."""
+    k = checks.as_float_array(k, name)
+    if tuple(k.shape) != tuple(shape):
+        raise ValueError(f"`{name}` must have shape {tuple(shape)}; got {tuple(k.shape)}.{hint}")
+    checks.check_finite(k, name)
+    return k
+
+
+def normalize_times(t):
+    """``(ts, scalar)``: ``t`` (None, a number or a 1-D array; None means infinity) as a 1-D
+    float array and whether it was a scalar."""
+    if t is None:
+        return jnp.array([np.inf]), True
+    t = jnp.asarray(t)
+    if t.ndim > 1:
+        raise ValueError(f"`t` must be a number, a 1-D array of times, or None; got shape "
+                         f"{tuple(t.shape)}.")
+    if checks.is_concrete(t):
+        tn = np.asarray(t, np.float64)
+        if np.any(np.isnan(tn)) or np.any(tn < 0):
+            raise ValueError(f"`t` must be >= 0 (training time = learning_rate x steps, or "
+                             f"inf); got {np.asarray(t)}.")
+    return jnp.atleast_1d(t), t.ndim == 0
+
+
+def is_infinite(ts) -> bool:
+    """``True`` when ``ts`` is concrete and all infinite (the Cholesky path)."""
+    return checks.is_concrete(ts) and bool(np.all(np.isinf(np.asarray(ts))))
+
+
+def spectral(evals, ts, m, learning_rate: Optional[float]):
+    r"""Per-eigenvalue time functions, arrays of shape ``(T, N)``.
+
+    ``decay`` :math:`e_t(\lambda) = e^{-t\lambda/m}` (gradient flow) or
+    :math:`(1 - \eta\lambda/m)^{t/\eta}` (gradient descent with step :math:`\eta`), and
+    ``h`` :math:`= (1 - e_t(\lambda))/\lambda`, which tends to :math:`t/m` as
+    :math:`\lambda \to 0`. At :math:`t = \infty`, eigenvalues below the noise floor
+    :math:`N\epsilon\lambda_{\max}` are treated as exactly zero: they never move
+    (``decay = 1``, ``h = 0``, the pseudo-inverse).
+    """
+    x = evals[None, :] / m
+    t = ts[:, None].astype(evals.dtype)
+    inf = jnp.isinf(t)
+    tf = jnp.where(inf, 0.0, t)
+    n = evals.shape[0]
+    floor = n * jnp.finfo(evals.dtype).eps * jnp.max(evals) / m
+    live = x > floor
+    if learning_rate is None:
+        one_minus = -jnp.expm1(-tf * x)
+    else:
+        lr = jnp.asarray(learning_rate, evals.dtype)
+        steps = jnp.round(tf / lr)
+        b = 1.0 - lr * x
+        odd = jnp.mod(steps, 2.0) == 1.0
+        power = jnp.where(odd & (b < 0), -1.0, 1.0) * jnp.exp(steps * jnp.log(jnp.abs(b)))
+        power = jnp.where(steps == 0, 1.0, power)
+        smooth = -jnp.expm1(steps * jnp.log1p(-jnp.minimum(lr * x, 0.5)))
+        one_minus = jnp.where(lr * x <= 0.5, smooth, 1.0 - power)
+    safe = jnp.where(x > 0, x, 1.0) * m
+    h_fin = jnp.where(x > 0, one_minus / safe, tf / m)
+    h = jnp.where(inf, jnp.where(live, 1.0 / jnp.where(live, x * m, 1.0), 0.0), h_fin)
+    decay = jnp.where(inf, jnp.where(live, 0.0, 1.0), 1.0 - one_minus)
+    return decay, h
+
+
+def _quad(a, w, b):
+    """``a.T @ W @ b`` where ``w`` is a matrix ``W`` or the vector of a diagonal ``W``."""
+    hi = jax.lax.Precision.HIGHEST
+    if w.ndim == 1:
+        return jnp.matmul(a.T, w[:, None] * b, precision=hi)
+    return jnp.matmul(a.T, jnp.matmul(w, b, precision=hi), precision=hi)
+
+
+@functools.partial(jax.jit, static_argnames=("compute_cov",))
+def moments_cholesky(chol, y, d_td, p_td, p_tt, p_dd, compute_cov):
+    r""":math:`t=\infty` moments from the Cholesky factor of ``D``.
+
+    ``p_dd=None`` means ``P = D`` (Bayesian GP posterior): then
+    :math:`\Sigma = P_{tt} - V^\top V`, :math:`V = L^{-1} D_{dt}`, exactly PSD in exact
+    arithmetic. Returns ``(mean (M, K), cov (M, M) or None)``.
+    """
+    hi = jax.lax.Precision.HIGHEST
+    tri = functools.partial(jax.scipy.linalg.solve_triangular, chol, lower=True)
+    v = tri(d_td.T)  # (N, M)
+    mean = jnp.matmul(v.T, tri(y), precision=hi)
+    if not compute_cov:
+        return mean, None
+    if p_dd is None:
+        cov = p_tt - jnp.matmul(v.T, v, precision=hi)
+    else:
+        z = jax.scipy.linalg.solve_triangular(chol.T, v, lower=False)  # D^{-1} D_dt
+        cross = jnp.matmul(p_td, z, precision=hi)
+        cov = p_tt + _quad(z, p_dd, z) - cross - cross.T
+    return mean, clip_covariance(cov)
+
+
+@functools.partial(jax.jit, static_argnames=("compute_cov", "learning_rate"))
+def moments_eigh(evals, evecs, w, y, d_td, p_td, p_tt, ts, m, learning_rate, compute_cov):
+    r"""Moments at times ``ts`` (T,) from :math:`D = V\Lambda V^\top`; ``w`` is
+    :math:`V^\top P V` (a matrix, or the vector ``evals`` when ``P = D``).
+    Returns ``(mean (T, M, K), cov (T, M, M) or None)``."""
+    hi = jax.lax.Precision.HIGHEST
+    _, h = spectral(evals, ts, m, learning_rate)
+    q = jnp.matmul(evecs.T, d_td.T, precision=hi)  # (N, M)
+    yv = jnp.matmul(evecs.T, y, precision=hi)  # (N, K)
+    mean = jnp.einsum("nm,tn,nk->tmk", q, h, yv, precision=hi)
+    if not compute_cov:
+        return mean, None
+    r = jnp.matmul(evecs.T, p_td.T, precision=hi)  # (N, M)
+
+    def one(ht):
+        z = ht[:, None] * q
+        cross = jnp.matmul(z.T, r, precision=hi)
+        return clip_covariance(p_tt + _quad(z, w, z) - cross - cross.T)
+
+    return mean, jax.lax.map(one, h)
+
+
+@functools.partial(jax.jit, static_argnames=("compute_cov", "learning_rate"))
+def moments_train(evals, evecs, w, y, ts, m, learning_rate, compute_cov):
+    r"""Moments on the training points: :math:`\mu_t = (I - E_t) y`,
+    :math:`\Sigma_t = E_t P E_t` with :math:`E_t = e^{-tD/m}`."""
+    hi = jax.lax.Precision.HIGHEST
+    decay, _ = spectral(evals, ts, m, learning_rate)
+    yv = jnp.matmul(evecs.T, y, precision=hi)
+    mean = y[None] - jnp.einsum("in,tn,nk->tik", evecs, decay, yv, precision=hi)
+    if not compute_cov:
+        return mean, None
+
+    def one(et):
+        ve = evecs * et[None, :]
+        if w.ndim == 1:
+            cov = jnp.matmul(ve * w[None, :], ve.T, precision=hi)
+        else:
+            cov = jnp.matmul(ve, jnp.matmul(w, ve.T, precision=hi), precision=hi)
+        return clip_covariance(cov)
+
+    return mean, jax.lax.map(one, decay)
+
+
+@jax.jit
+def rotate(evecs, p_dd):
+    """:math:`V^\\top P V`."""
+    hi = jax.lax.Precision.HIGHEST
+    return jnp.matmul(evecs.T, jnp.matmul(p_dd, evecs, precision=hi), precision=hi)
+
+
+def finish(mean, cov, scalar: bool, was_1d: bool, compute_cov: bool):
+    """Drop the time axis for a scalar ``t`` and the output axis for 1-D targets."""
+    if scalar and mean.ndim == 3:
+        mean = mean[0]
+        cov = None if cov is None else cov[0]
+    if was_1d:
+        mean = mean[..., 0]
+    return Gaussian(mean, cov) if compute_cov else mean

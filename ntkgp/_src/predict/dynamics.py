@@ -1,0 +1,192 @@
+r"""`gradient_descent_mse`: the linearized training dynamics of one given network, and
+`max_learning_rate`."""
+
+from __future__ import annotations
+
+import functools
+from typing import Optional
+
+import jax
+import jax.numpy as jnp
+
+from ntkgp._src import checks, linalg
+from ntkgp._src.predict import common
+from ntkgp._src.predict.ensemble import check_learning_rate, check_steps, warn_if_divergent
+
+
+@functools.partial(jax.jit, static_argnames=("learning_rate",))
+def _eigh_outputs(evals, evecs, r, f0_train, d_td, f0_test, ts, m, learning_rate):
+    hi = jax.lax.Precision.HIGHEST
+    decay, h = common.spectral(evals, ts, m, learning_rate)
+    rv = jnp.matmul(evecs.T, r, precision=hi)  # (N, K)
+    train = (f0_train + r)[None] - jnp.einsum("in,tn,nk->tik", evecs, decay, rv, precision=hi)
+    if d_td is None:
+        return train, None
+    q = jnp.matmul(d_td, evecs, precision=hi)  # (M, N)
+    test = f0_test[None] + jnp.einsum("mn,tn,nk->tmk", q, h, rv, precision=hi)
+    return train, test
+
+
+class LinearizedDynamics:
+    r"""Outputs of one linearized network during gradient descent; made by
+    `gradient_descent_mse`. Call it as ``dyn(t, fx_train_0, fx_test_0, k_test_train)``."""
+
+    def __init__(self, k_train_train, y_train, *, learning_rate=None, diag_reg=0.0,
+                 diag_reg_absolute_scale=False, jitter=None):
+        k = checks.as_float_array(getattr(k_train_train, "ntk", k_train_train), "k_train_train")
+        if k.ndim != 2 or k.shape[0] != k.shape[1]:
+            raise ValueError("`k_train_train` must be the (N, N) NTK of the training points; got "
+                             f"shape {tuple(k.shape)}.")
+        checks.check_finite(k, "k_train_train")
+        self.k_train_train = k
+        self.y_train, self._y_was_1d = common.check_targets(y_train, k.shape[0])
+        self.y_train = self.y_train.astype(k.dtype)
+        self.m = self.y_train.size
+        self.learning_rate = check_learning_rate(learning_rate)
+        self.diag_reg = checks.check_nonneg(diag_reg, "diag_reg")
+        self.absolute = bool(diag_reg_absolute_scale)
+        self.jitter = jitter
+        self._chol = self._eig = None
+
+    def _outputs(self, f, shape, name):
+        if f is None or (not hasattr(f, "shape") and f == 0):
+            return jnp.zeros(shape, self.y_train.dtype)
+        f = checks.as_float_array(f, name)
+        if self._y_was_1d and f.ndim == 1:
+            f = f[:, None]
+        if tuple(f.shape) != tuple(shape):
+            raise ValueError(f"`{name}` must have shape {shape} (points, outputs) like the "
+                             f"targets; got {tuple(f.shape)}.")
+        checks.check_finite(f, name)
+        return f.astype(self.y_train.dtype)
+
+    def __call__(self, t=None, fx_train_0=None, fx_test_0=None, k_test_train=None):
+        r"""Outputs at training time ``t`` from the initial outputs.
+
+        .. math::
+            f_t(X) = y + e^{-t\Theta/m}(f_0(X) - y), \qquad
+            f_t(x) = f_0(x) + \Theta_{xX}\Theta^{-1}(I - e^{-t\Theta/m})(y - f_0(X)).
+
+        Args:
+            t: a number, a 1-D array of ``T`` times, or ``None``/``inf`` for convergence.
+            fx_train_0: initial outputs on the training points, shape like ``y_train``
+                (``None``: zeros).
+            fx_test_0: initial outputs on the test points, shape ``(M, K)`` (``None``: zeros).
+            k_test_train: the NTK of test against training points, shape ``(M, N)``, or
+                ``None`` for training outputs only.
+
+        Returns:
+            ``fx_train_t`` of shape ``(N, K)`` (``(T, N, K)`` for an array of times), or
+            ``(fx_train_t, fx_test_t)`` when ``k_test_train`` is given.
+        """
+        n, k = self.y_train.shape
+        ts, scalar = common.normalize_times(t)
+        check_steps(ts, self.learning_rate)
+        f0 = self._outputs(fx_train_0, (n, k), "fx_train_0")
+        d_td = f0_test = None
+        if k_test_train is not None:
+            d_td = checks.as_float_array(getattr(k_test_train, "ntk", k_test_train),
+                                         "k_test_train")
+            mt = d_td.shape[0] if d_td.ndim == 2 else -1
+            d_td = common.check_matrix(d_td, (mt, n), "k_test_train").astype(f0.dtype)
+            f0_test = self._outputs(fx_test_0, (mt, k), "fx_test_0")
+        r = self.y_train - f0
+        if common.is_infinite(ts) and scalar:
+            if self._chol is None:
+                self._chol = linalg.cholesky(self.k_train_train, self.diag_reg,
+                                             diag_reg_absolute_scale=self.absolute,
+                                             jitter=self.jitter, name="NTK")
+            train = self.y_train[None]
+            test = None if d_td is None else (
+                f0_test + d_td @ self._chol.solve(r))[None]
+        else:
+            if self._eig is None:
+                self._eig = linalg.eigh(self.k_train_train, self.diag_reg,
+                                        diag_reg_absolute_scale=self.absolute, name="NTK")
+            warn_if_divergent(self._eig.evals, self.m, self.learning_rate)
+            train, test = _eigh_outputs(self._eig.evals, self._eig.evecs, r, f0, d_td, f0_test,
+                                        ts, self.m, self.learning_rate)
+        out = [train, test] if test is not None else [train]
+        if scalar:
+            out = [o[0] for o in out]
+        if self._y_was_1d:
+            out = [o[..., 0] for o in out]
+        return tuple(out) if len(out) == 2 else out[0]
+
+    predict = __call__
+
+
+def gradient_descent_mse(k_train_train, y_train, *, learning_rate: Optional[float] = None,
+                         diag_reg=0.0, diag_reg_absolute_scale: bool = False,
+                         jitter: Optional[float] = None) -> LinearizedDynamics:
+    r"""The training dynamics of one given network in its tangent space.
+
+    A network linearized around its initial parameters, trained by gradient descent on
+    :math:`\frac{1}{2m}\sum\|f - y\|^2` (``m`` = ``N x K`` target entries), moves its outputs by
+    its empirical NTK :math:`\Theta` alone: :math:`\dot f_t(X) = -\frac{1}{m}\Theta (f_t(X)-y)`
+    (gradient flow, ``learning_rate=None``), or by steps
+    :math:`f_{s+1} = f_s - \frac{\eta}{m}\Theta(f_s - y)` at time :math:`t = \eta s`. This is
+    what that particular network converges to if it stays in its tangent space; compare it
+    with real training to see where it leaves.
+
+    Args:
+        k_train_train: the NTK of the training points, shape ``(N, N)`` (or a `Kernel`; its
+            ``ntk`` is used).
+        y_train: targets of shape ``(N,)`` or ``(N, K)``.
+        learning_rate: ``None`` (gradient flow) or the step :math:`\eta`.
+        diag_reg: :math:`\ge 0`, added to the NTK's diagonal (relative to its mean diagonal by
+            default), which makes the training outputs converge to ``y`` even when
+            :math:`\Theta` is singular.
+        diag_reg_absolute_scale: whether ``diag_reg`` is in the kernel's units.
+        jitter: see `ntkgp.linalg.cholesky`.
+
+    Returns:
+        A `LinearizedDynamics`, called as ``dyn(t, fx_train_0, fx_test_0, k_test_train)``.
+
+    References:
+        Lee et al. 2019, https://arxiv.org/abs/1902.06720, eqs. 9-11.
+
+    Example:
+        >>> import numpy as np
+        >>> from ntkgp import nn, predict
+        >>> net = nn.serial(nn.Dense(512), nn.Relu(), nn.Dense(1))
+        >>> x, y = np.random.default_rng(0).normal(size=(2, 8, 1))
+        >>> dyn = predict.gradient_descent_mse(net.kernel(x, None, "ntk"), y)
+        >>> dyn(t=[0.0, 1.0, None]).shape
+        (3, 8, 1)
+    """
+    return LinearizedDynamics(k_train_train, y_train, learning_rate=learning_rate,
+                              diag_reg=diag_reg, diag_reg_absolute_scale=diag_reg_absolute_scale,
+                              jitter=jitter)
+
+
+def max_learning_rate(ntk_train_train, *, n_outputs: int = 1, momentum: float = 0.0):
+    r"""The largest stable step of full-batch gradient descent on MSE.
+
+    For the loss :math:`\frac{1}{2NK}\sum\|f - y\|^2` the linearized outputs move by
+    :math:`I - \frac{\eta}{NK}\Theta`, which contracts iff
+    :math:`\eta < 2(1+\beta)NK/\lambda_{\max}(\Theta)` (heavy-ball momentum :math:`\beta`).
+
+    Args:
+        ntk_train_train: the NTK of the ``N`` training points, shape ``(N, N)``.
+        n_outputs: ``K``, the number of outputs (target columns).
+        momentum: :math:`\beta \in [0, 1)`.
+
+    Returns:
+        A scalar :math:`2(1+\beta)NK/\lambda_{\max}`.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from ntkgp import predict
+        >>> float(predict.max_learning_rate(jnp.eye(4) * 2.0))
+        4.0
+    """
+    k = checks.as_float_array(ntk_train_train, "ntk_train_train")
+    if k.ndim != 2 or k.shape[0] != k.shape[1]:
+        raise ValueError(f"`ntk_train_train` must have shape (N, N); got {tuple(k.shape)}.")
+    checks.check_positive_int(n_outputs, "n_outputs")
+    if not 0.0 <= momentum < 1.0:
+        raise ValueError(f"`momentum` must be in [0, 1); got {momentum!r}.")
+    checks.check_finite(k, "ntk_train_train")
+    lam = jnp.linalg.eigvalsh(0.5 * (k + k.T))[-1]
+    return 2.0 * (1.0 + momentum) * k.shape[0] * n_outputs / lam
