@@ -94,7 +94,8 @@ def spectral(evals, ts, m, learning_rate: Optional[float]):
     r"""Per-eigenvalue time functions, arrays of shape ``(T, N)``.
 
     ``decay`` :math:`e_t(\lambda) = e^{-t\lambda/m}` (gradient flow) or
-    :math:`(1 - \eta\lambda/m)^{t/\eta}` (gradient descent with step :math:`\eta`), and
+    :math:`(1 - \eta\lambda/m)^{t/\eta}` (gradient descent with step :math:`\eta`),
+    ``growth`` :math:`= 1 - e_t` (computed without cancellation), and
     ``h`` :math:`= (1 - e_t(\lambda))/\lambda`, which tends to :math:`t/m` as
     :math:`\lambda \to 0`. At :math:`t = \infty`, eigenvalues below the noise floor
     :math:`N\epsilon\lambda_{\max}` are treated as exactly zero: they never move
@@ -121,8 +122,8 @@ def spectral(evals, ts, m, learning_rate: Optional[float]):
     safe = jnp.where(x > 0, x, 1.0) * m
     h_fin = jnp.where(x > 0, one_minus / safe, tf / m)
     h = jnp.where(inf, jnp.where(live, 1.0 / jnp.where(live, x * m, 1.0), 0.0), h_fin)
-    decay = jnp.where(inf, jnp.where(live, 0.0, 1.0), 1.0 - one_minus)
-    return decay, h
+    growth = jnp.where(inf, jnp.where(live, 1.0, 0.0), one_minus)
+    return 1.0 - growth, growth, h
 
 
 def _quad(a, w, b):
@@ -162,7 +163,7 @@ def moments_eigh(evals, evecs, w, y, d_td, p_td, p_tt, ts, m, learning_rate, com
     :math:`V^\top P V` (a matrix, or the vector ``evals`` when ``P = D``).
     Returns ``(mean (T, M, K), cov (T, M, M) or None)``."""
     hi = jax.lax.Precision.HIGHEST
-    _, h = spectral(evals, ts, m, learning_rate)
+    _, _, h = spectral(evals, ts, m, learning_rate)
     q = jnp.matmul(evecs.T, d_td.T, precision=hi)  # (N, M)
     yv = jnp.matmul(evecs.T, y, precision=hi)  # (N, K)
     mean = jnp.einsum("nm,tn,nk->tmk", q, h, yv, precision=hi)
@@ -183,9 +184,9 @@ def moments_train(evals, evecs, w, y, ts, m, learning_rate, compute_cov):
     r"""Moments on the training points: :math:`\mu_t = (I - E_t) y`,
     :math:`\Sigma_t = E_t P E_t` with :math:`E_t = e^{-tD/m}`."""
     hi = jax.lax.Precision.HIGHEST
-    decay, _ = spectral(evals, ts, m, learning_rate)
+    decay, growth, _ = spectral(evals, ts, m, learning_rate)
     yv = jnp.matmul(evecs.T, y, precision=hi)
-    mean = y[None] - jnp.einsum("in,tn,nk->tik", evecs, decay, yv, precision=hi)
+    mean = jnp.einsum("in,tn,nk->tik", evecs, growth, yv, precision=hi)
     if not compute_cov:
         return mean, None
 

@@ -17,9 +17,9 @@ from ntkgp._src.predict.ensemble import check_learning_rate, check_steps, warn_i
 @functools.partial(jax.jit, static_argnames=("learning_rate",))
 def _eigh_outputs(evals, evecs, r, f0_train, d_td, f0_test, ts, m, learning_rate):
     hi = jax.lax.Precision.HIGHEST
-    decay, h = common.spectral(evals, ts, m, learning_rate)
+    _, growth, h = common.spectral(evals, ts, m, learning_rate)
     rv = jnp.matmul(evecs.T, r, precision=hi)  # (N, K)
-    train = (f0_train + r)[None] - jnp.einsum("in,tn,nk->tik", evecs, decay, rv, precision=hi)
+    train = f0_train[None] + jnp.einsum("in,tn,nk->tik", evecs, growth, rv, precision=hi)
     if d_td is None:
         return train, None
     q = jnp.matmul(d_td, evecs, precision=hi)  # (M, N)
