@@ -126,16 +126,15 @@ def spectral(evals, ts, m, learning_rate: Optional[float]):
     return 1.0 - growth, growth, h
 
 
-def _quad(a, w, b):
-    """``a.T @ W @ b`` where ``w`` is a matrix ``W`` or the vector of a diagonal ``W``."""
-    hi = jax.lax.Precision.HIGHEST
+def _times(w, b):
+    """``W @ b`` where ``w`` is a matrix ``W`` or the vector of a diagonal ``W``."""
     if w.ndim == 1:
-        return jnp.matmul(a.T, w[:, None] * b, precision=hi)
-    return jnp.matmul(a.T, jnp.matmul(w, b, precision=hi), precision=hi)
+        return w[:, None] * b
+    return jnp.matmul(w, b, precision=jax.lax.Precision.HIGHEST)
 
 
 @functools.partial(jax.jit, static_argnames=("compute_cov",))
-def moments_cholesky(chol, y, d_td, p_td, p_tt, p_dd, compute_cov):
+def moments_cholesky(factor, y, d_td, p_td, p_tt, p_dd, compute_cov):
     r""":math:`t=\infty` moments from the Cholesky factor of ``D``.
 
     ``p_dd=None`` means ``P = D`` (Bayesian GP posterior): then
@@ -143,17 +142,17 @@ def moments_cholesky(chol, y, d_td, p_td, p_tt, p_dd, compute_cov):
     arithmetic. Returns ``(mean (M, K), cov (M, M) or None)``.
     """
     hi = jax.lax.Precision.HIGHEST
-    tri = functools.partial(jax.scipy.linalg.solve_triangular, chol, lower=True)
-    v = tri(d_td.T)  # (N, M)
-    mean = jnp.matmul(v.T, tri(y), precision=hi)
+    v = factor.solve_lower(d_td.T)  # (N, M)
+    mean = jnp.matmul(v.T, factor.solve_lower(y), precision=hi)
     if not compute_cov:
         return mean, None
     if p_dd is None:
         cov = p_tt - jnp.matmul(v.T, v, precision=hi)
     else:
-        z = jax.scipy.linalg.solve_triangular(chol.T, v, lower=False)  # D^{-1} D_dt
-        cross = jnp.matmul(p_td, z, precision=hi)
-        cov = p_tt + _quad(z, p_dd, z) - cross - cross.T
+        z = factor.solve_upper(v)  # D^{-1} D_dt
+        # z'Pz - z'P_dt - P_td z, as the symmetric part of z'(Pz - 2 P_dt): one M x N x M
+        # product fewer
+        cov = p_tt + jnp.matmul(z.T, _times(p_dd, z) - 2.0 * p_td.T, precision=hi)
     return mean, clip_covariance(cov)
 
 
@@ -173,8 +172,7 @@ def moments_eigh(evals, evecs, w, y, d_td, p_td, p_tt, ts, m, learning_rate, com
 
     def one(ht):
         z = ht[:, None] * q
-        cross = jnp.matmul(z.T, r, precision=hi)
-        return clip_covariance(p_tt + _quad(z, w, z) - cross - cross.T)
+        return clip_covariance(p_tt + jnp.matmul(z.T, _times(w, z) - 2.0 * r, precision=hi))
 
     return mean, jax.lax.map(one, h)
 

@@ -80,6 +80,8 @@ class Ensemble:
         self.jitter = jitter
         k = self._kfn(x_train, None, ("nngp", "ntk"))
         self.k_train_train = {"nngp": getattr(k, "nngp", None), "ntk": getattr(k, "ntk", None)}
+        # ntkgp kernels of x with itself are exactly symmetric by construction
+        self._symmetric = bool(getattr(k, "x1_is_x2", False))
         for g, v in self.k_train_train.items():
             if v is None:
                 raise ValueError(f"`kernel_fn(x_train, None, ('nngp', 'ntk'))` returned no {g}; "
@@ -92,7 +94,7 @@ class Ensemble:
         if get not in self._chol:
             self._chol[get] = linalg.cholesky(
                 self.k_train_train[get], self.diag_reg, diag_reg_absolute_scale=self.absolute,
-                jitter=self.jitter, name=get.upper())
+                jitter=self.jitter, name=get.upper(), symmetrize=not self._symmetric)
         return self._chol[get]
 
     def _eigh(self, get):
@@ -148,7 +150,7 @@ class Ensemble:
         p_tt = self._kfn(x_test, None, "nngp") if compute_cov else None
         if common.is_infinite(ts) and scalar:
             p_dd = self.k_train_train["nngp"] if get == "ntk" else None
-            mean, cov = common.moments_cholesky(self._cholesky(get).chol, y, d_td, p_td, p_tt,
+            mean, cov = common.moments_cholesky(self._cholesky(get), y, d_td, p_td, p_tt,
                                                 p_dd, compute_cov)
         else:
             e, w = self._eigh(get)

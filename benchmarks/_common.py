@@ -1,0 +1,253 @@
+"""Shared benchmark plumbing: subprocess rows, machine description, and RESULTS.md.
+
+Each benchmark script saves its rows in ``benchmarks/results_<suite>.json`` (after every case,
+so an interrupted run keeps what finished) and then rewrites ``benchmarks/RESULTS.md`` from all
+saved suites with `write_results`; ``notes_<suite>.md`` (hand-written analysis) follows each
+suite's tables.
+"""
+
+import datetime
+import json
+import os
+import platform
+import re
+import subprocess
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+NTREF_PYTHON = os.environ.get("NTREF_PYTHON", "/tmp/ntref/venv/bin/python")
+NT_SCRIPT = os.path.join(ROOT, "..", "shared", "ntref", "nt_baseline.py")
+
+# suite -> (script, [(section title, id regex)], targets {id: max ratio ntkgp / nt})
+SUITES = {
+    "kernels": ("kernels.py", [
+        ("Analytic FC kernels, `kernel(x, x)` (NNGP + NTK), d=784, width-free; `fc2` = 2 hidden "
+         "ReLU layers, `fc10` = 10", r"^fc"),
+        ("Empirical NTK, MLP 784-512-512-10 (669,706 params), N=256, `x2=None`; `full` = 10x10 "
+         "output blocks, `trace` = averaged over outputs", r"^entk")],
+        {"fc10_N4000_f32": 0.2, "fc2_N8000_f32": 0.5, "entk_mlp_full_structured_f32": 1.0,
+         "entk_mlp_trace_structured_f32": 1.0}),
+    "predict": ("predict.py", [
+        ("Infinite-width prediction, FC net (`fc2`, d=784), N_test=500, NTK mean and covariance "
+         "at t=inf, diag_reg=1e-4. `ensemble` = end to end from the inputs (kernels, "
+         "factorization, prediction; a new predictor each run); `gp_inference` = kernels "
+         "precomputed, factorization and prediction only", r".")],
+        {"ensemble_ntk_cov_N1000_f32": 0.5, "ensemble_ntk_cov_N4000_f32": 0.5}),
+}
+
+
+def block(x):
+    import jax
+    return jax.tree_util.tree_map(lambda a: a.block_until_ready(), x)
+
+
+def time_compiled(fn, args, repeats, budget=240.0):
+    """AOT compile time, then up to ``repeats`` timed runs after a warm-up (cut to ``budget``
+    seconds; a warm-up slower than 20 s counts as a sample)."""
+    import jax
+    t0 = time.perf_counter()
+    compiled = jax.jit(fn).lower(*args).compile()
+    compile_s = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    out = block(compiled(*args))
+    w = time.perf_counter() - t0
+    ts = [w] if w > 20.0 else []
+    n = max(1, min(repeats, int(budget // max(w, 1e-9)))) - len(ts)
+    for _ in range(max(0, n)):
+        t0 = time.perf_counter()
+        block(compiled(*args))
+        ts.append(time.perf_counter() - t0)
+    return compile_s, ts, out
+
+
+def subprocess_row(cmd, timeout):
+    """Run one case in a fresh process; its last ``@@ROW {json}`` line, or ``{'error': ...}``."""
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", NTKGP_PROGRESS="0")
+    try:
+        p = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return {"error": f"timeout after {timeout:.0f} s"}
+    line = [ln for ln in p.stdout.splitlines() if ln.startswith("@@ROW ")]
+    if not line:
+        err = (p.stderr.strip().splitlines() or ["?"])[-1][:160]
+        return {"error": err}
+    return json.loads(line[-1][6:])
+
+
+def machine_info():
+    import jax
+    import numpy as np
+
+    import ntkgp
+    cpu = ""
+    try:
+        out = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
+        cpu = re.search(r"Model name:\s*(.*)", out).group(1).strip()
+    except Exception:
+        pass
+    mem = ""
+    try:
+        with open("/proc/meminfo") as fh:
+            mem = f"{int(fh.readline().split()[1]) / 2**20:.1f} GiB"
+    except OSError:
+        pass
+    return dict(cpu=cpu, cores=os.cpu_count(), memory=mem, python=platform.python_version(),
+                ntkgp=ntkgp.__version__, jax=jax.__version__, numpy=np.__version__,
+                devices=", ".join(str(d) for d in jax.devices()),
+                date=datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"))
+
+
+def nt_versions(py=NTREF_PYTHON):
+    try:
+        out = subprocess.run([py, "-c", "import jax, neural_tangents as nt, numpy; "
+                              "print(nt.__version__, jax.__version__, numpy.__version__)"],
+                             capture_output=True, text=True, timeout=120,
+                             env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")).stdout.split()
+        return dict(neural_tangents=out[0], jax=out[1], numpy=out[2])
+    except Exception:
+        return None
+
+
+def have_nt(py=NTREF_PYTHON):
+    return os.path.exists(py) and os.path.exists(NT_SCRIPT)
+
+
+def fmt(v, nd=3):
+    if v is None:
+        return "—"
+    if v >= 100:
+        return f"{v:.0f}"
+    if v >= 10:
+        return f"{v:.1f}"
+    return f"{v:.{nd}f}"
+
+
+def save_rows(suite, machine, ntv, rows, command):
+    with open(os.path.join(HERE, f"results_{suite}.json"), "w") as fh:
+        json.dump({"machine": machine, "neural_tangents": ntv, "command": command,
+                   "rows": rows}, fh, indent=1)
+
+
+def _table(rows, regex, targets):
+    lines = ["| case | neural-tangents s | ntkgp s | ratio | target | compile s (nt / ntkgp) "
+             "| rss MB (nt / ntkgp) | note |", "|---|---:|---:|---:|---|---|---|---|"]
+    for row in rows:
+        if not re.search(regex, row["id"]):
+            continue
+        nt, us = row.get("nt") or {}, row.get("ntkgp") or {}
+        ratio = (us["median_s"] / nt["median_s"]
+                 if "median_s" in us and "median_s" in nt else None)
+        tgt = targets.get(row["id"])
+        tgt_s = "" if tgt is None else (f"≤{tgt}: " + ("**met**" if ratio is not None and
+                                                       ratio <= tgt else "**missed**"))
+        note = [f"nt: {nt['error']}"] if "error" in nt else []
+        if "error" in us:
+            note.append(f"ntkgp: {us['error']}")
+        if us.get("picked"):
+            note.append(f"auto picked {us['picked']}")
+        if us.get("note"):
+            note.append(us["note"])
+        if nt.get("repeats") and nt.get("repeats") < 3:
+            note.append(f"nt reps={nt['repeats']}")
+        lines.append(
+            f"| {row['id']} | {fmt(nt.get('median_s'))} | {fmt(us.get('median_s'))} | "
+            f"{fmt(ratio) if ratio is not None else '—'} | {tgt_s} | "
+            f"{fmt(nt.get('compile_s'), 2)} / {fmt(us.get('compile_s'), 2)} | "
+            f"{fmt(nt.get('maxrss_mb'), 0)} / {fmt(us.get('maxrss_mb'), 0)} | "
+            f"{'; '.join(note)} |")
+    return lines
+
+
+def write_results(path=None):
+    """Rewrite RESULTS.md from every saved suite."""
+    path = path or os.path.join(HERE, "RESULTS.md")
+    lines = ["# Benchmark results", "",
+             "Written by the scripts in `benchmarks/` (do not edit by hand; rerun them). Times "
+             "are medians of the timed runs in seconds; compile time (or, for end-to-end "
+             "cases, the first call) is separate; `rss` is the peak resident memory of the "
+             "case's own process (includes ~0.3-0.5 GB for importing JAX). neural-tangents ran "
+             "in its reference venv in the same session, case by case alternating with ntkgp. "
+             "`ratio` = ntkgp / neural-tangents median."]
+    for suite, (script, sections, targets) in SUITES.items():
+        p = os.path.join(HERE, f"results_{suite}.json")
+        if not os.path.exists(p):
+            continue
+        with open(p) as fh:
+            saved = json.load(fh)
+        lines += ["", f"# `{script}`", "", "| | |", "|---|---|"]
+        for k, v in saved["machine"].items():
+            lines.append(f"| {k} | {v} |")
+        ntv = saved.get("neural_tangents")
+        if ntv:
+            lines.append(f"| reference | neural-tangents {ntv['neural_tangents']}, jax "
+                         f"{ntv['jax']}, numpy {ntv['numpy']} (CPU) |")
+        if saved.get("command"):
+            lines.append(f"| command | `{saved['command']}` |")
+        for title, regex in sections:
+            lines += ["", f"## {title}", ""] + _table(saved["rows"], regex, targets)
+        notes = os.path.join(HERE, f"notes_{suite}.md")
+        if os.path.exists(notes):
+            with open(notes) as fh:
+                lines += ["", fh.read().rstrip()]
+    with open(path, "w") as fh:
+        fh.write("\n".join(lines) + "\n")
+
+
+def main(suite, all_cases, run_case, script, doc):
+    """Command line of a benchmark script: run cases alternating neural-tangents and ntkgp,
+    each in its own process; ``--_child ID`` runs one case here and prints its row."""
+    import argparse
+    import sys
+    ap = argparse.ArgumentParser(description=doc.split("\n")[0])
+    ap.add_argument("--cases", default=".", help="regex on case ids")
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--no-nt", action="store_true", help="skip neural-tangents")
+    ap.add_argument("--timeout", type=float, default=590.0)
+    ap.add_argument("--list", action="store_true")
+    ap.add_argument("--render", action="store_true",
+                    help="only rewrite RESULTS.md from the saved rows (no runs)")
+    ap.add_argument("--_child", default=None, help=argparse.SUPPRESS)
+    a = ap.parse_args()
+    cases = [c for c in all_cases() if re.search(a.cases, c["id"])]
+    if a._child:
+        case = next(c for c in all_cases() if c["id"] == a._child)
+        print("@@ROW " + json.dumps(run_case(case, a.repeats)), flush=True)
+        return
+    if a.list:
+        print("\n".join(c["id"] for c in cases))
+        return
+    if a.render:
+        write_results()
+        print("rewrote benchmarks/RESULTS.md")
+        return
+    use_nt = not a.no_nt and have_nt()
+    if not a.no_nt and not use_nt:
+        print(f"# neural-tangents venv not found ({NTREF_PYTHON}); ntkgp only", flush=True)
+    mi = machine_info()
+    ntv = nt_versions() if use_nt else None
+    command = f"python benchmarks/{os.path.basename(script)} --repeats {a.repeats}" + (
+        f" --cases '{a.cases}'" if a.cases != "." else "")
+    print("# " + "; ".join(f"{k}={v}" for k, v in mi.items()), flush=True)
+    print(f"{'case':36s} {'nt_s':>8s} {'ntkgp_s':>8s} {'ratio':>6s} {'nt_rss':>7s} "
+          f"{'ntkgp_rss':>9s}", flush=True)
+    rows = []
+    for c in cases:
+        row = {"id": c["id"]}
+        nt_id = c.get("nt_id", c["id"])
+        if use_nt and nt_id:
+            row["nt"] = subprocess_row([NTREF_PYTHON, NT_SCRIPT, "--_child", nt_id, "--repeats",
+                                        str(a.repeats), "--backend", "nt"], a.timeout)
+        row["ntkgp"] = subprocess_row([sys.executable, os.path.abspath(script), "--_child",
+                                       c["id"], "--repeats", str(a.repeats)], a.timeout)
+        rows.append(row)
+        nt, us = row.get("nt") or {}, row["ntkgp"]
+        ratio = us.get("median_s", 0) / nt["median_s"] if "median_s" in nt and \
+            "median_s" in us else float("nan")
+        print(f"{c['id']:36s} {fmt(nt.get('median_s')):>8s} {fmt(us.get('median_s')):>8s} "
+              f"{ratio:6.3f} {fmt(nt.get('maxrss_mb'), 0):>7s} "
+              f"{fmt(us.get('maxrss_mb'), 0):>9s} {nt.get('error', '')} {us.get('error', '')}",
+              flush=True)
+        save_rows(suite, mi, ntv, rows, command)  # after every case: interrupted runs keep rows
+    write_results()
+    print("wrote benchmarks/RESULTS.md", flush=True)

@@ -1,0 +1,104 @@
+#!/usr/bin/env python
+"""Infinite-width prediction benchmarks: ntkgp.predict against neural-tangents 0.6.5.
+
+Cases (FC net `fc2`: Dense(512, W_std=1.5, b_std=0.05), Relu, x2, Dense(1); d=784; N_test=500;
+targets y ~ N(0, 1) of shape (N, 1); diag_reg=1e-4 relative):
+  ensemble_ntk_cov_N{1000,4000}_f32: end to end, as neural-tangents' baseline measures it:
+      a new `gradient_descent_mse_ensemble(net, x_train, y_train)` and its t=inf NTK mean and
+      covariance on the test points, per run (kernels, Cholesky, solves). The first call
+      (compilation included) is reported as compile time.
+  gp_inference_ntk_cov_N{1000,4000}_f32: kernels precomputed; `gp_inference` + predict.
+  ensemble_ntk_cov_N16000_f64: ntkgp only (exact, float64): one run, with the time of each stage
+      (train kernels, Cholesky, test kernels and prediction) and the peak memory.
+Every case runs in its own process; neural-tangents runs first in its reference venv through the
+shared `nt_baseline.py --_child`, then ntkgp, alternating case by case.
+
+Usage:
+  python benchmarks/predict.py [--cases REGEX] [--repeats 3] [--no-nt] [--render]
+The reference venv: `NTREF_LIGHT=1 bash ../shared/ntref/ntref_setup.sh /tmp/ntref/venv`.
+"""
+
+import os
+import resource
+import statistics
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from _common import block, main  # noqa: E402
+
+W_STD, B_STD = 1.5, 0.05
+N_TEST = 500
+
+
+def all_cases():
+    cases = []
+    for n in (1000, 4000):
+        cases.append(dict(id=f"ensemble_ntk_cov_N{n}_f32", kind="ensemble", n=n, dt="f32"))
+        cases.append(dict(id=f"gp_inference_ntk_cov_N{n}_f32", kind="gp", n=n, dt="f32"))
+    cases.append(dict(id="ensemble_ntk_cov_N16000_f64", kind="stages", n=16000, dt="f64",
+                      nt_id=None))
+    return cases
+
+
+def _timed(fn):
+    t0 = time.perf_counter()
+    out = block(fn())
+    return out, time.perf_counter() - t0
+
+
+def run_case(case, repeats):
+    import jax
+    if case["dt"] == "f64":
+        jax.config.update("jax_enable_x64", True)
+    import jax.numpy as jnp
+    import numpy as np
+
+    from ntkgp import nn, predict
+    dtype = np.float64 if case["dt"] == "f64" else np.float32
+    rng = np.random.default_rng(0)
+    n = case["n"]
+    x_tr = jnp.asarray(rng.standard_normal((n, 784)), dtype)
+    x_te = jnp.asarray(rng.standard_normal((N_TEST, 784)), dtype)
+    y_tr = jnp.asarray(rng.standard_normal((n, 1)), dtype)
+    net = nn.serial(nn.Dense(512, W_std=W_STD, b_std=B_STD), nn.Relu(),
+                    nn.Dense(512, W_std=W_STD, b_std=B_STD), nn.Relu(),
+                    nn.Dense(1, W_std=W_STD, b_std=B_STD))
+    info = {}
+    if case["kind"] == "stages":
+        t0 = time.perf_counter()
+        ens = predict.gradient_descent_mse_ensemble(net, x_tr, y_tr, diag_reg=1e-4)
+        block(ens.k_train_train["ntk"])
+        info["train_kernels_s"] = time.perf_counter() - t0
+        _, info["cholesky_s"] = _timed(lambda: ens._cholesky("ntk").chol)
+        out, info["predict_s"] = _timed(lambda: ens(None, x_te, "ntk", compute_cov=True))
+        ts = [info["train_kernels_s"] + info["cholesky_s"] + info["predict_s"]]
+        compile_s = None
+        info["note"] = (f"one run: train kernels {info['train_kernels_s']:.1f} s, Cholesky "
+                        f"{info['cholesky_s']:.1f} s, test kernels + prediction "
+                        f"{info['predict_s']:.1f} s")
+    else:
+        if case["kind"] == "ensemble":
+            def once():
+                ens = predict.gradient_descent_mse_ensemble(net, x_tr, y_tr, diag_reg=1e-4)
+                return block(ens(None, x_te, "ntk", compute_cov=True))
+        else:
+            k_dd = block(net.kernel(x_tr, None))
+            k_td = block(net.kernel(x_te, x_tr))
+            k_tt = block(net.kernel(x_te, None, "nngp"))
+
+            def once():
+                post = predict.gp_inference(k_dd, y_tr, diag_reg=1e-4, get="ntk")
+                return block(post.predict(k_td, k_tt, get="ntk"))
+        out, compile_s = _timed(once)
+        ts = [_timed(once)[1] for _ in range(repeats)]
+    mean, cov = out
+    info["finite"] = bool(jnp.all(jnp.isfinite(mean)) and jnp.all(jnp.isfinite(cov)))
+    info["check"] = float(jnp.mean(jnp.diagonal(cov)))
+    return dict(id=case["id"], compile_s=compile_s, median_s=statistics.median(ts),
+                min_s=min(ts), max_s=max(ts), repeats=len(ts),
+                maxrss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, **info)
+
+
+if __name__ == "__main__":
+    main("predict", all_cases, run_case, __file__, __doc__)
