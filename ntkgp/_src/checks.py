@@ -42,13 +42,18 @@ def as_float_array(x, name: str):
     return x
 
 
+@jax.jit
+def _all_finite(x):
+    return jnp.all(jnp.isfinite(x))  # one fused reduction, no N x N boolean array
+
+
 def check_finite(x, name: str):
     if not is_concrete(x):
         return
     # A concrete array can reach here inside someone's jit (a closed-over constant): evaluate
     # the check eagerly rather than as part of the trace.
     with jax.ensure_compile_time_eval():
-        finite = bool(jnp.all(jnp.isfinite(x)))
+        finite = bool(_all_finite(x))
         bad = 0 if finite else int(jnp.sum(~jnp.isfinite(x)))
     if bad:
         raise ValueError(f"`{name}` contains {bad} NaN or infinite value(s); kernels of such "

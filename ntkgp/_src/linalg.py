@@ -152,8 +152,9 @@ def _cholesky(k, diag_reg, jitter, absolute, symmetrize):
     piv = jnp.diagonal(chol)
     n = k.shape[0]
     floor = n * jnp.finfo(k.dtype).eps * jnp.mean(jnp.diagonal(kr))
-    ok = jnp.all(jnp.isfinite(piv)) & (jnp.min(piv) ** 2 > floor)
-    return chol, chol.T, added, ok
+    finite = jnp.all(jnp.isfinite(piv))
+    ok = finite & (jnp.min(piv) ** 2 > floor)
+    return chol, chol.T, added, ok, finite
 
 
 @functools.partial(jax.jit, static_argnames=("absolute",))
@@ -199,16 +200,16 @@ def cholesky(k, diag_reg=0.0, *, diag_reg_absolute_scale: bool = False,
         >>> import jax.numpy as jnp
         >>> from ntkgp import linalg
         >>> c = linalg.cholesky(jnp.array([[2.0, 1.0], [1.0, 2.0]]))
-        >>> c.solve(jnp.array([3.0, 3.0]))
-        Array([1., 1.], dtype=float32)
+        >>> print(c.solve(jnp.array([3.0, 3.0])).round(6))
+        [1. 1.]
     """
     k = checks.as_float_array(k, name)
     _check_square(k, name)
     checks.check_nonneg(diag_reg, "diag_reg")
     absolute = bool(diag_reg_absolute_scale)
     if not checks.is_concrete(k) or not checks.is_concrete(diag_reg):
-        chol, chol_t, added, ok = _cholesky(k, diag_reg, 0.0 if jitter is None else jitter,
-                                            absolute, bool(symmetrize))
+        chol, chol_t, added, ok, _ = _cholesky(k, diag_reg, 0.0 if jitter is None else jitter,
+                                               absolute, bool(symmetrize))
         if jitter is None:  # no retries under a trace: a failure shows as NaN
             chol, chol_t = jnp.where(ok, chol, jnp.nan), jnp.where(ok, chol_t, jnp.nan)
         return Cholesky(chol, chol_t, added)
@@ -217,9 +218,9 @@ def cholesky(k, diag_reg=0.0, *, diag_reg_absolute_scale: bool = False,
     tries = [jitter] if jitter is not None else [0.0] + list(
         np.sqrt(eps) * 10.0 ** np.arange(0, 1 + np.floor(np.log10(MAX_JITTER / np.sqrt(eps)))))
     for j in tries:
-        chol, chol_t, added, ok = _cholesky(k, diag_reg, j, absolute, bool(symmetrize))
-        finite = bool(jnp.all(jnp.isfinite(jnp.diagonal(chol))))
-        if bool(ok) or (jitter is not None and finite):
+        chol, chol_t, added, ok, finite = _cholesky(k, diag_reg, j, absolute, bool(symmetrize))
+        ok, finite = jax.device_get((ok, finite))  # one host round trip
+        if ok or (jitter is not None and finite):
             if j and jitter is None:
                 warnings.warn(
                     f"The {name} matrix of {k.shape[0]} points is singular to {k.dtype} "

@@ -200,3 +200,10 @@ def test_posterior_is_a_pytree_through_jit(data):
     post = jax.jit(lambda k, yy: predict.gp_inference(k, yy, diag_reg=1e-3))(k_dd, y)
     jitted = jax.jit(lambda p, k: p.predict(k, get="ntk"))(post, k_td)
     assert rel_err(jitted, eager) <= TOL
+
+
+def test_times_as_lists_with_none_and_integers(ens, data):
+    _, xt, _ = data
+    a = ens([0, 3, None], xt, "ntk")
+    b = ens(np.array([0.0, 3.0, np.inf]), xt, "ntk")
+    np.testing.assert_array_equal(np.asarray(a), np.asarray(b))

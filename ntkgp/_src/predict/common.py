@@ -69,11 +69,15 @@ def check_matrix(k, shape: tuple, name: str, hint: str = ""):
 
 
 def normalize_times(t):
-    """``(ts, scalar)``: ``t`` (None, a number or a 1-D array; None means infinity) as a 1-D
-    float array and whether it was a scalar."""
+    """``(ts, scalar)``: ``t`` (None, a number, or a 1-D array or list; None means infinity)
+    as a 1-D float array and whether it was a scalar."""
     if t is None:
         return jnp.array([np.inf]), True
+    if isinstance(t, (list, tuple)):
+        t = [np.inf if v is None else v for v in t]
     t = jnp.asarray(t)
+    if not jnp.issubdtype(t.dtype, jnp.floating):
+        t = t.astype(jnp.result_type(float))
     if t.ndim > 1:
         raise ValueError(f"`t` must be a number, a 1-D array of times, or None; got shape "
                          f"{tuple(t.shape)}.")
