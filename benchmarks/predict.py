@@ -8,6 +8,8 @@ targets y ~ N(0, 1) of shape (N, 1); diag_reg=1e-4 relative):
       covariance on the test points, per run (kernels, Cholesky, solves). The first call
       (compilation included) is reported as compile time.
   gp_inference_ntk_cov_N{1000,4000}_f32: kernels precomputed; `gp_inference` + predict.
+  ensemble_ntk_cov_10times_N{1000,4000}_f32: ntkgp only (neural-tangents' baseline has no such
+      case): end to end at 10 training times (eigendecomposition instead of Cholesky).
   ensemble_ntk_cov_N16000_f64: ntkgp only (exact, float64): one run, with the time of each stage
       (train kernels, Cholesky, test kernels and prediction) and the peak memory.
 Every case runs in its own process; neural-tangents runs first in its reference venv through the
@@ -36,6 +38,9 @@ def all_cases():
     for n in (1000, 4000):
         cases.append(dict(id=f"ensemble_ntk_cov_N{n}_f32", kind="ensemble", n=n, dt="f32"))
         cases.append(dict(id=f"gp_inference_ntk_cov_N{n}_f32", kind="gp", n=n, dt="f32"))
+    for n in (1000, 4000):
+        cases.append(dict(id=f"ensemble_ntk_cov_10times_N{n}_f32", kind="sweep", n=n,
+                          dt="f32", nt_id=None))
     cases.append(dict(id="ensemble_ntk_cov_N16000_f64", kind="stages", n=16000, dt="f64",
                       nt_id=None))
     return cases
@@ -82,6 +87,13 @@ def run_case(case, repeats):
             def once():
                 ens = predict.gradient_descent_mse_ensemble(net, x_tr, y_tr, diag_reg=1e-4)
                 return block(ens(None, x_te, "ntk", compute_cov=True))
+        elif case["kind"] == "sweep":
+            times = np.geomspace(1.0, 1e4, 10)
+
+            def once():
+                ens = predict.gradient_descent_mse_ensemble(net, x_tr, y_tr, diag_reg=1e-4)
+                mean, cov = block(ens(times, x_te, "ntk", compute_cov=True))
+                return mean[-1], cov[-1]
         else:
             k_dd = block(net.kernel(x_tr, None))
             k_td = block(net.kernel(x_te, x_tr))
