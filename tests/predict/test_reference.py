@@ -14,7 +14,7 @@ from tests.conftest import DTYPE, X64, rel_err
 from tests.helpers import build, load_reference
 
 REF, META = load_reference()
-TOL = 1e-6 if X64 else 2e-3  # issue: <= 1e-6 in float64 (observed ~1e-15)
+TOL = 1e-6 if X64 else 1e-4  # issue: <= 1e-6 in float64 (observed 1e-14; float32 1.5e-6)
 NET = build(META["cases"][META["predict"]["architecture"]]["layers"])
 X_TR, X_TE, Y_TR = (REF[f"predict__{k}"].astype(DTYPE) for k in ("x_train", "x_test", "y_train"))
 DIAG_REG = META["predict"]["diag_reg"]
