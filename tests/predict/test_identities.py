@@ -207,3 +207,15 @@ def test_times_as_lists_with_none_and_integers(ens, data):
     a = ens([0, 3, None], xt, "ntk")
     b = ens(np.array([0.0, 3.0, np.inf]), xt, "ntk")
     np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+
+
+def test_new_times_and_test_points_of_the_same_shape_do_not_recompile(ens, data):
+    from ntkgp._src.predict import common
+
+    _, xt, _ = data
+    ens(np.array([1.0, 2.0]), xt, "ntk", compute_cov=True)
+    ens(None, xt, "ntk", compute_cov=True)
+    sizes = (common.moments_eigh._cache_size(), common.moments_cholesky._cache_size())
+    ens(np.array([5.0, 7.0]), xt + 1.0, "ntk", compute_cov=True)
+    ens(None, xt - 1.0, "ntk", compute_cov=True)
+    assert (common.moments_eigh._cache_size(), common.moments_cholesky._cache_size()) == sizes
