@@ -133,6 +133,20 @@ class Posterior:
 
         Returns:
             A scalar.
+
+        Example:
+            Gradient with respect to the weight scale and the noise, through the kernel:
+
+            >>> import jax, numpy as np
+            >>> from ntkgp import nn, predict
+            >>> x, y = np.random.default_rng(0).normal(size=(2, 8, 3))
+            >>> def lml(w_std, noise):
+            ...     net = nn.serial(nn.Dense(512, W_std=w_std), nn.Relu(), nn.Dense(1, W_std=w_std))
+            ...     k = net.kernel(x, None, ("nngp",))
+            ...     return predict.gp_inference(k, y, diag_reg=noise).log_marginal_likelihood()
+            >>> g_w, g_noise = jax.grad(lml, argnums=(0, 1))(1.5, 0.1)
+            >>> bool(np.isfinite(g_w) and np.isfinite(g_noise))
+            True
         """
         if get not in ("nngp", "ntkgp"):
             raise ValueError(f"`get` must be 'nngp' or 'ntkgp' (a GP prior) for the marginal "
