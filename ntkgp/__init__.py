@@ -4,4 +4,5 @@ from ntkgp import kernels as kernels
 from ntkgp import linalg as linalg
 from ntkgp import nn as nn
 from ntkgp import predict as predict
+from ntkgp import train as train
 from ntkgp._version import __version__ as __version__

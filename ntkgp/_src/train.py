@@ -1,0 +1,261 @@
+r"""Finite-width training on MSE, and the linearized (parameter-tangent-space) model.
+
+The loss is :math:`\mathcal L(\theta) = \frac{1}{2NK}\sum_i \|f(x_i, \theta) - y_i\|^2`
+(``0.5 * mean((f - y)**2)``) and training time is :math:`t = \eta \times \text{steps}`, the
+conventions of `ntkgp.predict`, so that a network trained here for ``s`` full-batch steps at
+learning rate :math:`\eta` lines up with ``predict.gradient_descent_mse(...)(t=eta * s)``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from typing import Callable, Optional
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from ntkgp._src import checks
+from ntkgp._src.kernels.empirical import _apply_fn
+
+Array = jax.Array
+OPTIMIZERS = ("gd", "sgd", "momentum")
+
+
+def mse_loss(outputs, targets):
+    r""":math:`\frac{1}{2NK}\sum\|f - y\|^2`, the loss whose gradient flow `ntkgp.predict`
+    solves in closed form."""
+    return 0.5 * jnp.mean((outputs - targets) ** 2)
+
+
+def linearize(f: Callable, params0) -> Callable:
+    r"""The first-order Taylor model of ``f`` around ``params0``.
+
+    .. math:: f^\mathrm{lin}(x, \theta) = f(x, \theta_0) + J(x, \theta_0)(\theta - \theta_0)
+
+    Trained by gradient descent on MSE, its outputs follow exactly the linear dynamics with the
+    empirical NTK at :math:`\theta_0` (`ntkgp.predict.gradient_descent_mse`): it only searches
+    the parameter tangent space at :math:`\theta_0`.
+
+    Args:
+        f: ``f(params, x)``, or an ``ntkgp.nn`` network.
+        params0: the parameters to expand around.
+
+    Returns:
+        ``f_lin(params, x)``, with the same parameter structure as ``f``; one forward and one
+        Jacobian-vector product per call.
+
+    References:
+        Lee et al. 2019, https://arxiv.org/abs/1902.06720.
+
+    Example:
+        >>> import jax, jax.numpy as jnp
+        >>> from ntkgp import nn, train
+        >>> net = nn.serial(nn.Dense(64), nn.Relu(), nn.Dense(1))
+        >>> _, p0 = net.init(jax.random.PRNGKey(0), (-1, 3))
+        >>> f_lin = train.linearize(net, p0)
+        >>> x = jnp.ones((2, 3))
+        >>> bool(jnp.allclose(f_lin(p0, x), net.apply(p0, x)))
+        True
+    """
+    return Linearized(_apply_fn(f), params0)
+
+
+@dataclasses.dataclass(frozen=True)
+class Linearized:
+    """``f_lin(params, x)`` of `linearize`: a pytree whose data is ``params0`` (so one compiled
+    training loop serves every linearization of the same network)."""
+
+    apply: Callable
+    params0: object
+
+    def __call__(self, params, x, **kwargs):
+        delta = jax.tree.map(lambda a, b: a - b, params, self.params0)
+        out, tangent = jax.jvp(lambda p: self.apply(p, x, **kwargs), (self.params0,), (delta,))
+        return out + tangent
+
+
+jax.tree_util.register_dataclass(Linearized, data_fields=["params0"], meta_fields=["apply"])
+
+
+@dataclasses.dataclass(frozen=True)
+class _Plain:
+    apply: Callable
+
+    def __call__(self, params, x, **kwargs):
+        return self.apply(params, x, **kwargs)
+
+
+jax.tree_util.register_dataclass(_Plain, data_fields=[], meta_fields=["apply"])
+
+
+def make_optimizer(optimizer: str, learning_rate, momentum: Optional[float] = 0.9):
+    """An optax optimizer: ``'gd'``/``'sgd'`` plain steps, ``'momentum'`` heavy ball."""
+    checks.check_choice(optimizer, "optimizer", OPTIMIZERS)
+    if optimizer == "momentum":
+        return optax.sgd(learning_rate, momentum=momentum)
+    return optax.sgd(learning_rate)
+
+
+def _norm(tree):
+    return jnp.sqrt(sum(jnp.sum(jnp.square(a)) for a in jax.tree.leaves(tree)))
+
+
+@dataclasses.dataclass(frozen=True)
+class History:
+    r"""What a training run records, every ``record_every`` steps (``R`` records, the first at
+    step 0 and the last at the final step).
+
+    Attributes:
+        steps: array of shape ``(R,)``, the step of each record.
+        train_loss: array of shape ``(R,)``, the full-batch training loss.
+        test_outputs: array of shape ``(R, M, K)``, outputs on ``x_test`` (or ``None``).
+        param_change: array of shape ``(R,)``, :math:`\|\theta_t - \theta_0\| / \|\theta_0\|`.
+    """
+
+    steps: Array
+    train_loss: Array
+    test_outputs: Optional[Array]
+    param_change: Array
+
+
+jax.tree_util.register_dataclass(
+    History, data_fields=["steps", "train_loss", "test_outputs", "param_change"], meta_fields=[])
+
+
+@functools.partial(jax.jit, static_argnames=("optimizer", "momentum", "steps", "record_every",
+                                              "batch_size"))
+def _train(apply, optimizer, learning_rate, momentum, params0, x, y, x_test, key, steps,
+           record_every, batch_size):
+    n = x.shape[0]
+    opt = make_optimizer(optimizer, learning_rate, momentum)
+    norm0 = _norm(params0)
+
+    def loss_fn(p, xb, yb):
+        return mse_loss(apply(p, xb), yb)
+
+    def step(carry, k):
+        p, s = carry
+        if batch_size is None:
+            xb, yb = x, y
+        else:
+            idx = jax.random.choice(k, n, (batch_size,), replace=False)
+            xb, yb = x[idx], y[idx]
+        g = jax.grad(loss_fn)(p, xb, yb)
+        upd, s = opt.update(g, s, p)
+        return (optax.apply_updates(p, upd), s), None
+
+    def record(p):
+        out = None if x_test is None else apply(p, x_test)
+        delta = jax.tree.map(lambda a, b: a - b, p, params0)
+        return loss_fn(p, x, y), out, _norm(delta) / norm0
+
+    n_chunks = -(-steps // record_every)
+    sizes = [record_every] * (steps // record_every) + ([steps % record_every] if
+                                                        steps % record_every else [])
+    carry = (params0, opt.init(params0))
+    recs = [record(params0)]
+    keys = jax.random.split(key, steps)
+    # full chunks in one scan; a shorter last chunk, if any, in a second one
+    full = steps // record_every
+    if full:
+        def chunk(c, ks):
+            c, _ = jax.lax.scan(step, c, ks)
+            return c, record(c[0])
+
+        carry, r = jax.lax.scan(chunk, carry, keys[: full * record_every].reshape(
+            (full, record_every) + keys.shape[1:]))
+        recs.append(r)
+    if steps % record_every:
+        carry, _ = jax.lax.scan(step, carry, keys[full * record_every:])
+        recs.append(jax.tree.map(lambda a: a[None], record(carry[0])))
+    first = jax.tree.map(lambda a: a[None], recs[0])
+    loss, out, change = jax.tree.map(lambda *a: jnp.concatenate(a), first, *recs[1:])
+    rec_steps = jnp.asarray(np.cumsum([0] + sizes)[: n_chunks + 1])
+    return carry[0], History(rec_steps, loss, out, change)
+
+
+def train(f: Callable, params0, x_train, y_train, *, steps: int, learning_rate: float,
+          optimizer: str = "gd", batch_size: Optional[int] = None, momentum: float = 0.9,
+          x_test=None, key=None, record_every: Optional[int] = None):
+    r"""Train ``f`` from ``params0`` on MSE and record the trajectory.
+
+    Full-batch gradient descent (``'gd'``), minibatch SGD (``'sgd'``, ``batch_size`` examples
+    drawn without replacement each step), or heavy-ball momentum (``'momentum'``), via optax,
+    on :math:`\frac{1}{2NK}\sum\|f - y\|^2`. The whole loop is one jitted ``lax.scan``, so it
+    can be ``vmap``-ed over initial parameters and keys (an ensemble of seeds in one call).
+
+    Args:
+        f: ``f(params, x)`` or an ``ntkgp.nn`` network (or a `linearize`-d model).
+        params0: initial parameters.
+        x_train: inputs of shape ``(N, ...)``.
+        y_train: targets of shape ``(N, K)``.
+        steps: number of optimizer steps; training time is ``learning_rate * steps``.
+        learning_rate: the step size :math:`\eta` (see `ntkgp.predict.max_learning_rate`).
+        optimizer: ``'gd'``, ``'sgd'`` or ``'momentum'``.
+        batch_size: minibatch size for ``'sgd'`` (and optionally ``'momentum'``); ``None`` is
+            full batch.
+        momentum: the momentum coefficient for ``'momentum'``.
+        x_test: optional inputs of shape ``(M, ...)`` whose outputs are recorded.
+        key: PRNG key for minibatches (required when ``batch_size`` is set).
+        record_every: steps between records (default: about 50 records).
+
+    Returns:
+        ``(params, history)``: the final parameters and a `History`.
+
+    Raises:
+        ValueError: for bad shapes or options.
+
+    Example:
+        >>> import jax, numpy as np
+        >>> from ntkgp import nn, train
+        >>> net = nn.serial(nn.Dense(256), nn.Relu(), nn.Dense(1))
+        >>> x, y = np.random.default_rng(0).normal(size=(2, 16, 1))
+        >>> _, p0 = net.init(jax.random.PRNGKey(0), x.shape)
+        >>> p, hist = train.train(net, p0, x, y, steps=100, learning_rate=0.5, record_every=50)
+        >>> hist.train_loss.shape, bool(hist.train_loss[-1] < hist.train_loss[0])
+        ((3,), True)
+    """
+    model = f if isinstance(f, Linearized) else _Plain(_apply_fn(f))
+    checks.check_choice(optimizer, "optimizer", OPTIMIZERS)
+    steps = checks.check_positive_int(steps, "steps")
+    x_train, x_test = checks.check_inputs(x_train, x_test, ndim=None)
+    y = checks.as_float_array(y_train, "y_train")
+    if y.ndim != 2 or y.shape[0] != x_train.shape[0]:
+        raise ValueError(f"`y_train` must have shape (N, K) with N={x_train.shape[0]} rows; got "
+                         f"{tuple(y.shape)}. Use y[:, None] for one output.")
+    checks.check_finite(y, "y_train")
+    if not (np.isscalar(learning_rate) and np.isfinite(learning_rate) and learning_rate > 0):
+        raise ValueError(f"`learning_rate` must be a positive number; got {learning_rate!r}.")
+    if batch_size is not None:
+        batch_size = checks.check_positive_int(batch_size, "batch_size")
+        if batch_size > x_train.shape[0]:
+            raise ValueError(f"`batch_size` ({batch_size}) exceeds the {x_train.shape[0]} "
+                             "training points.")
+        if key is None:
+            raise ValueError("`key` is required for minibatches: pass key=jax.random.PRNGKey(0).")
+    elif optimizer == "sgd":
+        raise ValueError("optimizer='sgd' needs a `batch_size`; use optimizer='gd' for full "
+                         "batches.")
+    record_every = checks.check_positive_int(record_every or max(1, steps // 50),
+                                             "record_every")
+    key = jax.random.PRNGKey(0) if key is None else key
+    return _train(model, optimizer, jnp.asarray(learning_rate, x_train.dtype),
+                  float(momentum) if optimizer == "momentum" else None, params0, x_train,
+                  y.astype(x_train.dtype), x_test, key, steps, record_every, batch_size)
+
+
+def ntk_drift(f: Callable, params0, params, x) -> Array:
+    r"""Relative change of the empirical NTK during training,
+    :math:`\|\hat\Theta_T - \hat\Theta_0\|_F / \|\hat\Theta_0\|_F` on inputs ``x`` (N, ...).
+
+    It vanishes like :math:`\text{width}^{-1/2}` in the NTK parameterization (the kernel
+    regime) and stays of order one when features are learned.
+    """
+    from ntkgp._src.kernels.empirical import empirical_ntk_fn
+
+    fn = empirical_ntk_fn(f if not isinstance(f, Linearized) else f.apply)
+    k0, k1 = fn(x, None, params0), fn(x, None, params)
+    return jnp.linalg.norm(k1 - k0) / jnp.linalg.norm(k0)

@@ -1,0 +1,134 @@
+"""ntkgp.train: real training, the linearized model, and their link to the closed form."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from ntkgp import empirical, nn, predict, train
+from tests.conftest import DTYPE, RTOL, X64, rel_err
+
+
+def net_of(width, act=nn.Relu):
+    return nn.serial(nn.Dense(width, W_std=1.5, b_std=0.1), act(),
+                     nn.Dense(width, W_std=1.5, b_std=0.1), act(),
+                     nn.Dense(1, W_std=1.5, b_std=0.1))
+
+
+@pytest.fixture(scope="module")
+def data():
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((16, 3)).astype(DTYPE)
+    y = np.sin(x[:, :1]).astype(DTYPE)
+    xt = rng.standard_normal((5, 3)).astype(DTYPE)
+    return x, y, xt
+
+
+def test_linearize_of_a_linear_model_is_exact(data, rng):
+    x, _, _ = data
+
+    def f(p, xx):
+        return xx @ p["w"] + p["b"]
+
+    p0 = {"w": jnp.asarray(rng.standard_normal((3, 2)), DTYPE), "b": jnp.zeros((1, 2), DTYPE)}
+    p1 = {"w": jnp.asarray(rng.standard_normal((3, 2)), DTYPE), "b": jnp.ones((1, 2), DTYPE)}
+    assert rel_err(train.linearize(f, p0)(p1, x), f(p1, x)) <= RTOL
+
+
+def test_linearized_and_net_agree_to_first_order(data):
+    """After one GD step the two differ by O(lr^2): halving lr divides the gap by ~4. (A smooth
+    activation: with ReLU a unit whose pre-activation sits within lr of the kink adds an O(lr)
+    term, seen with one float32 seed.)"""
+    x, y, xt = data
+    net = net_of(128, nn.Erf)
+    _, p0 = net.init(jax.random.PRNGKey(0), x.shape)
+    lin = train.linearize(net, p0)
+    gaps = []
+    for lr in (0.2, 0.1, 0.05):
+        p_net, _ = train.train(net, p0, x, y, steps=1, learning_rate=lr)
+        p_lin, _ = train.train(lin, p0, x, y, steps=1, learning_rate=lr)
+        gaps.append(float(jnp.max(jnp.abs(net.apply(p_net, xt) - lin(p_lin, xt)))))
+    assert 2.5 <= gaps[0] / gaps[1] <= 6 and 2.5 <= gaps[1] / gaps[2] <= 6, gaps
+
+
+@pytest.mark.parametrize("optimizer", ["gd"])
+def test_training_the_linearized_model_is_the_closed_form(data, optimizer):
+    """s GD steps of the linearized net = gradient_descent_mse with its empirical NTK at
+    t = lr * s, from its own initial outputs (the random initial function cancels)."""
+    x, y, xt = data
+    net = net_of(64)
+    _, p0 = net.init(jax.random.PRNGKey(1), x.shape)
+    lin = train.linearize(net, p0)
+    ntk = empirical.empirical_ntk_fn(net)
+    k_dd, k_td = ntk(x, None, p0), ntk(xt, x, p0)
+    lr = 0.5 * float(predict.max_learning_rate(k_dd))
+    steps = 30
+    p, hist = train.train(lin, p0, x, y, steps=steps, learning_rate=lr, x_test=xt,
+                          record_every=10)
+    dyn = predict.gradient_descent_mse(k_dd, y, learning_rate=lr)
+    f_train, f_test = dyn(lr * np.array(hist.steps, np.float64), net.apply(p0, x),
+                          net.apply(p0, xt), k_td)
+    assert rel_err(hist.test_outputs, f_test) <= (1e-6 if X64 else 1e-3)
+    assert rel_err(lin(p, x), f_train[-1]) <= (1e-6 if X64 else 1e-3)
+    want_loss = 0.5 * np.mean((np.asarray(f_train, np.float64) - y) ** 2, axis=(1, 2))
+    assert rel_err(hist.train_loss, want_loss) <= (1e-6 if X64 else 1e-3)
+
+
+def test_vmap_over_seeds_equals_a_loop(data):
+    x, y, xt = data
+    net = net_of(32)
+    keys = jax.random.split(jax.random.PRNGKey(2), 3)
+
+    def one(k):
+        _, p0 = net.init(k, x.shape)
+        _, h = train.train(net, p0, x, y, steps=20, learning_rate=0.3, x_test=xt,
+                           record_every=10)
+        return h.test_outputs
+
+    batched = jax.vmap(one)(keys)
+    looped = jnp.stack([one(k) for k in keys])
+    assert rel_err(batched, looped) <= 10 * RTOL
+
+
+def test_sgd_and_momentum_reduce_the_loss_and_history_is_consistent(data):
+    x, y, _ = data
+    net = net_of(64)
+    _, p0 = net.init(jax.random.PRNGKey(3), x.shape)
+    for kw in (dict(optimizer="sgd", batch_size=4, key=jax.random.PRNGKey(0)),
+               dict(optimizer="momentum", momentum=0.9)):
+        _, h = train.train(net, p0, x, y, steps=45, learning_rate=0.1, record_every=10, **kw)
+        np.testing.assert_array_equal(np.asarray(h.steps), [0, 10, 20, 30, 40, 45])
+        assert float(h.param_change[0]) == 0.0 and float(h.param_change[-1]) > 0.0
+        assert float(h.train_loss[-1]) < 0.5 * float(h.train_loss[0])
+
+
+def test_wider_networks_move_less(data):
+    """||dtheta|| / ||theta0|| and the NTK drift shrink with width (the kernel regime)."""
+    x, y, _ = data
+    change, drift = [], []
+    for width in (64, 1024):
+        net = net_of(width)
+        _, p0 = net.init(jax.random.PRNGKey(4), x.shape)
+        p, h = train.train(net, p0, x, y, steps=50, learning_rate=0.5)
+        change.append(float(h.param_change[-1]))
+        drift.append(float(train.ntk_drift(net, p0, p, x)))
+    # 16x width: theory 1/4 for both; allow noise of one seed
+    assert change[1] < 0.5 * change[0] and drift[1] < 0.5 * drift[0], (change, drift)
+
+
+def test_bad_arguments(data):
+    x, y, _ = data
+    net = net_of(8)
+    _, p0 = net.init(jax.random.PRNGKey(0), x.shape)
+    cases = [(dict(optimizer="adam"), "`optimizer` must be one of"),
+             (dict(optimizer="sgd"), "needs a `batch_size`"),
+             (dict(optimizer="sgd", batch_size=4), "`key` is required"),
+             (dict(batch_size=99, key=jax.random.PRNGKey(0)), r"exceeds the 16"),
+             (dict(learning_rate=-1.0), "`learning_rate` must be a positive"),
+             (dict(steps=0), "`steps` must be a positive integer")]
+    for kw, match in cases:
+        args = {"steps": 2, "learning_rate": 0.1, **kw}
+        with pytest.raises(ValueError, match=match):
+            train.train(net, p0, x, y, **args)
+    with pytest.raises(ValueError, match=r"`y_train` must have shape \(N, K\)"):
+        train.train(net, p0, x, y[:, 0], steps=2, learning_rate=0.1)
