@@ -1,0 +1,5 @@
+"""Finite networks against their linearizations and infinite-width closed forms, over widths."""
+
+from ntkgp._src.compare import SweepResult as SweepResult
+from ntkgp._src.compare import WidthResult as WidthResult
+from ntkgp._src.compare import width_sweep as width_sweep
