@@ -71,5 +71,5 @@ def test_bad_arguments():
     x, y, xt, yt = _data(8, 4)
     with pytest.raises(ValueError, match="`widths` must be a positive integer"):
         compare.width_sweep(make_net, [0, 8], x, y, xt, yt)
-    with pytest.raises(ValueError, match=r"shape \(N, K\)"):
-        compare.width_sweep(make_net, [8], x, y[:, 0], xt, yt)
+    with pytest.raises(ValueError, match=r"`y_test` must have 4 rows"):
+        compare.width_sweep(make_net, [8], x, y, xt, yt[:2])

@@ -130,5 +130,9 @@ def test_bad_arguments(data):
         args = {"steps": 2, "learning_rate": 0.1, **kw}
         with pytest.raises(ValueError, match=match):
             train.train(net, p0, x, y, **args)
-    with pytest.raises(ValueError, match=r"`y_train` must have shape \(N, K\)"):
-        train.train(net, p0, x, y[:, 0], steps=2, learning_rate=0.1)
+    with pytest.raises(ValueError, match=r"`y_train` must have 16 rows"):
+        train.train(net, p0, x, y[:3], steps=2, learning_rate=0.1)
+    # 1-D targets are one output, as in ntkgp.predict
+    _, h1 = train.train(net, p0, x, y[:, 0], steps=2, learning_rate=0.1)
+    _, h2 = train.train(net, p0, x, y, steps=2, learning_rate=0.1)
+    np.testing.assert_array_equal(np.asarray(h1.train_loss), np.asarray(h2.train_loss))

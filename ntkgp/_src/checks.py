@@ -89,6 +89,15 @@ def check_inputs(x1, x2, ndim: Optional[int] = 2):
     return x1, x2
 
 
+def check_square(k, name: str, what: str = "kernel matrix of the training points"):
+    """``k`` as a float array of shape ``(N, N)``; raises with its actual shape otherwise."""
+    k = as_float_array(k, name)
+    if k.ndim != 2 or k.shape[0] != k.shape[1]:
+        raise ValueError(f"`{name}` must be a square (N, N) {what}; got shape "
+                         f"{tuple(k.shape)}.")
+    return k
+
+
 def normalize_get(get) -> tuple:
     """``get`` as ``(tuple_of_names, single)``; ``single`` means return a bare array."""
     if get is None:

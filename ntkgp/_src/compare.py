@@ -28,6 +28,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ntkgp._src import checks
+from ntkgp._src.predict.common import check_targets
 from ntkgp._src.predict.dynamics import gradient_descent_mse, max_learning_rate
 from ntkgp._src.predict.ensemble import gradient_descent_mse_ensemble
 from ntkgp._src.predict.gp import gp_inference
@@ -125,11 +126,8 @@ def width_sweep(make_net: Callable[[int], object], widths: Sequence[int], x_trai
     seeds = checks.check_positive_int(seeds, "seeds")
     steps = checks.check_positive_int(steps, "steps")
     x_train, x_test = checks.check_inputs(x_train, x_test)
-    y_train = checks.as_float_array(y_train, "y_train").astype(x_train.dtype)
-    y_test = checks.as_float_array(y_test, "y_test").astype(x_train.dtype)
-    if y_train.ndim != 2 or y_test.ndim != 2:
-        raise ValueError("`y_train` and `y_test` must have shape (N, K); use y[:, None] for one "
-                         "output.")
+    y_train = check_targets(y_train, x_train.shape[0])[0].astype(x_train.dtype)
+    y_test = check_targets(y_test, x_test.shape[0], "y_test")[0].astype(x_train.dtype)
     key = jax.random.PRNGKey(0) if key is None else key
     analytic = make_net(widths[0]).kernel
     k_dd, k_td = analytic(x_train, None), analytic(x_test, x_train)

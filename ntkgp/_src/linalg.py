@@ -164,12 +164,6 @@ def _eigh(k, diag_reg, absolute):
     return jnp.maximum(evals, 0.0), evecs, added
 
 
-def _check_square(k, name):
-    if k.ndim != 2 or k.shape[0] != k.shape[1]:
-        raise ValueError(f"`{name}` must be a square (N, N) kernel matrix of the training points; "
-                         f"got shape {tuple(k.shape)}.")
-
-
 def cholesky(k, diag_reg=0.0, *, diag_reg_absolute_scale: bool = False,
              jitter: Optional[float] = None, name: str = "kernel",
              symmetrize: bool = True) -> Cholesky:
@@ -203,8 +197,7 @@ def cholesky(k, diag_reg=0.0, *, diag_reg_absolute_scale: bool = False,
         >>> print(c.solve(jnp.array([3.0, 3.0])).round(6))
         [1. 1.]
     """
-    k = checks.as_float_array(k, name)
-    _check_square(k, name)
+    k = checks.check_square(k, name)
     checks.check_nonneg(diag_reg, "diag_reg")
     absolute = bool(diag_reg_absolute_scale)
     if not checks.is_concrete(k) or not checks.is_concrete(diag_reg):
@@ -257,8 +250,7 @@ def eigh(k, diag_reg=0.0, *, diag_reg_absolute_scale: bool = False,
     Returns:
         An `Eigh`.
     """
-    k = checks.as_float_array(k, name)
-    _check_square(k, name)
+    k = checks.check_square(k, name)
     checks.check_nonneg(diag_reg, "diag_reg")
     checks.check_finite(k, name)
     evals, evecs, added = _eigh(k, diag_reg, bool(diag_reg_absolute_scale))

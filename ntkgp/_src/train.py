@@ -19,6 +19,7 @@ import optax
 
 from ntkgp._src import checks
 from ntkgp._src.kernels.empirical import _apply_fn
+from ntkgp._src.predict.common import check_targets
 
 Array = jax.Array
 OPTIMIZERS = ("gd", "sgd", "momentum")
@@ -191,7 +192,7 @@ def train(f: Callable, params0, x_train, y_train, *, steps: int, learning_rate: 
         f: ``f(params, x)`` or an ``ntkgp.nn`` network (or a `linearize`-d model).
         params0: initial parameters.
         x_train: inputs of shape ``(N, ...)``.
-        y_train: targets of shape ``(N, K)``.
+        y_train: targets of shape ``(N, K)`` (``(N,)`` is read as ``(N, 1)``).
         steps: number of optimizer steps; training time is ``learning_rate * steps``.
         learning_rate: the step size :math:`\eta` (see `ntkgp.predict.max_learning_rate`).
         optimizer: ``'gd'``, ``'sgd'`` or ``'momentum'``.
@@ -222,11 +223,7 @@ def train(f: Callable, params0, x_train, y_train, *, steps: int, learning_rate: 
     checks.check_choice(optimizer, "optimizer", OPTIMIZERS)
     steps = checks.check_positive_int(steps, "steps")
     x_train, x_test = checks.check_inputs(x_train, x_test, ndim=None)
-    y = checks.as_float_array(y_train, "y_train")
-    if y.ndim != 2 or y.shape[0] != x_train.shape[0]:
-        raise ValueError(f"`y_train` must have shape (N, K) with N={x_train.shape[0]} rows; got "
-                         f"{tuple(y.shape)}. Use y[:, None] for one output.")
-    checks.check_finite(y, "y_train")
+    y, _ = check_targets(y_train, x_train.shape[0])  # (N,) is one output, as in predict
     if not (np.isscalar(learning_rate) and np.isfinite(learning_rate) and learning_rate > 0):
         raise ValueError(f"`learning_rate` must be a positive number; got {learning_rate!r}.")
     if batch_size is not None:
@@ -247,6 +244,15 @@ def train(f: Callable, params0, x_train, y_train, *, steps: int, learning_rate: 
                   y.astype(x_train.dtype), x_test, key, steps, record_every, batch_size)
 
 
+@functools.lru_cache(maxsize=32)
+def _cached_ntk_fn(f):
+    """``empirical_ntk_fn(f)``, built (and compiled) once per network: each call of
+    ``empirical_ntk_fn`` makes a new jitted function."""
+    from ntkgp._src.kernels.empirical import empirical_ntk_fn
+
+    return empirical_ntk_fn(f)
+
+
 def ntk_drift(f: Callable, params0, params, x) -> Array:
     r"""Relative change of the empirical NTK during training,
     :math:`\|\hat\Theta_T - \hat\Theta_0\|_F / \|\hat\Theta_0\|_F` on inputs ``x`` (N, ...).
@@ -254,8 +260,6 @@ def ntk_drift(f: Callable, params0, params, x) -> Array:
     It vanishes like :math:`\text{width}^{-1/2}` in the NTK parameterization (the kernel
     regime) and stays of order one when features are learned.
     """
-    from ntkgp._src.kernels.empirical import empirical_ntk_fn
-
-    fn = empirical_ntk_fn(f if not isinstance(f, Linearized) else f.apply)
+    fn = _cached_ntk_fn(f.apply if isinstance(f, Linearized) else f)
     k0, k1 = fn(x, None, params0), fn(x, None, params)
     return jnp.linalg.norm(k1 - k0) / jnp.linalg.norm(k0)

@@ -3,7 +3,6 @@ r"""`gradient_descent_mse`: the linearized training dynamics of one given networ
 
 from __future__ import annotations
 
-import functools
 from typing import Optional
 
 import jax
@@ -14,29 +13,14 @@ from ntkgp._src.predict import common
 from ntkgp._src.predict.ensemble import check_learning_rate, check_steps, warn_if_divergent
 
 
-@functools.partial(jax.jit, static_argnames=("learning_rate",))
-def _eigh_outputs(evals, evecs, r, f0_train, d_td, f0_test, ts, m, learning_rate):
-    hi = jax.lax.Precision.HIGHEST
-    _, growth, h = common.spectral(evals, ts, m, learning_rate)
-    rv = jnp.matmul(evecs.T, r, precision=hi)  # (N, K)
-    train = f0_train[None] + jnp.einsum("in,tn,nk->tik", evecs, growth, rv, precision=hi)
-    if d_td is None:
-        return train, None
-    q = jnp.matmul(d_td, evecs, precision=hi)  # (M, N)
-    test = f0_test[None] + jnp.einsum("mn,tn,nk->tmk", q, h, rv, precision=hi)
-    return train, test
-
-
 class LinearizedDynamics:
     r"""Outputs of one linearized network during gradient descent; made by
     `gradient_descent_mse`. Call it as ``dyn(t, fx_train_0, fx_test_0, k_test_train)``."""
 
     def __init__(self, k_train_train, y_train, *, learning_rate=None, diag_reg=0.0,
                  diag_reg_absolute_scale=False, jitter=None):
-        k = checks.as_float_array(getattr(k_train_train, "ntk", k_train_train), "k_train_train")
-        if k.ndim != 2 or k.shape[0] != k.shape[1]:
-            raise ValueError("`k_train_train` must be the (N, N) NTK of the training points; got "
-                             f"shape {tuple(k.shape)}.")
+        k = checks.check_square(getattr(k_train_train, "ntk", k_train_train), "k_train_train",
+                                "NTK of the training points")
         checks.check_finite(k, "k_train_train")
         self.k_train_train = k
         self.y_train, self._y_was_1d = common.check_targets(y_train, k.shape[0])
@@ -90,6 +74,7 @@ class LinearizedDynamics:
             mt = d_td.shape[0] if d_td.ndim == 2 else -1
             d_td = common.check_matrix(d_td, (mt, n), "k_test_train").astype(f0.dtype)
             f0_test = self._outputs(fx_test_0, (mt, k), "fx_test_0")
+        # The outputs move by the zero-initialized solution for the residual targets y - f0.
         r = self.y_train - f0
         if common.is_infinite(ts) and scalar:
             if self._chol is None:
@@ -97,15 +82,19 @@ class LinearizedDynamics:
                                              diag_reg_absolute_scale=self.absolute,
                                              jitter=self.jitter, name="NTK")
             train = self.y_train[None]
-            test = None if d_td is None else (
-                f0_test + d_td @ self._chol.solve(r))[None]
+            test = None if d_td is None else (f0_test + common.moments_cholesky(
+                self._chol, r, d_td, None, None, None, False)[0])[None]
         else:
             if self._eig is None:
                 self._eig = linalg.eigh(self.k_train_train, self.diag_reg,
                                         diag_reg_absolute_scale=self.absolute, name="NTK")
-            warn_if_divergent(self._eig.evals, self.m, self.learning_rate)
-            train, test = _eigh_outputs(self._eig.evals, self._eig.evecs, r, f0, d_td, f0_test,
-                                        ts, self.m, self.learning_rate)
+            e = self._eig
+            warn_if_divergent(e.evals, self.m, self.learning_rate)
+            train = f0[None] + common.moments_train(e.evals, e.evecs, e.evals, r, ts, self.m,
+                                                    self.learning_rate, False)[0]
+            test = None if d_td is None else f0_test[None] + common.moments_eigh(
+                e.evals, e.evecs, e.evals, r, d_td, d_td, None, ts, self.m, self.learning_rate,
+                False)[0]
         out = [train, test] if test is not None else [train]
         if scalar:
             out = [o[0] for o in out]
@@ -181,9 +170,7 @@ def max_learning_rate(ntk_train_train, *, n_outputs: int = 1, momentum: float = 
         >>> float(predict.max_learning_rate(jnp.eye(4) * 2.0))
         4.0
     """
-    k = checks.as_float_array(ntk_train_train, "ntk_train_train")
-    if k.ndim != 2 or k.shape[0] != k.shape[1]:
-        raise ValueError(f"`ntk_train_train` must have shape (N, N); got {tuple(k.shape)}.")
+    k = checks.check_square(ntk_train_train, "ntk_train_train", "NTK of the training points")
     checks.check_positive_int(n_outputs, "n_outputs")
     if not 0.0 <= momentum < 1.0:
         raise ValueError(f"`momentum` must be in [0, 1); got {momentum!r}.")

@@ -224,10 +224,7 @@ def gp_inference(k_train_train, y_train, *, diag_reg=0.0, diag_reg_absolute_scal
     n = None
     for p in ("nngp", "ntk"):
         if parts[p] is not None:
-            parts[p] = checks.as_float_array(parts[p], f"k_train_train.{p}")
-            if parts[p].ndim != 2 or parts[p].shape[0] != parts[p].shape[1]:
-                raise ValueError(f"`k_train_train` must be a square (N, N) kernel of the "
-                                 f"training points; got {p} of shape {tuple(parts[p].shape)}.")
+            parts[p] = checks.check_square(parts[p], f"k_train_train.{p}")
             n = parts[p].shape[0]
     y, was_1d = common.check_targets(y_train, n)
     symmetric = bool(getattr(k_train_train, "x1_is_x2", False))  # exact by construction
