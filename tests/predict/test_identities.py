@@ -219,3 +219,36 @@ def test_new_times_and_test_points_of_the_same_shape_do_not_recompile(ens, data)
     ens(np.array([5.0, 7.0]), xt + 1.0, "ntk", compute_cov=True)
     ens(None, xt - 1.0, "ntk", compute_cov=True)
     assert (common.moments_eigh._cache_size(), common.moments_cholesky._cache_size()) == sizes
+
+
+def test_momentum_dynamics_equal_the_heavy_ball_recurrence():
+    """gradient_descent_mse(momentum=beta) = iterating v <- beta v + g, f <- f - lr v in
+    function space (g = Theta (f - y) / m), including near-zero eigenvalues."""
+    rng = np.random.default_rng(3)
+    a = rng.standard_normal((12, 12))
+    evals = np.geomspace(1e-9, 5.0, 12)
+    q, _ = np.linalg.qr(a)
+    ntk = (q * evals) @ q.T
+    ntk = 0.5 * (ntk + ntk.T)
+    y, f0 = rng.standard_normal((2, 12, 2))
+    m = y.size
+    beta, lr = 0.8, 0.9 * float(predict.max_learning_rate(ntk, n_outputs=2, momentum=0.8))
+    f, v, want = f0.copy(), np.zeros_like(f0), [f0.copy()]
+    for _ in range(60):
+        v = beta * v + ntk @ (f - y) / m
+        f = f - lr * v
+        want.append(f.copy())
+    dyn = predict.gradient_descent_mse(ntk.astype(DTYPE), y.astype(DTYPE), learning_rate=lr,
+                                       momentum=beta)
+    got = dyn(lr * np.arange(61.0), f0.astype(DTYPE))
+    assert rel_err(got, np.array(want)) <= (1e-10 if X64 else 1e-4)
+    # converges to the same limit as gradient descent
+    assert rel_err(dyn(None, f0), predict.gradient_descent_mse(ntk, y)(None, f0)) <= RTOL
+
+
+def test_momentum_needs_a_learning_rate():
+    with pytest.raises(ValueError, match="`momentum` needs a `learning_rate`"):
+        predict.gradient_descent_mse(np.eye(3), np.ones(3), momentum=0.5)
+    with pytest.raises(ValueError, match=r"`momentum` must be a number in \[0, 1\)"):
+        predict.gradient_descent_mse_ensemble(lambda *a: None, np.ones((3, 1)), np.ones(3),
+                                              learning_rate=0.1, momentum=1.0)

@@ -103,7 +103,8 @@ def spectral(evals, ts, m, learning_rate: Optional[float]):
     ``h`` :math:`= (1 - e_t(\lambda))/\lambda`, which tends to :math:`t/m` as
     :math:`\lambda \to 0`. At :math:`t = \infty`, eigenvalues below the noise floor
     :math:`N\epsilon\lambda_{\max}` are treated as exactly zero: they never move
-    (``decay = 1``, ``h = 0``, the pseudo-inverse).
+    (``decay = 1``, ``h = 0``, the pseudo-inverse). ``learning_rate`` may be a pair
+    ``(step, momentum)`` for heavy-ball momentum (see `_momentum_sum`).
     """
     x = evals[None, :] / m
     t = ts[:, None].astype(evals.dtype)
@@ -114,6 +115,14 @@ def spectral(evals, ts, m, learning_rate: Optional[float]):
     live = x > floor
     if learning_rate is None:
         one_minus = -jnp.expm1(-tf * x)
+    elif isinstance(learning_rate, tuple):  # (step, heavy-ball momentum)
+        lr = jnp.asarray(learning_rate[0], evals.dtype)
+        q = _momentum_sum(lr * x, learning_rate[1], jnp.round(tf / lr))
+        one_minus = lr * x * q
+        h_fin = lr * q / m
+        h = jnp.where(inf, jnp.where(live, 1.0 / jnp.where(live, x * m, 1.0), 0.0), h_fin)
+        growth = jnp.where(inf, jnp.where(live, 1.0, 0.0), one_minus)
+        return 1.0 - growth, growth, h
     else:
         lr = jnp.asarray(learning_rate, evals.dtype)
         steps = jnp.round(tf / lr)
@@ -128,6 +137,32 @@ def spectral(evals, ts, m, learning_rate: Optional[float]):
     h = jnp.where(inf, jnp.where(live, 1.0 / jnp.where(live, x * m, 1.0), 0.0), h_fin)
     growth = jnp.where(inf, jnp.where(live, 1.0, 0.0), one_minus)
     return 1.0 - growth, growth, h
+
+
+def _momentum_sum(a, beta, steps):
+    r"""Heavy-ball momentum on one eigendirection: with :math:`a = \eta\lambda/m` the residual
+    obeys :math:`r_{s+1} = (1+\beta-a) r_s - \beta r_{s-1}`, :math:`r_1 = (1-a) r_0`. Returns
+    :math:`q_s = (1 - r_s/r_0)/a`, which obeys :math:`q_{s+1} = 1 + (1+\beta-a)q_s - \beta
+    q_{s-1}` from :math:`q_0 = q_{-1} = 0` (no cancellation as :math:`a \to 0`), by binary
+    powering of its 3x3 companion matrix (``steps`` may be traced; up to :math:`2^{31}`)."""
+    shape = jnp.broadcast_shapes(a.shape, jnp.shape(steps))
+    a = jnp.broadcast_to(a, shape)
+    c = 1.0 + beta - a
+    z, o = jnp.zeros_like(a), jnp.ones_like(a)
+    base = jnp.stack([jnp.stack([c, -beta * o, o], -1), jnp.stack([o, z, z], -1),
+                      jnp.stack([z, z, o], -1)], -2)  # (..., 3, 3)
+    eye = jnp.broadcast_to(jnp.eye(3, dtype=a.dtype), base.shape)
+    n = jnp.broadcast_to(steps, shape).astype(jnp.int32)
+
+    def body(i, carry):
+        acc, b = carry
+        bit = ((n >> i) & 1)[..., None, None] == 1
+        acc = jnp.where(bit, jnp.einsum("...ij,...jk->...ik", acc, b,
+                                        precision=jax.lax.Precision.HIGHEST), acc)
+        return acc, jnp.einsum("...ij,...jk->...ik", b, b, precision=jax.lax.Precision.HIGHEST)
+
+    acc, _ = jax.lax.fori_loop(0, 31, body, (eye, base))
+    return acc[..., 0, 2]  # (M^s e_3)_0 with e_3 = (q_0, q_{-1}, 1)
 
 
 def _times(w, b):

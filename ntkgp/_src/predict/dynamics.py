@@ -10,15 +10,21 @@ import jax.numpy as jnp
 
 from ntkgp._src import checks, linalg
 from ntkgp._src.predict import common
-from ntkgp._src.predict.ensemble import check_learning_rate, check_steps, warn_if_divergent
+from ntkgp._src.predict.ensemble import (
+    check_learning_rate,
+    check_momentum,
+    check_steps,
+    rate,
+    warn_if_divergent,
+)
 
 
 class LinearizedDynamics:
     r"""Outputs of one linearized network during gradient descent; made by
     `gradient_descent_mse`. Call it as ``dyn(t, fx_train_0, fx_test_0, k_test_train)``."""
 
-    def __init__(self, k_train_train, y_train, *, learning_rate=None, diag_reg=0.0,
-                 diag_reg_absolute_scale=False, jitter=None):
+    def __init__(self, k_train_train, y_train, *, learning_rate=None, momentum=0.0,
+                 diag_reg=0.0, diag_reg_absolute_scale=False, jitter=None):
         k = checks.check_square(getattr(k_train_train, "ntk", k_train_train), "k_train_train",
                                 "NTK of the training points")
         checks.check_finite(k, "k_train_train")
@@ -27,6 +33,7 @@ class LinearizedDynamics:
         self.y_train = self.y_train.astype(k.dtype)
         self.m = self.y_train.size
         self.learning_rate = check_learning_rate(learning_rate)
+        self.momentum = check_momentum(momentum, self.learning_rate)
         self.diag_reg = checks.check_nonneg(diag_reg, "diag_reg")
         self.absolute = bool(diag_reg_absolute_scale)
         self.jitter = jitter
@@ -89,11 +96,13 @@ class LinearizedDynamics:
                 self._eig = linalg.eigh(self.k_train_train, self.diag_reg,
                                         diag_reg_absolute_scale=self.absolute, name="NTK")
             e = self._eig
-            warn_if_divergent(e.evals, self.m, self.learning_rate)
+            warn_if_divergent(e.evals, self.m, self.learning_rate, self.momentum)
             train = f0[None] + common.moments_train(e.evals, e.evecs, e.evals, r, ts, self.m,
-                                                    self.learning_rate, False)[0]
+                                                    rate(self.learning_rate, self.momentum),
+                                                    False)[0]
             test = None if d_td is None else f0_test[None] + common.moments_eigh(
-                e.evals, e.evecs, e.evals, r, d_td, d_td, None, ts, self.m, self.learning_rate,
+                e.evals, e.evecs, e.evals, r, d_td, d_td, None, ts, self.m,
+                rate(self.learning_rate, self.momentum),
                 False)[0]
         out = [train, test] if test is not None else [train]
         if scalar:
@@ -106,7 +115,7 @@ class LinearizedDynamics:
 
 
 def gradient_descent_mse(k_train_train, y_train, *, learning_rate: Optional[float] = None,
-                         diag_reg=0.0, diag_reg_absolute_scale: bool = False,
+                         momentum: float = 0.0, diag_reg=0.0, diag_reg_absolute_scale: bool = False,
                          jitter: Optional[float] = None) -> LinearizedDynamics:
     r"""The training dynamics of one given network in its tangent space.
 
@@ -116,13 +125,15 @@ def gradient_descent_mse(k_train_train, y_train, *, learning_rate: Optional[floa
     (gradient flow, ``learning_rate=None``), or by steps
     :math:`f_{s+1} = f_s - \frac{\eta}{m}\Theta(f_s - y)` at time :math:`t = \eta s`. This is
     what that particular network converges to if it stays in its tangent space; compare it
-    with real training to see where it leaves.
+    with real training to see where it leaves. With ``momentum`` :math:`\beta` the steps are
+    heavy ball (optax ``sgd(eta, momentum=beta)``), solved exactly per eigendirection.
 
     Args:
         k_train_train: the NTK of the training points, shape ``(N, N)`` (or a `Kernel`; its
             ``ntk`` is used).
         y_train: targets of shape ``(N,)`` or ``(N, K)``.
         learning_rate: ``None`` (gradient flow) or the step :math:`\eta`.
+        momentum: heavy-ball momentum :math:`\beta \in [0, 1)` (needs ``learning_rate``).
         diag_reg: :math:`\ge 0`, added to the NTK's diagonal (relative to its mean diagonal by
             default), which makes the training outputs converge to ``y`` even when
             :math:`\Theta` is singular.
@@ -145,8 +156,8 @@ def gradient_descent_mse(k_train_train, y_train, *, learning_rate: Optional[floa
         (3, 8, 1)
     """
     return LinearizedDynamics(k_train_train, y_train, learning_rate=learning_rate,
-                              diag_reg=diag_reg, diag_reg_absolute_scale=diag_reg_absolute_scale,
-                              jitter=jitter)
+                              momentum=momentum, diag_reg=diag_reg,
+                              diag_reg_absolute_scale=diag_reg_absolute_scale, jitter=jitter)
 
 
 def max_learning_rate(ntk_train_train, *, n_outputs: int = 1, momentum: float = 0.0):

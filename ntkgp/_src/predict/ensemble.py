@@ -34,6 +34,22 @@ def check_learning_rate(learning_rate):
     return float(learning_rate)
 
 
+def check_momentum(momentum, learning_rate):
+    """``momentum`` as a float in [0, 1); it needs a discrete ``learning_rate``."""
+    if isinstance(momentum, bool) or not np.isscalar(momentum) or not 0.0 <= momentum < 1.0:
+        raise ValueError(f"`momentum` must be a number in [0, 1); got {momentum!r}.")
+    if momentum and learning_rate is None:
+        raise ValueError("`momentum` needs a `learning_rate`: heavy-ball dynamics are defined "
+                         "step by step (with learning_rate=None, gradient flow, leave "
+                         "momentum=0).")
+    return float(momentum)
+
+
+def rate(learning_rate, momentum):
+    """The static time argument of `common.spectral`: ``None``, a step, or (step, momentum)."""
+    return (learning_rate, momentum) if momentum else learning_rate
+
+
 def check_steps(ts, learning_rate):
     """With a learning rate, times must be whole numbers of steps (or infinite)."""
     if learning_rate is None or not checks.is_concrete(ts):
@@ -47,14 +63,15 @@ def check_steps(ts, learning_rate):
                          "learning_rate=None for continuous-time gradient flow.")
 
 
-def warn_if_divergent(evals, m, learning_rate):
+def warn_if_divergent(evals, m, learning_rate, momentum=0.0):
     if learning_rate is None:
         return
-    lr_max = 2.0 * m / float(jnp.max(evals))
+    lr_max = 2.0 * (1.0 + momentum) * m / float(jnp.max(evals))
     if learning_rate >= lr_max:
         warnings.warn(f"learning_rate={learning_rate} is at or above the largest stable step "
-                      f"{lr_max:.4g} for this kernel (2 m / lambda_max); gradient descent "
-                      "diverges, and so do the predicted outputs.", RuntimeWarning, stacklevel=4)
+                      f"{lr_max:.4g} for this kernel (2 (1 + momentum) m / lambda_max); "
+                      "gradient descent diverges, and so do the predicted outputs.",
+                      RuntimeWarning, stacklevel=4)
 
 
 class Ensemble:
@@ -65,8 +82,8 @@ class Ensemble:
     Call it as ``ensemble(t=None, x_test=None, get='ntk', compute_cov=False)``.
     """
 
-    def __init__(self, kernel_fn, x_train, y_train, *, learning_rate=None, diag_reg=0.0,
-                 diag_reg_absolute_scale=False, jitter=None):
+    def __init__(self, kernel_fn, x_train, y_train, *, learning_rate=None, momentum=0.0,
+                 diag_reg=0.0, diag_reg_absolute_scale=False, jitter=None):
         self._kfn = _kernel_callable(kernel_fn)
         x_train, _ = checks.check_inputs(x_train, None, ndim=None)
         n = x_train.shape[0]
@@ -75,6 +92,7 @@ class Ensemble:
         self.x_train = x_train
         self.y_train, self._y_was_1d = common.check_targets(y_train, n)
         self.learning_rate = check_learning_rate(learning_rate)
+        self.momentum = check_momentum(momentum, self.learning_rate)
         self.diag_reg = checks.check_nonneg(diag_reg, "diag_reg")
         self.absolute = bool(diag_reg_absolute_scale)
         self.jitter = jitter
@@ -103,7 +121,7 @@ class Ensemble:
                             diag_reg_absolute_scale=self.absolute, name=get.upper())
             w = e.evals if get == "nngp" else common.rotate(e.evecs, self.k_train_train["nngp"])
             self._eig[get] = (e, w)
-        warn_if_divergent(self._eig[get][0].evals, self.m, self.learning_rate)
+        warn_if_divergent(self._eig[get][0].evals, self.m, self.learning_rate, self.momentum)
         return self._eig[get]
 
     @property
@@ -140,7 +158,8 @@ class Ensemble:
             else:
                 e, w = self._eigh(get)
                 mean, cov = common.moments_train(e.evals, e.evecs, w, y, ts, self.m,
-                                                 self.learning_rate, compute_cov)
+                                                 rate(self.learning_rate, self.momentum),
+                                                 compute_cov)
             return common.finish(mean, cov, scalar, self._y_was_1d, compute_cov)
         x_test, _ = checks.check_inputs(x_test, self.x_train[:1], ndim=None)
         x_test = x_test.astype(self.x_train.dtype)
@@ -155,15 +174,16 @@ class Ensemble:
         else:
             e, w = self._eigh(get)
             mean, cov = common.moments_eigh(e.evals, e.evecs, w, y, d_td, p_td, p_tt, ts,
-                                            self.m, self.learning_rate, compute_cov)
+                                            self.m, rate(self.learning_rate, self.momentum),
+                                            compute_cov)
         return common.finish(mean, cov, scalar, self._y_was_1d, compute_cov)
 
     predict = __call__
 
 
 def gradient_descent_mse_ensemble(kernel_fn, x_train, y_train, *,
-                                  learning_rate: Optional[float] = None, diag_reg=0.0,
-                                  diag_reg_absolute_scale: bool = False,
+                                  learning_rate: Optional[float] = None, momentum: float = 0.0,
+                                  diag_reg=0.0, diag_reg_absolute_scale: bool = False,
                                   jitter: Optional[float] = None) -> Ensemble:
     r"""What infinitely wide networks trained by gradient descent on MSE predict, at any time.
 
@@ -183,7 +203,9 @@ def gradient_descent_mse_ensemble(kernel_fn, x_train, y_train, *,
     so that :math:`t=\infty` is exactly the Bayesian posterior of `gp_inference`. With
     ``learning_rate=None`` the dynamics are gradient flow; with a step :math:`\eta`,
     :math:`e^{-t\Theta/(NK)}` becomes :math:`(I - \eta\Theta/(NK))^{s}`, the exact
-    discrete-step dynamics of the linearized network.
+    discrete-step dynamics of the linearized network; with ``momentum`` :math:`\beta` too, the
+    exact heavy-ball dynamics (optax ``sgd(eta, momentum=beta)``: :math:`v \leftarrow \beta v +
+    g`, :math:`\theta \leftarrow \theta - \eta v`).
 
     Conventions match neural-tangents' ``gradient_descent_mse_ensemble`` at its default
     ``learning_rate=1``: its time is ours, its loss normalization ``y_train.size`` is our
@@ -195,6 +217,7 @@ def gradient_descent_mse_ensemble(kernel_fn, x_train, y_train, *,
         y_train: targets of shape ``(N,)`` or ``(N, K)``.
         learning_rate: ``None`` for gradient flow, or the step :math:`\eta > 0`; then every
             finite ``t`` must be a whole number of steps.
+        momentum: heavy-ball momentum :math:`\beta \in [0, 1)` (needs ``learning_rate``).
         diag_reg: :math:`\ge 0`, regularization of the training kernel's diagonal.
         diag_reg_absolute_scale: whether ``diag_reg`` is in the kernel's units.
         jitter: see `ntkgp.linalg.cholesky`.
@@ -220,5 +243,6 @@ def gradient_descent_mse_ensemble(kernel_fn, x_train, y_train, *,
         >>> mean.shape, cov.shape
         ((3, 2, 3), (3, 2, 2))
     """
-    return Ensemble(kernel_fn, x_train, y_train, learning_rate=learning_rate, diag_reg=diag_reg,
+    return Ensemble(kernel_fn, x_train, y_train, learning_rate=learning_rate, momentum=momentum,
+                    diag_reg=diag_reg,
                     diag_reg_absolute_scale=diag_reg_absolute_scale, jitter=jitter)
