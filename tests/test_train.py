@@ -51,21 +51,23 @@ def test_linearized_and_net_agree_to_first_order(data):
     assert 2.5 <= gaps[0] / gaps[1] <= 6 and 2.5 <= gaps[1] / gaps[2] <= 6, gaps
 
 
-@pytest.mark.parametrize("optimizer", ["gd"])
+@pytest.mark.parametrize("optimizer", ["gd", "momentum"])
 def test_training_the_linearized_model_is_the_closed_form(data, optimizer):
-    """s GD steps of the linearized net = gradient_descent_mse with its empirical NTK at
-    t = lr * s, from its own initial outputs (the random initial function cancels)."""
+    """s GD (or heavy-ball) steps of the linearized net = gradient_descent_mse with its
+    empirical NTK at t = lr * s, from its own initial outputs (the random initial function
+    cancels)."""
     x, y, xt = data
     net = net_of(64)
     _, p0 = net.init(jax.random.PRNGKey(1), x.shape)
     lin = train.linearize(net, p0)
     ntk = empirical.empirical_ntk_fn(net)
     k_dd, k_td = ntk(x, None, p0), ntk(xt, x, p0)
-    lr = 0.5 * float(predict.max_learning_rate(k_dd))
+    beta = 0.9 if optimizer == "momentum" else 0.0
+    lr = 0.5 * float(predict.max_learning_rate(k_dd, momentum=beta))
     steps = 30
     p, hist = train.train(lin, p0, x, y, steps=steps, learning_rate=lr, x_test=xt,
-                          record_every=10)
-    dyn = predict.gradient_descent_mse(k_dd, y, learning_rate=lr)
+                          record_every=10, optimizer=optimizer, momentum=beta)
+    dyn = predict.gradient_descent_mse(k_dd, y, learning_rate=lr, momentum=beta)
     f_train, f_test = dyn(lr * np.array(hist.steps, np.float64), net.apply(p0, x),
                           net.apply(p0, xt), k_td)
     assert rel_err(hist.test_outputs, f_test) <= (1e-6 if X64 else 1e-3)
@@ -136,3 +138,23 @@ def test_bad_arguments(data):
     _, h1 = train.train(net, p0, x, y[:, 0], steps=2, learning_rate=0.1)
     _, h2 = train.train(net, p0, x, y, steps=2, learning_rate=0.1)
     np.testing.assert_array_equal(np.asarray(h1.train_loss), np.asarray(h2.train_loss))
+
+
+def test_centered_models_start_at_zero_and_train_like_the_net(data):
+    """f_c - y = f - (y + f0): training the centered net on y is training the net on y + f0,
+    step for step; the same holds for the centered linearization."""
+    x, y, xt = data
+    net = net_of(32)
+    _, p0 = net.init(jax.random.PRNGKey(4), x.shape)
+    c = train.center(net, p0)
+    assert float(jnp.abs(c(p0, xt)).max()) == 0.0
+    tol = 1e-10 if X64 else 1e-5
+    p_net, _ = train.train(net, p0, x, y + net.apply(p0, x), steps=10, learning_rate=0.3)
+    p_c, _ = train.train(c, p0, x, y, steps=10, learning_rate=0.3)
+    assert rel_err(c(p_c, xt), net.apply(p_net, xt) - net.apply(p0, xt)) <= tol
+    lin = train.linearize(net, p0)
+    lc = train.center(lin, p0)
+    assert float(jnp.abs(lc(p0, xt)).max()) == 0.0
+    p_lin, _ = train.train(lin, p0, x, y + net.apply(p0, x), steps=10, learning_rate=0.3)
+    p_lc, _ = train.train(lc, p0, x, y, steps=10, learning_rate=0.3)
+    assert rel_err(lc(p_lc, xt), lin(p_lin, xt) - net.apply(p0, xt)) <= tol

@@ -71,14 +71,59 @@ class Linearized:
 
     apply: Callable
     params0: object
+    centered: bool = False
 
     def __call__(self, params, x, **kwargs):
         delta = jax.tree.map(lambda a, b: a - b, params, self.params0)
         out, tangent = jax.jvp(lambda p: self.apply(p, x, **kwargs), (self.params0,), (delta,))
-        return out + tangent
+        return tangent if self.centered else out + tangent
 
 
-jax.tree_util.register_dataclass(Linearized, data_fields=["params0"], meta_fields=["apply"])
+jax.tree_util.register_dataclass(Linearized, data_fields=["params0"],
+                                 meta_fields=["apply", "centered"])
+
+
+@dataclasses.dataclass(frozen=True)
+class Centered:
+    """``f(params, x) - f(params0, x)`` of `center`: a pytree whose data is ``params0``."""
+
+    apply: Callable
+    params0: object
+
+    def __call__(self, params, x, **kwargs):
+        return self.apply(params, x, **kwargs) - self.apply(self.params0, x, **kwargs)
+
+
+jax.tree_util.register_dataclass(Centered, data_fields=["params0"], meta_fields=["apply"])
+
+
+def center(f: Callable, params0) -> Callable:
+    r"""The centered model :math:`f(x, \theta) - f(x, \theta_0)`: zero outputs at
+    initialization.
+
+    Training it removes the random initial function, so that in the kernel regime one
+    network's prediction converges to the deterministic NTK mean (the closed form from zero
+    initial outputs) rather than to one draw of the ensemble. Its NTK is that of ``f``.
+
+    Args:
+        f: ``f(params, x)``, an ``ntkgp.nn`` network, or a `linearize`-d model (then
+            ``params0`` must be the parameters it was linearized around).
+        params0: the parameters at which the outputs are zero.
+
+    Returns:
+        ``f_c(params, x)``, trainable by `train` (a pytree, so ``vmap`` over ``params0`` works).
+
+    Example:
+        >>> import jax, jax.numpy as jnp
+        >>> from ntkgp import nn, train
+        >>> net = nn.serial(nn.Dense(64), nn.Relu(), nn.Dense(1))
+        >>> _, p0 = net.init(jax.random.PRNGKey(0), (-1, 3))
+        >>> float(jnp.abs(train.center(net, p0)(p0, jnp.ones((2, 3)))).max())
+        0.0
+    """
+    if isinstance(f, Linearized):
+        return Linearized(f.apply, f.params0, centered=True)
+    return Centered(_apply_fn(f), params0)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -219,7 +264,7 @@ def train(f: Callable, params0, x_train, y_train, *, steps: int, learning_rate: 
         >>> hist.train_loss.shape, bool(hist.train_loss[-1] < hist.train_loss[0])
         ((3,), True)
     """
-    model = f if isinstance(f, Linearized) else _Plain(_apply_fn(f))
+    model = f if isinstance(f, (Linearized, Centered)) else _Plain(_apply_fn(f))
     checks.check_choice(optimizer, "optimizer", OPTIMIZERS)
     steps = checks.check_positive_int(steps, "steps")
     x_train, x_test = checks.check_inputs(x_train, x_test, ndim=None)
@@ -260,6 +305,6 @@ def ntk_drift(f: Callable, params0, params, x) -> Array:
     It vanishes like :math:`\text{width}^{-1/2}` in the NTK parameterization (the kernel
     regime) and stays of order one when features are learned.
     """
-    fn = _cached_ntk_fn(f.apply if isinstance(f, Linearized) else f)
+    fn = _cached_ntk_fn(f.apply if isinstance(f, (Linearized, Centered)) else f)
     k0, k1 = fn(x, None, params0), fn(x, None, params)
     return jnp.linalg.norm(k1 - k0) / jnp.linalg.norm(k0)
