@@ -3,3 +3,4 @@
 from ntkgp._src.compare import SweepResult as SweepResult
 from ntkgp._src.compare import WidthResult as WidthResult
 from ntkgp._src.compare import width_sweep as width_sweep
+from ntkgp._src.compare_plot import plot as plot

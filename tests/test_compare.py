@@ -73,3 +73,55 @@ def test_bad_arguments():
         compare.width_sweep(make_net, [0, 8], x, y, xt, yt)
     with pytest.raises(ValueError, match=r"`y_test` must have 4 rows"):
         compare.width_sweep(make_net, [8], x, y, xt, yt[:2])
+
+
+def test_json_is_standard_and_plot_writes_png(small, tmp_path):
+    import json
+    d = json.loads(small.to_json())  # strict JSON: no NaN
+    assert d["rows"][0]["width"] == 64 and len(d["y_test"]) == 12
+    assert len(d["rows"][0]["train_loss_net"]) == len(d["curve_steps"])
+    pytest.importorskip("matplotlib")
+    import matplotlib
+    matplotlib.use("Agg")
+    path = tmp_path / "sweep.png"
+    compare.plot(small, str(path))
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_training_curves_start_at_the_same_loss(small):
+    """At step 0 each net's loss is the closed form's (same initial outputs)."""
+    for row in small.rows:
+        assert np.isclose(row.train_loss_net[0], row.train_loss_closed_form[0], rtol=1e-4)
+
+
+def test_centered_nets_approach_the_deterministic_mean():
+    x, y, xt, yt = _data(24, 12)
+    r = compare.width_sweep(make_net, [64, 1024], x, y, xt, yt, seeds=2, steps=40,
+                            centered=True, show_progress=False)
+    assert r.centered and all(row.ensemble_chi2 is None for row in r.rows)
+    _check_kernel_regime(r, 0.6)
+    assert r.rows[-1].dist_net_closed_form < 0.1
+
+
+@pytest.mark.parametrize("optimizer,batch", [("momentum", None), ("sgd", 8)])
+def test_other_optimizers(optimizer, batch):
+    """Momentum's closed form is exact, so (b) falls with width; SGD's (a) uses the same
+    minibatches for the net and its linearization, so (a) falls too."""
+    x, y, xt, yt = _data(24, 12)
+    r = compare.width_sweep(make_net, [64, 1024], x, y, xt, yt, seeds=2, steps=40,
+                            optimizer=optimizer, batch_size=batch, show_progress=False)
+    first, last = r.rows
+    assert last.dist_net_linearized < 0.6 * first.dist_net_linearized
+    if optimizer == "momentum":
+        assert last.dist_net_closed_form < 0.6 * first.dist_net_closed_form
+
+
+def test_width_dependent_kernels_are_refused():
+    x, y, xt, yt = _data(8, 4)
+
+    def standard(width):
+        return nn.serial(nn.Dense(width, parameterization="standard"), nn.Relu(),
+                         nn.Dense(1, parameterization="standard"))
+
+    with pytest.raises(ValueError, match="NTK parameterization"):
+        compare.width_sweep(standard, [8, 64], x, y, xt, yt, show_progress=False)

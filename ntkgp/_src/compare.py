@@ -1,19 +1,22 @@
 r"""Finite networks against their infinite-width predictions, as width grows.
 
 For each width and seed, one network is trained (`ntkgp.train.train`) and compared with
-(a) its own linearized model trained identically, and
+(a) its own linearized model trained identically (same initialization, same minibatches);
 (b) the closed form from *its own* initial outputs with the analytic NTK at the same time
-    :math:`t = \eta \times \text{steps}` (`ntkgp.predict.gradient_descent_mse`), so that the
-    random initial function cancels;
+    :math:`t = \eta \times \text{steps}` (`ntkgp.predict.gradient_descent_mse`, exact discrete
+    steps, heavy ball for momentum), so that the random initial function cancels. For
+    minibatch SGD the closed form is that of full-batch steps, so (b) then also measures the
+    minibatch noise, which does not vanish with width;
 (c) the ensemble over seeds is compared with `ntkgp.predict.gradient_descent_mse_ensemble`:
     ``ensemble_chi2`` is the mean of :math:`(\bar f - \mu_t)^2 / (\sigma_t^2 / S)` over test
     points and outputs (about 1 when the S networks are draws of the predicted Gaussian: the
     random initial function does not average out over a few seeds, so raw distances would not
     shrink), and ``ensemble_var_ratio`` the mean variance over seeds divided by the predicted
     :math:`\sigma_t^2`;
-(d) test errors of trained nets, linearized nets, the NTK ensemble mean and the NNGP posterior.
-Distances are relative: :math:`\|f - g\| / \|g\|` over test points and outputs, averaged over
-seeds as a root mean square. In the kernel regime (a) and (b) fall like
+(d) test errors of trained nets, linearized nets, the NTK ensemble mean and the NNGP posterior
+    mean (its noise chosen by marginal likelihood).
+Distances are relative, :math:`\|f - g\| / \|g\|` over test points and outputs, and averaged
+over seeds as a root mean square. In the kernel regime (a) and (b) fall like
 :math:`\text{width}^{-1/2}`.
 """
 
@@ -21,6 +24,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from typing import Callable, Optional, Sequence
 
 import jax
@@ -33,7 +37,9 @@ from ntkgp._src.predict.dynamics import gradient_descent_mse, max_learning_rate
 from ntkgp._src.predict.ensemble import gradient_descent_mse_ensemble
 from ntkgp._src.predict.gp import gp_inference
 from ntkgp._src.progress import progress_bar
-from ntkgp._src.train import linearize, ntk_drift, train
+from ntkgp._src.train import OPTIMIZERS, center, linearize, ntk_drift, train
+
+DISTANCES = ("dist_net_linearized", "dist_net_closed_form", "param_change", "ntk_drift")
 
 
 def _rel(a, b):
@@ -45,9 +51,27 @@ def _rmse(a, b):
     return float(np.sqrt(np.mean((np.asarray(a, np.float64) - np.asarray(b, np.float64)) ** 2)))
 
 
+def _rms(values):
+    return float(np.sqrt(np.mean(np.square(values))))
+
+
 @dataclasses.dataclass
 class WidthResult:
-    """Averages over seeds at one width (see `width_sweep`)."""
+    """Averages over seeds at one width (see `width_sweep`).
+
+    Attributes:
+        width: the hidden width.
+        dist_net_linearized: (a), relative distance of test outputs, net vs its linearization.
+        dist_net_closed_form: (b), net vs the closed form from its own initial outputs.
+        param_change: :math:`\\|\\theta_T - \\theta_0\\| / \\|\\theta_0\\|` over all parameters.
+        ntk_drift: :math:`\\|\\hat\\Theta_T - \\hat\\Theta_0\\|_F / \\|\\hat\\Theta_0\\|_F` on up to
+            64 training points.
+        test_rmse_net, test_rmse_linearized: mean over seeds of the test RMSE.
+        ensemble_chi2, ensemble_var_ratio: (c); ``None`` for centered networks or one seed.
+        train_loss_net, train_loss_closed_form: mean training loss over seeds at each step of
+            `SweepResult.curve_steps`.
+        example_net, example_closed_form: seed 0's test outputs (M x K, flattened).
+    """
 
     width: int
     dist_net_linearized: float
@@ -56,20 +80,31 @@ class WidthResult:
     ntk_drift: float
     test_rmse_net: float
     test_rmse_linearized: float
-    ensemble_chi2: float
-    ensemble_var_ratio: float
+    ensemble_chi2: Optional[float]
+    ensemble_var_ratio: Optional[float]
+    train_loss_net: list = dataclasses.field(default_factory=list)
+    train_loss_closed_form: list = dataclasses.field(default_factory=list)
+    example_net: list = dataclasses.field(default_factory=list)
+    example_closed_form: list = dataclasses.field(default_factory=list)
 
 
 @dataclasses.dataclass
 class SweepResult:
-    """Plain data of a width sweep; ``to_json``/``from_json`` round-trip it.
+    """Plain data of a width sweep; ``to_json``/``from_json`` round-trip it (standard JSON:
+    missing values are ``null``).
 
     Attributes:
         widths, seeds, steps, learning_rate, t: the settings (``t = learning_rate * steps``).
-        rows: one `WidthResult` per width.
+        optimizer, batch_size, momentum, centered: how the networks were trained.
+        rows: one `WidthResult` per finished width.
         test_rmse_ntk: test RMSE of the infinite-width NTK ensemble mean at time ``t``.
-        test_rmse_nngp: test RMSE of the NNGP posterior mean.
-        slopes: log-log slope against width of each distance, fitted by least squares.
+        test_rmse_nngp: test RMSE of the NNGP posterior mean, with the observation noise
+            ``nngp_noise`` (relative to the mean diagonal) of the largest marginal likelihood.
+        slopes: log-log slope against width of each distance, fitted by least squares
+            (``None`` with fewer than two widths).
+        curve_steps: the steps at which training losses are recorded.
+        y_test: the test targets (flattened), for plots.
+        info: free-form labels (dataset, architecture) set by the caller.
     """
 
     widths: list
@@ -81,9 +116,26 @@ class SweepResult:
     test_rmse_ntk: float
     test_rmse_nngp: float
     slopes: dict
+    nngp_noise: Optional[float] = None
+    optimizer: str = "gd"
+    batch_size: Optional[int] = None
+    momentum: float = 0.0
+    centered: bool = False
+    curve_steps: list = dataclasses.field(default_factory=list)
+    y_test: list = dataclasses.field(default_factory=list)
+    info: dict = dataclasses.field(default_factory=dict)
 
     def to_json(self) -> str:
-        return json.dumps(dataclasses.asdict(self), indent=1)
+        def clean(v):
+            if isinstance(v, float) and not math.isfinite(v):
+                return None
+            if isinstance(v, dict):
+                return {k: clean(x) for k, x in v.items()}
+            if isinstance(v, list):
+                return [clean(x) for x in v]
+            return v
+
+        return json.dumps(clean(dataclasses.asdict(self)), indent=1, allow_nan=False)
 
     @classmethod
     def from_json(cls, text: str) -> SweepResult:
@@ -93,89 +145,163 @@ class SweepResult:
 
 
 def _slope(widths, values):
-    w, v = np.log(np.asarray(widths, np.float64)), np.asarray(values, np.float64)
-    if len(w) < 2 or np.any(v <= 0):
-        return float("nan")
-    return float(np.polyfit(w, np.log(v), 1)[0])
+    if len(widths) < 2 or any(v is None or not v > 0 for v in values):
+        return None
+    w, v = np.log(np.asarray(widths, np.float64)), np.log(np.asarray(values, np.float64))
+    return float(np.polyfit(w, v, 1)[0])
+
+
+def _nngp_by_evidence(k_dd, k_td, y_train):
+    """The NNGP posterior mean with the observation noise (relative ``diag_reg``) that
+    maximizes the marginal likelihood on a grid 1e-4 .. 10."""
+    best = None
+    for noise in np.logspace(-4, 1, 16):
+        post = gp_inference(k_dd, y_train, diag_reg=float(noise), get="nngp")
+        lml = float(post.log_marginal_likelihood("nngp"))
+        if best is None or lml > best[0]:
+            best = (lml, float(noise), post)
+    return best[1], best[2].predict(k_td, get="nngp")
+
+
+def _check_width_independent(make_net, widths, x):
+    """The closed forms use one analytic kernel: it must not depend on the width."""
+    a = np.asarray(make_net(widths[0]).kernel(x, None, "ntk"), np.float64)
+    b = np.asarray(make_net(widths[-1]).kernel(x, None, "ntk"), np.float64)
+    if not np.allclose(a, b, rtol=1e-4, atol=0):
+        raise ValueError("the analytic NTK of `make_net(width)` changes with the width "
+                         f"({widths[0]} vs {widths[-1]}): width_sweep needs networks in the NTK "
+                         "parameterization (nn.Dense(..., parameterization='ntk'), the default).")
 
 
 def width_sweep(make_net: Callable[[int], object], widths: Sequence[int], x_train, y_train,
                 x_test, y_test, *, seeds: int = 4, steps: int = 500,
-                learning_rate: Optional[float] = None, diag_reg: float = 0.0,
-                key=None, show_progress: bool = True) -> SweepResult:
-    r"""Train networks of several widths by full-batch gradient descent and compare them with
-    their linearizations and the infinite-width closed forms.
+                learning_rate: Optional[float] = None, optimizer: str = "gd",
+                batch_size: Optional[int] = None, momentum: float = 0.9,
+                centered: bool = False, diag_reg: float = 0.0, key=None,
+                show_progress: bool = True, info: Optional[dict] = None,
+                callback: Optional[Callable[[SweepResult], None]] = None) -> SweepResult:
+    r"""Train networks of several widths and compare them with their linearizations and the
+    infinite-width closed forms.
 
     Args:
         make_net: ``make_net(width)`` returns an ``ntkgp.nn`` network in the NTK
             parameterization (its analytic kernel must not depend on the width).
         widths: hidden widths, e.g. ``[64, 256, 1024]``.
-        x_train: inputs of shape ``(N, d)``; y_train: targets ``(N, K)``.
-        x_test: inputs ``(M, d)``; y_test: targets ``(M, K)``.
-        seeds: networks per width; initializations are ``vmap``-ed.
-        steps: gradient-descent steps.
-        learning_rate: :math:`\eta`; default half of `max_learning_rate` of the analytic NTK.
+        x_train: inputs of shape ``(N, d)``; y_train: targets ``(N, K)`` or ``(N,)``.
+        x_test: inputs ``(M, d)``; y_test: targets ``(M, K)`` or ``(M,)``.
+        seeds: networks per width; initializations (and minibatch streams) are ``vmap``-ed.
+        steps: optimizer steps.
+        learning_rate: :math:`\eta`; default half of `max_learning_rate` of the analytic NTK
+            (with ``momentum`` for ``'momentum'``).
+        optimizer: ``'gd'`` (full batch), ``'sgd'`` (needs ``batch_size``) or ``'momentum'``.
+        batch_size: minibatch size for ``'sgd'`` (optional for ``'momentum'``).
+        momentum: heavy-ball coefficient for ``'momentum'``.
+        centered: train :math:`f(x,\theta) - f(x,\theta_0)` (`ntkgp.train.center`); then (b)
+            compares each network with the deterministic NTK mean, and (c) is skipped.
         diag_reg: regularization of the closed forms (0: exact).
-        key: PRNG key of the initializations.
+        key: PRNG key of the initializations and minibatches.
         show_progress: a progress bar over widths.
+        info: labels stored in the result (e.g. ``{'dataset': 'diabetes'}``).
+        callback: called with the partial `SweepResult` after each width (to save finished
+            work as it comes).
 
     Returns:
         A `SweepResult`.
+
+    Raises:
+        ValueError: for bad shapes or options, or a width-dependent analytic kernel.
     """
     widths = [checks.check_positive_int(w, "widths") for w in widths]
+    if not widths:
+        raise ValueError("`widths` must list at least one width, e.g. [64, 256, 1024].")
     seeds = checks.check_positive_int(seeds, "seeds")
     steps = checks.check_positive_int(steps, "steps")
+    checks.check_choice(optimizer, "optimizer", OPTIMIZERS)
+    beta = float(momentum) if optimizer == "momentum" else 0.0
+    if optimizer == "sgd" and batch_size is None:
+        raise ValueError("optimizer='sgd' needs a `batch_size`; use optimizer='gd' for full "
+                         "batches.")
     x_train, x_test = checks.check_inputs(x_train, x_test)
     y_train = check_targets(y_train, x_train.shape[0])[0].astype(x_train.dtype)
     y_test = check_targets(y_test, x_test.shape[0], "y_test")[0].astype(x_train.dtype)
     key = jax.random.PRNGKey(0) if key is None else key
+    _check_width_independent(make_net, widths, x_train[:4])
     analytic = make_net(widths[0]).kernel
     k_dd, k_td = analytic(x_train, None), analytic(x_test, x_train)
-    lr = learning_rate or 0.5 * float(max_learning_rate(k_dd.ntk, n_outputs=y_train.shape[1]))
+    lr = learning_rate or 0.5 * float(max_learning_rate(k_dd.ntk, n_outputs=y_train.shape[1],
+                                                        momentum=beta))
     t = lr * steps
-    ens = gradient_descent_mse_ensemble(make_net(widths[0]), x_train, y_train,
-                                        learning_rate=lr, diag_reg=diag_reg)
-    ens_mean, ens_cov = ens(t, x_test, "ntk", compute_cov=True)
-    ens_var = np.asarray(jnp.diagonal(ens_cov), np.float64)[:, None]
-    nngp_mean = gp_inference(k_dd, y_train, diag_reg=max(diag_reg, 1e-6), get="nngp").predict(
-        k_td, get="nngp")
-    closed = gradient_descent_mse(k_dd.ntk, y_train, learning_rate=lr, diag_reg=diag_reg)
-    rows = []
+    nngp_noise, nngp_mean = _nngp_by_evidence(k_dd, k_td, y_train)
+    closed = gradient_descent_mse(k_dd.ntk, y_train, learning_rate=lr, momentum=beta,
+                                  diag_reg=diag_reg)
+    if centered:
+        ens_mean, ens_var = closed(t, None, None, k_td.ntk)[1], None
+    else:
+        ens = gradient_descent_mse_ensemble(make_net(widths[0]), x_train, y_train,
+                                            learning_rate=lr, momentum=beta, diag_reg=diag_reg)
+        ens_mean, ens_cov = ens(t, x_test, "ntk", compute_cov=True)
+        ens_var = np.asarray(jnp.diagonal(ens_cov), np.float64)[:, None]
+    record_every = max(1, steps // 25)
+    kw = dict(steps=steps, learning_rate=lr, optimizer=optimizer, batch_size=batch_size,
+              momentum=beta, record_every=record_every)
+    result = SweepResult(widths=widths, seeds=seeds, steps=steps, learning_rate=lr, t=t,
+                         rows=[], test_rmse_ntk=_rmse(ens_mean, y_test),
+                         test_rmse_nngp=_rmse(nngp_mean, y_test), nngp_noise=nngp_noise,
+                         slopes={},
+                         optimizer=optimizer, batch_size=batch_size, momentum=beta,
+                         centered=bool(centered), y_test=np.ravel(y_test).tolist(),
+                         info=dict(info or {}))
     keys = jax.random.split(key, seeds)
     for width in progress_bar(widths, total=len(widths), desc="widths", enabled=show_progress):
         net = make_net(width)
 
         def one(k, net=net):
-            _, p0 = net.init(k, x_train.shape)
-            p, hist = train(net, p0, x_train, y_train, steps=steps, learning_rate=lr,
-                            x_test=x_test, record_every=steps)
+            k_init, k_batch = jax.random.split(k)
+            _, p0 = net.init(k_init, x_train.shape)
+            model = center(net, p0) if centered else net.apply
             lin = linearize(net, p0)
-            p_lin, _ = train(lin, p0, x_train, y_train, steps=steps, learning_rate=lr,
-                             record_every=steps)
-            return (net.apply(p0, x_train), net.apply(p0, x_test), net.apply(p, x_test),
-                    lin(p_lin, x_test), hist.param_change[-1], p0, p)
+            lin = center(lin, p0) if centered else lin
+            p, hist = train(model, p0, x_train, y_train, x_test=x_test, key=k_batch, **kw)
+            p_lin, _ = train(lin, p0, x_train, y_train, key=k_batch, **kw)
+            return (model(p0, x_train), model(p0, x_test), model(p, x_test),
+                    lin(p_lin, x_test), hist, p0, p)
 
-        f0_tr, f0_te, f_net, f_lin, change, p0s, ps = jax.vmap(one)(keys)
-        f_closed = jnp.stack([closed(t, f0_tr[s], f0_te[s], k_td.ntk)[1] for s in range(seeds)])
+        f0_tr, f0_te, f_net, f_lin, hist, p0s, ps = jax.vmap(one)(keys)
+        times = lr * np.asarray(hist.steps[0], np.float64)
+        closed_train, closed_test = [], []
+        for s in range(seeds):
+            tr, te = closed(times, f0_tr[s], f0_te[s], k_td.ntk)
+            closed_train.append(np.asarray(tr, np.float64))
+            closed_test.append(np.asarray(te[-1], np.float64))
+        closed_loss = np.mean([0.5 * np.mean((c - np.asarray(y_train, np.float64)) ** 2,
+                                             axis=(1, 2)) for c in closed_train], axis=0)
         drift = [float(ntk_drift(net, jax.tree.map(lambda a: a[s], p0s),
                                  jax.tree.map(lambda a: a[s], ps), x_train[:64]))
                  for s in range(seeds)]
-        rms = lambda v: float(np.sqrt(np.mean(np.square(v))))  # noqa: E731
-        rows.append(WidthResult(
+        f_net64 = np.asarray(f_net, np.float64)
+        chi2 = var_ratio = None
+        if ens_var is not None:
+            chi2 = float(np.mean((f_net64.mean(0) - np.asarray(ens_mean, np.float64)) ** 2
+                                 / (ens_var / seeds)))
+            if seeds > 1:
+                var_ratio = float(np.mean(np.var(f_net64, 0, ddof=1)) / np.mean(ens_var))
+        result.rows.append(WidthResult(
             width=width,
-            dist_net_linearized=rms([_rel(f_net[s], f_lin[s]) for s in range(seeds)]),
-            dist_net_closed_form=rms([_rel(f_net[s], f_closed[s]) for s in range(seeds)]),
-            param_change=float(np.mean(np.asarray(change))),
+            dist_net_linearized=_rms([_rel(f_net[s], f_lin[s]) for s in range(seeds)]),
+            dist_net_closed_form=_rms([_rel(f_net[s], closed_test[s]) for s in range(seeds)]),
+            param_change=float(np.mean(np.asarray(hist.param_change[:, -1]))),
             ntk_drift=float(np.mean(drift)),
             test_rmse_net=float(np.mean([_rmse(f_net[s], y_test) for s in range(seeds)])),
             test_rmse_linearized=float(np.mean([_rmse(f_lin[s], y_test) for s in range(seeds)])),
-            ensemble_chi2=float(np.mean((np.mean(np.asarray(f_net, np.float64), 0) - np.asarray(
-                ens_mean, np.float64)) ** 2 / (ens_var / seeds))),
-            ensemble_var_ratio=float(np.mean(np.var(np.asarray(f_net, np.float64), 0, ddof=1))
-                                     / np.mean(ens_var)) if seeds > 1 else float("nan")))
-    slopes = {name: _slope(widths, [getattr(r, name) for r in rows])
-              for name in ("dist_net_linearized", "dist_net_closed_form", "param_change",
-                           "ntk_drift")}
-    return SweepResult(widths=widths, seeds=seeds, steps=steps, learning_rate=lr, t=t,
-                       rows=rows, test_rmse_ntk=_rmse(ens_mean, y_test),
-                       test_rmse_nngp=_rmse(nngp_mean, y_test), slopes=slopes)
+            ensemble_chi2=chi2, ensemble_var_ratio=var_ratio,
+            train_loss_net=np.mean(np.asarray(hist.train_loss, np.float64), 0).tolist(),
+            train_loss_closed_form=closed_loss.tolist(),
+            example_net=np.ravel(f_net64[0]).tolist(),
+            example_closed_form=np.ravel(closed_test[0]).tolist()))
+        result.curve_steps = np.asarray(hist.steps[0]).tolist()
+        done = [r.width for r in result.rows]
+        result.slopes = {name: _slope(done, [getattr(r, name) for r in result.rows])
+                         for name in DISTANCES}
+        if callback is not None:
+            callback(result)
+    return result
