@@ -1,10 +1,14 @@
-"""``ntkgp`` command line: ``ntkgp kernel`` (uses only the public API)."""
+"""``ntkgp`` command line: ``ntkgp compare`` and ``ntkgp kernel`` (public API only)."""
 
 from __future__ import annotations
 
 import argparse
 import sys
 import time
+
+import numpy as np
+
+from ntkgp._src import cli_compare
 
 
 def _network(nn, depth, activation, width, W_std, b_std):
@@ -73,8 +77,11 @@ def cmd_kernel(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="ntkgp", description="Neural tangent kernels and NNGPs.")
-    sub = p.add_subparsers(dest="command", required=True)
+    p = argparse.ArgumentParser(
+        prog="ntkgp", description="Neural tangent kernels and NNGPs: infinite-width "
+        "predictions set against real finite networks. Start with `ntkgp compare`.")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    cli_compare.add_parser(sub)
     k = sub.add_parser("kernel", help="analytic NNGP/NTK of a deep net on a bundled dataset, "
                                       "and finite networks converging to it")
     k.add_argument("--dataset", default="diabetes", help="bundled dataset (default diabetes)")
@@ -95,6 +102,6 @@ def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (ValueError, TypeError) as e:
+    except (ValueError, TypeError, OSError, ImportError, np.linalg.LinAlgError) as e:
         print(f"ntkgp {args.command}: error: {e}", file=sys.stderr)
         return 2
