@@ -66,7 +66,8 @@ def add_parser(sub):
     c.add_argument("--seeds", type=_positive(int), default=8, help="networks per width")
     c.add_argument("--steps", type=_positive(int), default=100, help="optimizer steps")
     c.add_argument("--lr", type=_positive(float), default=None,
-                   help="learning rate (default: half the largest stable step of the NTK)")
+                   help="learning rate (default: half the largest stable GD step of the NTK; times "
+                        "1 - momentum for momentum)")
     c.add_argument("--optimizer", choices=("gd", "sgd", "momentum"), default="gd",
                    help="full-batch gradient descent, minibatch SGD, or heavy-ball momentum")
     c.add_argument("--batch-size", type=_positive(int), default=None,

@@ -192,7 +192,8 @@ def width_sweep(make_net: Callable[[int], object], widths: Sequence[int], x_trai
         seeds: networks per width; initializations (and minibatch streams) are ``vmap``-ed.
         steps: optimizer steps.
         learning_rate: :math:`\eta`; default half of `max_learning_rate` of the analytic NTK
-            (with ``momentum`` for ``'momentum'``).
+            (times :math:`1-\beta` for ``'momentum'``, so that the effective step
+            :math:`\eta/(1-\beta)` is gradient descent's).
         optimizer: ``'gd'`` (full batch), ``'sgd'`` (needs ``batch_size``) or ``'momentum'``.
         batch_size: minibatch size for ``'sgd'`` (optional for ``'momentum'``).
         momentum: heavy-ball coefficient for ``'momentum'``.
@@ -228,8 +229,11 @@ def width_sweep(make_net: Callable[[int], object], widths: Sequence[int], x_trai
     _check_width_independent(make_net, widths, x_train[:4])
     analytic = make_net(widths[0]).kernel
     k_dd, k_td = analytic(x_train, None), analytic(x_test, x_train)
-    lr = learning_rate or 0.5 * float(max_learning_rate(k_dd.ntk, n_outputs=y_train.shape[1],
-                                                        momentum=beta))
+    # with momentum the effective step is lr / (1 - beta): match gradient descent's, which keeps
+    # the heavy ball well damped (at half its own stable maximum it oscillates, and tiny kernel
+    # differences shift the phase of the oscillation)
+    lr = learning_rate or 0.5 * (1.0 - beta) * float(
+        max_learning_rate(k_dd.ntk, n_outputs=y_train.shape[1]))
     t = lr * steps
     nngp_noise, nngp_mean = _nngp_by_evidence(k_dd, k_td, y_train)
     closed = gradient_descent_mse(k_dd.ntk, y_train, learning_rate=lr, momentum=beta,
@@ -266,7 +270,7 @@ def width_sweep(make_net: Callable[[int], object], widths: Sequence[int], x_trai
             return (model(p0, x_train), model(p0, x_test), model(p, x_test),
                     lin(p_lin, x_test), hist, p0, p)
 
-        f0_tr, f0_te, f_net, f_lin, hist, p0s, ps = jax.vmap(one)(keys)
+        f0_tr, f0_te, f_net, f_lin, hist, p0s, ps = jax.jit(jax.vmap(one))(keys)
         times = lr * np.asarray(hist.steps[0], np.float64)
         closed_train, closed_test = [], []
         for s in range(seeds):

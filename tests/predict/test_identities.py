@@ -221,6 +221,7 @@ def test_new_times_and_test_points_of_the_same_shape_do_not_recompile(ens, data)
     assert (common.moments_eigh._cache_size(), common.moments_cholesky._cache_size()) == sizes
 
 
+@pytest.mark.filterwarnings("ignore::ntkgp.linalg.JitterWarning")  # float32: eigenvalue 1e-9
 def test_momentum_dynamics_equal_the_heavy_ball_recurrence():
     """gradient_descent_mse(momentum=beta) = iterating v <- beta v + g, f <- f - lr v in
     function space (g = Theta (f - y) / m), including near-zero eigenvalues."""
