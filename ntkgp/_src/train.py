@@ -159,16 +159,20 @@ class History:
         train_loss: array of shape ``(R,)``, the full-batch training loss.
         test_outputs: array of shape ``(R, M, K)``, outputs on ``x_test`` (or ``None``).
         param_change: array of shape ``(R,)``, :math:`\|\theta_t - \theta_0\| / \|\theta_0\|`.
+        learning_rate: the step :math:`\eta` used (a scalar array), so that the training time
+            of record ``r`` is ``learning_rate * steps[r]``.
     """
 
     steps: Array
     train_loss: Array
     test_outputs: Optional[Array]
     param_change: Array
+    learning_rate: Optional[Array] = None
 
 
 jax.tree_util.register_dataclass(
-    History, data_fields=["steps", "train_loss", "test_outputs", "param_change"], meta_fields=[])
+    History, data_fields=["steps", "train_loss", "test_outputs", "param_change",
+                          "learning_rate"], meta_fields=[])
 
 
 @functools.partial(jax.jit, static_argnames=("optimizer", "momentum", "steps", "record_every",
@@ -220,10 +224,47 @@ def _train(apply, optimizer, learning_rate, momentum, params0, x, y, x_test, key
     first = jax.tree.map(lambda a: a[None], recs[0])
     loss, out, change = jax.tree.map(lambda *a: jnp.concatenate(a), first, *recs[1:])
     rec_steps = jnp.asarray(np.cumsum([0] + sizes)[: n_chunks + 1])
-    return carry[0], History(rec_steps, loss, out, change)
+    return carry[0], History(rec_steps, loss, out, change, learning_rate)
 
 
-def train(f: Callable, params0, x_train, y_train, *, steps: int, learning_rate: float,
+def default_learning_rate(f: Callable, params0, x, n_outputs: int = 1, momentum: float = 0.0,
+                          iterations: int = 30):
+    r"""Half the largest stable full-batch step of ``f`` at ``params0``:
+    :math:`\eta = (1-\beta) \cdot NK / \hat\lambda_{\max}`, with :math:`\hat\lambda_{\max}` the
+    top eigenvalue of the empirical NTK on ``x``, found by power iteration with NTK-vector
+    products (:math:`J J^\top v`, never forming the :math:`N \times N` kernel) and raised by 10%
+    because power iteration approaches it from below. With momentum :math:`\beta` the effective
+    step :math:`\eta/(1-\beta)` equals gradient descent's.
+
+    Args:
+        f: ``f(params, x)``, an ``ntkgp.nn`` network, or a `linearize`-d / `center`-ed model.
+        params0: parameters at which the kernel is taken.
+        x: inputs of shape ``(N, ...)``.
+        n_outputs: ``K``, the number of outputs.
+        momentum: :math:`\beta` of heavy-ball momentum (0 for gradient descent).
+        iterations: power-iteration steps.
+
+    Returns:
+        A scalar array (traced under ``vmap``/``jit``, so it can vary per seed).
+    """
+    model = f if isinstance(f, (Linearized, Centered)) else _Plain(_apply_fn(f))
+    out, vjp = jax.vjp(lambda p: model(p, x), params0)
+
+    def ntk_times(v):
+        return jax.jvp(lambda p: model(p, x), (params0,), (vjp(v)[0],))[1]
+
+    def body(_, v):
+        w = ntk_times(v)
+        return w / jnp.linalg.norm(w)
+
+    v0 = jax.random.normal(jax.random.PRNGKey(0), out.shape, out.dtype)
+    v = jax.lax.fori_loop(0, iterations, body, v0 / jnp.linalg.norm(v0))
+    lam = 1.1 * jnp.vdot(v, ntk_times(v))
+    return (1.0 - momentum) * out.shape[0] * n_outputs / lam
+
+
+def train(f: Callable, params0, x_train, y_train, *, steps: int,
+          learning_rate: Optional[float] = None,
           optimizer: str = "gd", batch_size: Optional[int] = None, momentum: float = 0.9,
           x_test=None, key=None, record_every: Optional[int] = None):
     r"""Train ``f`` from ``params0`` on MSE and record the trajectory.
@@ -239,7 +280,9 @@ def train(f: Callable, params0, x_train, y_train, *, steps: int, learning_rate: 
         x_train: inputs of shape ``(N, ...)``.
         y_train: targets of shape ``(N, K)`` (``(N,)`` is read as ``(N, 1)``).
         steps: number of optimizer steps; training time is ``learning_rate * steps``.
-        learning_rate: the step size :math:`\eta` (see `ntkgp.predict.max_learning_rate`).
+        learning_rate: the step size :math:`\eta`; default `default_learning_rate` (half the
+            largest stable step of the network's own NTK at ``params0``, estimated by power
+            iteration; times :math:`1-\beta` with momentum).
         optimizer: ``'gd'``, ``'sgd'`` or ``'momentum'``.
         batch_size: minibatch size for ``'sgd'`` (and optionally ``'momentum'``); ``None`` is
             full batch.
@@ -269,8 +312,13 @@ def train(f: Callable, params0, x_train, y_train, *, steps: int, learning_rate: 
     steps = checks.check_positive_int(steps, "steps")
     x_train, x_test = checks.check_inputs(x_train, x_test, ndim=None)
     y, _ = check_targets(y_train, x_train.shape[0])  # (N,) is one output, as in predict
-    if not (np.isscalar(learning_rate) and np.isfinite(learning_rate) and learning_rate > 0):
-        raise ValueError(f"`learning_rate` must be a positive number; got {learning_rate!r}.")
+    if learning_rate is None:
+        learning_rate = default_learning_rate(
+            model, params0, x_train, n_outputs=y.shape[1],
+            momentum=float(momentum) if optimizer == "momentum" else 0.0)
+    elif not (np.isscalar(learning_rate) and np.isfinite(learning_rate) and learning_rate > 0):
+        raise ValueError(f"`learning_rate` must be a positive number or None (a safe default); "
+                         f"got {learning_rate!r}.")
     if batch_size is not None:
         batch_size = checks.check_positive_int(batch_size, "batch_size")
         if batch_size > x_train.shape[0]:
