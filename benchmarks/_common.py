@@ -65,6 +65,15 @@ def time_compiled(fn, args, repeats, budget=240.0):
     return compile_s, ts, out
 
 
+def timing_row(case_id, compile_s, ts, **info):
+    """One case's row: median/min/max of the timed runs, compile time, and peak memory."""
+    import resource
+    import statistics
+    return dict(id=case_id, compile_s=compile_s, median_s=statistics.median(ts), min_s=min(ts),
+                max_s=max(ts), repeats=len(ts),
+                maxrss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, **info)
+
+
 def subprocess_row(cmd, timeout):
     """Run one case in a fresh process; its last ``@@ROW {json}`` line, or ``{'error': ...}``."""
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", NTKGP_PROGRESS="0")

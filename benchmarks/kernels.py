@@ -18,12 +18,10 @@ The reference venv: `NTREF_LIGHT=1 bash ../shared/ntref/ntref_setup.sh /tmp/ntre
 """
 
 import os
-import resource
-import statistics
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _common import main, time_compiled  # noqa: E402
+from _common import main, time_compiled, timing_row  # noqa: E402
 
 W_STD, B_STD = 1.5, 0.05
 NT_IMPL = {"jacobian": "JACOBIAN_CONTRACTION", "ntvp": "NTK_VECTOR_PRODUCTS",
@@ -86,9 +84,7 @@ def run_case(case, repeats):
                                             repeats)
         info["shape"] = list(out.shape)
         info["check"] = float(jnp.mean(out))
-    return dict(id=case["id"], compile_s=compile_s, median_s=statistics.median(ts),
-                min_s=min(ts), max_s=max(ts), repeats=len(ts),
-                maxrss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, **info)
+    return timing_row(case["id"], compile_s, ts, **info)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -21,13 +21,11 @@ The reference venv: `NTREF_LIGHT=1 bash ../shared/ntref/ntref_setup.sh /tmp/ntre
 """
 
 import os
-import resource
-import statistics
 import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _common import block, main  # noqa: E402
+from _common import block, main, timing_row  # noqa: E402
 
 W_STD, B_STD = 1.5, 0.05
 N_TEST = 500
@@ -107,9 +105,7 @@ def run_case(case, repeats):
     mean, cov = out
     info["finite"] = bool(jnp.all(jnp.isfinite(mean)) and jnp.all(jnp.isfinite(cov)))
     info["check"] = float(jnp.mean(jnp.diagonal(cov)))
-    return dict(id=case["id"], compile_s=compile_s, median_s=statistics.median(ts),
-                min_s=min(ts), max_s=max(ts), repeats=len(ts),
-                maxrss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, **info)
+    return timing_row(case["id"], compile_s, ts, **info)
 
 
 if __name__ == "__main__":

@@ -16,13 +16,11 @@ Usage:
 """
 
 import os
-import resource
-import statistics
 import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _common import block, main  # noqa: E402
+from _common import block, main, timing_row  # noqa: E402
 
 SEEDS, STEPS, WIDTH = 8, 100, 4096
 
@@ -81,9 +79,7 @@ def run_case(case, repeats):
             out = once()
             ts.append(time.perf_counter() - t0)
         info["final_loss"] = float(np.mean(np.asarray(out)))
-    return dict(id=case["id"], compile_s=compile_s, median_s=statistics.median(ts),
-                min_s=min(ts), max_s=max(ts), repeats=len(ts),
-                maxrss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, **info)
+    return timing_row(case["id"], compile_s, ts, **info)
 
 
 if __name__ == "__main__":
