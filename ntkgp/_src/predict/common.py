@@ -113,16 +113,13 @@ def spectral(evals, ts, m, learning_rate: Optional[float]):
     n = evals.shape[0]
     floor = n * jnp.finfo(evals.dtype).eps * jnp.max(evals) / m
     live = x > floor
+    h_fin = None
     if learning_rate is None:
         one_minus = -jnp.expm1(-tf * x)
     elif isinstance(learning_rate, tuple):  # (step, heavy-ball momentum)
         lr = jnp.asarray(learning_rate[0], evals.dtype)
         q = _momentum_sum(lr * x, learning_rate[1], jnp.round(tf / lr))
-        one_minus = lr * x * q
-        h_fin = lr * q / m
-        h = jnp.where(inf, jnp.where(live, 1.0 / jnp.where(live, x * m, 1.0), 0.0), h_fin)
-        growth = jnp.where(inf, jnp.where(live, 1.0, 0.0), one_minus)
-        return 1.0 - growth, growth, h
+        one_minus, h_fin = lr * x * q, lr * q / m  # q is finite as x -> 0: no division
     else:
         lr = jnp.asarray(learning_rate, evals.dtype)
         steps = jnp.round(tf / lr)
@@ -132,8 +129,8 @@ def spectral(evals, ts, m, learning_rate: Optional[float]):
         power = jnp.where(steps == 0, 1.0, power)
         smooth = -jnp.expm1(steps * jnp.log1p(-jnp.minimum(lr * x, 0.5)))
         one_minus = jnp.where(lr * x <= 0.5, smooth, 1.0 - power)
-    safe = jnp.where(x > 0, x, 1.0) * m
-    h_fin = jnp.where(x > 0, one_minus / safe, tf / m)
+    if h_fin is None:
+        h_fin = jnp.where(x > 0, one_minus / (jnp.where(x > 0, x, 1.0) * m), tf / m)
     h = jnp.where(inf, jnp.where(live, 1.0 / jnp.where(live, x * m, 1.0), 0.0), h_fin)
     growth = jnp.where(inf, jnp.where(live, 1.0, 0.0), one_minus)
     return 1.0 - growth, growth, h
