@@ -1,0 +1,350 @@
+r"""What the scikit-learn estimators share: the architecture, its kernel function (tiled for
+large inputs, picklable), input checks, and marginal-likelihood fitting of the
+hyperparameters. Uses the public ntkgp API only."""
+
+from __future__ import annotations
+
+import functools
+import warnings
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import scipy.optimize
+from sklearn.base import BaseEstimator
+from sklearn.utils import check_random_state
+from sklearn.utils.validation import check_is_fitted, validate_data
+
+from ntkgp import batching, linalg, nn, predict
+
+ACTIVATIONS = {"relu": nn.Relu, "erf": nn.Erf, "gelu": nn.Gelu, "abs": nn.Abs, "sin": nn.Sin}
+NAMES = ("W_std", "b_std", "diag_reg")
+BOUNDS = {"W_std": (0.05, 20.0), "b_std": (1e-4, 20.0), "diag_reg": (1e-8, 10.0)}
+LARGE = 2048        # above this many rows (of either input) kernels are computed in tiles
+PREDICT_TILE = 256  # test rows per prediction step (fixed, so a row's result never depends on
+#                     which other rows came with it)
+_warned = set()
+
+
+def fit_bounds(name, dtype):
+    """``BOUNDS[name]``; the noise floor rises to ``1000 eps`` in float32, below which the
+    training kernel cannot be factorized reliably (inside the fit there is no jitter)."""
+    low, high = BOUNDS[name]
+    if name == "diag_reg":
+        low = max(low, 1e3 * float(np.finfo(dtype).eps))
+    return low, high
+
+
+class PrecisionWarning(UserWarning):
+    """float64 data met ``jax_enable_x64=False``: the computation runs in float32."""
+
+
+def warn_float32_once(x):
+    """Warn once per process when float64 data will be computed in float32."""
+    if x.dtype == np.float64 and not jax.config.read("jax_enable_x64") and \
+            "f64" not in _warned:
+        _warned.add("f64")
+        warnings.warn("ntkgp estimator: the data are float64 but JAX runs in float32 "
+                      "(jax_enable_x64 is off), so kernels and solves use float32. For float64 "
+                      "accuracy call jax.config.update('jax_enable_x64', True) at start-up "
+                      "(or set JAX_ENABLE_X64=1).", PrecisionWarning, stacklevel=3)
+
+
+def compute_dtype(x):
+    """float32 input stays float32; anything else is computed in JAX's default float."""
+    if x.dtype == np.float32:
+        return np.dtype(np.float32)
+    return np.dtype(np.float64 if jax.config.read("jax_enable_x64") else np.float32)
+
+
+def build_network(activation, depth, W_std, b_std, parameterization, width, network):
+    """The ntkgp.nn network the estimator's hyperparameters describe (one output)."""
+    if network is not None:
+        if isinstance(network, nn.Layer):
+            return network
+        net = network(W_std, b_std)
+        if not isinstance(net, nn.Layer):
+            raise TypeError("`network` called as network(W_std, b_std) must return an "
+                            f"ntkgp.nn network (a Layer); got {type(net).__name__}.")
+        return net
+    layers = []
+    for _ in range(depth):
+        layers += [nn.Dense(width, W_std=W_std, b_std=b_std, parameterization=parameterization),
+                   ACTIVATIONS[activation]()]
+    return nn.serial(*layers, nn.Dense(1, W_std=W_std, b_std=b_std,
+                                       parameterization=parameterization))
+
+
+def check_architecture(est):
+    """Validate the architecture arguments (at fit, as scikit-learn does)."""
+    if est.network is not None:
+        if not (isinstance(est.network, nn.Layer) or callable(est.network)):
+            raise TypeError("`network` must be None, an ntkgp.nn network (Layer), or a "
+                            "function network(W_std, b_std) -> Layer; got "
+                            f"{type(est.network).__name__}.")
+        return
+    if est.activation not in ACTIVATIONS:
+        raise ValueError(f"`activation` must be one of {sorted(ACTIVATIONS)}; got "
+                         f"{est.activation!r}. For another architecture pass `network=`.")
+    for name in ("depth", "width"):
+        v = getattr(est, name)
+        if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
+            raise ValueError(f"`{name}` must be an integer >= 1; got {v!r}.")
+    if est.parameterization not in ("ntk", "standard"):
+        raise ValueError("`parameterization` must be 'ntk' or 'standard'; got "
+                         f"{est.parameterization!r}.")
+    for name in ("W_std", "b_std"):
+        v = getattr(est, name)
+        if isinstance(v, bool) or not np.isscalar(v) or not np.isfinite(v) or v < 0:
+            raise ValueError(f"`{name}` must be a finite number >= 0; got {v!r}.")
+
+
+@functools.lru_cache(maxsize=64)
+def lml_function(mode, activation, depth, parameterization, width, network, names):
+    """Jitted ``(lml, value_and_grad(lml))`` with ``lml(theta, fixed, x, y)``: the log marginal
+    likelihood of ``y`` ``(N, K)`` under the GP with this architecture's NNGP (``mode='nngp'``)
+    or NTK (``'ntk'``), ``log(hyperparameters[names]) = theta`` and the others from ``fixed``
+    (``[W_std, b_std, diag_reg]``). One compilation per architecture and data shape."""
+
+    def lml(theta, fixed, x, y):
+        hp = dict(zip(NAMES, fixed))
+        hp.update({n: jnp.exp(theta[i]) for i, n in enumerate(names)})
+        net = build_network(activation, depth, hp["W_std"], hp["b_std"], parameterization,
+                            width, network)
+        k = net.kernel(x, None, (mode,))
+        post = predict.gp_inference(getattr(k, mode), y, diag_reg=hp["diag_reg"])
+        return post.log_marginal_likelihood()
+
+    return jax.jit(lml), jax.jit(jax.value_and_grad(lml))
+
+
+@functools.lru_cache(maxsize=128)
+def kernel_function(activation, depth, parameterization, width, network):
+    """Jitted ``k(hp, x1, x2, get)`` of this architecture with ``hp = [W_std, b_std]`` as an
+    array: new hyperparameter values reuse the compilation (one per data shape)."""
+
+    @functools.partial(jax.jit, static_argnames="get")
+    def k(hp, x1, x2, get):
+        net = build_network(activation, depth, hp[0], hp[1], parameterization, width, network)
+        return net.kernel(x1, x2, get)
+
+    return k
+
+
+class KernelFunction:
+    """``kernel(x1, x2=None, get) -> Kernel`` of fixed hyperparameters; computed in tiles (with
+    a progress bar when there are many) once an input has more than ``LARGE`` rows, or always
+    when ``tile_size`` is given. Picklable (it holds the architecture's description)."""
+
+    def __init__(self, arch: dict, tile_size=None):
+        self.arch = dict(arch)
+        self.tile_size = tile_size
+
+    def __call__(self, x1, x2=None, get=("nngp", "ntk")):
+        a = self.arch
+        fn = kernel_function(a["activation"], a["depth"], a["parameterization"], a["width"],
+                             a["network"])
+        hp = jnp.asarray([a["W_std"], a["b_std"]], x1.dtype)
+        rows = max(x1.shape[0], 0 if x2 is None else x2.shape[0])
+        if rows <= LARGE and self.tile_size is None:
+            return fn(hp, x1, x2, get)
+        return _tiled(fn, self.tile_size)(x1, x2, hp, get=get)
+
+
+@functools.lru_cache(maxsize=32)
+def _tiled(fn, tile_size):
+    """One tiled wrapper (and so one compilation of its tiles) per kernel and tile size."""
+    return batching.batch(lambda u, v, hp, get: fn(hp, u, v, get), tile_size)
+
+
+class NeuralKernelEstimator(BaseEstimator):
+    """Common base: the architecture and training-time arguments; see `NTKRegressor`."""
+
+    _mode = "ntk"  # 'ntk' (trained network / NTK) or 'nngp' (Bayesian posterior / readout)
+
+    def __init__(self, activation="relu", *, depth=1, W_std=1.5, b_std=0.05,
+                 parameterization="ntk", width=1024, network=None, t=None, diag_reg=1e-2,
+                 optimizer="fmin_l_bfgs_b", n_restarts_optimizer=0, max_fit_samples=2000,
+                 tile_size=None, random_state=None):
+        self.activation = activation
+        self.depth = depth
+        self.W_std = W_std
+        self.b_std = b_std
+        self.parameterization = parameterization
+        self.width = width
+        self.network = network
+        self.t = t
+        self.diag_reg = diag_reg
+        self.optimizer = optimizer
+        self.n_restarts_optimizer = n_restarts_optimizer
+        self.max_fit_samples = max_fit_samples
+        self.tile_size = tile_size
+        self.random_state = random_state
+
+    # -- hyperparameters ---------------------------------------------------------------------
+    def _free_names(self):
+        return ("diag_reg",) if isinstance(self.network, nn.Layer) else NAMES
+
+    def _arch(self, hp):
+        return dict(activation=self.activation, depth=self.depth, W_std=hp["W_std"],
+                    b_std=hp["b_std"], parameterization=self.parameterization, width=self.width,
+                    network=self.network)
+
+    def _lml(self, names):
+        """``(theta, fixed, x, y) -> log p(y)``, jitted and cached per architecture."""
+        return lml_function(self._mode, self.activation, self.depth, self.parameterization,
+                            self.width, self.network, tuple(names))
+
+    def _fixed(self, dtype):
+        return jnp.asarray([self.W_std, self.b_std, self.diag_reg], dtype)
+
+    def _fit_hyperparameters(self, x, y):
+        """Maximize the log marginal likelihood over the free hyperparameters (in log space,
+        L-BFGS-B with JAX gradients, from the given values and ``n_restarts_optimizer`` random
+        starts), on at most ``max_fit_samples`` training rows."""
+        names = self._free_names()
+        hp = {"W_std": float(self.W_std), "b_std": float(self.b_std),
+              "diag_reg": float(self.diag_reg)}
+        if self.optimizer is None:
+            return hp
+        if self.optimizer != "fmin_l_bfgs_b":
+            raise ValueError(f"`optimizer` must be 'fmin_l_bfgs_b' or None; got "
+                             f"{self.optimizer!r}.")
+        rng = check_random_state(self.random_state)
+        if x.shape[0] > self.max_fit_samples:
+            rows = np.sort(rng.choice(x.shape[0], self.max_fit_samples, replace=False))
+            x, y = x[rows], y[rows]
+        value_and_grad = self._lml(names)[1]
+        fixed = self._fixed(x.dtype)
+        bounds = np.log([fit_bounds(n, x.dtype) for n in names])
+
+        def loss(theta):
+            v, g = value_and_grad(jnp.asarray(theta, x.dtype), fixed, x, y)
+            v, g = float(v), np.asarray(g, np.float64)
+            if not (np.isfinite(v) and np.all(np.isfinite(g))):
+                return 1e30, np.zeros_like(theta)  # kernel not factorizable here: step back
+            return -v, -g
+
+        start = np.clip(np.log([max(hp[n], 1e-300) for n in names]), *bounds.T)
+        starts = [start] + [rng.uniform(bounds[:, 0], bounds[:, 1])
+                            for _ in range(int(self.n_restarts_optimizer))]
+        best = None
+        for s in starts:
+            res = scipy.optimize.minimize(loss, s, jac=True, method="L-BFGS-B", bounds=bounds)
+            if best is None or res.fun < best.fun:
+                best = res
+        if best.fun >= 1e30:
+            raise linalg.NotPositiveDefiniteError(
+                "the kernel of the training data could not be factorized for any "
+                "hyperparameters tried; raise `diag_reg`, remove duplicate rows, or enable "
+                "x64.")
+        hp.update({n: float(np.exp(v)) for n, v in zip(names, best.x)})
+        return hp
+
+    # -- fitting and predicting --------------------------------------------------------------
+    def _validate_fit(self, X, y, **kw):
+        check_architecture(self)
+        if self.t is not None and not (np.isscalar(self.t) and self.t >= 0):
+            raise ValueError(f"`t` must be None (trained to convergence) or a number >= 0; "
+                             f"got {self.t!r}.")
+        if not (np.isscalar(self.diag_reg) and np.isfinite(self.diag_reg)
+                and self.diag_reg >= 0):
+            raise ValueError(f"`diag_reg` must be a finite number >= 0; got {self.diag_reg!r}.")
+        X, y = validate_data(self, X, y, dtype=[np.float64, np.float32], **kw)
+        warn_float32_once(X)
+        return X.astype(compute_dtype(X)), y
+
+    def _fit_targets(self, X, Y):
+        """Fit hyperparameters and factor the training kernel for targets ``Y`` ``(N, K)``."""
+        Y = Y.astype(X.dtype)
+        hp = self._fit_hyperparameters(X, Y)
+        self.hyperparameters_ = hp
+        self.hyperparameter_names_ = self._free_names()
+        self.theta_ = np.log([hp[n] for n in self.hyperparameter_names_])
+        self.kernel_ = KernelFunction(self._arch(hp), self.tile_size)
+        self.X_train_ = X
+        get = ("nngp",) if self._mode == "nngp" else ("ntk", "ntkgp")
+        k = self.kernel_(X, None, ("nngp",) if self._mode == "nngp" else ("nngp", "ntk"))
+        post = predict.gp_inference(k, Y, diag_reg=hp["diag_reg"], get=get)
+        self.log_marginal_likelihood_value_ = float(
+            post.log_marginal_likelihood("nngp" if self._mode == "nngp" else "ntkgp"))
+        self.posterior_ = jax.tree_util.tree_map(np.asarray, post)
+        self.ensemble_ = None
+        if self.t is not None and np.isfinite(self.t):
+            self.ensemble_ = predict.gradient_descent_mse_ensemble(
+                self.kernel_, X, Y, diag_reg=hp["diag_reg"])
+        return self
+
+    def _check_x(self, X):
+        check_is_fitted(self, "posterior_")
+        X = validate_data(self, X, reset=False, dtype=[np.float64, np.float32])
+        return X.astype(self.X_train_.dtype)
+
+    def _latent(self, X, var=False, cov=False):
+        """Mean ``(M, K)`` of the outputs (normalized units) and their variance ``(M,)`` or
+        covariance ``(M, M)`` (shared by the ``K`` outputs)."""
+        X = self._check_x(X)
+        if cov:
+            return self._moments(X, True)
+        means, variances = [], []
+        for i in range(0, X.shape[0], PREDICT_TILE):
+            rows = X[i:i + PREDICT_TILE]
+            n = rows.shape[0]
+            tile = np.concatenate([rows, np.repeat(rows[-1:], PREDICT_TILE - n, axis=0)])
+            mean, c = self._moments(tile, var)
+            means.append(mean[:n])
+            if var:
+                variances.append(np.diagonal(c)[:n])
+        return np.concatenate(means), (np.maximum(np.concatenate(variances), 0.0) if var
+                                       else None)
+
+    def _moments(self, X, with_cov):
+        get = self._mode
+        if self.ensemble_ is not None:
+            out = self.ensemble_(t=self.t, x_test=X, get=get, compute_cov=with_cov)
+        else:
+            k_td = self.kernel_(X, self.X_train_, ("nngp",) if get == "nngp" else ("nngp", "ntk"))
+            k_tt = self.kernel_(X, None, "nngp") if with_cov else None
+            out = self.posterior_.predict(k_td, k_tt, get=get)
+        if with_cov:
+            mean, c = out
+            return np.asarray(mean), np.asarray(linalg.clip_covariance(c))
+        return np.asarray(out), None
+
+    def log_marginal_likelihood(self, theta=None, eval_gradient=False):
+        r"""Log marginal likelihood of the training targets under the GP prior of the model.
+
+        The prior is the NNGP kernel (`NNGPRegressor`) or the NTK used as a GP kernel
+        (`NTKRegressor`; its posterior mean is the trained network's mean at
+        :math:`t=\infty`), with noise variance ``diag_reg`` times the kernel's mean diagonal,
+        summed over the outputs:
+        :math:`\log p(Y) = -\tfrac12\sum_k y_k^\top K_\mathrm{reg}^{-1} y_k
+        - \tfrac{K}{2}\log\det K_\mathrm{reg} - \tfrac{NK}{2}\log 2\pi` (normalized targets).
+
+        Args:
+            theta: log-hyperparameters in the order of ``hyperparameter_names_``; ``None``
+                for the fitted value.
+            eval_gradient: also return the gradient with respect to ``theta`` (JAX autodiff).
+
+        Returns:
+            A float, and an array of shape ``(len(theta),)`` when ``eval_gradient``.
+        """
+        check_is_fitted(self, "posterior_")
+        if theta is None:
+            if eval_gradient:
+                raise ValueError("eval_gradient=True needs `theta`; pass "
+                                 "`theta=est.theta_` for the fitted hyperparameters.")
+            return self.log_marginal_likelihood_value_
+        theta = np.asarray(theta, np.float64)
+        names = self.hyperparameter_names_
+        if theta.shape != (len(names),):
+            raise ValueError(f"`theta` must have shape ({len(names)},), the logs of "
+                             f"{', '.join(names)}; got shape {theta.shape}.")
+        x = self.X_train_
+        y = np.asarray(self.posterior_.y_train)
+        value, value_and_grad = self._lml(names)
+        args = (jnp.asarray(theta, x.dtype), self._fixed(x.dtype), x, y)
+        if eval_gradient:
+            v, g = value_and_grad(*args)
+            return float(v), np.asarray(g, np.float64)
+        return float(value(*args))

@@ -1,0 +1,71 @@
+"""NTKClassifier / NNGPClassifier: one-hot kernel regression and argmax probabilities."""
+
+import numpy as np
+import pytest
+from scipy.stats import norm
+from sklearn.datasets import load_iris
+
+from ntkgp._src.estimator.classifier import argmax_probabilities
+from ntkgp.estimator import NNGPClassifier, NTKClassifier, NTKRegressor
+from tests.conftest import DTYPE, RTOL, rel_err
+
+
+@pytest.fixture
+def iris():
+    x, y = load_iris(return_X_y=True)
+    x = ((x - x.mean(0)) / x.std(0)).astype(DTYPE)
+    idx = np.random.default_rng(0).permutation(len(y))
+    return x[idx[:100]], y[idx[:100]], x[idx[100:]], y[idx[100:]]
+
+
+def test_outputs_are_one_hot_regression(iris):
+    x, y, xt, _ = iris
+    clf = NTKClassifier(depth=2, optimizer=None).fit(x, y)
+    onehot = np.eye(3)[y] - 1 / 3
+    reg = NTKRegressor(depth=2, optimizer=None, normalize_y=False).fit(x, onehot)
+    assert rel_err(clf.decision_function(xt), reg.predict(xt)) < RTOL
+    np.testing.assert_array_equal(clf.predict(xt), np.argmax(reg.predict(xt), 1))
+
+
+@pytest.mark.parametrize("cls", [NTKClassifier, NNGPClassifier])
+def test_labels_of_any_type_and_probabilities(iris, cls):
+    x, y, xt, yt = iris
+    names = np.array(["setosa", "versicolor", "virginica"], dtype=object)[y]
+    clf = cls(depth=2).fit(x, names)
+    assert list(clf.classes_) == ["setosa", "versicolor", "virginica"]
+    assert clf.score(xt, names[:0].tolist() + list(np.array(
+        ["setosa", "versicolor", "virginica"], dtype=object)[yt])) > 0.9
+    p = clf.predict_proba(xt)
+    np.testing.assert_allclose(p.sum(1), 1.0, rtol=1e-9)
+    np.testing.assert_array_equal(clf.classes_[np.argmax(p, 1)], clf.predict(xt))
+    np.testing.assert_allclose(np.exp(clf.predict_log_proba(xt)), p, rtol=1e-9)
+
+
+def test_binary_decision_function_and_probability(iris):
+    x, y, xt, _ = iris
+    keep, keep_t = y < 2, slice(None)
+    clf = NNGPClassifier(depth=1, optimizer=None, diag_reg=0.1).fit(x[keep], y[keep] == 1)
+    d = clf.decision_function(xt[keep_t])
+    assert d.shape == (len(xt),)
+    np.testing.assert_array_equal(clf.predict(xt), d > 0)
+    # two outputs with a common std s: P(class 1) = Phi((mu1 - mu0) / (s sqrt 2))
+    mean, var = clf._latent(xt, var=True)
+    ref = norm.cdf((mean[:, 1] - mean[:, 0]) / np.sqrt(2 * var))
+    np.testing.assert_allclose(clf.predict_proba(xt)[:, 1], ref, atol=1e-6)
+
+
+def test_argmax_probabilities_against_monte_carlo():
+    rng = np.random.default_rng(0)
+    mean = rng.normal(size=(5, 4))
+    std = np.array([0.1, 0.5, 1.0, 2.0, 5.0])
+    f = mean[:, None, :] + std[:, None, None] * rng.normal(size=(5, 200_000, 4))
+    mc = np.stack([(f.argmax(-1) == c).mean(1) for c in range(4)], 1)
+    np.testing.assert_allclose(argmax_probabilities(mean, std), mc, atol=5e-3)
+
+
+def test_one_class_is_an_error(iris):
+    x, _, _, _ = iris
+    with pytest.raises(ValueError, match="at least 2 classes; got only one class"):
+        NTKClassifier(optimizer=None).fit(x, np.zeros(len(x)))
+    with pytest.raises(ValueError, match="Unknown label type"):
+        NTKClassifier(optimizer=None).fit(x, np.linspace(0, 1, len(x)))
