@@ -1,4 +1,4 @@
-"""``ntkgp`` command line: ``ntkgp compare`` and ``ntkgp kernel`` (public API only)."""
+"""``ntkgp`` command line: ``compare``, ``fit``/``predict`` and ``kernel`` (public API only)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import time
 
 import numpy as np
 
-from ntkgp._src import cli_compare
+from ntkgp._src import cli_compare, cli_fit
 
 
 def _network(nn, depth, activation, width, W_std, b_std):
@@ -82,6 +82,7 @@ def build_parser() -> argparse.ArgumentParser:
         "predictions set against real finite networks. Start with `ntkgp compare`.")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
     cli_compare.add_parser(sub)
+    cli_fit.add_parsers(sub)
     k = sub.add_parser("kernel", help="analytic NNGP/NTK of a deep net on a bundled dataset, "
                                       "and finite networks converging to it")
     k.add_argument("--dataset", default="diabetes", help="bundled dataset (default diabetes)")

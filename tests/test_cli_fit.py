@@ -1,0 +1,95 @@
+"""`ntkgp fit` / `ntkgp predict` on CSV files."""
+
+import csv
+
+import joblib
+import numpy as np
+import pytest
+from sklearn.datasets import load_diabetes, load_iris
+
+from ntkgp.cli import main
+
+
+def write_csv(path, header, rows):
+    with open(path, "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(header)
+        w.writerows(rows)
+
+
+@pytest.fixture
+def regression_csv(tmp_path):
+    x, y = load_diabetes(return_X_y=True)
+    header = [f"f{i}" for i in range(x.shape[1])] + ["target"]
+    write_csv(tmp_path / "train.csv", header, np.column_stack([x[:80], y[:80]]).tolist())
+    # new data: columns in another order, without the target
+    write_csv(tmp_path / "new.csv", header[::-1][1:], x[80:90, ::-1].tolist())
+    return tmp_path
+
+
+def read_rows(path):
+    with open(path) as fh:
+        return list(csv.reader(fh))
+
+
+def test_fit_and_predict_regression(regression_csv, capsys):
+    d = regression_csv
+    assert main(["fit", str(d / "train.csv"), "--target", "target", "--out",
+                 str(d / "m.joblib"), "--depth", "1", "--no-fit"]) == 0
+    assert "NTKRegressor" in capsys.readouterr().out
+    assert main(["predict", str(d / "m.joblib"), str(d / "new.csv"), "--std",
+                 "--out", str(d / "pred.csv")]) == 0
+    rows = read_rows(d / "pred.csv")
+    assert rows[0] == ["prediction", "std"] and len(rows) == 11
+    model = joblib.load(d / "m.joblib")["model"]
+    x, _ = load_diabetes(return_X_y=True)
+    np.testing.assert_allclose([float(r[0]) for r in rows[1:]], model.predict(x[80:90]),
+                               rtol=1e-6)
+    assert all(float(r[1]) > 0 for r in rows[1:])
+
+
+def test_fit_and_predict_classification_with_string_labels(tmp_path, capsys):
+    x, y = load_iris(return_X_y=True)
+    names = np.array(["setosa", "versicolor", "virginica"])[y]
+    write_csv(tmp_path / "iris.csv", ["a", "b", "c", "d", "species"],
+              [list(map(str, r)) + [n] for r, n in zip(x, names)])
+    assert main(["fit", str(tmp_path / "iris.csv"), "--target", "species", "--out",
+                 str(tmp_path / "iris.joblib"), "--kernel", "nngp"]) == 0
+    out = capsys.readouterr().out
+    assert "NNGPClassifier" in out and "training accuracy" in out
+    assert main(["predict", str(tmp_path / "iris.joblib"), str(tmp_path / "iris.csv"),
+                 "--std"]) == 0
+    rows = list(csv.reader(capsys.readouterr().out.splitlines()))
+    assert rows[0] == ["prediction", "p_setosa", "p_versicolor", "p_virginica"]
+    assert np.mean([r[0] == n for r, n in zip(rows[1:], names)]) > 0.9
+
+
+def test_errors(regression_csv, tmp_path, capsys):
+    d = regression_csv
+    cases = [
+        (["fit", str(d / "train.csv"), "--target", "nope", "--out", str(d / "x.joblib")],
+         "has no column 'nope'"),
+        (["fit", str(d / "missing.csv"), "--target", "t", "--out", str(d / "x.joblib")],
+         "no CSV file"),
+        (["predict", str(d / "missing.joblib"), str(d / "new.csv")], "no model file"),
+        (["predict", str(d / "train.csv"), str(d / "new.csv")], "not a model saved by"),
+    ]
+    joblib.dump({"a": 1}, d / "other.joblib")
+    cases.append((["predict", str(d / "other.joblib"), str(d / "new.csv")],
+                  "not an ntkgp model"))
+    write_csv(d / "bad.csv", ["a", "target"], [["1", "2"], ["x", "3"]])
+    cases.append((["fit", str(d / "bad.csv"), "--target", "target", "--out",
+                   str(d / "x.joblib")], "line 3, column 'a': 'x' is not a finite number"))
+    for argv, match in cases:
+        assert main(argv) == 2
+        assert match in capsys.readouterr().err
+    main(["fit", str(d / "train.csv"), "--target", "target", "--out", str(d / "m.joblib"),
+          "--no-fit", "--depth", "1"])
+    before = (d / "m.joblib").read_bytes()
+    assert main(["fit", str(d / "train.csv"), "--target", "target", "--out",
+                 str(d / "m.joblib")]) == 2
+    assert "exists; pass --force" in capsys.readouterr().err
+    assert (d / "m.joblib").read_bytes() == before  # nothing saved is lost
+    write_csv(d / "short.csv", ["f0", "f1"], [["1", "2"]])
+    assert main(["predict", str(d / "m.joblib"), str(d / "short.csv")]) == 2
+    assert "lacks the feature column(s) f2" in capsys.readouterr().err
