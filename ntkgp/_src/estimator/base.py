@@ -19,7 +19,7 @@ from ntkgp import batching, linalg, nn, predict
 
 ACTIVATIONS = {"relu": nn.Relu, "erf": nn.Erf, "gelu": nn.Gelu, "abs": nn.Abs, "sin": nn.Sin}
 NAMES = ("W_std", "b_std", "diag_reg")
-BOUNDS = {"W_std": (0.05, 20.0), "b_std": (1e-4, 20.0), "diag_reg": (1e-8, 10.0)}
+BOUNDS = {"W_std": (0.1, 10.0), "b_std": (1e-4, 10.0), "diag_reg": (1e-8, 10.0)}
 LARGE = 2048        # above this many rows (of either input) kernels are computed in tiles
 PREDICT_TILE = 256  # test rows per prediction step (fixed, so a row's result never depends on
 #                     which other rows came with it)
@@ -218,12 +218,21 @@ class NeuralKernelEstimator(BaseEstimator):
         fixed = self._fixed(x.dtype)
         bounds = np.log([fit_bounds(n, x.dtype) for n in names])
 
+        per_entry = 1.0 / y.size  # O(1) gradients: L-BFGS-B's first step stays inside the box
+        last = {}
+
         def loss(theta):
             v, g = value_and_grad(jnp.asarray(theta, x.dtype), fixed, x, y)
-            v, g = float(v), np.asarray(g, np.float64)
-            if not (np.isfinite(v) and np.all(np.isfinite(g))):
-                return 1e30, np.zeros_like(theta)  # kernel not factorizable here: step back
-            return -v, -g
+            v, g = -float(v) * per_entry, -np.asarray(g, np.float64) * per_entry
+            if np.isfinite(v) and np.all(np.isfinite(g)):
+                last.update(theta=np.array(theta), v=v)
+                return v, g
+            if not last:
+                return np.inf, np.zeros_like(theta)
+            # The kernel could not be factorized here (NaN inside jit): a smooth wall around
+            # the last good point lets the line search step back instead of stopping.
+            d = np.asarray(theta) - last["theta"]
+            return last["v"] + 1.0 + 100.0 * d @ d, 200.0 * d
 
         start = np.clip(np.log([max(hp[n], 1e-300) for n in names]), *bounds.T)
         starts = [start] + [rng.uniform(bounds[:, 0], bounds[:, 1])
@@ -233,7 +242,7 @@ class NeuralKernelEstimator(BaseEstimator):
             res = scipy.optimize.minimize(loss, s, jac=True, method="L-BFGS-B", bounds=bounds)
             if best is None or res.fun < best.fun:
                 best = res
-        if best.fun >= 1e30:
+        if not last:
             raise linalg.NotPositiveDefiniteError(
                 "the kernel of the training data could not be factorized for any "
                 "hyperparameters tried; raise `diag_reg`, remove duplicate rows, or enable "
