@@ -9,3 +9,4 @@ from ntkgp._src.linalg import cholesky as cholesky
 from ntkgp._src.linalg import clip_covariance as clip_covariance
 from ntkgp._src.linalg import eigh as eigh
 from ntkgp._src.linalg import regularize as regularize
+from ntkgp._src.util import check_fits_in_memory as check_fits_in_memory

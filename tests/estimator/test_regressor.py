@@ -243,3 +243,11 @@ def test_float64_data_warns_once_when_x64_is_off(data, monkeypatch):
         warnings.simplefilter("error", PrecisionWarning)
         NTKRegressor(optimizer=None).fit(x.astype(np.float64), y)
     assert not jax.config.read("jax_enable_x64")  # the estimator never flips it
+
+
+def test_too_large_for_memory_is_a_clear_error(data, monkeypatch):
+    x, y, _ = data
+    import ntkgp._src.util as util
+    monkeypatch.setattr(util, "free_memory_bytes", lambda: 1000)
+    with pytest.raises(MemoryError, match="N=30 training points .* need about"):
+        NTKRegressor(optimizer=None).fit(x, y)

@@ -272,6 +272,8 @@ class NeuralKernelEstimator(BaseEstimator):
         self.theta_ = np.log([hp[n] for n in self.hyperparameter_names_])
         self.kernel_ = KernelFunction(self._arch(hp), self.tile_size)
         self.X_train_ = X
+        linalg.check_fits_in_memory(X.shape[0], X.dtype, 2 if self._mode == "nngp" else 4,
+                                    "the training kernel(s) and their factorization")
         get = ("nngp",) if self._mode == "nngp" else ("ntk", "ntkgp")
         k = self.kernel_(X, None, ("nngp",) if self._mode == "nngp" else ("nngp", "ntk"))
         post = predict.gp_inference(k, Y, diag_reg=hp["diag_reg"], get=get)
