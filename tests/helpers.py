@@ -29,3 +29,12 @@ def build(specs):
             kw.pop("approximate", None)
         layers.append(getattr(nn, name)(**kw))
     return nn.serial(*layers)
+
+
+def fc(depth=2, W_std=1.5, b_std=0.05, act=nn.Relu):
+    """``depth`` hidden ``Dense(1)`` + ``act`` layers and a ``Dense(1)`` readout (the
+    infinite-width kernel does not depend on the hidden width in the NTK parameterization)."""
+    layers = []
+    for _ in range(depth):
+        layers += [nn.Dense(1, W_std=W_std, b_std=b_std), act()]
+    return nn.serial(*layers, nn.Dense(1, W_std=W_std, b_std=b_std))

@@ -98,12 +98,12 @@ def cmd_fit(args) -> int:
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
-    from ntkgp import __version__, estimator
+    from ntkgp import __version__, data, estimator
 
     if os.path.exists(args.out) and not args.force:
         raise ValueError(f"{args.out!r} exists; pass --force to replace it or choose another "
                          "--out.")
-    features, x, y = read_csv(args.data, target=args.target)
+    features, x, y = data.read_csv(args.data, target=args.target)
     task = _task(y, args.task)
     cls = {("regression", "ntk"): estimator.NTKRegressor,
            ("regression", "nngp"): estimator.NNGPRegressor,
@@ -156,9 +156,10 @@ def cmd_predict(args) -> int:
     import jax
     if args.x64:
         jax.config.update("jax_enable_x64", True)
+    from ntkgp import data
     payload = load_model(args.model)
     model, task = payload["model"], payload["task"]
-    _, x, _ = read_csv(args.data, features=payload["features"])
+    _, x, _ = data.read_csv(args.data, features=payload["features"])
     out = io.StringIO()
     w = csv.writer(out, lineterminator="\n")
     if task == "regression":

@@ -48,6 +48,67 @@ def load(name: str = "diabetes", standardize: bool = True):
     return x, y
 
 
+def read_csv(path: str, target=None, features=None):
+    """Feature columns (numeric) and a target column (as text) of a CSV file with a header.
+
+    Args:
+        path: the file.
+        target: the name of the target column, or ``None`` for none.
+        features: the names of the feature columns to read, in this order (other columns are
+            ignored); ``None`` for every column but the target.
+
+    Returns:
+        ``(feature names, x, y)``: ``x`` of shape ``(n, d)``, float64; ``y`` of shape ``(n,)``,
+        the target's cells as stripped strings (``None`` without a target).
+
+    Raises:
+        FileNotFoundError: when the file does not exist.
+        ValueError: for a missing column, a row of the wrong length, or a feature cell that is
+            not a finite number (the message names the line and column).
+    """
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"no CSV file at {path!r}.")
+    with open(path, newline="", encoding="utf-8-sig") as fh:
+        try:
+            rows = [r for r in csv.reader(fh) if any(c.strip() for c in r)]
+        except (csv.Error, UnicodeDecodeError) as e:
+            raise ValueError(f"{path!r} is not a readable CSV file ({e}).") from None
+    if len(rows) < 2:
+        raise ValueError(f"{path!r} needs a header row and at least one data row; it has "
+                         f"{len(rows)} rows.")
+    header = [h.strip() for h in rows[0]]
+    if target is not None and target not in header:
+        raise ValueError(f"{path!r} has no column {target!r}; its columns are "
+                         f"{', '.join(header)}.")
+    if features is None:
+        features = [h for h in header if h != target]
+        if not features:
+            raise ValueError(f"{path!r} has no feature columns besides {target!r}.")
+    missing = [f for f in features if f not in header]
+    if missing:
+        raise ValueError(f"{path!r} lacks the feature column(s) {', '.join(missing)} that the "
+                         f"model was trained on (it needs: {', '.join(features)}).")
+    cols = [header.index(f) for f in features]
+    x = np.empty((len(rows) - 1, len(cols)))
+    y = [] if target is not None else None
+    for i, row in enumerate(rows[1:], start=2):
+        if len(row) != len(header):
+            raise ValueError(f"{path!r} line {i} has {len(row)} fields; the header has "
+                             f"{len(header)}.")
+        for k, j in enumerate(cols):
+            try:
+                x[i - 2, k] = float(row[j])
+            except ValueError:
+                x[i - 2, k] = np.nan
+            if not np.isfinite(x[i - 2, k]):
+                raise ValueError(f"{path!r} line {i}, column {header[j]!r}: {row[j]!r} is not "
+                                 "a finite number. Features must be numeric: encode categories "
+                                 "as numbers and drop or impute missing values.")
+        if y is not None:
+            y.append(row[header.index(target)].strip())
+    return features, x, (np.array(y, dtype=object) if y is not None else None)
+
+
 def load_csv(path: str, target: str, standardize: bool = True):
     """A numeric CSV file with a header row, as ``(x, y)`` for regression.
 
@@ -64,37 +125,18 @@ def load_csv(path: str, target: str, standardize: bool = True):
         ValueError: without the target column, with a non-numeric or missing value (the
             message names the row and column), or with fewer than two rows.
     """
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"no CSV file at {path!r}.")
-    with open(path, newline="", encoding="utf-8-sig") as fh:
-        rows = list(csv.reader(fh))
-    rows = [r for r in rows if any(c.strip() for c in r)]
-    if not rows:
-        raise ValueError(f"{path!r} is empty; expected a header row and numeric rows.")
-    header = [h.strip() for h in rows[0]]
-    if target not in header:
-        raise ValueError(f"{path!r} has no column {target!r}; its columns are "
-                         f"{', '.join(header)}. Pass the target's name with --target.")
-    data = np.empty((len(rows) - 1, len(header)))
-    for i, row in enumerate(rows[1:], start=2):
-        if len(row) != len(header):
-            raise ValueError(f"{path!r} line {i} has {len(row)} fields; the header has "
-                             f"{len(header)}.")
-        for j, cell in enumerate(row):
-            try:
-                data[i - 2, j] = float(cell)
-            except ValueError:
-                data[i - 2, j] = np.nan
-            if not np.isfinite(data[i - 2, j]):
-                raise ValueError(f"{path!r} line {i}, column {header[j]!r}: {cell!r} is not a "
-                                 "finite number. ntkgp reads numeric CSVs only: encode "
-                                 "categories as numbers and drop or impute missing values.")
-    if data.shape[0] < 2:
-        raise ValueError(f"{path!r} has {data.shape[0]} data rows; need at least 2.")
-    j = header.index(target)
-    x, y = np.delete(data, j, axis=1), data[:, j]
-    if x.shape[1] == 0:
-        raise ValueError(f"{path!r} has no feature columns besides {target!r}.")
+    _, x, cells = read_csv(path, target)
+    y = np.empty(len(cells))
+    for i, cell in enumerate(cells):
+        try:
+            y[i] = float(cell)
+        except ValueError:
+            y[i] = np.nan
+        if not np.isfinite(y[i]):
+            raise ValueError(f"{path!r} line {i + 2}, column {target!r}: {cell!r} is not a "
+                             "finite number. The target must be numeric here.")
+    if x.shape[0] < 2:
+        raise ValueError(f"{path!r} has {x.shape[0]} data rows; need at least 2.")
     if standardize:
         x = _standardize(x)
         y = (y - y.mean()) / (y.std() or 1.0)

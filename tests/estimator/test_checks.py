@@ -19,15 +19,14 @@ def expected_failures(estimator):
     return {}
 
 
-# CI runs the checks with the hyperparameters as given (optimizer=None): each check fits on
-# new shapes, so it is compile-bound; the default estimators (optimizer on) run as `slow`.
-FAST = [NTKRegressor(optimizer=None), NNGPRegressor(optimizer=None),
-        NTKClassifier(optimizer=None), NNGPClassifier(optimizer=None)]
+# CI runs the checks with the hyperparameters as given (optimizer=None), each estimator in one
+# of the two dtype modes (each check fits on new shapes, so the checks are compile-bound: about
+# 35 s per estimator); the slow variant runs the default estimators (optimizer on) in both.
+FAST = ([NTKRegressor(optimizer=None), NNGPClassifier(optimizer=None)] if X64 else
+        [NNGPRegressor(optimizer=None), NTKClassifier(optimizer=None)])
 DEFAULT = [NTKRegressor(), NNGPRegressor(), NTKClassifier(), NNGPClassifier(depth=2)]
 
 
-@pytest.mark.skipif(not X64, reason="compile-bound (~2 min); CI runs it in the x64 job, the "
-                                    "slow variant runs the default estimators in both modes")
 @parametrize_with_checks(FAST, expected_failed_checks=expected_failures)
 def test_sklearn_checks(estimator, check):
     check(estimator)

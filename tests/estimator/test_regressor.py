@@ -17,17 +17,13 @@ from sklearn.model_selection import GridSearchCV
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from ntkgp import nn, predict
+from ntkgp import predict
 from ntkgp._src.estimator import base
 from ntkgp.estimator import NNGPRegressor, NTKRegressor, PrecisionWarning
 from tests.conftest import DTYPE, RTOL, X64, needs_x64, rel_err
+from tests.helpers import fc
 
-
-def net(depth=2, W_std=1.5, b_std=0.05):
-    layers = []
-    for _ in range(depth):
-        layers += [nn.Dense(1, W_std=W_std, b_std=b_std), nn.Relu()]
-    return nn.serial(*layers, nn.Dense(1, W_std=W_std, b_std=b_std))
+net = fc  # depth-2 ReLU, W_std=1.5, b_std=0.05: the estimators' defaults at depth=2
 
 
 @pytest.fixture

@@ -11,13 +11,11 @@ from sklearn.svm import SVC
 from ntkgp import nn
 from ntkgp.estimator import NeuralKernel
 from tests.conftest import DTYPE, RTOL, needs_x64, rel_err
+from tests.helpers import fc
 
 
 def net(depth, w, b):
-    layers = []
-    for _ in range(depth):
-        layers += [nn.Dense(1, W_std=w, b_std=b), nn.Erf()]
-    return nn.serial(*layers, nn.Dense(1, W_std=w, b_std=b))
+    return fc(depth, w, b, nn.Erf)
 
 
 @pytest.fixture

@@ -41,6 +41,17 @@ _NORMALIZE_DOC = """\
         normalize_y: standardize each target before fitting and scale predictions back
             (the kernels have no amplitude of their own; default ``True``)."""
 
+_REG_ATTRS = """
+
+    Attributes:
+        hyperparameters_: dict of the fitted ``W_std``, ``b_std``, ``diag_reg``.
+        theta_: their logs, in the order ``hyperparameter_names_``.
+        log_marginal_likelihood_value_: at ``theta_``.
+        posterior_: the factored training kernel(s) (`ntkgp.predict.Posterior`).
+        kernel_: the kernel function of the fitted architecture.
+        X_train_, y_mean_, y_scale_, n_features_in_.
+"""
+
 
 class _Regressor(RegressorMixin, NeuralKernelEstimator):
 
@@ -147,16 +158,7 @@ class NTKRegressor(_Regressor):
 
     Hyperparameters are fitted by maximizing the marginal likelihood of the GP whose kernel is
     the NTK (``log_marginal_likelihood``).
-""" + _ARGS_DOC + _NORMALIZE_DOC + r"""
-
-    Attributes:
-        hyperparameters_: dict of the fitted ``W_std``, ``b_std``, ``diag_reg``.
-        theta_: their logs, in the order ``hyperparameter_names_``.
-        log_marginal_likelihood_value_: at ``theta_``.
-        posterior_: the factored training kernels (`ntkgp.predict.Posterior`).
-        kernel_: the kernel function of the fitted architecture.
-        X_train_, y_mean_, y_scale_, n_features_in_.
-
+""" + _ARGS_DOC + _NORMALIZE_DOC + _REG_ATTRS + r"""
     References:
         Jacot et al. 2018, https://arxiv.org/abs/1806.07572; Lee et al. 2019,
         https://arxiv.org/abs/1902.06720; Arora et al. 2020,
@@ -183,16 +185,7 @@ class NNGPRegressor(_Regressor):
 
     .. math:: \mu(x) = K_{xd}(K_{dd} + \lambda \bar k I)^{-1} y, \qquad
               \Sigma = K_{xx} - K_{xd}(K_{dd} + \lambda \bar k I)^{-1}K_{dx}.
-""" + _ARGS_DOC + _NORMALIZE_DOC + r"""
-
-    Attributes:
-        hyperparameters_: dict of the fitted ``W_std``, ``b_std``, ``diag_reg``.
-        theta_: their logs, in the order ``hyperparameter_names_``.
-        log_marginal_likelihood_value_: at ``theta_``.
-        posterior_: the factored training kernel (`ntkgp.predict.Posterior`).
-        kernel_: the kernel function of the fitted architecture.
-        X_train_, y_mean_, y_scale_, n_features_in_.
-
+""" + _ARGS_DOC + _NORMALIZE_DOC + _REG_ATTRS + r"""
     References:
         Lee et al. 2018, https://arxiv.org/abs/1711.00165; Matthews et al. 2018,
         https://arxiv.org/abs/1804.11271.
