@@ -38,6 +38,7 @@ SUITES = {
         ("Finite-width training (no neural-tangents counterpart): 100 GD steps, 1 hidden ReLU "
          "layer of 4096, diabetes (294 points), 8 seeds; and the default `ntkgp compare` "
          "sweep", r".")], {}),
+    "tabular": ("tabular.py", [], {}),  # accuracy tables, rendered by tabular.py ("markdown")
 }
 
 
@@ -199,6 +200,7 @@ def write_results(path=None):
             lines.append(f"| command | `{saved['command']}` |")
         for title, regex in sections:
             lines += ["", f"## {title}", ""] + _table(saved["rows"], regex, targets)
+        lines += saved.get("markdown", [])
         notes = os.path.join(HERE, f"notes_{suite}.md")
         if os.path.exists(notes):
             with open(notes) as fh:

@@ -17,7 +17,7 @@ from sklearn.model_selection import GridSearchCV
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from ntkgp import predict
+from ntkgp import nn, predict
 from ntkgp._src.estimator import base
 from ntkgp.estimator import NNGPRegressor, NTKRegressor, PrecisionWarning
 from tests.conftest import DTYPE, RTOL, X64, needs_x64, rel_err
@@ -222,7 +222,10 @@ def test_bad_use(data):
                       ({"diag_reg": -1.0}, "`diag_reg` must be a finite number >= 0"),
                       ({"t": -1.0}, "`t` must be None"),
                       ({"optimizer": "adam"}, "`optimizer` must be 'fmin_l_bfgs_b' or None"),
-                      ({"network": 3}, "`network` must be None")]:
+                      ({"network": 3}, "`network` must be None"),
+                      ({"max_fit_samples": 0}, "`max_fit_samples` must be an integer >= 1"),
+                      ({"n_restarts_optimizer": -1}, "`n_restarts_optimizer` must be an"),
+                      ({"tile_size": 0}, "`tile_size` must be None or an integer >= 1")]:
         with pytest.raises((ValueError, TypeError), match=match):
             NTKRegressor(**kw).fit(x, y)
     with pytest.raises(ValueError, match=r"`theta` must have shape \(3,\)"):
@@ -247,3 +250,15 @@ def test_too_large_for_memory_is_a_clear_error(data, monkeypatch):
     monkeypatch.setattr(util, "free_memory_bytes", lambda: 1000)
     with pytest.raises(MemoryError, match="N=30 training points .* need about"):
         NTKRegressor(optimizer=None).fit(x, y)
+
+
+def test_standard_parameterization(data):
+    x, y, xt = data
+    est = NTKRegressor(depth=2, parameterization="standard", width=64, optimizer=None,
+                       normalize_y=False, diag_reg=1e-3).fit(x, y)
+    layers = []
+    for _ in range(2):
+        layers += [nn.Dense(64, W_std=1.5, b_std=0.05, parameterization="standard"), nn.Relu()]
+    f = nn.serial(*layers, nn.Dense(1, W_std=1.5, b_std=0.05, parameterization="standard"))
+    post = predict.gp_inference(f.kernel(x, None), y, diag_reg=1e-3)
+    assert rel_err(est.predict(xt), post.predict(f.kernel(xt, x), get="ntk")) < RTOL

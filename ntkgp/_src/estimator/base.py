@@ -99,6 +99,17 @@ def check_architecture(est):
             raise ValueError(f"`{name}` must be a finite number >= 0; got {v!r}.")
 
 
+def check_fit_options(est):
+    """Validate the options of the fit itself (at fit, as scikit-learn does)."""
+    for name, low in (("max_fit_samples", 1), ("n_restarts_optimizer", 0)):
+        v = getattr(est, name)
+        if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < low:
+            raise ValueError(f"`{name}` must be an integer >= {low}; got {v!r}.")
+    v = est.tile_size
+    if v is not None and (isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1):
+        raise ValueError(f"`tile_size` must be None or an integer >= 1; got {v!r}.")
+
+
 @functools.lru_cache(maxsize=64)
 def lml_function(mode, activation, depth, parameterization, width, network, names):
     """Jitted ``(lml, value_and_grad(lml))`` with ``lml(theta, fixed, x, y)``: the log marginal
@@ -253,6 +264,7 @@ class NeuralKernelEstimator(BaseEstimator):
     # -- fitting and predicting --------------------------------------------------------------
     def _validate_fit(self, X, y, **kw):
         check_architecture(self)
+        check_fit_options(self)
         if self.t is not None and not (np.isscalar(self.t) and self.t >= 0):
             raise ValueError(f"`t` must be None (trained to convergence) or a number >= 0; "
                              f"got {self.t!r}.")
