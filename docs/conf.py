@@ -29,3 +29,16 @@ myst_enable_extensions = ["dollarmath", "amsmath"]
 exclude_patterns = ["_build", "generated/*.md"]
 html_theme = "alabaster"
 suppress_warnings = ["mystnb.unknown_mime_type"]
+
+
+def _skip_sklearn_members(app, what, name, obj, skip, options):
+    """Methods the estimators inherit or receive from scikit-learn (``score``, ``get_params``,
+    ``set_*_request``...) are documented by scikit-learn; their docstrings cite its own labels."""
+    module = getattr(obj, "__module__", "") or ""
+    if name.startswith("set_") and name.endswith("_request") or module.startswith("sklearn"):
+        return True
+    return None
+
+
+def setup(app):
+    app.connect("autodoc-skip-member", _skip_sklearn_members)

@@ -262,3 +262,14 @@ def test_standard_parameterization(data):
     f = nn.serial(*layers, nn.Dense(1, W_std=1.5, b_std=0.05, parameterization="standard"))
     post = predict.gp_inference(f.kernel(x, None), y, diag_reg=1e-3)
     assert rel_err(est.predict(xt), post.predict(f.kernel(xt, x), get="ntk")) < RTOL
+
+
+@pytest.mark.parametrize("cls", [NNGPRegressor, NTKRegressor])
+def test_fit_moves_on_one_feature_with_duplicate_rows(rng, cls):
+    """1-D inputs with repeated values (like diabetes' bmi): every correlation is near 1, where
+    the kernels' gradients used to blow up and L-BFGS stopped at its start."""
+    x = np.round(rng.normal(size=(80, 1)), 1).astype(DTYPE)
+    y = (np.sin(2 * x[:, 0]) + 0.3 * rng.normal(size=80)).astype(DTYPE)
+    est = cls(depth=2).fit(x, y)
+    start = est.log_marginal_likelihood(np.log([1.5, 0.05, 1e-2]))
+    assert est.log_marginal_likelihood_value_ > start + 5.0, est.hyperparameters_

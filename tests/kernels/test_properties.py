@@ -108,6 +108,26 @@ def test_gradient_finite_at_duplicate_points_and_zero_bias(rng):
 
 
 @pytest.mark.parametrize("x2_none", [True, False])
+def test_gradient_correct_at_duplicate_rows(rng, x2_none):
+    """Duplicate rows have correlation 1 for every W_std: their tangent is 0, and the computed
+    one is rounding noise that an uncapped arccos slope turned into ~1e140."""
+    x = rng.standard_normal((5, 1)).astype(DTYPE)
+    x = np.concatenate([x, x, -x[:2]])  # duplicates, and 1-D inputs: every |rho| is near 1
+
+    def loss(w, b):
+        net = nn.serial(nn.Dense(1, W_std=w, b_std=b), nn.Relu(), nn.Dense(1, W_std=w, b_std=b),
+                        nn.Relu(), nn.Dense(1, W_std=w, b_std=b))
+        return jnp.sum(net.kernel(x, None if x2_none else x, "ntk"))
+
+    w0, b0 = 3.0, 0.05
+    g = np.array(jax.grad(loss, argnums=(0, 1))(w0, b0), np.float64)
+    h = 1e-4 if X64 else 1e-2
+    fd = np.array([(loss(w0 + h, b0) - loss(w0 - h, b0)) / (2 * h),
+                   (loss(w0, b0 + h) - loss(w0, b0 - h)) / (2 * h)], np.float64)
+    np.testing.assert_allclose(g, fd, rtol=1e-4 if X64 else 2e-2, atol=1e-3 * abs(fd).max())
+
+
+@pytest.mark.parametrize("x2_none", [True, False])
 @pytest.mark.parametrize("rows", [1, 3, 7])
 def test_row_chunked_equals_direct(monkeypatch, rng, x2_none, rows):
     x1 = rng.standard_normal((23, 4)).astype(DTYPE)

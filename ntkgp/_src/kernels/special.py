@@ -42,8 +42,11 @@ def _arccos_any(x):
 def arccos(x):
     """``arccos`` of ``x`` in [-1, 1]: fast polynomial in float32, exact ``jnp.arccos`` in float64.
 
-    The derivative ``-1/sqrt(1 - x^2)`` is capped so that a zero tangent at ``|x| = 1`` gives 0,
-    not NaN.
+    The derivative ``-1/sqrt(1 - x^2)`` is capped at ``1/sqrt(eps)``: where ``1 - x^2`` is
+    below rounding, ``x`` is 1 to working precision (a point paired with itself or with a
+    duplicate), its true tangent is 0, and the computed one is rounding noise that an uncapped
+    slope would blow up to ~1e140 (it broke marginal-likelihood fits on data with duplicate
+    rows).
     """
     return _arccos_any(x)
 
@@ -51,8 +54,8 @@ def arccos(x):
 @arccos.defjvp
 def _arccos_jvp(primals, tangents):
     (x,), (t,) = primals, tangents
-    tiny = jnp.finfo(x.dtype).tiny
-    return arccos(x), -t / jnp.sqrt(jnp.maximum(1.0 - x * x, tiny))
+    eps = jnp.finfo(x.dtype).eps
+    return arccos(x), -t / jnp.sqrt(jnp.maximum(1.0 - x * x, eps))
 
 
 @jax.custom_jvp
