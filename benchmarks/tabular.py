@@ -19,7 +19,7 @@ hgb learning_rate {0.05, 0.1, 0.2} x max_leaf_nodes {15, 31}; svc C {0.1, 1, 10,
 gamma {0.3, 1, 3}/d; gpr: none (ConstantKernel * RBF + WhiteKernel, marginal likelihood).
 
 Usage:
-  python benchmarks/tabular.py [--datasets REGEX] [--resume] [--render]
+  python benchmarks/tabular.py [--datasets REGEX] [--resume] [--models ntk,nngp] [--render]
 """
 
 import argparse
@@ -97,7 +97,7 @@ def load(task, spec):
     return f"{pkg}/{name}", data.rdataset(pkg, name, target, standardize=False, drop=drop)
 
 
-def run_dataset(task, spec):
+def run_dataset(task, spec, only=None):
     from sklearn.model_selection import GridSearchCV, KFold, StratifiedKFold, train_test_split
     name, (x, y) = load(task, spec)
     clf = task == "classification"
@@ -107,6 +107,8 @@ def run_dataset(task, spec):
     row = dict(dataset=name, task=task, n=len(y), d=x.shape[1],
                classes=int(len(np.unique(y))) if clf else None, scores={}, fit_s={}, best={})
     for m in MODELS[task]:
+        if only and m not in only:
+            continue
         est, grid = model(m, task, x.shape[1])
         search = GridSearchCV(est, grid, cv=cv) if grid else est
         t0 = time.perf_counter()
@@ -166,6 +168,9 @@ def main():
     ap.add_argument("--resume", action="store_true", help="keep datasets already saved")
     ap.add_argument("--render", action="store_true", help="only rewrite RESULTS.md")
     ap.add_argument("--timeout", type=float, default=1800.0, help="seconds per dataset")
+    ap.add_argument("--models", default=None,
+                    help="comma-separated models to (re)run on saved datasets, e.g. ntk,nngp; "
+                         "the others keep their saved rows")
     ap.add_argument("--_child", default=None, help=argparse.SUPPRESS)
     a = ap.parse_args()
     todo = [("classification", s) for s in CLASSIFICATION] + \
@@ -174,28 +179,35 @@ def main():
     if a._child:  # one dataset in this process (each dataset runs in a fresh process: JAX
         #           keeps every compiled executable, and thousands of fold shapes in one
         #           process exhausted the kernel's memory-map limit)
-        print("@@ROW " + json.dumps(run_dataset(*todo[names.index(a._child)])), flush=True)
+        only = a.models.split(",") if a.models else None
+        print("@@ROW " + json.dumps(run_dataset(*todo[names.index(a._child)], only)),
+              flush=True)
         return
     saved = {}
-    if os.path.exists(RESULTS) and (a.resume or a.render):
+    if os.path.exists(RESULTS) and (a.resume or a.render or a.models):
         with open(RESULTS) as fh:
             saved = json.load(fh)
     rows = saved.get("rows", [])
     if not a.render:
         mi = machine_info()
         print("# " + "; ".join(f"{k}={v}" for k, v in mi.items()), flush=True)
-        done = {r["dataset"] for r in rows}
+        done = {r["dataset"]: r for r in rows}
         for name in names:
-            if not re.search(a.datasets, name) or name in done:
+            if not re.search(a.datasets, name) or (name in done and not a.models):
                 continue
-            row = subprocess_row([sys.executable, os.path.abspath(__file__), "--_child", name],
-                                 a.timeout)
+            cmd = [sys.executable, os.path.abspath(__file__), "--_child", name]
+            row = subprocess_row(cmd + (["--models", a.models] if a.models else []), a.timeout)
             if "error" in row:
                 print(f"  {name}: {row['error']}", flush=True)
                 continue
             for m in row["scores"]:
                 print(f"  {name:18s} {m:5s} score {row['scores'][m]:.4f}  fit "
                       f"{row['fit_s'][m]:7.1f} s  {row['best'][m]}", flush=True)
+            if name in done and a.models:  # merge the rerun models into the saved row
+                for key in ("scores", "fit_s", "best"):
+                    done[name][key].update(row[key])
+                row = done[name]
+                rows.remove(row)
             rows.append(row)
             rows.sort(key=lambda r: names.index(r["dataset"]) if r["dataset"] in names else 1e9)
             saved = {"machine": mi, "neural_tangents": None, "rows": rows,
