@@ -15,56 +15,6 @@ import numpy as np
 FORMAT = "ntkgp-model/1"
 
 
-def read_csv(path: str, target=None, features=None):
-    """``(feature names, X (n, d) float64, y (n,) str or None)`` from a CSV with a header.
-
-    With ``features`` (at predict time) exactly those columns are read, in that order; other
-    columns (e.g. the target) are ignored. Non-numeric or missing features are errors that
-    name the line and column.
-    """
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"no CSV file at {path!r}.")
-    with open(path, newline="", encoding="utf-8-sig") as fh:
-        try:
-            rows = [r for r in csv.reader(fh) if any(c.strip() for c in r)]
-        except (csv.Error, UnicodeDecodeError) as e:
-            raise ValueError(f"{path!r} is not a readable CSV file ({e}).") from None
-    if len(rows) < 2:
-        raise ValueError(f"{path!r} needs a header row and at least one data row; it has "
-                         f"{len(rows)} rows.")
-    header = [h.strip() for h in rows[0]]
-    if target is not None and target not in header:
-        raise ValueError(f"{path!r} has no column {target!r}; its columns are "
-                         f"{', '.join(header)}.")
-    if features is None:
-        features = [h for h in header if h != target]
-        if not features:
-            raise ValueError(f"{path!r} has no feature columns besides {target!r}.")
-    missing = [f for f in features if f not in header]
-    if missing:
-        raise ValueError(f"{path!r} lacks the feature column(s) {', '.join(missing)} that the "
-                         f"model was trained on (it needs: {', '.join(features)}).")
-    cols = [header.index(f) for f in features]
-    x = np.empty((len(rows) - 1, len(cols)))
-    y = [] if target is not None else None
-    for i, row in enumerate(rows[1:], start=2):
-        if len(row) != len(header):
-            raise ValueError(f"{path!r} line {i} has {len(row)} fields; the header has "
-                             f"{len(header)}.")
-        for k, j in enumerate(cols):
-            try:
-                x[i - 2, k] = float(row[j])
-            except ValueError:
-                x[i - 2, k] = np.nan
-            if not np.isfinite(x[i - 2, k]):
-                raise ValueError(f"{path!r} line {i}, column {header[j]!r}: {row[j]!r} is not "
-                                 "a finite number. Features must be numeric: encode categories "
-                                 "as numbers and drop or impute missing values.")
-        if y is not None:
-            y.append(row[header.index(target)].strip())
-    return features, x, (np.array(y, dtype=object) if y is not None else None)
-
-
 def _task(y, task):
     if task != "auto":
         return task
