@@ -235,14 +235,13 @@ class NeuralKernelEstimator(BaseEstimator):
         def loss(theta):
             v, g = value_and_grad(jnp.asarray(theta, x.dtype), fixed, x, y)
             v, g = -float(v) * per_entry, -np.asarray(g, np.float64) * per_entry
-            if np.isfinite(v) and np.all(np.abs(g) < 1e8):  # also catches NaN gradients
+            if np.isfinite(v) and np.all(np.isfinite(g)):
                 last.update(theta=np.array(theta), v=v)
                 return v, g
             if not last:
                 return np.inf, np.zeros_like(theta)
-            # The kernel could not be factorized here (NaN inside jit), or its gradient is
-            # rounding noise blown up: a smooth wall around the last good point lets the line
-            # search step back instead of stopping.
+            # The kernel could not be factorized here (NaN inside jit): a smooth wall around
+            # the last good point lets the line search step back instead of stopping.
             d = np.asarray(theta) - last["theta"]
             return last["v"] + 1.0 + 100.0 * d @ d, 200.0 * d
 
