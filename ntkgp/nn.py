@@ -12,6 +12,10 @@ from ntkgp._src.nn.combinators import FanOut as FanOut
 from ntkgp._src.nn.combinators import parallel as parallel
 from ntkgp._src.nn.combinators import repeat as repeat
 from ntkgp._src.nn.combinators import serial as serial
+from ntkgp._src.nn.conv import AvgPool as AvgPool
+from ntkgp._src.nn.conv import Conv as Conv
+from ntkgp._src.nn.conv import Flatten as Flatten
+from ntkgp._src.nn.conv import GlobalAvgPool as GlobalAvgPool
 from ntkgp._src.nn.core import Layer as Layer
 from ntkgp._src.nn.layers import ABRelu as ABRelu
 from ntkgp._src.nn.layers import Abs as Abs

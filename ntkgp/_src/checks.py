@@ -83,7 +83,8 @@ def check_inputs(x1, x2, ndim: Optional[int] = 2):
         if x1.shape[1:] != x2.shape[1:]:
             raise ValueError(f"`x1` and `x2` must have the same feature shape; got x1 "
                              f"{tuple(x1.shape)} and x2 {tuple(x2.shape)}. Both must be "
-                             "(N, d) with the same d.")
+                             "(N, d) with the same d (or (N, *S, C) images with the same "
+                             "spatial shape S and channels C).")
         dt = jnp.result_type(x1.dtype, x2.dtype)
         x1, x2 = x1.astype(dt), x2.astype(dt)
     return x1, x2

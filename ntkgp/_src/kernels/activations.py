@@ -212,24 +212,69 @@ def quadrature_pair(c, s1, s2, eye, need_dot, fn, degree):
 def quadrature_diag(s, fn, degree):
     z, w = _hermite(degree)
     z, w = jnp.asarray(z, s.dtype), jnp.asarray(w, s.dtype)
-    vals = fn(safe_sqrt(s)[:, None] * z[None, :])
-    return jnp.sum(w[None, :] * vals * vals, axis=-1)
+    lead = (1,) * s.ndim  # any shape: (N,) or (N, *S)
+    vals = fn(safe_sqrt(s)[..., None] * z.reshape(lead + z.shape))
+    return jnp.sum(w.reshape(lead + w.shape) * vals * vals, axis=-1)
 
 
 # ---------------------------------------------------------------------------------------------
+def pair_broadcast(k: Kernel, v1, v2):
+    """Per-position quantities of inputs 1 and 2, shaped ``(N1, N2*)`` to broadcast against
+    ``k.nngp`` (same rank; the other input's axes have size 1)."""
+    r = k.spatial_ndim
+    n1, n2 = v1.shape[0], v2.shape[0]
+    s = v1.shape[1:]
+    if k.full_spatial:
+        return (v1.reshape((n1, 1) + s + (1,) * r), v2.reshape((1, n2) + (1,) * r + s))
+    return v1.reshape((n1, 1) + s), v2.reshape((1, n2) + s)
+
+
+def _iota_eq(shape, a, b):
+    return (jax.lax.broadcasted_iota(jnp.int32, shape, a)
+            == jax.lax.broadcasted_iota(jnp.int32, shape, b))
+
+
+def spatial_eye(s, lead: int):
+    """Boolean ``(1,)*lead + S + S``: a position paired with itself."""
+    p = 1
+    for v in s:
+        p *= v
+    return _iota_eq((p, p), 0, 1).reshape((1,) * lead + tuple(s) + tuple(s))
+
+
+def pair_eye(k: Kernel):
+    """Where ``k.nngp`` pairs an input (and position) with itself (``x1_is_x2`` only)."""
+    n, r = k.cov1.shape[0], k.spatial_ndim
+    s = k.spatial_shape
+    if not k.full_spatial:
+        return _iota_eq((n, n), 0, 1).reshape((n, n) + (1,) * r)
+    same = _iota_eq((n, n), 0, 1).reshape((n, n) + (1,) * (2 * r))
+    return same & spatial_eye(s, 2)
+
+
+def self_pair(fn, cov, v, r: int):
+    """``fn(c, s1, s2, eye)`` on the self-covariance ``cov`` (N, *S, *S) of each input."""
+    n, s = v.shape[0], v.shape[1:]
+    return fn(cov, v.reshape((n,) + s + (1,) * r), v.reshape((n,) + (1,) * r + s),
+              spatial_eye(s, 1))
+
+
 def apply_activation(k: Kernel, pair: Callable, diag: Callable) -> Kernel:
     """Map a `Kernel` through a nonlinearity given its ``pair`` and ``diag`` functions."""
-    s1 = k.cov1
-    s2 = k.cov2_or_cov1
-    eye = None
-    if k.x1_is_x2:
-        n = s1.shape[0]
-        eye = jax.lax.broadcasted_iota(jnp.int32, (n, n), 0) == jax.lax.broadcasted_iota(
-            jnp.int32, (n, n), 1)
+    v1, v2 = k.variances(1), k.variances(2)
+    s1, s2 = pair_broadcast(k, v1, v2)
+    eye = pair_eye(k) if k.x1_is_x2 else None
     need_dot = k.ntk is not None
 
-    nngp, dot = pair(k.nngp, s1[:, None], s2[None, :], eye, need_dot)
+    nngp, dot = pair(k.nngp, s1, s2, eye, need_dot)
     ntk = k.ntk * dot if need_dot else None
-    cov1 = diag(k.cov1)
-    cov2 = None if k.cov2 is None else diag(k.cov2)
+    if k.full_spatial:
+        def self_k(c, a, b, e):
+            return pair(c, a, b, e, False)[0]
+
+        cov1 = self_pair(self_k, k.cov1, v1, k.spatial_ndim)
+        cov2 = None if k.cov2 is None else self_pair(self_k, k.cov2, v2, k.spatial_ndim)
+    else:
+        cov1 = diag(k.cov1)
+        cov2 = None if k.cov2 is None else diag(k.cov2)
     return k.replace(nngp=nngp, ntk=ntk, cov1=cov1, cov2=cov2, is_gaussian=False)

@@ -7,6 +7,7 @@ from typing import Optional
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 Array = jax.Array
 
@@ -30,7 +31,14 @@ class Kernel:
         is_gaussian: static; ``True`` when the layer outputs are zero-mean Gaussian (after an
             affine layer), which LayerNorm's limit needs.
         width: static; the number of features at this point of the finite network (``None``
-            when a layer does not fix it).
+            when a layer does not fix it); channels for convolutional layers.
+        spatial_ndim: static; number of spatial axes ``S`` of the layer outputs (0 for
+            ``(N, d)`` features, 1 for ``(N, L, C)`` signals, 2 for ``(N, H, W, C)`` images).
+        diagonal_spatial: static; with spatial axes, ``True`` when only pairs of the *same*
+            position are tracked (enough when the network ends in `Flatten`): ``nngp``/``ntk``
+            have shape ``(N1, N2, *S)`` and ``cov1`` ``(N1, *S)``. ``False``: every pair of
+            positions (needed before pooling): ``nngp``/``ntk`` ``(N1, N2, *S, *S)`` and
+            ``cov1`` the self-covariance of each input ``(N1, *S, *S)``.
 
     References:
         Lee et al. 2018, https://arxiv.org/abs/1711.00165;
@@ -44,6 +52,8 @@ class Kernel:
     x1_is_x2: bool = False
     is_gaussian: bool = False
     width: Optional[int] = None
+    spatial_ndim: int = 0
+    diagonal_spatial: bool = False
 
     @property
     def shape(self) -> tuple:
@@ -59,22 +69,67 @@ class Kernel:
         """A copy with the given fields changed (``dataclasses.replace``)."""
         return dataclasses.replace(self, **changes)
 
+    @property
+    def full_spatial(self) -> bool:
+        """``True`` when every pair of spatial positions is tracked."""
+        return self.spatial_ndim > 0 and not self.diagonal_spatial
+
+    @property
+    def spatial_shape(self) -> tuple:
+        """The spatial shape ``S`` of the layer outputs (``()`` without spatial axes)."""
+        return tuple(self.cov1.shape[1:1 + self.spatial_ndim])
+
+    def variances(self, which: int = 1) -> Array:
+        """Per-position variances of input 1 or 2: shape ``(N, *S)``."""
+        cov = self.cov1 if which == 1 or self.cov2 is None else self.cov2
+        if not self.full_spatial:
+            return cov
+        return spatial_diagonal(cov, self.spatial_ndim)
+
+
+def spatial_diagonal(cov: Array, r: int) -> Array:
+    """``(N, *S, *S) -> (N, *S)``: the entries that pair a position with itself."""
+    n, s = cov.shape[0], cov.shape[1:1 + r]
+    p = int(np.prod(s, dtype=int))
+    return jnp.diagonal(cov.reshape(n, p, p), axis1=1, axis2=2).reshape((n,) + s)
+
+
+def swap_inputs(a: Array, k: Kernel) -> Array:
+    """The same kernel array for (x2, x1): swap the two example axes and, with full spatial
+    covariance, the two halves of the spatial axes."""
+    if a is None:
+        return None
+    r = k.spatial_ndim
+    if k.full_spatial:
+        perm = (1, 0) + tuple(range(2 + r, 2 + 2 * r)) + tuple(range(2, 2 + r))
+    else:
+        perm = (1, 0) + tuple(range(2, a.ndim))
+    return jnp.transpose(a, perm)
+
 
 jax.tree_util.register_dataclass(
     Kernel,
     data_fields=["nngp", "ntk", "cov1", "cov2"],
-    meta_fields=["x1_is_x2", "is_gaussian", "width"],
+    meta_fields=["x1_is_x2", "is_gaussian", "width", "spatial_ndim", "diagonal_spatial"],
 )
 
 
-def input_kernel(x1: Array, x2: Optional[Array], compute_ntk: bool) -> Kernel:
+def input_kernel(x1: Array, x2: Optional[Array], compute_ntk: bool,
+                 diagonal_spatial: bool = False) -> Kernel:
     r"""The kernel of the raw inputs: :math:`K_0(x, x') = x \cdot x' / d`, :math:`\Theta_0 = 0`.
 
+    Inputs with spatial axes, ``(N, *S, C)``, give the per-position kernel
+    :math:`K_0(x, x')_{pq} = \sum_c x_{pc} x'_{qc} / C` over channels, for all pairs of positions
+    ``p, q`` or (``diagonal_spatial``) only ``p = q``.
+
     Args:
-        x1: array of shape ``(N1, d)``.
-        x2: array of shape ``(N2, d)`` or ``None`` for ``x1`` against itself.
+        x1: array of shape ``(N1, d)`` or ``(N1, *S, C)``.
+        x2: array of the same shape after the first axis, or ``None`` for ``x1`` against itself.
         compute_ntk: whether to carry an NTK (zero for the inputs).
+        diagonal_spatial: track only pairs of the same position (see `Kernel`).
     """
+    if x1.ndim > 2:
+        return _spatial_input_kernel(x1, x2, compute_ntk, diagonal_spatial)
     d = x1.shape[-1]
     hi = jax.lax.Precision.HIGHEST  # TF32 on GPUs would cost 3 digits on the Gram matrix
     if x2 is None:
@@ -89,3 +144,35 @@ def input_kernel(x1: Array, x2: Optional[Array], compute_ntk: bool) -> Kernel:
     ntk = jnp.zeros_like(gram) if compute_ntk else None
     return Kernel(nngp=gram, ntk=ntk, cov1=cov1, cov2=cov2, x1_is_x2=x2 is None,
                   is_gaussian=False, width=d)
+
+
+def _spatial_input_kernel(x1, x2, compute_ntk, diagonal):
+    hi = jax.lax.Precision.HIGHEST
+    s, c = x1.shape[1:-1], x1.shape[-1]
+    r = len(s)
+    p = int(np.prod(s, dtype=int))
+
+    def flat(x):
+        return x.reshape(x.shape[0], p, c)
+
+    def cov(x):
+        xf = flat(x)
+        if diagonal:
+            return jnp.sum(xf * xf, axis=-1).reshape((x.shape[0],) + s) / c
+        g = jnp.einsum("npc,nqc->npq", xf, xf, precision=hi) / c
+        return (0.5 * (g + jnp.swapaxes(g, 1, 2))).reshape((x.shape[0],) + s + s)
+
+    a = flat(x1)
+    b = a if x2 is None else flat(x2)
+    n1, n2 = a.shape[0], b.shape[0]
+    if diagonal:
+        gram = jnp.einsum("ipc,jpc->ijp", a, b, precision=hi).reshape((n1, n2) + s) / c
+    else:
+        gram = jnp.einsum("ipc,jqc->ijpq", a, b, precision=hi).reshape((n1, n2) + s + s) / c
+    cov1 = cov(x1)
+    cov2 = None if x2 is None else cov(x2)
+    k = Kernel(nngp=gram, ntk=None, cov1=cov1, cov2=cov2, x1_is_x2=x2 is None,
+               is_gaussian=False, width=c, spatial_ndim=r, diagonal_spatial=diagonal)
+    if x2 is None:
+        k = k.replace(nngp=0.5 * (gram + swap_inputs(gram, k)))
+    return k.replace(ntk=jnp.zeros_like(k.nngp) if compute_ntk else None)

@@ -10,6 +10,7 @@ import jax.numpy as jnp
 
 from ntkgp._src import checks
 from ntkgp._src.kernels.kernel import Kernel
+from ntkgp._src.kernels.spatial import kernel_to_diagonal
 from ntkgp._src.nn.core import Layer, make_layer, materialized
 
 
@@ -43,12 +44,24 @@ def serial(*layers: Layer) -> Layer:
             x = layer.apply(p, x, **kwargs)
         return x
 
+    def diag_ok(out_ok):
+        for layer in reversed(layers):
+            out_ok = layer.diag_ok(out_ok)
+        return out_ok
+
+    # Where the rest of the network needs only same-position pairs (e.g. after the last
+    # pooling layer of a net that ends in Flatten), drop the other pairs (assuming this
+    # serial's own output needs them all: a nested serial is conservative).
+    needs = [False] * (len(layers) + 1)
+    for i in range(len(layers) - 1, -1, -1):
+        needs[i] = layers[i].diag_ok(needs[i + 1])
+
     # Segments of layers that end with a nonlinearity (e.g. Dense + Relu) run as one stored
     # computation each: the affine map fuses into the nonlinearity and no layer's work is
     # recomputed by later ones (see `materialized`).
     segments, current = [], []
-    for layer in layers:
-        current.append(layer)
+    for i, layer in enumerate(layers):
+        current.append((layer, needs[i + 1]))
         if layer.heavy:
             segments.append((tuple(current), True))
             current = []
@@ -56,8 +69,10 @@ def serial(*layers: Layer) -> Layer:
         segments.append((tuple(current), False))
 
     def run_segment(seg, k):
-        for layer in seg:
+        for layer, diagonal_after in seg:
             k = layer.kernel_map(k)
+            if diagonal_after and isinstance(k, Kernel):
+                k = kernel_to_diagonal(k)
         return k
 
     def kernel_map(k):
@@ -69,7 +84,7 @@ def serial(*layers: Layer) -> Layer:
     name = "serial(" + ", ".join(layer.name for layer in layers) + ")"
     return make_layer(name, init, apply, kernel_map,
                       structured=all(layer.structured for layer in layers),
-                      heavy=any(layer.heavy for layer in layers))
+                      heavy=any(layer.heavy for layer in layers), diag_ok=diag_ok)
 
 
 def parallel(*layers: Layer) -> Layer:
@@ -100,7 +115,8 @@ def parallel(*layers: Layer) -> Layer:
     name = "parallel(" + ", ".join(layer.name for layer in layers) + ")"
     return make_layer(name, init, apply, kernel_map,
                       structured=all(layer.structured for layer in layers),
-                      heavy=any(layer.heavy for layer in layers))
+                      heavy=any(layer.heavy for layer in layers),
+                      diag_ok=lambda out_ok: all(layer.diag_ok(out_ok) for layer in layers))
 
 
 def FanOut(num: int) -> Layer:

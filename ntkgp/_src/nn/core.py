@@ -11,7 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ntkgp._src import checks
-from ntkgp._src.kernels.kernel import Kernel, input_kernel
+from ntkgp._src.kernels.kernel import Kernel, input_kernel, swap_inputs
 from ntkgp._src.util import pad_rows
 
 
@@ -35,6 +35,11 @@ class Layer:
             rule (``ntkgp.empirical`` uses it for ``implementation='structured'``).
         heavy: ``True`` when the kernel map does nonlinear work per pair of inputs (activations);
             `serial` stores the kernel after each such layer (see `materialized`).
+        diag_ok: ``diag_ok(out_ok) -> in_ok``: whether the layer's input kernel may track only
+            pairs of the same spatial position, given whether its output kernel may
+            (``False`` for pooling, ``True`` for Flatten, ``out_ok`` for position-wise layers
+            and convolutions). The network's kernel uses it to compute only what its readout
+            needs.
     """
 
     init: Callable
@@ -44,6 +49,7 @@ class Layer:
     kernel_map: Callable
     structured: bool = True
     heavy: bool = False
+    diag_ok: Callable = None
 
     def __iter__(self):
         return iter((self.init, self.apply, self.kernel))
@@ -65,11 +71,18 @@ def _select(k: Kernel, get: tuple, single: bool):
                      ntk=k.ntk if "ntk" in get else None)
 
 
-def make_kernel_fn(kernel_map: Callable, name: str) -> Callable:
+def keep_diag(out_ok: bool) -> bool:
+    return out_ok
+
+
+def make_kernel_fn(kernel_map: Callable, name: str, diag_ok: Callable = keep_diag) -> Callable:
     """The public ``kernel(x1, x2=None, get=None)`` of a network from its ``kernel_map``."""
+    # The outputs themselves are returned with every pair of positions (when spatial).
+    diagonal = bool(diag_ok(False))
 
     def _run(x1, x2, compute_ntk):
-        out = kernel_map(input_kernel(x1, x2, compute_ntk=compute_ntk))
+        out = kernel_map(input_kernel(x1, x2, compute_ntk=compute_ntk,
+                                      diagonal_spatial=diagonal))
         if isinstance(out, (list, tuple)):
             raise ValueError(f"The network {name} ends with {len(out)} parallel branches; join "
                              "them with FanInSum() or FanInConcat() before taking its kernel.")
@@ -77,25 +90,32 @@ def make_kernel_fn(kernel_map: Callable, name: str) -> Callable:
 
     @functools.partial(jax.jit, static_argnames=("get",))
     def _core(x1, x2, get):
-        return row_chunked(_run, x1, x2, "ntk" in get)
+        return row_chunked(_run, x1, x2, "ntk" in get, per_pair(x1, diagonal))
 
     def kernel(x1, x2=None, get=None) -> Any:
         r"""Infinite-width NNGP and NTK of the network.
 
         Args:
-            x1: array of shape ``(N1, d)``.
-            x2: array of shape ``(N2, d)``, or ``None`` for ``x1`` against itself (symmetric).
+            x1: array of shape ``(N1, d)``, or ``(N1, *S, C)`` for convolutional networks
+                (``S`` one or two spatial axes, ``C`` channels last).
+            x2: array of shape ``(N2, ...)`` like ``x1``, or ``None`` for ``x1`` against
+                itself (symmetric).
             get: ``'nngp'`` or ``'ntk'`` (returns that array of shape ``(N1, N2)``), a tuple of
                 them, or ``None`` for both (returns a `Kernel`).
 
         Returns:
-            A `Kernel`, or an array of shape ``(N1, N2)`` when ``get`` is a string.
+            A `Kernel`, or an array of shape ``(N1, N2)`` when ``get`` is a string (shape
+            ``(N1, N2, *S, *S)`` when the network's outputs keep spatial axes ``S``).
 
         Raises:
             ValueError: for inputs of the wrong shape, with NaN/inf, empty, or an unknown ``get``.
         """
         names, single = checks.normalize_get(get)
-        x1, x2 = checks.check_inputs(x1, x2)
+        x1, x2 = checks.check_inputs(x1, x2, ndim=None)
+        if x1.ndim < 2:
+            raise ValueError(f"`x1` must have shape (N, d) (or (N, *S, C) for images and "
+                             f"signals); got shape {tuple(x1.shape)}. Add a batch axis, e.g. "
+                             "`x[None]` for one example or `x[:, None]` for one feature.")
         return _select(_core(x1, x2, names), names, single)
 
     kernel.__name__ = "kernel"
@@ -127,10 +147,17 @@ def materialized(fn: Callable, k):
     return jax.lax.cond(pred, fn, nan_branch, k)
 
 
-CHUNK_ELEMENTS = 1 << 18  # pairs per row chunk: a few arrays of this size stay in cache
+CHUNK_ELEMENTS = 1 << 18  # entries per row chunk: a few arrays of this size stay in cache
 
 
-def row_chunked(run: Callable, x1, x2, compute_ntk: bool) -> Kernel:
+def per_pair(x, diagonal: bool) -> int:
+    """Kernel entries per pair of inputs: 1 for ``(N, d)``; positions (or their pairs) for
+    ``(N, *S, C)``."""
+    p = int(np.prod(x.shape[1:-1], dtype=int)) if x.ndim > 2 else 1
+    return p if diagonal else p * p
+
+
+def row_chunked(run: Callable, x1, x2, compute_ntk: bool, entries: int = 1) -> Kernel:
     """``run(x1, x2, compute_ntk)`` computed over cache-sized blocks of pairs.
 
     The kernel recursion is elementwise per pair of inputs, so blocks of pairs are independent.
@@ -140,19 +167,21 @@ def row_chunked(run: Callable, x1, x2, compute_ntk: bool) -> Kernel:
     0.32 s vs 0.72 s for ``x2=None``, where the blocks also halve the work). Padding repeats the
     last row (never zeros, whose zero variance would be a special case) and is dropped.
 
-    ``x2`` given: blocks of rows of ``x1`` against all of ``x2``. ``x2 is None``: square blocks
+    ``entries`` is the number of kernel entries per pair (spatial positions). ``x2`` given:
+    blocks of rows of ``x1`` against all of ``x2``. ``x2 is None``: square blocks
     on and above the diagonal only (about half the work), mirrored; diagonal blocks are
     computed as kernels of a block with itself, so the self-kernel on the diagonal is exact.
     """
     n1 = x1.shape[0]
     xr = x1 if x2 is None else x2
     n2 = xr.shape[0]
+    pairs = max(1, CHUNK_ELEMENTS // entries)
     if x2 is None:
-        block = max(1, int(CHUNK_ELEMENTS ** 0.5))
+        block = max(1, int(pairs ** 0.5))
         if block * 2 > n1:
             return _symmetrized(run(x1, None, compute_ntk))
         return _symmetric_blocks(run, x1, compute_ntk, block)
-    rows = max(1, CHUNK_ELEMENTS // n2)
+    rows = max(1, pairs // n2)
     if rows * 2 > n1:
         return run(x1, x2, compute_ntk)
     n_chunks = -(-n1 // rows)
@@ -164,7 +193,7 @@ def row_chunked(run: Callable, x1, x2, compute_ntk: bool) -> Kernel:
 
     nngp, ntk, cov1 = jax.lax.map(one, blocks)
     nngp = nngp.reshape((n_chunks * rows,) + nngp.shape[2:])[:n1]
-    cov1 = cov1.reshape(-1)[:n1]
+    cov1 = cov1.reshape((n_chunks * rows,) + cov1.shape[2:])[:n1]
     if ntk is not None:
         ntk = ntk.reshape((n_chunks * rows,) + ntk.shape[2:])[:n1]
     meta = run(xr[:1], xr, compute_ntk)  # the static fields, and cov2 of x2
@@ -173,8 +202,8 @@ def row_chunked(run: Callable, x1, x2, compute_ntk: bool) -> Kernel:
 
 def _symmetrized(k: Kernel) -> Kernel:
     """Exactly symmetric kernels of x with itself, whatever the rounding of each pair."""
-    return k.replace(nngp=0.5 * (k.nngp + k.nngp.T),
-                     ntk=None if k.ntk is None else 0.5 * (k.ntk + k.ntk.T))
+    return k.replace(nngp=0.5 * (k.nngp + swap_inputs(k.nngp, k)),
+                     ntk=None if k.ntk is None else 0.5 * (k.ntk + swap_inputs(k.ntk, k)))
 
 
 def _symmetric_blocks(run, x, compute_ntk, block) -> Kernel:
@@ -202,29 +231,33 @@ def _symmetric_blocks(run, x, compute_ntk, block) -> Kernel:
         return jax.lax.cond(same, diagonal, off_diagonal)
 
     shapes = jax.eval_shape(pair, 0, 0, True)
+    meta = run(x[:1], x, compute_ntk)  # the static fields, and the variances of all of x
 
     def step(carry, ij):
         si, sj, same = ij
         out = []
         for acc, v in zip(carry, pair(si, sj, same)):
             if acc is not None:
-                acc = jax.lax.dynamic_update_slice(acc, v, (si, sj))
-                acc = jax.lax.dynamic_update_slice(acc, v.T, (sj, si))
+                zeros = (0,) * (v.ndim - 2)
+                acc = jax.lax.dynamic_update_slice(acc, v, (si, sj) + zeros)
+                acc = jax.lax.dynamic_update_slice(acc, swap_inputs(v, meta), (sj, si) + zeros)
             out.append(acc)
         return tuple(out), None
 
-    carry = tuple(None if s is None else jnp.zeros((n, n), s.dtype) for s in shapes)
+    carry = tuple(None if s is None else jnp.zeros((n, n) + s.shape[2:], s.dtype)
+                  for s in shapes)
     xs = (jnp.asarray(starts[ii]), jnp.asarray(starts[jj]), jnp.asarray(ii == jj))
     (nngp, ntk), _ = jax.lax.scan(step, carry, xs)
-    meta = run(x[:1], x, compute_ntk)  # the static fields, and the variances of all of x
     return meta.replace(nngp=nngp, ntk=ntk, cov1=meta.cov2, cov2=None, x1_is_x2=True)
 
 
 def make_layer(name: str, init: Callable, apply: Callable, kernel_map: Callable,
-               structured: bool = True, heavy: bool = False) -> Layer:
+               structured: bool = True, heavy: bool = False,
+               diag_ok: Callable = keep_diag) -> Layer:
     apply = _tag(apply, name)
-    layer = Layer(init=init, apply=apply, kernel=make_kernel_fn(kernel_map, name), name=name,
-                  kernel_map=kernel_map, structured=structured, heavy=heavy)
+    layer = Layer(init=init, apply=apply, kernel=make_kernel_fn(kernel_map, name, diag_ok),
+                  name=name, kernel_map=kernel_map, structured=structured, heavy=heavy,
+                  diag_ok=diag_ok)
     apply._ntkgp_layer = layer  # lets ntkgp.empirical find the structure behind `layer.apply`
     return layer
 

@@ -1,0 +1,329 @@
+"""Convolutional layers and pooling, with their infinite-width kernels (CNTK)."""
+
+from __future__ import annotations
+
+from typing import Optional, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from ntkgp._src import checks
+from ntkgp._src.kernels import spatial
+from ntkgp._src.kernels.kernel import Kernel
+from ntkgp._src.nn.core import Layer, make_layer
+from ntkgp._src.nn.layers import _fmt
+
+_DIMS = {1: ("NWC", "WIO", "NWC"), 2: ("NHWC", "HWIO", "NHWC")}
+_IMAGE = {1: "(N, L, C) signals", 2: "(N, H, W, C) images"}
+
+
+def _int_tuple(v, r: int, name: str) -> tuple:
+    if v is None:
+        return (1,) * r
+    if isinstance(v, (int, np.integer)):
+        v = (int(v),) * r
+    try:
+        v = tuple(int(a) for a in v)
+    except (TypeError, ValueError):
+        raise TypeError(f"`{name}` must be a tuple of {r} positive integers; got {v!r}.") from None
+    if len(v) != r or any(a < 1 for a in v):
+        raise ValueError(f"`{name}` must be a tuple of {r} positive integers; got {v!r}.")
+    return v
+
+
+def _check_padding(padding: str) -> str:
+    if not isinstance(padding, str) or padding.upper() not in spatial.PADDINGS:
+        raise ValueError(f"`padding` must be one of {spatial.PADDINGS}; got {padding!r}.")
+    return padding.upper()
+
+
+def _check_rank(shape, r: int, who: str):
+    """Inputs ``(N, *S, C)`` with ``r`` spatial axes; returns S."""
+    if len(shape) != r + 2:
+        raise ValueError(f"{who} takes {_IMAGE[r]} ({r + 2} axes, channels last); got inputs "
+                         f"of shape {tuple(shape)}."
+                         + (" Add a channel axis, e.g. `x[..., None]`." if len(shape) == r + 1
+                            else ""))
+    return tuple(shape[1:-1])
+
+
+def _check_fits(s, window, strides, padding, who, what):
+    out = []
+    for size, f, st in zip(s, window, strides):
+        if padding == "VALID" and f > size:
+            raise ValueError(f"{who}: the {what} {tuple(window)} is larger than the input's "
+                             f"spatial shape {tuple(s)} with padding='VALID'; use a smaller "
+                             f"{what}, padding='SAME', or larger inputs.")
+        out.append(spatial.out_size_and_pads(size, f, st, padding)[0])
+    return tuple(out)
+
+
+def _kernel_spatial(k: Kernel, r: int, who: str):
+    if k.spatial_ndim != r:
+        got = ("(N, d) features" if k.spatial_ndim == 0 else
+               f"inputs with {k.spatial_ndim} spatial axes")
+        raise ValueError(f"{who} takes {_IMAGE[r]}; its input here is {got}. Pass inputs of "
+                         f"shape {'(N, L, C)' if r == 1 else '(N, H, W, C)'} and keep the "
+                         "spatial axes until this layer (no Flatten before it).")
+    return k.spatial_shape
+
+
+def _map_kernel(k: Kernel, fn, **changes) -> Kernel:
+    """Apply a spatial op ``fn(a, lead)`` to nngp/ntk (lead 2) and the variances (lead 1)."""
+    def f(a, lead):
+        return None if a is None else fn(a, lead)
+
+    return k.replace(nngp=f(k.nngp, 2), ntk=f(k.ntk, 2), cov1=f(k.cov1, 1),
+                     cov2=f(k.cov2, 1), **changes)
+
+
+# ---------------------------------------------------------------------------------------------
+def Conv(out_chan: int, filter_shape: Sequence[int], strides: Optional[Sequence[int]] = None,
+         padding: str = "VALID", W_std: float = 1.0, b_std: Optional[float] = 0.0,
+         parameterization: str = "ntk") -> Layer:
+    r"""1-D or 2-D convolution on channels-last inputs ``(N, L, C)`` or ``(N, H, W, C)``.
+
+    NTK parameterization: :math:`h_p = \frac{\sigma_w}{\sqrt{C |F|}} \sum_{d \in F}
+    W_d\, x_{sp+d} + \sigma_b b`; standard: :math:`h_p = \sum_d W_d x_{sp+d} + b` with
+    :math:`W \sim N(0, \sigma_w^2/(C|F|))`. Infinite-width limit (per pair of positions
+    :math:`p, q`, :math:`\mathcal{A}` the mean over filter offsets of the shifted covariance,
+    see `ntkgp.kernels`):
+
+    .. math::
+        K'_{pq} = \sigma_w^2 \mathcal{A}[K]_{pq} + \sigma_b^2, \qquad
+        \Theta'_{pq} = K'_{pq} + \sigma_w^2 \mathcal{A}[\Theta]_{pq} \ \ (\text{ntk}),
+
+    and :math:`\Theta' = C|F|\,\mathcal{A}[K] + [\text{bias}] + \sigma_w^2\mathcal{A}[\Theta]`
+    (standard).
+
+    Args:
+        out_chan: output channels.
+        filter_shape: ``(f,)`` or ``(fh, fw)``; its length sets the number of spatial axes.
+        strides: one per spatial axis (default 1).
+        padding: ``'SAME'`` (zeros), ``'VALID'`` (none) or ``'CIRCULAR'`` (wrap around; output
+            shape as ``'SAME'``).
+        W_std: weight standard deviation :math:`\sigma_w`.
+        b_std: bias standard deviation, or ``None`` for no bias.
+        parameterization: ``'ntk'`` or ``'standard'``.
+
+    Returns:
+        A `Layer`; parameters ``{'W': (*filter_shape, C, out_chan), 'b': (out_chan,)}``.
+
+    Raises:
+        ValueError: inputs of the wrong rank, or a filter larger than the input with
+            ``'VALID'``.
+
+    References:
+        Novak et al. 2019, https://arxiv.org/abs/1810.05148; Arora et al. 2019,
+        https://arxiv.org/abs/1904.11955.
+    """
+    out_chan = checks.check_positive_int(out_chan, "out_chan")
+    try:
+        r = len(filter_shape)
+    except TypeError:
+        raise TypeError(f"`filter_shape` must be a tuple such as (3,) or (3, 3); got "
+                        f"{filter_shape!r}.") from None
+    if r not in (1, 2):
+        raise ValueError(f"Conv supports 1-D and 2-D filters; got filter_shape={filter_shape!r}.")
+    filt = _int_tuple(filter_shape, r, "filter_shape")
+    strides = _int_tuple(strides, r, "strides")
+    padding = _check_padding(padding)
+    checks.check_nonneg(W_std, "W_std")
+    checks.check_nonneg(b_std, "b_std", allow_none=True)
+    checks.check_choice(parameterization, "parameterization", ("ntk", "standard"))
+    has_bias = b_std is not None
+    standard = parameterization == "standard"
+    f_size = int(np.prod(filt))
+    name = (f"Conv({out_chan}, {filt}, strides={strides}, {padding}, W_std={_fmt(W_std)}, "
+            f"b_std={'None' if b_std is None else _fmt(b_std)}"
+            + (", standard)" if standard else ")"))
+
+    def out_shape(input_shape):
+        s = _check_rank(input_shape, r, name)
+        return (input_shape[0],) + _check_fits(s, filt, strides, padding, name, "filter") + (
+            out_chan,)
+
+    def init(key, input_shape):
+        shape = out_shape(input_shape)
+        c_in = input_shape[-1]
+        kw, kb = jax.random.split(key)
+        scale = W_std / np.sqrt(c_in * f_size) if standard else 1.0
+        params = {"W": scale * jax.random.normal(kw, filt + (c_in, out_chan))}
+        if has_bias:
+            params["b"] = (b_std if standard else 1.0) * jax.random.normal(kb, (out_chan,))
+        return shape, params
+
+    def apply(params, x, **kwargs):
+        out_shape(x.shape)
+        w = params["W"]
+        c_in = x.shape[-1]
+        if w.shape[-2] != c_in:
+            raise ValueError(f"{name} was initialized for {w.shape[-2]} input channels but got "
+                             f"inputs of shape {tuple(x.shape)} ({c_in} channels, last axis); "
+                             "re-run `init` with the input shape you apply it to.")
+        pad = padding
+        if padding == "CIRCULAR":
+            widths = [(0, 0)] + [spatial.out_size_and_pads(n, f, s, "SAME")[1]
+                                 for n, f, s in zip(x.shape[1:-1], filt, strides)] + [(0, 0)]
+            x = jnp.pad(x, widths, mode="wrap")
+            pad = "VALID"
+        h = jax.lax.conv_general_dilated(x, w.astype(x.dtype), strides, pad,
+                                         dimension_numbers=_DIMS[r],
+                                         precision=jax.lax.Precision.HIGHEST)
+        bias_shape = (1,) * (h.ndim - 1) + (out_chan,)
+        if not standard:
+            h = (W_std / np.sqrt(c_in * f_size)) * h
+        if has_bias:
+            h = h + (1.0 if standard else b_std) * params["b"].reshape(bias_shape)
+        return h
+
+    def kernel_map(k: Kernel) -> Kernel:
+        s = _kernel_spatial(k, r, name)
+        _check_fits(s, filt, strides, padding, name, "filter")
+        full = k.full_spatial
+        w2 = W_std ** 2
+        b2 = b_std ** 2 if has_bias else 0.0
+
+        def a(x, lead):
+            return spatial.conv(x, lead, r, full, filt, strides, padding)
+
+        nngp_in = a(k.nngp, 2)
+        nngp = w2 * nngp_in + b2
+        ntk = None
+        if k.ntk is not None:
+            if standard:
+                if k.width is None:
+                    raise ValueError(f"{name} (standard parameterization) needs the channel "
+                                     "count of its input, which the preceding layers do not "
+                                     "fix.")
+                ntk = k.width * f_size * nngp_in + (1.0 if has_bias else 0.0) + w2 * a(k.ntk, 2)
+            else:
+                ntk = nngp + w2 * a(k.ntk, 2)
+        cov1 = w2 * a(k.cov1, 1) + b2
+        cov2 = None if k.cov2 is None else w2 * a(k.cov2, 1) + b2
+        return k.replace(nngp=nngp, ntk=ntk, cov1=cov1, cov2=cov2, is_gaussian=True,
+                         width=out_chan)
+
+    return make_layer(name, init, apply, kernel_map, structured=False)
+
+
+# ---------------------------------------------------------------------------------------------
+def AvgPool(window_shape: Sequence[int], strides: Optional[Sequence[int]] = None,
+            padding: str = "VALID") -> Layer:
+    r"""Average pooling over spatial windows (channels-last inputs).
+
+    .. math:: K'_{pq} = \frac{1}{|w|^2} \sum_{a, b \in w} K_{sp + a,\, sq + b}
+
+    (zero padding counts towards the mean with ``'SAME'``, as in the finite layer). The kernel
+    needs every pair of positions of its input.
+
+    Args:
+        window_shape: ``(w,)`` or ``(wh, ww)``.
+        strides: default: the window shape (non-overlapping windows).
+        padding: ``'VALID'`` or ``'SAME'``.
+
+    Raises:
+        ValueError: a window larger than the input with ``'VALID'``, or inputs of the wrong rank.
+    """
+    try:
+        r = len(window_shape)
+    except TypeError:
+        raise TypeError(f"`window_shape` must be a tuple such as (2, 2); got "
+                        f"{window_shape!r}.") from None
+    if r not in (1, 2):
+        raise ValueError(f"AvgPool supports 1-D and 2-D windows; got {window_shape!r}.")
+    window = _int_tuple(window_shape, r, "window_shape")
+    strides = window if strides is None else _int_tuple(strides, r, "strides")
+    padding = _check_padding(padding)
+    if padding == "CIRCULAR":
+        raise ValueError("AvgPool supports padding 'VALID' or 'SAME'; got 'CIRCULAR'.")
+    name = f"AvgPool({window}, strides={strides}, {padding})"
+
+    def out_shape(input_shape):
+        s = _check_rank(input_shape, r, name)
+        return (input_shape[0],) + _check_fits(s, window, strides, padding, name, "window") + (
+            input_shape[-1],)
+
+    def init(key, input_shape):
+        return out_shape(input_shape), ()
+
+    def apply(params, x, **kwargs):
+        out_shape(x.shape)
+        win = (1,) + window + (1,)
+        st = (1,) + strides + (1,)
+        pads = [(0, 0)] + [spatial.out_size_and_pads(n, w, s, padding)[1]
+                           for n, w, s in zip(x.shape[1:-1], window, strides)] + [(0, 0)]
+        total = jax.lax.reduce_window(x, jnp.zeros((), x.dtype), jax.lax.add, win, st, pads)
+        return total / np.prod(window)
+
+    def kernel_map(k: Kernel) -> Kernel:
+        s = _kernel_spatial(k, r, name)
+        _check_fits(s, window, strides, padding, name, "window")
+        if not k.full_spatial:  # not reachable through the public kernel functions
+            raise ValueError(f"{name} needs the covariance of every pair of positions.")
+        return _map_kernel(k, lambda a, lead: spatial.pool(a, lead, r, window, strides, padding))
+
+    return make_layer(name, init, apply, kernel_map, diag_ok=lambda out_ok: False)
+
+
+def GlobalAvgPool() -> Layer:
+    r"""Average over all spatial positions: ``(N, *S, C) -> (N, C)``.
+
+    .. math:: K' = \frac{1}{|S|^2}\sum_{p, q} K_{pq}
+
+    (the kernel needs every pair of positions; this is what makes the CNTK of pooled networks
+    costly, Arora et al. 2019).
+    """
+    name = "GlobalAvgPool()"
+
+    def init(key, input_shape):
+        if len(input_shape) < 3:
+            raise ValueError(f"{name} takes (N, *S, C) inputs with spatial axes; got shape "
+                             f"{tuple(input_shape)}.")
+        return (input_shape[0], input_shape[-1]), ()
+
+    def apply(params, x, **kwargs):
+        if x.ndim < 3:
+            raise ValueError(f"{name} takes (N, *S, C) inputs with spatial axes; got shape "
+                             f"{tuple(x.shape)}.")
+        return jnp.mean(x, axis=tuple(range(1, x.ndim - 1)))
+
+    def kernel_map(k: Kernel) -> Kernel:
+        if k.spatial_ndim == 0:
+            raise ValueError(f"{name} needs inputs with spatial axes ((N, L, C) or "
+                             "(N, H, W, C)); here its input is (N, d) features.")
+        if not k.full_spatial:
+            raise ValueError(f"{name} needs the covariance of every pair of positions.")
+        r = k.spatial_ndim
+        return _map_kernel(k, lambda a, lead: spatial.mean_spatial(a, lead, r, True, False),
+                           spatial_ndim=0, diagonal_spatial=False)
+
+    return make_layer(name, init, apply, kernel_map, diag_ok=lambda out_ok: False)
+
+
+def Flatten() -> Layer:
+    r"""Flatten each example: ``(N, *S, C) -> (N, |S| C)``.
+
+    A following Dense layer averages over all features, so the kernel is the mean over
+    positions of the same-position covariance, :math:`K' = \frac{1}{|S|}\sum_p K_{pp}`: only
+    those pairs are needed before it (the cheap readout). ``(N, d)`` inputs pass unchanged.
+    """
+    name = "Flatten()"
+
+    def init(key, input_shape):
+        return (input_shape[0], int(np.prod(input_shape[1:]))), ()
+
+    def apply(params, x, **kwargs):
+        return x.reshape(x.shape[0], -1)
+
+    def kernel_map(k: Kernel) -> Kernel:
+        if k.spatial_ndim == 0:
+            return k
+        r, full = k.spatial_ndim, k.full_spatial
+        p = int(np.prod(k.spatial_shape))
+        width = None if k.width is None else k.width * p
+        return _map_kernel(k, lambda a, lead: spatial.mean_spatial(a, lead, r, full, True),
+                           spatial_ndim=0, diagonal_spatial=False, width=width)
+
+    return make_layer(name, init, apply, kernel_map, diag_ok=lambda out_ok: True)
