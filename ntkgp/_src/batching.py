@@ -12,8 +12,12 @@ above the diagonal are computed and the rest mirrored.
 from __future__ import annotations
 
 import functools
+import hashlib
+import json
 import math
-from typing import Callable, Optional
+import os
+import tempfile
+from typing import Callable, Optional, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -27,9 +31,12 @@ from ntkgp._src.util import free_memory_bytes, pad_rows
 MAX_TILE = 4096
 
 
-def _block_transpose(a):
+def _block_transpose(a, meta=None):
     """Kernel(x2, x1) from Kernel(x1, x2): swap the two example axes and the two output-block
-    halves (for outputs ``(N1, N2, *O, *O)``)."""
+    halves (for outputs ``(N1, N2, *O, *O)``; same-position spatial kernels ``(N1, N2, *S)``
+    only swap the example axes)."""
+    if meta is not None and meta.get("diagonal_spatial") and meta.get("spatial_ndim"):
+        return np.swapaxes(a, 0, 1)
     extra = a.ndim - 2
     if extra % 2:
         raise ValueError(f"cannot mirror a kernel of shape {a.shape}: the axes after (N1, N2) "
@@ -62,7 +69,8 @@ def auto_tile_size(kernel_fn: Callable, x1, x2=None, *args, memory_fraction: flo
 
 
 def batch(kernel_fn: Callable, tile_size: Optional[int] = None,
-          progress: Optional[bool] = None) -> Callable:
+          progress: Optional[bool] = None, store: Optional[str] = None,
+          devices: Optional[Sequence] = None) -> Callable:
     r"""Wrap ``kernel_fn`` so that it runs on tiles of at most ``tile_size`` x ``tile_size``.
 
     Args:
@@ -72,10 +80,24 @@ def batch(kernel_fn: Callable, tile_size: Optional[int] = None,
         tile_size: examples per tile side; ``None`` picks one from free memory
             (`auto_tile_size`).
         progress: show a progress bar; default: when there are more than 16 tiles.
+        store: a directory where each finished tile is saved (one ``.npz`` per tile, written
+            to a temporary name and renamed, so a tile on disk is always complete). Calling
+            again with the same store, inputs and tile size loads the finished tiles and
+            computes only the missing ones: a long computation that is interrupted (Ctrl-C, a
+            killed job) resumes where it stopped. The store records a fingerprint of the
+            inputs, the extra arguments, the tile size and the kernel function's name (for
+            ``ntkgp.nn`` networks, the whole architecture), and refuses a call that does not
+            match it rather than mixing tiles of two computations. Delete the directory to
+            start afresh. A function of your own should have a distinctive ``__qualname__``.
+        devices: JAX devices to spread tiles over (default: all local devices of the default
+            backend); tiles are dispatched to each in turn and computed concurrently.
 
     Returns:
         ``batched(x1, x2=None, *args, **kwargs)`` with the same result as ``kernel_fn``, as NumPy
         arrays (a `Kernel` of NumPy arrays for Kernel outputs).
+
+    Raises:
+        ValueError: ``store`` holds tiles of a different computation.
 
     Example:
         >>> import numpy as np
@@ -120,63 +142,172 @@ def batch(kernel_fn: Callable, tile_size: Optional[int] = None,
         except TypeError:  # unhashable keyword values: compile per call
             pair_fn, self_fn = compiled.__wrapped__(key)
         tiles = [(i, j) for i in rows for j in cols if x2 is not None or j >= i]
+        disk = None
+        if store is not None:
+            disk = TileStore(store, _fingerprint(kernel_fn, x1, x2, args, kwargs, t1, t2))
+        devs = list(devices) if devices is not None else jax.local_devices()
         show = len(tiles) > 16 if progress is None else progress
         out = None
-        for i, j in progress_bar(tiles, total=len(tiles), desc="kernel tiles", enabled=show):
-            a = pad_rows(x1[i:i + t1], t1)
-            if x2 is None and i == j:
-                res = self_fn(a, *args)
+        bar = progress_bar(range(len(tiles)), total=len(tiles), desc="kernel tiles",
+                           enabled=show)
+        it = iter(bar)
+        todo = []
+        for i, j in tiles:
+            saved = disk.load(i, j) if disk is not None else None
+            if saved is not None:
+                out = _place(out, saved, i, j, n1, n2, x2 is None)
+                next(it, None)
             else:
-                b = pad_rows(xr[j:j + t2], t2)
-                res = pair_fn(a, b, *args)
-            out = _store(out, res, i, j, t1, t2, n1, n2, x2 is None)
+                todo.append((i, j))
+        for g in range(0, len(todo), len(devs)):
+            group = todo[g:g + len(devs)]
+            pending = []
+            for (i, j), dev in zip(group, devs):  # dispatched asynchronously, one per device
+                a = pad_rows(x1[i:i + t1], t1)
+                put = (lambda v: jax.device_put(v, dev)) if len(devs) > 1 else (lambda v: v)
+                if x2 is None and i == j:
+                    res = self_fn(put(a), *args)
+                else:
+                    res = pair_fn(put(a), put(pad_rows(xr[j:j + t2], t2)), *args)
+                pending.append((i, j, res))
+            for i, j, res in pending:
+                nr, nc = min(t1, n1 - i), min(t2, n2 - j)
+                tile = _host_tile(res, nr, nc, x2 is None and i == j)
+                if disk is not None:
+                    disk.save(i, j, tile)
+                out = _place(out, tile, i, j, n1, n2, x2 is None)
+                next(it, None)
+        next(it, None)  # closes the bar
         return _finish(out)
 
     return batched
 
 
-def _store(out, res, i, j, t1, t2, n1, n2, symmetric):
+def _fingerprint(kernel_fn, x1, x2, args, kwargs, t1, t2) -> str:
+    h = hashlib.sha256()
+    name = getattr(kernel_fn, "_ntkgp_name", None) or (
+        f"{getattr(kernel_fn, '__module__', '')}.{getattr(kernel_fn, '__qualname__', '')}")
+    h.update(name.encode())
+    for x in (x1, x2):
+        if x is None:
+            h.update(b"None")
+        else:
+            a = np.ascontiguousarray(np.asarray(x))
+            h.update(f"{a.shape}{a.dtype}".encode())
+            h.update(a.tobytes())
+    for leaf in jax.tree.leaves(args):
+        a = np.ascontiguousarray(np.asarray(leaf))
+        h.update(f"{a.shape}{a.dtype}".encode())
+        h.update(a.tobytes())
+    h.update(repr(sorted((k, repr(v)) for k, v in kwargs.items())).encode())
+    h.update(f"{t1},{t2}".encode())
+    return h.hexdigest()
+
+
+class TileStore:
+    """Finished tiles on disk: ``tile_<i>_<j>.npz`` under ``path``, each written atomically,
+    with ``manifest.json`` holding the fingerprint of the computation they belong to."""
+
+    def __init__(self, path, fingerprint: str):
+        self.path = os.fspath(path)
+        os.makedirs(self.path, exist_ok=True)
+        manifest = os.path.join(self.path, "manifest.json")
+        if os.path.exists(manifest):
+            with open(manifest) as fh:
+                old = json.load(fh).get("fingerprint")
+            if old != fingerprint:
+                raise ValueError(
+                    f"The tile store {self.path!r} holds tiles of a different computation "
+                    "(other inputs, arguments, tile size or kernel function). Use a new "
+                    "directory, or delete this one to start afresh.")
+        else:
+            self._write_atomic(manifest, lambda fh: fh.write(
+                json.dumps({"format": "ntkgp-tiles-1", "fingerprint": fingerprint}).encode()))
+
+    def _file(self, i, j):
+        return os.path.join(self.path, f"tile_{i}_{j}.npz")
+
+    def _write_atomic(self, target, write):
+        fd, tmp = tempfile.mkstemp(dir=self.path, prefix=".tmp-", suffix=".part")
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                write(fh)
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, target)
+        except BaseException:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+            raise
+
+    def load(self, i, j):
+        f = self._file(i, j)
+        if not os.path.exists(f):
+            return None
+        with np.load(f, allow_pickle=False) as z:
+            tile = {k: z[k] for k in z.files if k != "_meta"}
+            tile["meta"] = json.loads(str(z["_meta"])) if "_meta" in z.files else None
+        return tile
+
+    def save(self, i, j, tile):
+        arrays = {k: v for k, v in tile.items() if k != "meta" and v is not None}
+        if tile.get("meta") is not None:
+            arrays["_meta"] = np.asarray(json.dumps(tile["meta"]))
+        self._write_atomic(self._file(i, j), lambda fh: np.savez(fh, **arrays))
+
+
+_META = ("x1_is_x2", "is_gaussian", "width", "spatial_ndim", "diagonal_spatial")
+
+
+def _host_tile(res, nr, nc, diagonal_tile):
+    """A computed tile as NumPy arrays trimmed to its real rows and columns."""
+    if not isinstance(res, Kernel):
+        return {"_array": np.asarray(res)[:nr, :nc], "meta": None}
+    tile = {"meta": {f: getattr(res, f) for f in _META}}
+    for name in ("nngp", "ntk"):
+        v = getattr(res, name)
+        if v is not None:
+            tile[name] = np.asarray(v)[:nr, :nc]
+    tile["cov1"] = np.asarray(res.cov1)[:nr]
+    if not diagonal_tile:
+        tile["cov2"] = np.asarray(res.cov2_or_cov1)[:nc]
+    return tile
+
+
+def _place(out, tile, i, j, n1, n2, symmetric):
     """Write tile (i, j) (and its mirror for symmetric kernels) into host arrays."""
-    if isinstance(res, Kernel):
-        leaves = {"nngp": res.nngp, "ntk": res.ntk}
-        meta = res
-    else:
-        leaves, meta = {"_array": res}, None
+    meta = tile.get("meta")
+    names = [k for k in ("nngp", "ntk", "_array") if tile.get(k) is not None]
     if out is None:
-        out = {"meta": meta, "cov1": np.zeros(n1, _dtype(res)), "cov2": np.zeros(n2, _dtype(res))}
-        for name, v in leaves.items():
-            if v is not None:
-                out[name] = np.zeros((n1, n2) + tuple(v.shape[2:]), v.dtype)
-    r = slice(i, min(i + t1, n1))
-    c = slice(j, min(j + t2, n2))
-    nr, nc = r.stop - r.start, c.stop - c.start
-    for name, v in leaves.items():
-        if v is None:
-            continue
-        v = np.asarray(v)[:nr, :nc]
+        out = {"meta": meta}
+        for name in names:
+            v = tile[name]
+            out[name] = np.zeros((n1, n2) + v.shape[2:], v.dtype)
+        if meta is not None:
+            c = tile["cov1"]
+            out["cov1"] = np.zeros((n1,) + c.shape[1:], c.dtype)
+            out["cov2"] = np.zeros((n2,) + c.shape[1:], c.dtype)
+    r = slice(i, i + tile[names[0]].shape[0])
+    c = slice(j, j + tile[names[0]].shape[1])
+    for name in names:
+        v = tile[name]
         out[name][r, c] = v
         if symmetric and i != j:
-            out[name][c, r] = _block_transpose(v)
+            out[name][c, r] = _block_transpose(v, meta)
     if meta is not None:
-        out["cov1"][r] = np.asarray(meta.cov1)[:nr]
+        out["cov1"][r] = tile["cov1"]
         if symmetric:
             if i == j:
-                out["cov2"][c] = np.asarray(meta.cov1)[:nc]
+                out["cov2"][c] = tile["cov1"]
         else:
-            out["cov2"][c] = np.asarray(meta.cov2_or_cov1)[:nc]
+            out["cov2"][c] = tile["cov2"]
     return out
-
-
-def _dtype(res):
-    leaf = res.nngp if isinstance(res, Kernel) and res.nngp is not None else (
-        res.ntk if isinstance(res, Kernel) else res)
-    return np.asarray(leaf).dtype if leaf is not None else np.float32
 
 
 def _finish(out):
     meta = out["meta"]
     if meta is None:
         return out["_array"]
-    symmetric = meta.x1_is_x2 if meta is not None else False
-    return meta.replace(nngp=out.get("nngp"), ntk=out.get("ntk"), cov1=out["cov1"],
-                        cov2=None if symmetric else out["cov2"])
+    symmetric = meta["x1_is_x2"]
+    return Kernel(nngp=out.get("nngp"), ntk=out.get("ntk"), cov1=out["cov1"],
+                  cov2=None if symmetric else out["cov2"], **meta)

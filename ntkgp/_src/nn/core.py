@@ -119,6 +119,7 @@ def make_kernel_fn(kernel_map: Callable, name: str, diag_ok: Callable = keep_dia
         return _select(_core(x1, x2, names), names, single)
 
     kernel.__name__ = "kernel"
+    kernel._ntkgp_name = name  # identifies the architecture (ntkgp.batching's tile store)
     return kernel
 
 
