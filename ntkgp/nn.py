@@ -16,6 +16,7 @@ from ntkgp._src.nn.conv import AvgPool as AvgPool
 from ntkgp._src.nn.conv import Conv as Conv
 from ntkgp._src.nn.conv import Flatten as Flatten
 from ntkgp._src.nn.conv import GlobalAvgPool as GlobalAvgPool
+from ntkgp._src.nn.conv import myrtle as myrtle
 from ntkgp._src.nn.core import Layer as Layer
 from ntkgp._src.nn.layers import ABRelu as ABRelu
 from ntkgp._src.nn.layers import Abs as Abs

