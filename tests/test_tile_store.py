@@ -144,3 +144,24 @@ def test_interrupt_keeps_finished_tiles(rng, tmp_path):
         B.TileStore.save = orig
     assert len([f for f in os.listdir(store) if f.startswith("tile_")]) == 2
     _close(batching.batch(flaky, 2, store=store)(x, None), CNN.kernel(x, None))
+
+
+def test_tiles_spread_over_several_devices():
+    """Two (virtual) CPU devices: tiles go to each in turn; the result is the same."""
+    code = textwrap.dedent("""
+        import sys
+        import jax, numpy as np
+        sys.path.insert(0, {root!r})
+        from ntkgp import batching
+        from tests.test_tile_store import CNN
+        assert len(jax.local_devices()) == 2, jax.local_devices()
+        x = np.random.default_rng(0).standard_normal((7, 6, 6, 1)).astype(np.float32)
+        got = batching.batch(CNN.kernel, 2)(x, None)
+        want = CNN.kernel(x, None)
+        np.testing.assert_allclose(got.ntk, want.ntk, rtol=1e-5, atol=1e-6)
+        print("ok")
+    """).format(root=os.getcwd())
+    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=2",
+               JAX_ENABLE_X64="0", NTKGP_PROGRESS="0", JAX_PLATFORMS="cpu")
+    proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert proc.returncode == 0 and "ok" in proc.stdout, proc.stderr[-2000:]
