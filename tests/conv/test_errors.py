@@ -18,7 +18,7 @@ def test_images_of_the_wrong_rank():
     with pytest.raises(ValueError, match=r"\(N, H, W, C\) images.*Add a channel axis"):
         cnn().init(jax.random.PRNGKey(0), x.shape)
     with pytest.raises(ValueError, match=r"takes \(N, H, W, C\) images; its input here is "
-                                         r"inputs with 1 spatial axes"):
+                                         r"inputs with 1 spatial axis"):
         cnn().kernel(x, None)
     with pytest.raises(ValueError, match=r"its input here is \(N, d\) features"):
         cnn().kernel(np.ones((3, 8), DTYPE), None)

@@ -62,7 +62,8 @@ def _check_fits(s, window, strides, padding, who, what):
 def _kernel_spatial(k: Kernel, r: int, who: str):
     if k.spatial_ndim != r:
         got = ("(N, d) features" if k.spatial_ndim == 0 else
-               f"inputs with {k.spatial_ndim} spatial axes")
+               f"inputs with {k.spatial_ndim} spatial "
+               f"{'axis' if k.spatial_ndim == 1 else 'axes'}")
         raise ValueError(f"{who} takes {_IMAGE[r]}; its input here is {got}. Pass inputs of "
                          f"shape {'(N, L, C)' if r == 1 else '(N, H, W, C)'} and keep the "
                          "spatial axes until this layer (no Flatten before it).")
