@@ -38,3 +38,12 @@ def fc(depth=2, W_std=1.5, b_std=0.05, act=nn.Relu):
     for _ in range(depth):
         layers += [nn.Dense(1, W_std=W_std, b_std=b_std), act()]
     return nn.serial(*layers, nn.Dense(1, W_std=W_std, b_std=b_std))
+
+
+def check_convergence_rate(errors_at, x, widths, n_samples, label):
+    """Per-network kernel errors (``errors_at(width, x, n_samples)`` -> array) must shrink by
+    at least 0.6x for each 4x wider network (O(width^-1/2) fluctuations give 0.5x)."""
+    errs = [errors_at(w, x, n_samples) for w in widths]
+    for small, big in zip(errs, errs[1:]):
+        assert np.all(big <= 0.6 * small), (label, widths, errs)
+    return errs

@@ -74,3 +74,10 @@ def test_bad_layer_arguments(make, match):
 def test_global_pool_needs_spatial_inputs():
     with pytest.raises(ValueError, match=r"needs inputs with spatial axes"):
         nn.serial(nn.Dense(3), nn.GlobalAvgPool()).kernel(np.ones((2, 3), DTYPE))
+
+
+def test_dense_only_net_refuses_images():
+    """A net without spatial layers takes (N, d): images get the old, clear error rather than
+    a per-position kernel nobody asked for."""
+    with pytest.raises(ValueError, match=r"must have shape \(N, d\).*Flatten each example"):
+        nn.serial(nn.Dense(3), nn.Relu(), nn.Dense(1)).kernel(np.ones((2, 4, 4, 1), DTYPE))

@@ -7,6 +7,7 @@ import pytest
 
 from ntkgp import empirical, nn
 from tests.conftest import DTYPE, X64
+from tests.helpers import check_convergence_rate
 
 ACTS = {"relu": nn.Relu, "erf": nn.Erf, "gelu": nn.Gelu, "abrelu": lambda: nn.ABRelu(-0.3, 1.2),
         "layernorm_relu": None, "residual": None}
@@ -55,11 +56,8 @@ def rms_errors(name, width, x, n_samples):
 
 def _check_rate(name, widths, n_samples):
     x = np.random.default_rng(3).standard_normal((12, 5)).astype(DTYPE)
-    errs = [rms_errors(name, w, x, n_samples) for w in widths]
-    for small, big in zip(errs, errs[1:]):
-        # Fluctuations are O(width^-1/2): 4x width should give 0.5x; allow 0.6x.
-        assert np.all(big <= 0.6 * small), (name, widths, errs)
-    return errs
+    return check_convergence_rate(lambda w, xx, n: rms_errors(name, w, xx, n), x, widths,
+                                  n_samples, name)
 
 
 @pytest.mark.parametrize("name", ["relu", "erf"])

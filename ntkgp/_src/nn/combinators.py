@@ -84,7 +84,8 @@ def serial(*layers: Layer) -> Layer:
     name = "serial(" + ", ".join(layer.name for layer in layers) + ")"
     return make_layer(name, init, apply, kernel_map,
                       structured=all(layer.structured for layer in layers),
-                      heavy=any(layer.heavy for layer in layers), diag_ok=diag_ok)
+                      heavy=any(layer.heavy for layer in layers), diag_ok=diag_ok,
+                      spatial=any(layer.spatial for layer in layers))
 
 
 def parallel(*layers: Layer) -> Layer:
@@ -116,7 +117,8 @@ def parallel(*layers: Layer) -> Layer:
     return make_layer(name, init, apply, kernel_map,
                       structured=all(layer.structured for layer in layers),
                       heavy=any(layer.heavy for layer in layers),
-                      diag_ok=lambda out_ok: all(layer.diag_ok(out_ok) for layer in layers))
+                      diag_ok=lambda out_ok: all(layer.diag_ok(out_ok) for layer in layers),
+                      spatial=any(layer.spatial for layer in layers))
 
 
 def FanOut(num: int) -> Layer:

@@ -32,6 +32,18 @@ def _int_tuple(v, r: int, name: str) -> tuple:
     return v
 
 
+def _window(shape, name: str, rank_msg: str):
+    """``(r, shape)`` for a 1-D or 2-D filter or pooling window given as a tuple."""
+    try:
+        r = len(shape)
+    except TypeError:
+        raise TypeError(f"`{name}` must be a tuple such as (3,) or (3, 3); got "
+                        f"{shape!r}.") from None
+    if r not in (1, 2):
+        raise ValueError(f"{rank_msg}; got {name}={shape!r}.")
+    return r, _int_tuple(shape, r, name)
+
+
 def _check_padding(padding: str) -> str:
     if not isinstance(padding, str) or padding.upper() not in spatial.PADDINGS:
         raise ValueError(f"`padding` must be one of {spatial.PADDINGS}; got {padding!r}.")
@@ -120,14 +132,7 @@ def Conv(out_chan: int, filter_shape: Sequence[int], strides: Optional[Sequence[
         https://arxiv.org/abs/1904.11955.
     """
     out_chan = checks.check_positive_int(out_chan, "out_chan")
-    try:
-        r = len(filter_shape)
-    except TypeError:
-        raise TypeError(f"`filter_shape` must be a tuple such as (3,) or (3, 3); got "
-                        f"{filter_shape!r}.") from None
-    if r not in (1, 2):
-        raise ValueError(f"Conv supports 1-D and 2-D filters; got filter_shape={filter_shape!r}.")
-    filt = _int_tuple(filter_shape, r, "filter_shape")
+    r, filt = _window(filter_shape, "filter_shape", "Conv supports 1-D and 2-D filters")
     strides = _int_tuple(strides, r, "strides")
     padding = _check_padding(padding)
     checks.check_nonneg(W_std, "W_std")
@@ -207,7 +212,7 @@ def Conv(out_chan: int, filter_shape: Sequence[int], strides: Optional[Sequence[
         return k.replace(nngp=nngp, ntk=ntk, cov1=cov1, cov2=cov2, is_gaussian=True,
                          width=out_chan)
 
-    return make_layer(name, init, apply, kernel_map, structured=False)
+    return make_layer(name, init, apply, kernel_map, structured=False, spatial=True)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -228,14 +233,7 @@ def AvgPool(window_shape: Sequence[int], strides: Optional[Sequence[int]] = None
     Raises:
         ValueError: a window larger than the input with ``'VALID'``, or inputs of the wrong rank.
     """
-    try:
-        r = len(window_shape)
-    except TypeError:
-        raise TypeError(f"`window_shape` must be a tuple such as (2, 2); got "
-                        f"{window_shape!r}.") from None
-    if r not in (1, 2):
-        raise ValueError(f"AvgPool supports 1-D and 2-D windows; got {window_shape!r}.")
-    window = _int_tuple(window_shape, r, "window_shape")
+    r, window = _window(window_shape, "window_shape", "AvgPool supports 1-D and 2-D windows")
     strides = window if strides is None else _int_tuple(strides, r, "strides")
     padding = _check_padding(padding)
     if padding == "CIRCULAR":
@@ -266,7 +264,8 @@ def AvgPool(window_shape: Sequence[int], strides: Optional[Sequence[int]] = None
             raise ValueError(f"{name} needs the covariance of every pair of positions.")
         return _map_kernel(k, lambda a, lead: spatial.pool(a, lead, r, window, strides, padding))
 
-    return make_layer(name, init, apply, kernel_map, diag_ok=lambda out_ok: False)
+    return make_layer(name, init, apply, kernel_map, diag_ok=lambda out_ok: False,
+                      spatial=True)
 
 
 def GlobalAvgPool() -> Layer:
@@ -301,7 +300,8 @@ def GlobalAvgPool() -> Layer:
         return _map_kernel(k, lambda a, lead: spatial.mean_spatial(a, lead, r, True, False),
                            spatial_ndim=0, diagonal_spatial=False)
 
-    return make_layer(name, init, apply, kernel_map, diag_ok=lambda out_ok: False)
+    return make_layer(name, init, apply, kernel_map, diag_ok=lambda out_ok: False,
+                      spatial=True)
 
 
 def Flatten() -> Layer:
@@ -328,7 +328,8 @@ def Flatten() -> Layer:
         return _map_kernel(k, lambda a, lead: spatial.mean_spatial(a, lead, r, full, True),
                            spatial_ndim=0, diagonal_spatial=False, width=width)
 
-    return make_layer(name, init, apply, kernel_map, diag_ok=lambda out_ok: True)
+    return make_layer(name, init, apply, kernel_map, diag_ok=lambda out_ok: True,
+                      spatial=True)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -40,6 +40,8 @@ class Layer:
             (``False`` for pooling, ``True`` for Flatten, ``out_ok`` for position-wise layers
             and convolutions). The network's kernel uses it to compute only what its readout
             needs.
+        spatial: ``True`` when the network has layers for spatial inputs (Conv, pooling,
+            Flatten); a network without any takes ``(N, d)`` inputs only.
     """
 
     init: Callable
@@ -50,6 +52,7 @@ class Layer:
     structured: bool = True
     heavy: bool = False
     diag_ok: Callable = None
+    spatial: bool = False
 
     def __iter__(self):
         return iter((self.init, self.apply, self.kernel))
@@ -75,7 +78,8 @@ def keep_diag(out_ok: bool) -> bool:
     return out_ok
 
 
-def make_kernel_fn(kernel_map: Callable, name: str, diag_ok: Callable = keep_diag) -> Callable:
+def make_kernel_fn(kernel_map: Callable, name: str, diag_ok: Callable = keep_diag,
+                   spatial: bool = False) -> Callable:
     """The public ``kernel(x1, x2=None, get=None)`` of a network from its ``kernel_map``."""
     # The outputs themselves are returned with every pair of positions (when spatial).
     diagonal = bool(diag_ok(False))
@@ -111,7 +115,7 @@ def make_kernel_fn(kernel_map: Callable, name: str, diag_ok: Callable = keep_dia
             ValueError: for inputs of the wrong shape, with NaN/inf, empty, or an unknown ``get``.
         """
         names, single = checks.normalize_get(get)
-        x1, x2 = checks.check_inputs(x1, x2, ndim=None)
+        x1, x2 = checks.check_inputs(x1, x2, ndim=None if spatial else 2)
         if x1.ndim < 2:
             raise ValueError(f"`x1` must have shape (N, d) (or (N, *S, C) for images and "
                              f"signals); got shape {tuple(x1.shape)}. Add a batch axis, e.g. "
@@ -254,11 +258,12 @@ def _symmetric_blocks(run, x, compute_ntk, block) -> Kernel:
 
 def make_layer(name: str, init: Callable, apply: Callable, kernel_map: Callable,
                structured: bool = True, heavy: bool = False,
-               diag_ok: Callable = keep_diag) -> Layer:
+               diag_ok: Callable = keep_diag, spatial: bool = False) -> Layer:
     apply = _tag(apply, name)
-    layer = Layer(init=init, apply=apply, kernel=make_kernel_fn(kernel_map, name, diag_ok),
+    layer = Layer(init=init, apply=apply,
+                  kernel=make_kernel_fn(kernel_map, name, diag_ok, spatial),
                   name=name, kernel_map=kernel_map, structured=structured, heavy=heavy,
-                  diag_ok=diag_ok)
+                  diag_ok=diag_ok, spatial=spatial)
     apply._ntkgp_layer = layer  # lets ntkgp.empirical find the structure behind `layer.apply`
     return layer
 
