@@ -23,7 +23,11 @@ def _close(got, want):
         np.testing.assert_allclose(getattr(got, g), getattr(want, g), **TOL)
 
 
-@pytest.mark.parametrize("tile", [1, 2, 3, 4, 7, 9])
+SLOW = pytest.mark.slow
+
+
+@pytest.mark.parametrize("tile", [1, pytest.param(2, marks=SLOW), pytest.param(3, marks=SLOW),
+                                  4, pytest.param(7, marks=SLOW), 9])
 @pytest.mark.parametrize("x2_none", [True, False])
 def test_conv_tiled_equals_untiled(tile, x2_none, rng, tmp_path):
     x1 = rng.standard_normal((9, 6, 6, 2)).astype(DTYPE)
@@ -36,7 +40,7 @@ def test_conv_tiled_equals_untiled(tile, x2_none, rng, tmp_path):
     _close(batching.batch(CNN.kernel, tile, store=store)(x1, x2), want)
 
 
-@pytest.mark.parametrize("tile", [1, 3, 4])
+@pytest.mark.parametrize("tile", [1, pytest.param(3, marks=SLOW), 4])
 def test_same_position_and_spatial_outputs_tiled(tile, rng):
     x = rng.standard_normal((7, 5, 2)).astype(DTYPE)
     _close(batching.batch(FLAT.kernel, tile)(x, None), FLAT.kernel(x, None))

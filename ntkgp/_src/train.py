@@ -248,13 +248,6 @@ def default_learning_rate(f: Callable, params0, x, n_outputs: int = 1, momentum:
         A scalar array (traced under ``vmap``/``jit``, so it can vary per seed).
     """
     model = f if isinstance(f, (Linearized, Centered)) else _Plain(_apply_fn(f))
-    # One XLA program: run op by op, the power iteration of a CNN took 25 s for 64 images
-    # (0.5 s compiled).
-    return jax.jit(functools.partial(_power_learning_rate, model, n_outputs, momentum,
-                                     iterations))(params0, x)
-
-
-def _power_learning_rate(model, n_outputs, momentum, iterations, params0, x):
     out, vjp = jax.vjp(lambda p: model(p, x), params0)
 
     def ntk_times(v):

@@ -66,7 +66,7 @@ def _check_rate(name, widths, n_samples):
                                   n_samples, name)
 
 
-@pytest.mark.parametrize("name", ["gap", "flatten"])
+@pytest.mark.parametrize("name", ["gap", pytest.param("flatten", marks=pytest.mark.slow)])
 def test_cnn_convergence_rate_reduced(name):
     """The CI version: 64 -> 256 channels."""
     _check_rate(name, (64, 256), n_samples=32)

@@ -83,7 +83,7 @@ def test_spatial_outputs_keep_all_pairs(rng):
                                rtol=1e-10 if X64 else 1e-5)
 
 
-@pytest.mark.parametrize("depth", [5, 7])
+@pytest.mark.parametrize("depth", [5, pytest.param(7, marks=pytest.mark.slow)])
 def test_myrtle_builds_runs_and_matches_its_layers(depth, rng):
     x = rng.random((3, 8, 8, 1)).astype(DTYPE)
     net = nn.myrtle(depth, width=8, n_out=2)
