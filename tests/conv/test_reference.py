@@ -83,6 +83,35 @@ def test_spatial_outputs_keep_all_pairs(rng):
                                rtol=1e-10 if X64 else 1e-5)
 
 
+@pytest.mark.parametrize("x2_none", [True, False])
+def test_layernorm_and_dense_act_per_position(x2_none, rng):
+    """LayerNorm and Dense on images act at each position (over channels). Reference: the
+    spatial kernel of the layers before them, normalized by the per-position standard
+    deviations in NumPy, then GlobalAvgPool and a Dense readout by hand; and a per-position
+    Dense equals a 1x1 convolution."""
+    x1 = rng.standard_normal((3, 4, 4, 2)).astype(DTYPE)
+    x2 = None if x2_none else rng.standard_normal((2, 4, 4, 2)).astype(DTYPE)
+    body = [nn.Conv(3, (2, 2), padding="SAME", W_std=1.3, b_std=0.2), nn.Relu(),
+            nn.Conv(3, (3, 3), padding="SAME", W_std=1.1, b_std=0.3)]
+    w, b = 1.4, 0.5
+    got = nn.serial(*body, nn.LayerNorm(), nn.GlobalAvgPool(),
+                    nn.Dense(1, W_std=w, b_std=b)).kernel(x1, x2)
+    pre = nn.serial(*body).kernel(x1, x2)
+    v1 = np.einsum("nijij->nij", np.asarray(pre.cov1, np.float64))   # per-position variances
+    v2 = v1 if x2 is None else np.einsum("nijij->nij", np.asarray(pre.cov2, np.float64))
+    scale = 1 / np.sqrt(v1[:, None, :, :, None, None] * v2[None, :, None, None, :, :])
+    nngp = np.mean(np.asarray(pre.nngp, np.float64) * scale, axis=(2, 3, 4, 5))
+    ntk = np.mean(np.asarray(pre.ntk, np.float64) * scale, axis=(2, 3, 4, 5))
+    want_nngp = w ** 2 * nngp + b ** 2
+    want_ntk = want_nngp + w ** 2 * ntk
+    assert rel_err(got.nngp, want_nngp) < TOL and rel_err(got.ntk, want_ntk) < TOL
+    # Dense on images = a 1x1 convolution
+    tail = [nn.Relu(), nn.GlobalAvgPool(), nn.Dense(1)]
+    dense = nn.serial(*body, nn.Dense(5, W_std=1.2, b_std=0.4), *tail).kernel(x1, x2)
+    conv1 = nn.serial(*body, nn.Conv(5, (1, 1), W_std=1.2, b_std=0.4), *tail).kernel(x1, x2)
+    assert rel_err(dense.ntk, conv1.ntk) < TOL and rel_err(dense.nngp, conv1.nngp) < TOL
+
+
 @pytest.mark.parametrize("depth", [5, pytest.param(7, marks=pytest.mark.slow)])
 def test_myrtle_builds_runs_and_matches_its_layers(depth, rng):
     x = rng.random((3, 8, 8, 1)).astype(DTYPE)

@@ -110,8 +110,9 @@ def Dense(out_dim: int, W_std: float = 1.0, b_std: Optional[float] = 0.0,
                 ntk = k.width * k.nngp + (1.0 if has_bias else 0.0) + w2 * k.ntk
             else:
                 ntk = nngp + w2 * k.ntk
-        return Kernel(nngp=nngp, ntk=ntk, cov1=cov1, cov2=cov2, x1_is_x2=k.x1_is_x2,
-                      is_gaussian=True, width=out_dim)
+        # replace keeps the spatial layout flags: on images Dense acts per position
+        return k.replace(nngp=nngp, ntk=ntk, cov1=cov1, cov2=cov2, is_gaussian=True,
+                         width=out_dim)
 
     name = (f"Dense({out_dim}, W_std={_fmt(W_std)}, b_std="
             f"{'None' if b_std is None else _fmt(b_std)}"
@@ -262,20 +263,27 @@ def LayerNorm(axis: int = -1, eps: float = 1e-12) -> Layer:
             raise ValueError("LayerNorm's infinite-width kernel needs zero-mean Gaussian inputs, "
                              "i.e. it must follow a Dense layer; here it follows a nonlinearity "
                              "or the raw inputs. Put a Dense layer before it.")
-        r1 = safe_rsqrt(k.cov1)
-        r2 = safe_rsqrt(k.cov2_or_cov1)
-        scale = r1[:, None] * r2[None, :]
-        ones1 = jnp.ones_like(k.cov1)
+        # per position: divide by the standard deviations of the two positions paired
+        v1, v2 = k.variances(1), k.variances(2)
+        s1, s2 = act.pair_broadcast(k, v1, v2)
+        scale = safe_rsqrt(s1) * safe_rsqrt(s2)
         nngp = k.nngp * scale
         if k.x1_is_x2:
-            n = k.cov1.shape[0]
-            nngp = jnp.where(jnp.eye(n, dtype=bool), jnp.where(k.cov1 > 0, 1.0, 0.0), nngp)
-        return k.replace(nngp=nngp,
-                         ntk=None if k.ntk is None else k.ntk * scale,
-                         cov1=jnp.where(k.cov1 > 0, ones1, 0.0),
-                         cov2=None if k.cov2 is None else jnp.where(k.cov2 > 0, 1.0, 0.0)
-                         .astype(k.cov2.dtype),
-                         is_gaussian=k.is_gaussian)
+            nngp = jnp.where(act.pair_eye(k), jnp.where(s1 > 0, 1.0, 0.0), nngp)
+
+        def normalized(cov, v):
+            if cov is None:
+                return None
+            if not k.full_spatial:
+                return jnp.where(cov > 0, 1.0, 0.0).astype(cov.dtype)
+
+            def fn(c, a, b, eye):
+                return jnp.where(eye, jnp.where(a > 0, 1.0, 0.0), c * safe_rsqrt(a)
+                                 * safe_rsqrt(b)).astype(c.dtype)
+            return act.self_pair(fn, cov, v, k.spatial_ndim)
+
+        return k.replace(nngp=nngp, ntk=None if k.ntk is None else k.ntk * scale,
+                         cov1=normalized(k.cov1, v1), cov2=normalized(k.cov2, v2))
 
     return make_layer(f"LayerNorm(axis={axis})", lambda key, s: (tuple(s), ()), apply,
                       kernel_map)
