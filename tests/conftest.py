@@ -9,6 +9,13 @@ jax.config.update("jax_numpy_rank_promotion", "raise")
 X64 = bool(jax.config.read("jax_enable_x64"))
 DTYPE = np.float64 if X64 else np.float32
 
+# Workflow tests whose subject does not depend on the dtype (files, processes, devices,
+# training loops) run in one of CI's two passes only, split between them to balance time.
+ONLY_X64_PASS = pytest.mark.skipif(not X64, reason="dtype-independent workflow test: runs "
+                                   "once, in the float64 pass")
+ONLY_X32_PASS = pytest.mark.skipif(X64, reason="dtype-independent workflow test: runs once, "
+                                   "in the float32 pass")
+
 # Relative tolerances by dtype (compared against the largest entry of the reference).
 TOL = {np.float32: 5e-4, np.float64: 1e-8}
 RTOL = TOL[DTYPE]
