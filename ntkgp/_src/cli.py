@@ -1,4 +1,5 @@
-"""``ntkgp`` command line: ``compare``, ``fit``/``predict`` and ``kernel`` (public API only)."""
+"""``ntkgp`` command line: ``compare``, ``sgd-vs-bayes``, ``fit``/``predict`` and ``kernel``
+(public API only)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import time
 
 import numpy as np
 
-from ntkgp._src import cli_compare, cli_fit
+from ntkgp._src import cli_compare, cli_fit, cli_sgd_bayes
 
 
 def _network(nn, depth, activation, width, W_std, b_std):
@@ -82,6 +83,7 @@ def build_parser() -> argparse.ArgumentParser:
         "predictions set against real finite networks. Start with `ntkgp compare`.")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
     cli_compare.add_parser(sub)
+    cli_sgd_bayes.add_parser(sub)
     cli_fit.add_parsers(sub)
     k = sub.add_parser("kernel", help="analytic NNGP/NTK of a deep net on a bundled dataset, "
                                       "and finite networks converging to it")

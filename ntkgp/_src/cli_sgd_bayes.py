@@ -1,0 +1,101 @@
+"""``ntkgp sgd-vs-bayes``: which functions SGD finds against the NNGP posterior."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+
+from ntkgp._src.cli_compare import _positive, _print, _widths, _write
+
+
+def _names(text: str):
+    return [t for t in text.replace(",", " ").split() if t]
+
+
+def add_parser(sub):
+    c = sub.add_parser(
+        "sgd-vs-bayes", help="train thousands of small nets on a Boolean function and set the "
+                             "frequency of each function they find against its NNGP posterior "
+                             "probability (Mingard et al. 2021)",
+        description="All 2^n points of {0,1}^n labelled by a target function; a training set "
+                    "S; many networks trained from random initialisations until they fit S. "
+                    "Each run's function on the held-out points is recorded and P_SGD(f|S) "
+                    "estimated by frequency; P_B(f|S) is the NNGP posterior of the same "
+                    "architecture with thresholded outputs, by expectation propagation. Prints "
+                    "a table (one line per setting) and writes sgd_vs_bayes.json and "
+                    "sgd_vs_bayes.png (with matplotlib) to --out.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    c.add_argument("--bits", type=_positive(int), default=7, help="n: inputs are {0,1}^n")
+    c.add_argument("--target", default="and_or",
+                   help="target function: and_or ((x0 and x1) or x2), majority, parity, "
+                        "first_bit")
+    c.add_argument("--n-train", type=_positive(int), default=64, help="size of S")
+    c.add_argument("--widths", type=_widths, default=[64],
+                   help="hidden widths, e.g. 64,256")
+    c.add_argument("--depth", type=_positive(int), default=2, help="hidden ReLU layers")
+    c.add_argument("--optimizers", type=_names, default=["sgd"],
+                   help="sgd, momentum and/or adam, e.g. sgd,adam")
+    c.add_argument("--batch-sizes", type=_widths, default=[16], help="e.g. 8,32")
+    c.add_argument("--runs", type=_positive(int), default=4000,
+                   help="initialisations per setting")
+    c.add_argument("--lr", type=_positive(float), default=None,
+                   help="learning rate (default: half the largest stable full-batch step of "
+                        "the NTK for sgd, a tenth of it for momentum, 1e-3 for adam)")
+    c.add_argument("--max-epochs", type=_positive(int), default=500,
+                   help="runs that have not fitted S by then are dropped")
+    c.add_argument("--min-count", type=_positive(int), default=2,
+                   help="P_B is computed for functions found at least this many times")
+    c.add_argument("--seed", type=int, default=0, help="seed of the split and the runs")
+    c.add_argument("--out", default="ntkgp-sgd-vs-bayes", help="output directory")
+    c.add_argument("--quiet", action="store_true", help="no progress bars")
+    c.set_defaults(func=run)
+
+
+def run(args) -> int:
+    from ntkgp import experiments
+
+    problem = experiments.boolean_problem(args.bits, args.target, args.n_train, seed=args.seed)
+    print(f"ntkgp sgd-vs-bayes: {args.bits}-bit {problem.target}, |S| = {args.n_train}, "
+          f"{problem.test.size} held-out points; {args.depth} hidden ReLU layers, widths "
+          f"{', '.join(map(str, args.widths))}; optimizers {', '.join(args.optimizers)}; "
+          f"batch sizes {', '.join(map(str, args.batch_sizes))}; {args.runs} runs each",
+          flush=True)
+    os.makedirs(args.out, exist_ok=True)
+    json_path = os.path.join(args.out, "sgd_vs_bayes.json")
+
+    def save(res):  # after each setting: finished work survives an interrupt
+        _write(json_path, res.to_json())
+        if not args.quiet:
+            _print(res.table().splitlines()[-1])
+
+    t0 = time.perf_counter()
+    res = experiments.sgd_vs_bayes(
+        problem, make_net=lambda w: experiments.default_net(w, args.depth),
+        widths=args.widths, optimizers=args.optimizers, batch_sizes=args.batch_sizes,
+        runs=args.runs, learning_rate=args.lr, max_epochs=args.max_epochs,
+        min_count=args.min_count, seed=args.seed, show_progress=not args.quiet, callback=save)
+    if not res.rows:
+        print("ntkgp sgd-vs-bayes: interrupted before any setting finished.", file=sys.stderr)
+        return 130
+    _write(json_path, res.to_json())
+    print("\n" + res.table())
+    print(f"\ncorr: Pearson correlation of log P_SGD and log P_B over functions found at least "
+          f"{res.min_count} times; top-mass: share of runs (SGD) and posterior probability (B) "
+          f"of the {res.top} most frequent functions; test err: mean held-out error of the "
+          "runs.")
+    print(f"took {time.perf_counter() - t0:.0f} s; wrote {json_path}", end="")
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print("\nno sgd_vs_bayes.png: plotting needs matplotlib (pip install 'ntkgp[plot]').")
+        return 0
+    png = os.path.join(args.out, "sgd_vs_bayes.png")
+    tmp = png + ".tmp.png"
+    plt.close(experiments.plot_sgd_vs_bayes(res, tmp))
+    os.replace(tmp, png)
+    print(f" and {png}")
+    return 0

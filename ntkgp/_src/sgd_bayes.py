@@ -1,0 +1,528 @@
+r"""Does SGD sample the Bayesian posterior? The function-level experiment of Mingard et al.
+
+Inputs are all :math:`2^n` points of :math:`\{0,1\}^n`; a target Boolean function labels them
+:math:`\pm 1`; a training set ``S`` of ``n_train`` points is drawn and the rest is held out.
+
+* :math:`P_{SGD}(f \mid S)`: many networks, each from its own random initialisation and
+  minibatch stream (``vmap``-ed, in chunks), are trained on MSE until the sign of their
+  output is right on every point of ``S`` (checked after each epoch); the function a run
+  found is the sign pattern of its outputs on the held-out points, and its probability is
+  estimated by its frequency among the runs that fitted ``S``.
+* :math:`P_B(f \mid S)`: the NNGP prior of the same architecture with thresholded outputs,
+  :math:`P(\operatorname{sign} g_S = y_S, \operatorname{sign} g_T = f) /
+  P(\operatorname{sign} g_S = y_S)`, both orthant probabilities by expectation propagation
+  (`ntkgp.predict.log_orthant_probability`).
+
+Mingard et al. 2021, "Is SGD a Bayesian sampler? Well, almost", JMLR 22(79),
+https://arxiv.org/abs/2006.15191.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import itertools
+import json
+import math
+from typing import Callable, Optional, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from ntkgp._src import checks
+from ntkgp._src.kernels.empirical import _apply_fn
+from ntkgp._src.predict.dynamics import max_learning_rate
+from ntkgp._src.predict.orthant import _check, _ep
+from ntkgp._src.progress import progress_bar
+from ntkgp._src.train import _Plain, mse_loss
+
+OPTIMIZERS = ("sgd", "momentum", "adam")
+
+
+def _majority(x):
+    return x.sum(axis=1) * 2 > x.shape[1]
+
+
+def _parity(x):
+    return x.sum(axis=1) % 2 == 1
+
+
+def _first_bit(x):
+    return x[:, 0] == 1
+
+
+def _and_or(x):
+    return (x[:, 0] & x[:, 1]) | x[:, 2]
+
+
+TARGETS = {"majority": _majority, "parity": _parity, "first_bit": _first_bit,
+           "and_or": _and_or}
+
+
+@dataclasses.dataclass(frozen=True)
+class BooleanProblem:
+    """All points of :math:`\\{0,1\\}^n`, their labels and a train/held-out split.
+
+    Attributes:
+        x: inputs of shape ``(2**n_bits, n_bits)``, entries 0/1 (float).
+        y: labels of shape ``(2**n_bits,)``, entries -1/+1.
+        train: indices of the training points ``S``, shape ``(n_train,)``.
+        test: indices of the held-out points, shape ``(2**n_bits - n_train,)``.
+        target: the target's name.
+    """
+
+    x: np.ndarray
+    y: np.ndarray
+    train: np.ndarray
+    test: np.ndarray
+    target: str
+
+    @property
+    def n_bits(self) -> int:
+        return self.x.shape[1]
+
+
+def boolean_problem(n_bits: int = 7, target="majority", n_train: int = 64,
+                    seed: int = 0) -> BooleanProblem:
+    """Build a `BooleanProblem`.
+
+    Args:
+        n_bits: ``n``; the problem has ``2**n`` points (at most 16 bits).
+        target: a name in ``TARGETS`` (``'majority'``, ``'parity'``, ``'first_bit'``,
+            ``'and_or'``) or a function mapping a 0/1 array of shape ``(M, n)`` to ``M`` bools.
+        n_train: size of the training set, ``1 <= n_train < 2**n``.
+        seed: seed of the split.
+
+    Returns:
+        A `BooleanProblem`.
+
+    Example:
+        >>> from ntkgp.experiments import boolean_problem
+        >>> p = boolean_problem(4, "parity", n_train=10)
+        >>> p.x.shape, p.train.shape, p.test.shape
+        ((16, 4), (10,), (6,))
+    """
+    n_bits = checks.check_positive_int(n_bits, "n_bits")
+    if n_bits > 16:
+        raise ValueError(f"`n_bits` must be at most 16 (2**n points are enumerated); got "
+                         f"{n_bits}.")
+    n = 2 ** n_bits
+    n_train = checks.check_positive_int(n_train, "n_train")
+    if n_train >= n:
+        raise ValueError(f"`n_train` must leave held-out points: 1 <= n_train < 2**n_bits = "
+                         f"{n}; got {n_train}.")
+    bits = np.array(list(itertools.product([0, 1], repeat=n_bits)), dtype=np.int64)
+    if callable(target):
+        name = getattr(target, "__name__", "custom")
+        labels = np.asarray(target(bits))
+    else:
+        checks.check_choice(target, "target", tuple(TARGETS))
+        name, labels = target, TARGETS[target](bits)
+    if labels.shape != (n,):
+        raise ValueError(f"the target must return one label per point, shape ({n},); got "
+                         f"shape {labels.shape}.")
+    y = np.where(labels.astype(bool), 1.0, -1.0)
+    perm = np.random.default_rng(seed).permutation(n)
+    return BooleanProblem(bits.astype(np.float64), y, np.sort(perm[:n_train]),
+                          np.sort(perm[n_train:]), name)
+
+
+def default_net(width: int, depth: int = 2, W_std: float = math.sqrt(2.0), b_std: float = 0.1):
+    """A fully connected ReLU network with ``depth`` hidden layers of ``width`` units and
+    one output (NTK parameterization)."""
+    from ntkgp._src.nn import layers
+    from ntkgp._src.nn.combinators import serial
+    mods = []
+    for _ in range(depth):
+        mods += [layers.Dense(width, W_std=W_std, b_std=b_std), layers.Relu()]
+    return serial(*mods, layers.Dense(1, W_std=W_std, b_std=b_std))
+
+
+def _optimizer(name, learning_rate):
+    if name == "adam":
+        return optax.adam(learning_rate)
+    if name == "momentum":
+        return optax.sgd(learning_rate, momentum=0.9)
+    return optax.sgd(learning_rate)
+
+
+@functools.partial(jax.jit, static_argnames=("optimizer", "batch_size", "max_epochs"))
+def _fit_until_correct(apply, optimizer, learning_rate, params0, keys, x, y, x_test,
+                       batch_size, max_epochs):
+    """For each seed: SGD epochs (a fresh permutation each, ``n // batch_size`` steps) until
+    ``sign f = y`` on every training point or ``max_epochs``; returns the held-out signs
+    (``f > 0``), the epochs used and whether the run fitted."""
+    opt = _optimizer(optimizer, learning_rate)
+    n = x.shape[0]
+    n_batches = n // batch_size
+
+    def fits(p):
+        return jnp.all(apply(p, x)[:, 0] * y > 0)
+
+    def one(p0, key):
+        def epoch(carry):
+            p, s, k, e, _ = carry
+            k, sub = jax.random.split(k)
+            order = jax.random.permutation(sub, n)[: n_batches * batch_size]
+
+            def step(c, idx):
+                p, s = c
+                g = jax.grad(lambda q: mse_loss(apply(q, x[idx])[:, 0], y[idx]))(p)
+                upd, s = opt.update(g, s, p)
+                return (optax.apply_updates(p, upd), s), None
+
+            (p, s), _ = jax.lax.scan(step, (p, s), order.reshape(n_batches, batch_size))
+            return p, s, k, e + 1, fits(p)
+
+        def going(carry):
+            return (~carry[4]) & (carry[3] < max_epochs)
+
+        init = (p0, opt.init(p0), key, jnp.int32(0), fits(p0))
+        p, _, _, e, done = jax.lax.while_loop(going, epoch, init)
+        return apply(p, x_test)[:, 0] > 0, e, done
+
+    return jax.vmap(one)(params0, keys)
+
+
+def pack_functions(bits) -> list:
+    """Hex strings naming Boolean functions: row ``r`` of ``bits`` (shape ``(R, T)``, truthy
+    where the function is +1 on held-out point ``t``) packed big-endian, 8 points a byte."""
+    bits = np.asarray(bits, bool)
+    return [row.tobytes().hex() for row in np.packbits(bits, axis=1)]
+
+
+def unpack_function(name: str, n_points: int) -> np.ndarray:
+    """Signs (+1/-1) of shape ``(n_points,)`` of a function named by `pack_functions`."""
+    b = np.unpackbits(np.frombuffer(bytes.fromhex(name), np.uint8))[:n_points]
+    return np.where(b.astype(bool), 1.0, -1.0)
+
+
+def function_frequencies(names: Sequence[str]):
+    """``(functions, counts)``, the distinct names sorted by decreasing count (ties by name)."""
+    uniq, counts = np.unique(np.asarray(list(names), dtype=object).astype(str),
+                             return_counts=True)
+    order = np.lexsort((uniq, -counts))
+    return [str(u) for u in uniq[order]], counts[order].astype(int)
+
+
+@dataclasses.dataclass
+class SGDSample:
+    """Functions found by SGD runs (see `sample_sgd_functions`).
+
+    Attributes:
+        functions: distinct held-out functions (hex names), most frequent first.
+        counts: how many fitted runs found each.
+        runs: runs started; fitted: runs that fitted ``S`` within ``max_epochs``.
+        mean_epochs: mean epochs of the fitted runs.
+        learning_rate: the step size used.
+    """
+
+    functions: list
+    counts: list
+    runs: int
+    fitted: int
+    mean_epochs: float
+    learning_rate: float
+
+
+def _check_net(net, problem):
+    k = np.asarray(net.kernel(problem.x, None, "nngp"), np.float64)
+    out, _ = net.init(jax.random.PRNGKey(0), problem.x.shape)
+    if tuple(out)[-1:] != (1,):
+        raise ValueError(f"the network must have one output (its sign is the function's "
+                         f"value); its output shape is {tuple(out)}. End it with "
+                         "nn.Dense(1).")
+    return k
+
+
+def sample_sgd_functions(net, problem: BooleanProblem, *, runs: int = 1000,
+                         optimizer: str = "sgd", batch_size: int = 16,
+                         learning_rate: Optional[float] = None, max_epochs: int = 500,
+                         seed: int = 0, chunk: int = 500,
+                         show_progress: bool = True) -> SGDSample:
+    """Train ``runs`` networks from independent initialisations until they fit ``S`` and
+    record the function each finds on the held-out points.
+
+    Runs go in ``vmap``-ed chunks of ``chunk``; a KeyboardInterrupt keeps the finished chunks
+    (the sample is then smaller than ``runs``).
+
+    Args:
+        net: an ``ntkgp.nn`` network with one output.
+        problem: a `BooleanProblem`.
+        runs: number of initialisations.
+        optimizer: ``'sgd'``, ``'momentum'`` (heavy ball 0.9) or ``'adam'``.
+        batch_size: minibatch size (``n_train // batch_size`` steps an epoch).
+        learning_rate: default half the largest stable full-batch step of the analytic NTK
+            (``'sgd'``; a tenth of it for ``'momentum'``), ``1e-3`` for ``'adam'``.
+        max_epochs: a run that has not fitted ``S`` after this many epochs is dropped.
+        seed: seed of initialisations and minibatches.
+        chunk: runs per compiled call.
+        show_progress: show a progress bar.
+
+    Returns:
+        An `SGDSample`.
+    """
+    checks.check_choice(optimizer, "optimizer", OPTIMIZERS)
+    runs = checks.check_positive_int(runs, "runs")
+    chunk = checks.check_positive_int(chunk, "chunk")
+    max_epochs = checks.check_positive_int(max_epochs, "max_epochs")
+    batch_size = checks.check_positive_int(batch_size, "batch_size")
+    n_train = problem.train.size
+    if batch_size > n_train:
+        raise ValueError(f"`batch_size` ({batch_size}) exceeds the {n_train} training points.")
+    dtype = jnp.result_type(float)
+    x = jnp.asarray(problem.x[problem.train], dtype)
+    y = jnp.asarray(problem.y[problem.train], dtype)
+    x_test = jnp.asarray(problem.x[problem.test], dtype)
+    if learning_rate is None:
+        if optimizer == "adam":
+            learning_rate = 1e-3
+        else:
+            ntk = net.kernel(x, None, "ntk")
+            learning_rate = 0.5 * float(max_learning_rate(ntk))
+            learning_rate *= 0.1 if optimizer == "momentum" else 1.0
+    elif not (np.isscalar(learning_rate) and np.isfinite(learning_rate) and learning_rate > 0):
+        raise ValueError(f"`learning_rate` must be a positive number or None; got "
+                         f"{learning_rate!r}.")
+    apply = _Plain(_apply_fn(net))
+    names, epochs = [], []
+    started = 0
+    key = jax.random.PRNGKey(seed)
+    sizes = [min(chunk, runs - i) for i in range(0, runs, chunk)]
+    try:
+        for size in progress_bar(sizes, desc="SGD runs", enabled=show_progress):
+            key, k_init, k_train = jax.random.split(key, 3)
+            p0 = jax.vmap(lambda k: net.init(k, x.shape)[1])(jax.random.split(k_init, size))
+            signs, e, done = _fit_until_correct(
+                apply, optimizer, jnp.asarray(learning_rate, dtype), p0,
+                jax.random.split(k_train, size), x, y, x_test, batch_size, max_epochs)
+            done = np.asarray(done)
+            names += pack_functions(np.asarray(signs)[done])
+            epochs += list(np.asarray(e)[done])
+            started += size
+    except KeyboardInterrupt:
+        pass
+    functions, counts = function_frequencies(names)
+    return SGDSample(functions, [int(c) for c in counts], started, len(names),
+                     float(np.mean(epochs)) if epochs else float("nan"), float(learning_rate))
+
+
+def bayes_log_probabilities(net, problem: BooleanProblem, functions: Sequence[str], *,
+                            show_progress: bool = True, block: int = 32) -> np.ndarray:
+    r""":math:`\log P_B(f \mid S)` under the thresholded NNGP prior of ``net``, by EP.
+
+    Args:
+        net: an ``ntkgp.nn`` network (only its analytic NNGP kernel is used).
+        problem: a `BooleanProblem`.
+        functions: hex names of held-out functions (`pack_functions`).
+        show_progress: show a progress bar.
+        block: functions per batched EP call.
+
+    Returns:
+        Natural logs, shape ``(len(functions),)``.
+    """
+    k = _check_net(net, problem)
+    idx = np.concatenate([problem.train, problem.test])
+    k_all = k[np.ix_(idx, idx)]
+    n_tr = problem.train.size
+    k_s, y_s = _check(k_all[:n_tr, :n_tr], problem.y[problem.train])
+    log_ps = float(_ep(k_s, y_s[None])[0])
+    k_all, _ = _check(k_all, np.ones(idx.size))
+    signs = np.stack([np.concatenate([y_s, unpack_function(f, problem.test.size)])
+                      for f in functions]) if len(functions) else np.zeros((0, idx.size))
+    out = []
+    for i in progress_bar(range(0, len(functions), block), desc="EP", enabled=show_progress):
+        out.append(_ep(k_all, signs[i:i + block]))
+    joint = np.concatenate(out) if out else np.zeros(0)
+    return joint - log_ps
+
+
+@dataclasses.dataclass
+class SGDBayesRow:
+    r"""One training setting of `sgd_vs_bayes`.
+
+    Attributes:
+        width, optimizer, batch_size, learning_rate: the setting.
+        runs, fitted, mean_epochs: runs started, runs that fitted S, their mean epochs.
+        functions, counts: distinct functions found (hex) and their counts, most frequent first.
+        log_p_b: :math:`\log P_B(f \mid S)` for the functions with ``counts >= min_count``
+            (``None`` for the others).
+        correlation: Pearson correlation of :math:`\log P_{SGD}` and :math:`\log P_B` over the
+            functions found at least ``min_count`` times (``None`` with fewer than 3).
+        top_mass_sgd, top_mass_b: the share of fitted runs that found the ``top`` most
+            frequent functions, and the posterior probability :math:`\sum P_B` of the same
+            functions.
+        errors: held-out error of each function (fraction of points it gets wrong).
+    """
+
+    width: int
+    optimizer: str
+    batch_size: int
+    learning_rate: float
+    runs: int
+    fitted: int
+    mean_epochs: float
+    functions: list
+    counts: list
+    log_p_b: list
+    correlation: Optional[float]
+    top_mass_sgd: float
+    top_mass_b: float
+    errors: list
+
+
+@dataclasses.dataclass
+class SGDBayesResult:
+    r"""Plain data of `sgd_vs_bayes`; ``to_json``/``from_json`` round-trip it.
+
+    Attributes:
+        n_bits, target, n_train, seed: the problem.
+        min_count, top: analysis settings.
+        log_p_s: :math:`\log P(\operatorname{sign} g_S = y_S)` under the NNGP prior.
+        rows: one `SGDBayesRow` per setting.
+        info: free-form labels (architecture).
+    """
+
+    n_bits: int
+    target: str
+    n_train: int
+    seed: int
+    min_count: int
+    top: int
+    rows: list
+    info: dict = dataclasses.field(default_factory=dict)
+
+    def to_json(self) -> str:
+        def clean(v):
+            if isinstance(v, float) and not math.isfinite(v):
+                return None
+            if isinstance(v, dict):
+                return {k: clean(w) for k, w in v.items()}
+            if isinstance(v, list):
+                return [clean(w) for w in v]
+            return v
+        return json.dumps(clean(dataclasses.asdict(self)), indent=1)
+
+    @classmethod
+    def from_json(cls, text: str) -> SGDBayesResult:
+        d = json.loads(text)
+        d["rows"] = [SGDBayesRow(**r) for r in d["rows"]]
+        return cls(**d)
+
+    def table(self) -> str:
+        """A fixed-width text table, one line per setting."""
+        head = (f"{'width':>6} {'optimizer':>9} {'batch':>5} {'fitted':>9} {'epochs':>7} "
+                f"{'distinct':>8} {'corr':>6} {'top-mass SGD':>12} {'top-mass B':>10} "
+                f"{'test err':>8}")
+        lines = [head]
+        for r in self.rows:
+            err = float(np.average(r.errors, weights=r.counts)) if r.counts else float("nan")
+            corr = "   n/a" if r.correlation is None else f"{r.correlation:6.3f}"
+            lines.append(f"{r.width:>6} {r.optimizer:>9} {r.batch_size:>5} "
+                         f"{r.fitted:>4}/{r.runs:<4} {r.mean_epochs:>7.1f} "
+                         f"{len(r.functions):>8} {corr} {r.top_mass_sgd:>12.3f} "
+                         f"{r.top_mass_b:>10.3f} {err:>8.3f}")
+        return "\n".join(lines)
+
+
+def _analyse(sample, log_pb_of, problem, min_count, top):
+    counts = np.asarray(sample.counts, float)
+    p_sgd = counts / max(sample.fitted, 1)
+    lpb = [log_pb_of.get(f) if c >= min_count else None
+           for f, c in zip(sample.functions, sample.counts)]
+    have = [i for i, v in enumerate(lpb) if v is not None]
+    corr = None
+    if len(have) >= 3:
+        a, b = np.log(p_sgd[have]), np.asarray([lpb[i] for i in have])
+        if np.std(a) > 0 and np.std(b) > 0:
+            corr = float(np.corrcoef(a, b)[0, 1])
+    top_idx = list(range(min(top, len(sample.functions))))
+    top_b = [lpb[i] for i in top_idx]
+    truth = problem.y[problem.test]
+    errors = [float(np.mean(unpack_function(f, truth.size) != truth)) for f in sample.functions]
+    return lpb, corr, float(p_sgd[top_idx].sum()), float(
+        sum(math.exp(v) for v in top_b if v is not None)), errors
+
+
+def sgd_vs_bayes(problem: Optional[BooleanProblem] = None, *,
+                 make_net: Optional[Callable[[int], object]] = None,
+                 widths: Sequence[int] = (64,), optimizers: Sequence[str] = ("sgd",),
+                 batch_sizes: Sequence[int] = (16,), runs: int = 2000,
+                 learning_rate: Optional[float] = None, max_epochs: int = 500,
+                 min_count: int = 2, top: int = 10, seed: int = 0, chunk: int = 500,
+                 show_progress: bool = True,
+                 callback: Optional[Callable[[SGDBayesResult], None]] = None) -> SGDBayesResult:
+    r"""Set :math:`P_{SGD}(f \mid S)` against :math:`P_B(f \mid S)` for every combination of
+    width, optimizer and batch size.
+
+    The NNGP kernel of ``make_net(width)`` must not depend on the width (NTK
+    parameterization), so :math:`P_B` is computed once per distinct function and shared.
+
+    Args:
+        problem: a `BooleanProblem` (default ``boolean_problem()``: 7 bits, majority,
+            64 training points).
+        make_net: ``make_net(width)`` returns a network with one output (default
+            `default_net`: two hidden ReLU layers).
+        widths, optimizers, batch_sizes: the settings to run.
+        runs: initialisations per setting.
+        learning_rate: see `sample_sgd_functions`.
+        max_epochs: runs that have not fitted ``S`` by then are dropped (and counted).
+        min_count: :math:`P_B` is computed, and the correlation taken, for functions found
+            at least this many times (a frequency of one run says little).
+        top: how many of the most frequent functions ``top_mass_*`` covers.
+        seed: seed of the runs (each setting uses the same seed).
+        chunk: runs per compiled call.
+        show_progress: show progress bars.
+        callback: called with the partial result after each setting (e.g. to save it).
+
+    Returns:
+        An `SGDBayesResult`. A KeyboardInterrupt returns the settings finished so far.
+
+    Example:
+        >>> from ntkgp.experiments import boolean_problem, sgd_vs_bayes
+        >>> r = sgd_vs_bayes(boolean_problem(4, "first_bit", n_train=10), widths=[16],
+        ...                  batch_sizes=[5], runs=40, show_progress=False)
+        >>> row = r.rows[0]
+        >>> row.runs, sum(row.counts) == row.fitted
+        (40, True)
+    """
+    problem = boolean_problem() if problem is None else problem
+    make_net = default_net if make_net is None else make_net
+    widths = [checks.check_positive_int(w, "width") for w in widths]
+    for o in optimizers:
+        checks.check_choice(o, "optimizer", OPTIMIZERS)
+    min_count = checks.check_positive_int(min_count, "min_count")
+    top = checks.check_positive_int(top, "top")
+    k0 = _check_net(make_net(widths[0]), problem)
+    if len(widths) > 1 and not np.allclose(k0, _check_net(make_net(widths[-1]), problem),
+                                           rtol=1e-4):
+        raise ValueError("the NNGP kernel of `make_net(width)` changes with the width: use "
+                         "the NTK parameterization (the default of nn.Dense).")
+    result = SGDBayesResult(problem.n_bits, problem.target, int(problem.train.size), seed,
+                            min_count, top, [], {"architecture": repr(make_net(widths[0]))})
+    log_pb_of: dict = {}
+    try:
+        for width, opt, bs in itertools.product(widths, optimizers, batch_sizes):
+            net = make_net(width)
+            sample = sample_sgd_functions(net, problem, runs=runs, optimizer=opt,
+                                          batch_size=bs, learning_rate=learning_rate,
+                                          max_epochs=max_epochs, seed=seed, chunk=chunk,
+                                          show_progress=show_progress)
+            need = [f for f, c in zip(sample.functions, sample.counts)
+                    if c >= min_count and f not in log_pb_of]
+            for f, v in zip(need, bayes_log_probabilities(net, problem, need,
+                                                          show_progress=show_progress)):
+                log_pb_of[f] = float(v)
+            lpb, corr, mass_sgd, mass_b, errors = _analyse(sample, log_pb_of, problem,
+                                                           min_count, top)
+            result.rows.append(SGDBayesRow(width, opt, bs, sample.learning_rate, sample.runs,
+                                           sample.fitted, sample.mean_epochs,
+                                           sample.functions, sample.counts, lpb, corr,
+                                           mass_sgd, mass_b, errors))
+            if callback is not None:
+                callback(result)
+    except KeyboardInterrupt:
+        pass
+    return result

@@ -1,0 +1,224 @@
+"""The SGD-vs-Bayes experiment: orthant probabilities (EP, GHK) against closed forms and brute
+force, the frequency estimator, and the vmapped fit-until-correct loop against a Python loop."""
+
+import collections
+import itertools
+import json
+import math
+
+import jax
+import numpy as np
+import optax
+import pytest
+
+from ntkgp import experiments, nn
+from ntkgp._src import sgd_bayes
+from ntkgp.cli import main
+from ntkgp.predict import log_orthant_probability
+from tests.conftest import ONLY_X32_PASS
+
+
+def _random_cov(rng, n):
+    a = rng.standard_normal((n, n + 2))
+    return a @ a.T
+
+
+@pytest.mark.parametrize("n", [1, 2, 3])
+def test_ep_and_ghk_match_closed_forms(n, rng):
+    """Sheppard's formula (n=2) and its 3-D analogue; EP is not exact even here (its error on
+    2-D orthants of correlated Gaussians is known to be about 1%), GHK is unbiased."""
+    for _ in range(4):
+        k = _random_cov(rng, n)
+        s = rng.choice([-1, 1], n)
+        exact = log_orthant_probability(k, s, method="exact").log_p
+        ep = log_orthant_probability(k, s, method="ep").log_p
+        ghk = log_orthant_probability(k, s, method="ghk", samples=40000, seed=1)
+        assert abs(ep - exact) < 0.02, (ep, exact)
+        assert abs(ghk.log_p - exact) < 4 * ghk.stderr + 1e-12, (ghk, exact)
+    # independent points: P = 2^-n exactly, for every method
+    for method in ("exact", "ep", "ghk"):
+        lp = log_orthant_probability(np.diag(rng.random(n) + 0.5), rng.choice([-1, 1], n),
+                                     method=method).log_p
+        assert math.isclose(lp, -n * math.log(2), abs_tol=1e-9)
+
+
+def test_posterior_of_a_tiny_problem_matches_brute_force():
+    """3 bits, |S| = 4: P_B(f|S) of all 16 held-out functions against the frequencies of
+    2,000,000 draws of the NNGP prior conditioned on sign(g_S) = y_S (about 80,000 kept).
+    Tolerance: 0.05 in log (EP's own bias, about 2% here) plus 3 Monte-Carlo standard
+    errors."""
+    p = experiments.boolean_problem(3, "and_or", n_train=4, seed=1)
+    net = experiments.default_net(8)
+    k = np.asarray(net.kernel(p.x, None, "nngp"), np.float64)
+    g = np.random.default_rng(0).multivariate_normal(np.zeros(8), k, size=2_000_000,
+                                                     method="cholesky")
+    keep = np.all(np.sign(g[:, p.train]) == p.y[p.train], axis=1)
+    codes = (g[keep][:, p.test] > 0).astype(int) @ (2 ** np.arange(4)[::-1])
+    counts = np.bincount(codes, minlength=16)
+    funcs = experiments.pack_functions(np.array(list(itertools.product([0, 1], repeat=4)),
+                                                bool))
+    log_pb = experiments.bayes_log_probabilities(net, p, funcs, show_progress=False)
+    se = 1 / np.sqrt(counts)
+    assert np.all(np.abs(np.log(counts / keep.sum()) - log_pb) < 0.05 + 3 * se)
+    assert abs(np.exp(log_pb).sum() - 1) < 0.03           # EP is not normalized exactly
+    # the evidence P(sign g_S = y_S) itself
+    ep_s = log_orthant_probability(k[np.ix_(p.train, p.train)], p.y[p.train]).log_p
+    assert abs(ep_s - math.log(keep.mean())) < 0.03
+
+
+def test_ep_agrees_with_ghk_on_the_full_problem():
+    """7 bits, the whole 128-point orthant of the majority function: EP and the unbiased GHK
+    estimator (with the Genz ordering) agree within GHK's error."""
+    p = experiments.boolean_problem(7, "majority")
+    k = np.asarray(experiments.default_net(8).kernel(p.x, None, "nngp"), np.float64)
+    ep = log_orthant_probability(k, p.y).log_p
+    ghk = log_orthant_probability(k, p.y, method="ghk", samples=20000)
+    assert abs(ep - ghk.log_p) < 4 * ghk.stderr + 0.05, (ep, ghk)
+
+
+def test_orthant_errors():
+    k = np.eye(3)
+    with pytest.raises(ValueError, match="only -1 and \\+1"):
+        log_orthant_probability(k, [0, 1, 1])
+    with pytest.raises(ValueError, match="shape \\(3,\\)"):
+        log_orthant_probability(k, [1, 1])
+    with pytest.raises(ValueError, match="square"):
+        log_orthant_probability(np.ones((3, 2)), [1, 1, 1])
+    with pytest.raises(ValueError, match="NaN"):
+        log_orthant_probability(np.full((2, 2), np.nan), [1, 1])
+    with pytest.raises(ValueError, match="zero prior variance"):
+        log_orthant_probability(np.diag([1.0, 0.0]), [1, 1])
+    with pytest.raises(ValueError, match="up to 3 points"):
+        log_orthant_probability(np.eye(4), [1] * 4, method="exact")
+    with pytest.raises(ValueError, match="method"):
+        log_orthant_probability(k, [1, 1, 1], method="magic")
+
+
+def test_frequencies_and_function_names(rng):
+    bits = rng.random((200, 11)) < 0.2
+    names = experiments.pack_functions(bits)
+    funcs, counts = experiments.function_frequencies(names)
+    want = collections.Counter(map(tuple, bits))
+    assert sum(counts) == 200 and len(funcs) == len(want)
+    assert list(counts) == sorted(counts, reverse=True)
+    for f, c in zip(funcs, counts):
+        signs = experiments.unpack_function(f, 11)
+        assert want[tuple(signs > 0)] == c
+
+
+def test_problem_and_errors():
+    p = experiments.boolean_problem(5, "majority", n_train=20, seed=3)
+    assert p.x.shape == (32, 5) and np.array_equal(np.sort(np.r_[p.train, p.test]),
+                                                   np.arange(32))
+    assert np.array_equal(p.y > 0, p.x.sum(1) >= 3)
+    q = experiments.boolean_problem(3, lambda x: x[:, 2] == 0, n_train=4)
+    assert np.array_equal(q.y > 0, q.x[:, 2] == 0)
+    with pytest.raises(ValueError, match="n_train < 2\\*\\*n_bits = 8"):
+        experiments.boolean_problem(3, n_train=8)
+    with pytest.raises(ValueError, match="target"):
+        experiments.boolean_problem(3, "xor3", n_train=4)
+    with pytest.raises(ValueError, match="one label per point"):
+        experiments.boolean_problem(3, lambda x: x[:2, 0] > 0, n_train=4)
+    with pytest.raises(ValueError, match="one output"):
+        experiments.sgd_vs_bayes(experiments.boolean_problem(3, n_train=4),
+                                 make_net=lambda w: nn.serial(nn.Dense(w), nn.Relu(),
+                                                              nn.Dense(2)), runs=2)
+    with pytest.raises(ValueError, match="optimizer"):
+        experiments.sgd_vs_bayes(experiments.boolean_problem(3, n_train=4), optimizers=["lbfgs"])
+    with pytest.raises(ValueError, match="batch_size"):
+        experiments.sample_sgd_functions(experiments.default_net(8),
+                                         experiments.boolean_problem(3, n_train=4), batch_size=5)
+
+
+def _python_loop(net, p0, key, x, y, x_test, lr, batch_size, max_epochs):
+    """The same training written as a plain Python loop over epochs and steps (one jitted
+    gradient step); returns the held-out signs, the epochs run and whether S was fitted."""
+    opt = optax.sgd(lr)
+
+    @jax.jit
+    def step(p, s, xb, yb):
+        g = jax.grad(lambda q: 0.5 * jax.numpy.mean((net.apply(q, xb)[:, 0] - yb) ** 2))(p)
+        upd, s = opt.update(g, s, p)
+        return optax.apply_updates(p, upd), s
+
+    def fits(p):
+        return bool(np.all(np.asarray(net.apply(p, x))[:, 0] * np.asarray(y) > 0))
+
+    p, s = p0, opt.init(p0)
+    n, epochs = x.shape[0], 0
+    nb = n // batch_size
+    while not fits(p) and epochs < max_epochs:
+        key, sub = jax.random.split(key)
+        order = np.asarray(jax.random.permutation(sub, n))[: nb * batch_size]
+        for idx in order.reshape(nb, batch_size):
+            p, s = step(p, s, x[idx], y[idx])
+        epochs += 1
+    return np.asarray(net.apply(p, x_test))[:, 0] > 0, epochs, fits(p)
+
+
+def test_vmapped_fit_until_correct_equals_a_python_loop():
+    p = experiments.boolean_problem(4, "and_or", n_train=10, seed=0)
+    net = experiments.default_net(16)
+    dtype = jax.numpy.result_type(float)
+    x = jax.numpy.asarray(p.x[p.train], dtype)
+    y = jax.numpy.asarray(p.y[p.train], dtype)
+    xt = jax.numpy.asarray(p.x[p.test], dtype)
+    keys = jax.random.split(jax.random.PRNGKey(3), 4)
+    p0 = jax.vmap(lambda k: net.init(k, x.shape)[1])(keys)
+    tkeys = jax.random.split(jax.random.PRNGKey(4), 4)
+    lr, bs, max_epochs = 0.5, 5, 40
+    signs, epochs, done = sgd_bayes._fit_until_correct(
+        sgd_bayes._Plain(net.apply), "sgd", jax.numpy.asarray(lr, dtype), p0, tkeys, x, y, xt,
+        bs, max_epochs)
+    for i in range(4):
+        want_signs, want_epochs, want_done = _python_loop(
+            net, jax.tree.map(lambda a: a[i], p0), tkeys[i], x, y, xt, lr, bs, max_epochs)
+        assert int(epochs[i]) == want_epochs and bool(done[i]) == want_done
+        np.testing.assert_array_equal(np.asarray(signs[i]), want_signs)
+    assert np.all(np.asarray(epochs) >= 1)
+
+
+def test_sample_counts_and_runs_that_do_not_fit():
+    p = experiments.boolean_problem(4, "parity", n_train=12, seed=0)
+    net = experiments.default_net(16)
+    s = experiments.sample_sgd_functions(net, p, runs=32, batch_size=4, max_epochs=1,
+                                         chunk=16, show_progress=False)
+    assert s.runs == 32 and sum(s.counts) == s.fitted < 32    # parity is not fitted in 1 epoch
+    assert all(len(f) == 2 for f in s.functions)             # 4 held-out points: one byte
+
+
+def test_sgd_vs_bayes_end_to_end_json_and_plot(tmp_path):
+    p = experiments.boolean_problem(5, "first_bit", n_train=24, seed=0)
+    r = experiments.sgd_vs_bayes(p, widths=[32], batch_sizes=[8], optimizers=["sgd", "adam"],
+                                 runs=200, max_epochs=300, show_progress=False)
+    assert [(row.width, row.optimizer) for row in r.rows] == [(32, "sgd"), (32, "adam")]
+    for row in r.rows:
+        assert row.fitted == sum(row.counts) and row.fitted > 150
+        assert 0 < row.top_mass_sgd <= 1 and 0 <= row.top_mass_b <= 1
+        with_pb = [b for c, b in zip(row.counts, row.log_p_b) if c >= 2]
+        assert with_pb and all(b is not None and b < 0 for b in with_pb)
+        assert row.correlation is None or -1 <= row.correlation <= 1
+    # the target itself is a simple function: SGD and the posterior both favour it
+    top = r.rows[0].functions[0]
+    assert experiments.unpack_function(top, p.test.size).tolist() == p.y[p.test].tolist()
+    back = experiments.SGDBayesResult.from_json(r.to_json())
+    assert back == r and json.loads(r.to_json())["rows"][0]["width"] == 32
+    assert "corr" in r.table()
+    pytest.importorskip("matplotlib")
+    fig = experiments.plot_sgd_vs_bayes(r, tmp_path / "s.png")
+    assert (tmp_path / "s.png").read_bytes()[:4] == b"\x89PNG"
+    fig.clf()
+
+
+@ONLY_X32_PASS
+def test_cli_runs_and_writes_json(tmp_path, capsys):
+    assert main(["sgd-vs-bayes", "--bits", "4", "--n-train", "10", "--runs", "64",
+                 "--widths", "16", "--batch-sizes", "5", "--out", str(tmp_path),
+                 "--quiet"]) == 0
+    out = capsys.readouterr().out
+    assert "corr" in out and "top-mass" in out
+    res = experiments.SGDBayesResult.from_json((tmp_path / "sgd_vs_bayes.json").read_text())
+    assert res.rows[0].runs == 64
+    assert main(["sgd-vs-bayes", "--bits", "3", "--n-train", "8", "--out",
+                 str(tmp_path)]) == 2
+    assert "n_train < 2**n_bits" in capsys.readouterr().err
