@@ -46,6 +46,10 @@ SUITES = {
         {"cnn3_gap_N50_f32": 0.1, "cnn3_gap_N100_f32": 0.1, "cnn3_gap_N200_f32": 0.1,
          "cnn3_flatten_N50_f32": 0.1, "cnn3_flatten_N100_f32": 0.1,
          "cnn3_flatten_N200_f32": 0.1}),
+    "sgd_bayes": ("sgd_bayes.py", [
+        ("SGD vs Bayes (no neural-tangents counterpart): fit-until-correct runs per 1000 "
+         "(vmapped vs one compiled call per run), P_B estimators per 128-point sign pattern "
+         "(EP vs GHK), and the default `ntkgp sgd-vs-bayes`", r".")], {}),
     "tabular": ("tabular.py", [], {}),  # accuracy tables, rendered by tabular.py ("markdown")
 }
 

@@ -25,7 +25,7 @@ import numpy as np
 
 from ntkgp._src import checks
 from ntkgp._src.kernels.kernel import Kernel
-from ntkgp._src.progress import progress_bar
+from ntkgp._src.progress import progress_counter
 from ntkgp._src.util import free_memory_bytes, pad_rows
 
 MAX_TILE = 4096
@@ -148,15 +148,13 @@ def batch(kernel_fn: Callable, tile_size: Optional[int] = None,
         devs = list(devices) if devices is not None else jax.local_devices()
         show = len(tiles) > 16 if progress is None else progress
         out = None
-        bar = progress_bar(range(len(tiles)), total=len(tiles), desc="kernel tiles",
-                           enabled=show)
-        it = iter(bar)
+        bar = progress_counter(len(tiles), desc="kernel tiles", enabled=show)
         todo = []
         for i, j in tiles:
             saved = disk.load(i, j) if disk is not None else None
             if saved is not None:
                 out = _place(out, saved, i, j, n1, n2, x2 is None)
-                next(it, None)
+                bar.update(1)
             else:
                 todo.append((i, j))
         for g in range(0, len(todo), len(devs)):
@@ -176,9 +174,9 @@ def batch(kernel_fn: Callable, tile_size: Optional[int] = None,
                 if disk is not None:
                     disk.save(i, j, tile)
                 out = _place(out, tile, i, j, n1, n2, x2 is None)
-                next(it, None)
-        next(it, None)  # closes the bar
-        return _finish(out)
+                bar.update(1)
+        bar.close()
+        return _finish(out, symmetric=x2 is None)
 
     return batched
 
@@ -304,10 +302,12 @@ def _place(out, tile, i, j, n1, n2, symmetric):
     return out
 
 
-def _finish(out):
+def _finish(out, symmetric):
+    """The assembled `Kernel` (or array); ``symmetric`` is whether the call had ``x2=None``
+    (a tile's own flag says only whether that tile was on the diagonal)."""
     meta = out["meta"]
     if meta is None:
         return out["_array"]
-    symmetric = meta["x1_is_x2"]
+    meta = dict(meta, x1_is_x2=symmetric)
     return Kernel(nngp=out.get("nngp"), ntk=out.get("ntk"), cov1=out["cov1"],
                   cov2=None if symmetric else out["cov2"], **meta)

@@ -35,7 +35,7 @@ def add_parser(sub):
     c.add_argument("--widths", type=_widths, default=[64],
                    help="hidden widths, e.g. 64,256")
     c.add_argument("--depth", type=_positive(int), default=2, help="hidden ReLU layers")
-    c.add_argument("--optimizers", type=_names, default=["sgd"],
+    c.add_argument("--optimizers", type=_names, default=["sgd", "adam"],
                    help="sgd, momentum and/or adam, e.g. sgd,adam")
     c.add_argument("--batch-sizes", type=_widths, default=[16], help="e.g. 8,32")
     c.add_argument("--runs", type=_positive(int), default=4000,

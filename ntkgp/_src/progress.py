@@ -11,3 +11,20 @@ def progress_bar(iterable, total=None, desc=None, enabled=True):
         return iterable
     from tqdm.auto import tqdm
     return tqdm(iterable, total=total, desc=desc, leave=False)
+
+
+class _Quiet:
+    def update(self, n=1):
+        pass
+
+    def close(self):
+        pass
+
+
+def progress_counter(total, desc=None, enabled=True):
+    """A bar advanced by hand (``.update(n)``, ``.close()``): ``tqdm`` when enabled and
+    ``NTKGP_PROGRESS`` is not ``0``, else an object whose methods do nothing."""
+    if not enabled or os.environ.get("NTKGP_PROGRESS", "1") == "0":
+        return _Quiet()
+    from tqdm.auto import tqdm
+    return tqdm(total=total, desc=desc, leave=False)

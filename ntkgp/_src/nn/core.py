@@ -15,6 +15,11 @@ from ntkgp._src.kernels.kernel import Kernel, input_kernel, swap_inputs
 from ntkgp._src.util import pad_rows
 
 
+def keep_diag(out_ok: bool) -> bool:
+    """The `Layer.diag_ok` of position-wise layers: the input needs what the output needs."""
+    return out_ok
+
+
 @dataclasses.dataclass(frozen=True, eq=False)
 class Layer:
     """A network (or layer) with its finite-width functions and infinite-width kernel.
@@ -51,7 +56,7 @@ class Layer:
     kernel_map: Callable
     structured: bool = True
     heavy: bool = False
-    diag_ok: Callable = None
+    diag_ok: Callable = keep_diag
     spatial: bool = False
 
     def __iter__(self):
@@ -72,10 +77,6 @@ def _select(k: Kernel, get: tuple, single: bool):
         return getattr(k, get[0])
     return k.replace(nngp=k.nngp if "nngp" in get else None,
                      ntk=k.ntk if "ntk" in get else None)
-
-
-def keep_diag(out_ok: bool) -> bool:
-    return out_ok
 
 
 def make_kernel_fn(kernel_map: Callable, name: str, diag_ok: Callable = keep_diag,

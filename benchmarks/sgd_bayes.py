@@ -1,0 +1,116 @@
+#!/usr/bin/env python
+"""SGD-vs-Bayes benchmarks: the vmapped fit-until-correct runs and the P_B estimators.
+
+neural-tangents has no counterpart (it has neither the training runs nor orthant
+probabilities), so the ratios that matter are inside the suite (same session, same machine):
+  sgdruns_{vmap,loop}_w64_f32: networks (7-bit and_or, |S|=64, 2 hidden ReLU layers of 64,
+      batch 16) trained until they fit S; `vmap` = 1000 runs in two vmapped calls of 500,
+      `loop` = 100 runs one compiled call each (time scaled to 1000 runs). Time per 1000 runs.
+  pb_{ep,ghk}_128: log P(sign g = s) on the full 128-point orthant of the NNGP of that
+      network, for 32 sign patterns (the majority function's labels, then 31 random held-out
+      halves); EP batched, GHK with 20000 samples each. Time per pattern; the note gives the
+      largest |EP - GHK| in units of GHK's standard error.
+  default_cli_f32: the default `ntkgp sgd-vs-bayes` (one setting, 4000 runs, P_B for every
+      function found twice), one run, compile included.
+Every case runs in its own process. First call (compilation) is reported separately.
+
+Usage:
+  python benchmarks/sgd_bayes.py [--cases REGEX] [--repeats 3] [--render]
+"""
+
+import os
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from _common import main, timing_row  # noqa: E402
+
+
+def all_cases():
+    return [dict(id=f"sgdruns_{how}_w64_f32", how=how, nt_id=None) for how in ("vmap", "loop")] \
+        + [dict(id=f"pb_{m}_128", how=m, nt_id=None) for m in ("ep", "ghk")] \
+        + [dict(id="default_cli_f32", how="cli", nt_id=None)]
+
+
+def _patterns(problem, n=32):
+    import numpy as np
+    rng = np.random.default_rng(0)
+    out = [problem.y]
+    for _ in range(n - 1):
+        s = problem.y.copy()
+        s[problem.test] = rng.choice([-1.0, 1.0], problem.test.size)
+        out.append(s)
+    return np.stack(out)
+
+
+def run_case(case, repeats):
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
+
+    from ntkgp import experiments
+    from ntkgp._src import sgd_bayes
+    from ntkgp._src.predict import orthant
+    from ntkgp.predict import max_learning_rate
+    problem = experiments.boolean_problem(7, "and_or", 64)
+    net = experiments.default_net(64)
+    info = {}
+    if case["how"] in ("vmap", "loop"):
+        x = jnp.asarray(problem.x[problem.train], jnp.float32)
+        y = jnp.asarray(problem.y[problem.train], jnp.float32)
+        xt = jnp.asarray(problem.x[problem.test], jnp.float32)
+        lr = jnp.asarray(0.5 * float(max_learning_rate(net.kernel(x, None, "ntk"))),
+                         jnp.float32)     # the default of sample_sgd_functions
+        runs, chunk = (1000, 500) if case["how"] == "vmap" else (100, 1)
+        apply = sgd_bayes._Plain(net.apply)
+
+        def once(seed):
+            key = jax.random.PRNGKey(seed)
+            fitted = 0
+            for _ in range(runs // chunk):
+                key, k1, k2 = jax.random.split(key, 3)
+                p0 = jax.vmap(lambda k: net.init(k, x.shape)[1])(jax.random.split(k1, chunk))
+                _, e, done = sgd_bayes._fit_until_correct(
+                    apply, "sgd", lr, p0, jax.random.split(k2, chunk), x, y, xt, 16, 500)
+                fitted += int(np.sum(np.asarray(done)))
+            return fitted
+
+        t0 = time.perf_counter()
+        once(0)
+        compile_s = time.perf_counter() - t0
+        ts = []
+        for r in range(repeats):
+            t0 = time.perf_counter()
+            fitted = once(r + 1)
+            ts.append((time.perf_counter() - t0) * 1000 / runs)
+        info["note"] = f"{fitted}/{runs} fitted; time per 1000 runs"
+    elif case["how"] in ("ep", "ghk"):
+        k = np.asarray(net.kernel(problem.x, None, "nngp"), np.float64)
+        pats = _patterns(problem)
+        ts, compile_s = [], None
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            if case["how"] == "ep":
+                vals = orthant._ep(k, pats)
+            else:
+                vals = [orthant._ghk(k, s, 20000, np.random.default_rng(0)) for s in pats]
+            ts.append((time.perf_counter() - t0) / len(pats))
+        if case["how"] == "ghk":
+            ep = orthant._ep(k, pats)
+            z = [abs(e - g) / se for e, (g, se) in zip(ep, vals)]
+            info["note"] = (f"per pattern; |EP-GHK|/se median {np.median(z):.1f}, max "
+                            f"{np.max(z):.1f}; GHK se median {np.median([v[1] for v in vals]):.2f}")
+        else:
+            info["note"] = "per pattern (32 batched)"
+    else:
+        t0 = time.perf_counter()
+        r = experiments.sgd_vs_bayes(problem, runs=4000, show_progress=False)
+        ts, compile_s = [time.perf_counter() - t0], None
+        row = r.rows[0]
+        info["note"] = (f"one run; {len(row.functions)} distinct, corr {row.correlation:.2f}, "
+                        f"top-10 mass SGD {row.top_mass_sgd:.3f} / B {row.top_mass_b:.3f}")
+    return timing_row(case["id"], compile_s, ts, **info)
+
+
+if __name__ == "__main__":
+    main("sgd_bayes", all_cases, run_case, __file__, __doc__)
