@@ -204,20 +204,25 @@ def run(args) -> int:
         return 130
     print(f"\n{summary(res)}\n\ntook {time.perf_counter() - t0:.0f} s (lr {res.learning_rate:.4g}"
           f"); wrote {json_path}", end="")
+    save_figure(lambda path: compare.plot(res, path), os.path.join(args.out, "compare.png"))
+    return 0
+
+
+def save_figure(plot, png):
+    """``plot(path)`` to a temporary name, then renamed to ``png`` (an interrupt never leaves
+    half a file); prints where it went, or why there is no figure (matplotlib missing)."""
     try:
         import matplotlib
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError:
-        print("\nno compare.png: plotting needs matplotlib (pip install 'ntkgp[plot]').")
-        return 0
-    png = os.path.join(args.out, "compare.png")
+        print(f"\nno {os.path.basename(png)}: plotting needs matplotlib (pip install "
+              "'ntkgp[plot]').")
+        return
     tmp = png + ".tmp.png"
-    fig = compare.plot(res, tmp)
-    plt.close(fig)
+    plt.close(plot(tmp))
     os.replace(tmp, png)
     print(f" and {png}")
-    return 0
 
 
 def _print(text):

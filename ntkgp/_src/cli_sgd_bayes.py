@@ -7,7 +7,7 @@ import os
 import sys
 import time
 
-from ntkgp._src.cli_compare import _positive, _print, _widths, _write
+from ntkgp._src.cli_compare import _positive, _print, _widths, _write, save_figure
 
 
 def _names(text: str):
@@ -86,16 +86,6 @@ def run(args) -> int:
           f"of the {res.top} most frequent functions; test err: mean held-out error of the "
           "runs.")
     print(f"took {time.perf_counter() - t0:.0f} s; wrote {json_path}", end="")
-    try:
-        import matplotlib
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        print("\nno sgd_vs_bayes.png: plotting needs matplotlib (pip install 'ntkgp[plot]').")
-        return 0
-    png = os.path.join(args.out, "sgd_vs_bayes.png")
-    tmp = png + ".tmp.png"
-    plt.close(experiments.plot_sgd_vs_bayes(res, tmp))
-    os.replace(tmp, png)
-    print(f" and {png}")
+    save_figure(lambda path: experiments.plot_sgd_vs_bayes(res, path),
+                os.path.join(args.out, "sgd_vs_bayes.png"))
     return 0

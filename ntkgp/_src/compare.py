@@ -25,7 +25,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-from typing import Callable, Optional, Sequence
+from typing import Callable, ClassVar, Optional, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -38,6 +38,7 @@ from ntkgp._src.predict.ensemble import gradient_descent_mse_ensemble
 from ntkgp._src.predict.gp import gp_inference
 from ntkgp._src.progress import progress_bar
 from ntkgp._src.train import OPTIMIZERS, center, linearize, ntk_drift, train
+from ntkgp._src.util import RowsJson
 
 DISTANCES = ("dist_net_linearized", "dist_net_closed_form", "param_change", "ntk_drift")
 
@@ -89,7 +90,7 @@ class WidthResult:
 
 
 @dataclasses.dataclass
-class SweepResult:
+class SweepResult(RowsJson):
     """Plain data of a width sweep; ``to_json``/``from_json`` round-trip it (standard JSON:
     missing values are ``null``).
 
@@ -106,6 +107,8 @@ class SweepResult:
         y_test: the test targets (flattened), for plots.
         info: free-form labels (dataset, architecture) set by the caller.
     """
+
+    ROW: ClassVar[type] = WidthResult
 
     widths: list
     seeds: int
@@ -125,23 +128,6 @@ class SweepResult:
     y_test: list = dataclasses.field(default_factory=list)
     info: dict = dataclasses.field(default_factory=dict)
 
-    def to_json(self) -> str:
-        def clean(v):
-            if isinstance(v, float) and not math.isfinite(v):
-                return None
-            if isinstance(v, dict):
-                return {k: clean(x) for k, x in v.items()}
-            if isinstance(v, list):
-                return [clean(x) for x in v]
-            return v
-
-        return json.dumps(clean(dataclasses.asdict(self)), indent=1, allow_nan=False)
-
-    @classmethod
-    def from_json(cls, text: str) -> SweepResult:
-        d = json.loads(text)
-        d["rows"] = [WidthResult(**r) for r in d["rows"]]
-        return cls(**d)
 
 
 def _slope(widths, values):

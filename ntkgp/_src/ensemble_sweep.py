@@ -26,7 +26,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-from typing import Callable, Optional, Sequence
+from typing import Callable, ClassVar, Optional, Sequence
 
 import jax
 import numpy as np
@@ -38,6 +38,7 @@ from ntkgp._src.predict.ensemble import gradient_descent_mse_ensemble
 from ntkgp._src.predict.gp import gp_inference
 from ntkgp._src.progress import progress_bar
 from ntkgp._src.train import train
+from ntkgp._src.util import RowsJson
 
 
 @dataclasses.dataclass
@@ -69,7 +70,7 @@ class EnsembleRow:
 
 
 @dataclasses.dataclass
-class EnsembleResult:
+class EnsembleResult(RowsJson):
     """Plain data of `ensemble_sweep`; ``to_json``/``from_json`` round-trip it.
 
     Attributes:
@@ -81,6 +82,8 @@ class EnsembleResult:
         info: free-form labels.
     """
 
+    ROW: ClassVar[type] = EnsembleRow
+
     widths: list
     seeds: list
     steps: int
@@ -89,15 +92,6 @@ class EnsembleResult:
     rows: list
     dist_closed_form_nngp: float
     info: dict = dataclasses.field(default_factory=dict)
-
-    def to_json(self) -> str:
-        return json.dumps(dataclasses.asdict(self), indent=1)
-
-    @classmethod
-    def from_json(cls, text: str) -> EnsembleResult:
-        d = json.loads(text)
-        d["rows"] = [EnsembleRow(**r) for r in d["rows"]]
-        return cls(**d)
 
     def table(self) -> str:
         """A fixed-width text table, one line per row."""

@@ -24,7 +24,7 @@ import functools
 import itertools
 import json
 import math
-from typing import Callable, Optional, Sequence
+from typing import Callable, ClassVar, Optional, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -37,6 +37,7 @@ from ntkgp._src.predict.dynamics import max_learning_rate
 from ntkgp._src.predict.orthant import _check, _ep
 from ntkgp._src.progress import progress_bar
 from ntkgp._src.train import _Plain, mse_loss
+from ntkgp._src.util import RowsJson
 
 OPTIMIZERS = ("sgd", "momentum", "adam")
 
@@ -217,6 +218,7 @@ class SGDSample:
         runs: runs started; fitted: runs that fitted ``S`` within ``max_epochs``.
         mean_epochs: mean epochs of the fitted runs.
         learning_rate: the step size used.
+        interrupted: ``True`` when a KeyboardInterrupt cut the sampling short.
     """
 
     functions: list
@@ -225,6 +227,7 @@ class SGDSample:
     fitted: int
     mean_epochs: float
     learning_rate: float
+    interrupted: bool = False
 
 
 def _check_net(net, problem):
@@ -246,7 +249,7 @@ def sample_sgd_functions(net, problem: BooleanProblem, *, runs: int = 1000,
     record the function each finds on the held-out points.
 
     Runs go in ``vmap``-ed chunks of ``chunk``; a KeyboardInterrupt keeps the finished chunks
-    (the sample is then smaller than ``runs``).
+    (the sample is then smaller than ``runs`` and marked ``interrupted``).
 
     Args:
         net: an ``ntkgp.nn`` network with one output.
@@ -288,7 +291,7 @@ def sample_sgd_functions(net, problem: BooleanProblem, *, runs: int = 1000,
                          f"{learning_rate!r}.")
     apply = _Plain(_apply_fn(net))
     names, epochs = [], []
-    started = 0
+    started, interrupted = 0, False
     key = jax.random.PRNGKey(seed)
     sizes = [min(chunk, runs - i) for i in range(0, runs, chunk)]
     try:
@@ -303,10 +306,11 @@ def sample_sgd_functions(net, problem: BooleanProblem, *, runs: int = 1000,
             epochs += list(np.asarray(e)[done])
             started += size
     except KeyboardInterrupt:
-        pass
+        interrupted = True
     functions, counts = function_frequencies(names)
     return SGDSample(functions, [int(c) for c in counts], started, len(names),
-                     float(np.mean(epochs)) if epochs else float("nan"), float(learning_rate))
+                     float(np.mean(epochs)) if epochs else float("nan"), float(learning_rate),
+                     interrupted)
 
 
 def bayes_log_probabilities(net, problem: BooleanProblem, functions: Sequence[str], *,
@@ -374,16 +378,17 @@ class SGDBayesRow:
 
 
 @dataclasses.dataclass
-class SGDBayesResult:
+class SGDBayesResult(RowsJson):
     r"""Plain data of `sgd_vs_bayes`; ``to_json``/``from_json`` round-trip it.
 
     Attributes:
         n_bits, target, n_train, seed: the problem.
         min_count, top: analysis settings.
-        log_p_s: :math:`\log P(\operatorname{sign} g_S = y_S)` under the NNGP prior.
         rows: one `SGDBayesRow` per setting.
         info: free-form labels (architecture).
     """
+
+    ROW: ClassVar[type] = SGDBayesRow
 
     n_bits: int
     target: str
@@ -393,23 +398,6 @@ class SGDBayesResult:
     top: int
     rows: list
     info: dict = dataclasses.field(default_factory=dict)
-
-    def to_json(self) -> str:
-        def clean(v):
-            if isinstance(v, float) and not math.isfinite(v):
-                return None
-            if isinstance(v, dict):
-                return {k: clean(w) for k, w in v.items()}
-            if isinstance(v, list):
-                return [clean(w) for w in v]
-            return v
-        return json.dumps(clean(dataclasses.asdict(self)), indent=1)
-
-    @classmethod
-    def from_json(cls, text: str) -> SGDBayesResult:
-        d = json.loads(text)
-        d["rows"] = [SGDBayesRow(**r) for r in d["rows"]]
-        return cls(**d)
 
     def table(self) -> str:
         """A fixed-width text table, one line per setting."""
@@ -478,7 +466,8 @@ def sgd_vs_bayes(problem: Optional[BooleanProblem] = None, *,
         callback: called with the partial result after each setting (e.g. to save it).
 
     Returns:
-        An `SGDBayesResult`. A KeyboardInterrupt returns the settings finished so far.
+        An `SGDBayesResult`. A KeyboardInterrupt returns the settings finished so far (and the
+        interrupted one with the runs it had finished, when it stopped during the runs).
 
     Example:
         >>> from ntkgp.experiments import boolean_problem, sgd_vs_bayes
@@ -523,6 +512,8 @@ def sgd_vs_bayes(problem: Optional[BooleanProblem] = None, *,
                                            mass_sgd, mass_b, errors))
             if callback is not None:
                 callback(result)
+            if sample.interrupted:      # the finished chunks of this setting are kept
+                break
     except KeyboardInterrupt:
         pass
     return result

@@ -40,3 +40,44 @@ def check_fits_in_memory(n: int, dtype, n_matrices: int, what: str):
             f"{need / 2**30:.1f} GiB; {free / 2**30:.1f} GiB is available. Use fewer training "
             "points (a random subset), float32 instead of float64, or a machine with more "
             "memory.")
+
+
+def to_strict_json(obj) -> str:
+    """A dataclass result as standard JSON: non-finite floats become ``null``."""
+    import dataclasses
+    import json
+    import math
+
+    def clean(v):
+        if isinstance(v, float) and not math.isfinite(v):
+            return None
+        if isinstance(v, dict):
+            return {k: clean(x) for k, x in v.items()}
+        if isinstance(v, (list, tuple)):
+            return [clean(x) for x in v]
+        return v
+
+    return json.dumps(clean(dataclasses.asdict(obj)), indent=1, allow_nan=False)
+
+
+def from_rows_json(cls, row_cls, text: str):
+    """The inverse of `to_strict_json` for a result whose ``rows`` are ``row_cls`` items."""
+    import json
+    d = json.loads(text)
+    d["rows"] = [row_cls(**r) for r in d["rows"]]
+    return cls(**d)
+
+
+class RowsJson:
+    """``to_json``/``from_json`` for a dataclass result whose ``rows`` are ``ROW`` items."""
+
+    ROW: type = dict
+
+    def to_json(self) -> str:
+        """Standard JSON (non-finite floats as ``null``)."""
+        return to_strict_json(self)
+
+    @classmethod
+    def from_json(cls, text: str):
+        """The result back from `to_json`'s text."""
+        return from_rows_json(cls, cls.ROW, text)
