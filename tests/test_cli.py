@@ -2,6 +2,10 @@ import subprocess
 import sys
 
 from ntkgp._src.cli import main
+from tests.conftest import ONLY_X32_PASS
+
+# argument handling and output of the command line, whose default is float32: one pass
+pytestmark = ONLY_X32_PASS
 
 
 def test_kernel_command_runs(capsys):

@@ -8,6 +8,11 @@ import pytest
 from sklearn.datasets import load_diabetes, load_iris
 
 from ntkgp.cli import main
+from tests.conftest import ONLY_X32_PASS
+
+# argument handling, files and output of `ntkgp fit`/`predict` (float32 unless --x64): one
+# pass
+pytestmark = ONLY_X32_PASS
 
 
 def write_csv(path, header, rows):

@@ -115,7 +115,7 @@ def test_centered_nets_approach_the_deterministic_mean():
     assert r.rows[-1].dist_net_closed_form < 0.1
 
 
-@ONLY_X32_PASS
+@ONLY_X64_PASS
 @pytest.mark.parametrize("optimizer,batch", [("momentum", None), ("sgd", 8)])
 def test_other_optimizers(optimizer, batch):
     """Momentum's closed form is exact, so (b) falls with width; SGD's (a) uses the same

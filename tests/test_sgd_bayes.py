@@ -15,7 +15,7 @@ from ntkgp import experiments, nn
 from ntkgp._src import sgd_bayes
 from ntkgp.cli import main
 from ntkgp.predict import log_orthant_probability
-from tests.conftest import ONLY_X32_PASS
+from tests.conftest import ONLY_X32_PASS, ONLY_X64_PASS
 
 
 def _random_cov(rng, n):
@@ -23,6 +23,7 @@ def _random_cov(rng, n):
     return a @ a.T
 
 
+@ONLY_X64_PASS  # NumPy float64 whatever JAX's dtype
 @pytest.mark.parametrize("n", [1, 2, 3])
 def test_ep_and_ghk_match_closed_forms(n, rng):
     """Sheppard's formula (n=2) and its 3-D analogue; EP is not exact even here (its error on
@@ -42,6 +43,7 @@ def test_ep_and_ghk_match_closed_forms(n, rng):
         assert math.isclose(lp, -n * math.log(2), abs_tol=1e-9)
 
 
+@ONLY_X64_PASS  # NumPy float64 whatever JAX's dtype
 def test_posterior_of_a_tiny_problem_matches_brute_force():
     """3 bits, |S| = 4: P_B(f|S) of all 16 held-out functions against the frequencies of
     2,000,000 draws of the NNGP prior conditioned on sign(g_S) = y_S (about 80,000 kept).
@@ -66,6 +68,7 @@ def test_posterior_of_a_tiny_problem_matches_brute_force():
     assert abs(ep_s - math.log(keep.mean())) < 0.03
 
 
+@ONLY_X64_PASS  # NumPy float64 whatever JAX's dtype
 def test_ep_agrees_with_ghk_on_the_full_problem():
     """7 bits, the whole 128-point orthant of the majority function: EP and the unbiased GHK
     estimator (with the Genz ordering) agree within GHK's error."""
@@ -76,6 +79,7 @@ def test_ep_agrees_with_ghk_on_the_full_problem():
     assert abs(ep - ghk.log_p) < 4 * ghk.stderr + 0.05, (ep, ghk)
 
 
+@ONLY_X64_PASS  # NumPy float64 whatever JAX's dtype
 def test_orthant_errors():
     k = np.eye(3)
     with pytest.raises(ValueError, match="only -1 and \\+1"):
@@ -94,6 +98,7 @@ def test_orthant_errors():
         log_orthant_probability(k, [1, 1, 1], method="magic")
 
 
+@ONLY_X64_PASS  # NumPy float64 whatever JAX's dtype
 def test_frequencies_and_function_names(rng):
     bits = rng.random((200, 11)) < 0.2
     names = experiments.pack_functions(bits)
@@ -178,6 +183,7 @@ def test_vmapped_fit_until_correct_equals_a_python_loop():
     assert np.all(np.asarray(epochs) >= 1)
 
 
+@ONLY_X32_PASS
 def test_sample_counts_and_runs_that_do_not_fit():
     p = experiments.boolean_problem(4, "parity", n_train=12, seed=0)
     net = experiments.default_net(16)
@@ -224,6 +230,7 @@ def test_cli_runs_and_writes_json(tmp_path, capsys):
     assert "n_train < 2**n_bits" in capsys.readouterr().err
 
 
+@ONLY_X32_PASS
 def test_interrupt_keeps_finished_chunks_and_stops(monkeypatch):
     """A KeyboardInterrupt during the runs keeps the chunks already finished, marks the sample
     and ends the sweep after that setting."""
