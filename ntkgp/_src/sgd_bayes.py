@@ -32,6 +32,14 @@ import numpy as np
 import optax
 
 from ntkgp._src import checks
+from ntkgp._src.boolean import (
+    BooleanProblem,
+    boolean_problem,
+    default_net,
+    function_frequencies,
+    pack_functions,
+    unpack_function,
+)
 from ntkgp._src.kernels.empirical import _apply_fn
 from ntkgp._src.predict.dynamics import max_learning_rate
 from ntkgp._src.predict.orthant import _check, _ep
@@ -40,105 +48,6 @@ from ntkgp._src.train import _Plain, mse_loss
 from ntkgp._src.util import RowsJson
 
 OPTIMIZERS = ("sgd", "momentum", "adam")
-
-
-def _majority(x):
-    return x.sum(axis=1) * 2 > x.shape[1]
-
-
-def _parity(x):
-    return x.sum(axis=1) % 2 == 1
-
-
-def _first_bit(x):
-    return x[:, 0] == 1
-
-
-def _and_or(x):
-    return (x[:, 0] & x[:, 1]) | x[:, 2]
-
-
-TARGETS = {"majority": _majority, "parity": _parity, "first_bit": _first_bit,
-           "and_or": _and_or}
-
-
-@dataclasses.dataclass(frozen=True)
-class BooleanProblem:
-    """All points of :math:`\\{0,1\\}^n`, their labels and a train/held-out split.
-
-    Attributes:
-        x: inputs of shape ``(2**n_bits, n_bits)``, entries 0/1 (float).
-        y: labels of shape ``(2**n_bits,)``, entries -1/+1.
-        train: indices of the training points ``S``, shape ``(n_train,)``.
-        test: indices of the held-out points, shape ``(2**n_bits - n_train,)``.
-        target: the target's name.
-    """
-
-    x: np.ndarray
-    y: np.ndarray
-    train: np.ndarray
-    test: np.ndarray
-    target: str
-
-    @property
-    def n_bits(self) -> int:
-        return self.x.shape[1]
-
-
-def boolean_problem(n_bits: int = 7, target="majority", n_train: int = 64,
-                    seed: int = 0) -> BooleanProblem:
-    """Build a `BooleanProblem`.
-
-    Args:
-        n_bits: ``n``; the problem has ``2**n`` points (at most 16 bits).
-        target: a name in ``TARGETS`` (``'majority'``, ``'parity'``, ``'first_bit'``,
-            ``'and_or'``) or a function mapping a 0/1 array of shape ``(M, n)`` to ``M`` bools.
-        n_train: size of the training set, ``1 <= n_train < 2**n``.
-        seed: seed of the split.
-
-    Returns:
-        A `BooleanProblem`.
-
-    Example:
-        >>> from ntkgp.experiments import boolean_problem
-        >>> p = boolean_problem(4, "parity", n_train=10)
-        >>> p.x.shape, p.train.shape, p.test.shape
-        ((16, 4), (10,), (6,))
-    """
-    n_bits = checks.check_positive_int(n_bits, "n_bits")
-    if n_bits > 16:
-        raise ValueError(f"`n_bits` must be at most 16 (2**n points are enumerated); got "
-                         f"{n_bits}.")
-    n = 2 ** n_bits
-    n_train = checks.check_positive_int(n_train, "n_train")
-    if n_train >= n:
-        raise ValueError(f"`n_train` must leave held-out points: 1 <= n_train < 2**n_bits = "
-                         f"{n}; got {n_train}.")
-    bits = np.array(list(itertools.product([0, 1], repeat=n_bits)), dtype=np.int64)
-    if callable(target):
-        name = getattr(target, "__name__", "custom")
-        labels = np.asarray(target(bits))
-    else:
-        checks.check_choice(target, "target", tuple(TARGETS))
-        name, labels = target, TARGETS[target](bits)
-    if labels.shape != (n,):
-        raise ValueError(f"the target must return one label per point, shape ({n},); got "
-                         f"shape {labels.shape}.")
-    y = np.where(labels.astype(bool), 1.0, -1.0)
-    perm = np.random.default_rng(seed).permutation(n)
-    return BooleanProblem(bits.astype(np.float64), y, np.sort(perm[:n_train]),
-                          np.sort(perm[n_train:]), name)
-
-
-def default_net(width: int, depth: int = 2, W_std: float = math.sqrt(2.0), b_std: float = 0.1):
-    """A fully connected ReLU network with ``depth`` hidden layers of ``width`` units and
-    one output (NTK parameterization)."""
-    from ntkgp._src.nn import layers
-    from ntkgp._src.nn.combinators import serial
-    mods = []
-    for _ in range(depth):
-        mods += [layers.Dense(width, W_std=W_std, b_std=b_std), layers.Relu()]
-    return serial(*mods, layers.Dense(1, W_std=W_std, b_std=b_std))
 
 
 def _optimizer(name, learning_rate):
@@ -185,28 +94,6 @@ def _fit_until_correct(apply, optimizer, learning_rate, params0, keys, x, y, x_t
         return apply(p, x_test)[:, 0] > 0, e, done
 
     return jax.vmap(one)(params0, keys)
-
-
-def pack_functions(bits) -> list:
-    """Hex strings naming Boolean functions: row ``r`` of ``bits`` (shape ``(R, T)``, truthy
-    where the function is +1 on held-out point ``t``) packed big-endian, 8 points a byte."""
-    bits = np.asarray(bits, bool)
-    return [row.tobytes().hex() for row in np.packbits(bits, axis=1)]
-
-
-def unpack_function(name: str, n_points: int) -> np.ndarray:
-    """Signs (+1/-1) of shape ``(n_points,)`` of a function named by `pack_functions`."""
-    b = np.unpackbits(np.frombuffer(bytes.fromhex(name), np.uint8))[:n_points]
-    return np.where(b.astype(bool), 1.0, -1.0)
-
-
-def function_frequencies(names: Sequence[str]):
-    """``(functions, counts)``, the distinct names sorted by decreasing count (ties by name)."""
-    uniq, counts = np.unique(np.asarray(list(names), dtype=object).astype(str),
-                             return_counts=True)
-    order = np.lexsort((uniq, -counts))
-    return [str(u) for u in uniq[order]], counts[order].astype(int)
-
 
 @dataclasses.dataclass
 class SGDSample:
