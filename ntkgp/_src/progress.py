@@ -17,6 +17,9 @@ class _Quiet:
     def update(self, n=1):
         pass
 
+    def set_postfix(self, **kwargs):
+        pass
+
     def close(self):
         pass
 
