@@ -81,7 +81,7 @@ def pivoted_cholesky(op: KernelOperator, rank: int, rel_tol: float = 1e-6,
     total = float(d.sum())
     lt = np.zeros((n, rank))
     bar = progress_counter(rank, desc="pivoted Cholesky",
-                           enabled=rank > 200 if progress is None else progress)
+                           enabled=op.n > 4096 if progress is None else progress)
     m = 0
     for m in range(rank):
         p = int(np.argmax(d))

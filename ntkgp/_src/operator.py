@@ -121,17 +121,31 @@ class TiledKernelOperator(KernelOperator):
         x, _ = checks.check_inputs(x, None, ndim=None)
         self.x = x
         self.shape = (x.shape[0], x.shape[0])
-        self.f = as_kernel_function(kernel_fn, get)
+        as_kernel_function(kernel_fn, get)  # checks it is callable
         self.t = min(checks.check_positive_int(tile_size or DEFAULT_TILE, "tile_size"),
                      x.shape[0])
-        self.devices = list(devices) if devices is not None else jax.local_devices()
+        self.kernel_fn, self.get = kernel_fn, get
         self.progress = progress
-        nb = -(-self.n // self.t)
-        self.blocks = nb
-        xb = pad_rows(x, nb * self.t).reshape((nb, self.t) + x.shape[1:])
-        self.xb = jnp.asarray(xb)
+        self.blocks = -(-self.n // self.t)
+        self._setup(devices)
+
+    def _setup(self, devices):
+        self.f = as_kernel_function(self.kernel_fn, self.get)
+        self.devices = list(devices) if devices is not None else jax.local_devices()
+        nb = self.blocks
+        self.xb = jnp.asarray(pad_rows(self.x, nb * self.t).reshape((nb, self.t)
+                                                                     + self.x.shape[1:]))
         self.dtype = self.xb.dtype
         self.mesh = Mesh(np.array(self.devices), ("d",))
+
+    def __getstate__(self):  # picklable when kernel_fn is: devices and programs are rebuilt
+        keep = ("x", "shape", "kernel_fn", "get", "t", "progress", "blocks")
+        return {k: (np.asarray(v) if k == "x" else v) for k, v in self.__dict__.items()
+                if k in keep}
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        self._setup(None)
 
     # -- compiled programs (one per operator) ---------------------------------------------
     @functools.cached_property

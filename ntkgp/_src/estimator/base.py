@@ -21,6 +21,7 @@ ACTIVATIONS = {"relu": nn.Relu, "erf": nn.Erf, "gelu": nn.Gelu, "abs": nn.Abs, "
 NAMES = ("W_std", "b_std", "diag_reg")
 BOUNDS = {"W_std": (0.1, 10.0), "b_std": (1e-4, 10.0), "diag_reg": (1e-8, 10.0)}
 LARGE = 2048        # above this many rows (of either input) kernels are computed in tiles
+CG_THRESHOLD = 20000  # solver='auto' solves by conjugate gradients above this many rows
 PREDICT_TILE = 256  # test rows per prediction step (fixed, so a row's result never depends on
 #                     which other rows came with it)
 _warned = set()
@@ -151,10 +152,19 @@ class KernelFunction:
         self.arch = dict(arch)
         self.tile_size = tile_size
 
+    def _fn(self):
+        a = self.arch
+        return kernel_function(a["activation"], a["depth"], a["parameterization"], a["width"],
+                               a["network"])
+
+    def raw(self, x1, x2, get):
+        """The kernel of two blocks of rows in one piece (traceable: for kernel operators)."""
+        a = self.arch
+        return self._fn()(jnp.asarray([a["W_std"], a["b_std"]], x1.dtype), x1, x2, get)
+
     def __call__(self, x1, x2=None, get=("nngp", "ntk")):
         a = self.arch
-        fn = kernel_function(a["activation"], a["depth"], a["parameterization"], a["width"],
-                             a["network"])
+        fn = self._fn()
         hp = jnp.asarray([a["W_std"], a["b_std"]], x1.dtype)
         rows = max(x1.shape[0], 0 if x2 is None else x2.shape[0])
         if rows <= LARGE and self.tile_size is None:
@@ -176,7 +186,7 @@ class NeuralKernelEstimator(BaseEstimator):
     def __init__(self, activation="relu", *, depth=1, W_std=1.5, b_std=0.05,
                  parameterization="ntk", width=1024, network=None, t=None, diag_reg=1e-2,
                  optimizer="fmin_l_bfgs_b", n_restarts_optimizer=0, max_fit_samples=2000,
-                 tile_size=None, random_state=None):
+                 tile_size=None, solver="auto", random_state=None):
         self.activation = activation
         self.depth = depth
         self.W_std = W_std
@@ -190,6 +200,7 @@ class NeuralKernelEstimator(BaseEstimator):
         self.n_restarts_optimizer = n_restarts_optimizer
         self.max_fit_samples = max_fit_samples
         self.tile_size = tile_size
+        self.solver = solver
         self.random_state = random_state
 
     # -- hyperparameters ---------------------------------------------------------------------
@@ -284,6 +295,14 @@ class NeuralKernelEstimator(BaseEstimator):
         self.theta_ = np.log([hp[n] for n in self.hyperparameter_names_])
         self.kernel_ = KernelFunction(self._arch(hp), self.tile_size)
         self.X_train_ = X
+        self.solver_ = self._pick_solver(X.shape[0])
+        self.ensemble_ = None
+        if self.solver_ == "cg":
+            self.posterior_ = predict.cg_inference(
+                self.kernel_.raw, X, Y, get=self._mode, diag_reg=hp["diag_reg"],
+                tile_size=self.tile_size)
+            self.log_marginal_likelihood_value_ = float("nan")
+            return self
         linalg.check_fits_in_memory(X.shape[0], X.dtype, 2 if self._mode == "nngp" else 4,
                                     "the training kernel(s) and their factorization")
         get = ("nngp",) if self._mode == "nngp" else ("ntk", "ntkgp")
@@ -298,6 +317,27 @@ class NeuralKernelEstimator(BaseEstimator):
                 self.kernel_, X, Y, diag_reg=hp["diag_reg"])
         return self
 
+    def _pick_solver(self, n):
+        """'cholesky' or 'cg' for ``n`` training rows (see ``solver``); says when it switches."""
+        if self.solver not in ("auto", "cholesky", "cg"):
+            raise ValueError(f"`solver` must be 'auto', 'cholesky' or 'cg'; got "
+                             f"{self.solver!r}.")
+        finite_t = self.t is not None and np.isfinite(self.t)
+        if self.solver == "cg" and finite_t:
+            raise ValueError("solver='cg' predicts the network trained to convergence (t=None "
+                             f"or inf) only; got t={self.t!r}. Use solver='cholesky' for a "
+                             "finite training time.")
+        if self.solver != "auto":
+            return self.solver
+        if n > CG_THRESHOLD and not finite_t:
+            warnings.warn(f"{n} training rows > {CG_THRESHOLD}: solving by preconditioned "
+                          "conjugate gradients on kernel tiles (solver='cg'; no N x N matrix is "
+                          "held; predictive variances cost one more solve, full covariances "
+                          "are not available). Pass solver='cholesky' for the exact "
+                          "factorization.", UserWarning, stacklevel=4)
+            return "cg"
+        return "cholesky"
+
     def _check_x(self, X):
         check_is_fitted(self, "posterior_")
         X = validate_data(self, X, reset=False, dtype=[np.float64, np.float32])
@@ -307,6 +347,15 @@ class NeuralKernelEstimator(BaseEstimator):
         """Mean ``(M, K)`` of the outputs (normalized units) and their variance ``(M,)`` or
         covariance ``(M, M)`` (shared by the ``K`` outputs)."""
         X = self._check_x(X)
+        if getattr(self, "solver_", "cholesky") == "cg":
+            if cov:
+                raise ValueError("this model was solved by conjugate gradients (solver='cg'), "
+                                 "which gives predictive variances (return_std) but not full "
+                                 "covariances; refit with solver='cholesky' for those.")
+            out = self.posterior_.predict(X, compute_var=var)
+            mean, v = out if var else (out, None)
+            mean = mean[:, None] if mean.ndim == 1 else mean
+            return mean, v
         if cov:
             return self._moments(X, True)
         means, variances = [], []

@@ -33,6 +33,11 @@ _ARGS_DOC = r"""
             random subset); the final model uses all rows.
         tile_size: rows per kernel tile; ``None`` computes kernels whole up to 2048 rows and
             in memory-sized tiles (with a progress bar) beyond.
+        solver: ``'cholesky'`` (exact factorization of the training kernel), ``'cg'``
+            (preconditioned conjugate gradients on kernel tiles recomputed on the fly:
+            memory ``O(N)``, for N too large to factor; `ntkgp.predict.cg_inference`), or
+            ``'auto'`` (default): ``'cg'`` above ``CG_THRESHOLD`` (20000) training rows when
+            ``t`` is ``None``/``inf``, with a warning saying so.
         random_state: seed or ``RandomState`` for the subset and the restarts.
 """
 
@@ -47,7 +52,10 @@ _REG_ATTRS = """
         hyperparameters_: dict of the fitted ``W_std``, ``b_std``, ``diag_reg``.
         theta_: their logs, in the order ``hyperparameter_names_``.
         log_marginal_likelihood_value_: at ``theta_``.
-        posterior_: the factored training kernel(s) (`ntkgp.predict.Posterior`).
+        posterior_: the factored training kernel(s) (`ntkgp.predict.Posterior`), or the
+            `ntkgp.predict.IterativePosterior` when ``solver_ == 'cg'``.
+        solver_: ``'cholesky'`` or ``'cg'``, the solver used. With ``'cg'``,
+            ``log_marginal_likelihood_value_`` is NaN (no log-determinant is computed).
         kernel_: the kernel function of the fitted architecture.
         X_train_, y_mean_, y_scale_, n_features_in_.
 """
@@ -58,12 +66,12 @@ class _Regressor(RegressorMixin, NeuralKernelEstimator):
     def __init__(self, activation="relu", *, depth=1, W_std=1.5, b_std=0.05,
                  parameterization="ntk", width=1024, network=None, t=None, diag_reg=1e-2,
                  normalize_y=True, optimizer="fmin_l_bfgs_b", n_restarts_optimizer=0,
-                 max_fit_samples=2000, tile_size=None, random_state=None):
+                 max_fit_samples=2000, tile_size=None, solver="auto", random_state=None):
         super().__init__(activation, depth=depth, W_std=W_std, b_std=b_std,
                          parameterization=parameterization, width=width, network=network, t=t,
                          diag_reg=diag_reg, optimizer=optimizer,
                          n_restarts_optimizer=n_restarts_optimizer,
-                         max_fit_samples=max_fit_samples, tile_size=tile_size,
+                         max_fit_samples=max_fit_samples, tile_size=tile_size, solver=solver,
                          random_state=random_state)
         self.normalize_y = normalize_y
 
