@@ -104,7 +104,8 @@ class TiledKernelOperator(KernelOperator):
     Args:
         kernel_fn: ``kernel_fn(x1, x2)`` (or ``kernel_fn(x1, x2, get=get)`` when ``get`` is
             given) returning an ``(N1, N2)`` array or a `Kernel`, e.g. ``net.kernel`` with
-            ``get='ntk'``. It must be traceable by JAX.
+            ``get='ntk'``; ``x2=None`` means ``x1`` with itself (used for diagonal tiles, as
+            by every ntkgp kernel). It must be traceable by JAX.
         x: inputs, shape ``(N, ...)``; their dtype is the tiles' dtype.
         get: ``'ntk'`` or ``'nngp'`` (passed to ``kernel_fn``), or ``None``.
         tile_size: rows per tile (default ``min(N, 2048)``); memory is one ``tile_size`` x
@@ -155,7 +156,10 @@ class TiledKernelOperator(KernelOperator):
         def local(i, j, xb, vb):  # (P,), (P,), (B, t, ...), (B, t, C)
             def one(ij):
                 a, b = ij
-                k = f(xb[a], xb[b]).astype(vb.dtype)
+                # diagonal tiles by the x2=None path: exact self-correlations (in float32 a
+                # pair of equal inputs is off by ~1e-4 on the diagonal: arccos near 1)
+                k = jax.lax.cond(a == b, lambda: f(xb[a], None),
+                                 lambda: f(xb[a], xb[b])).astype(vb.dtype)
                 return k @ vb[b], k.T @ vb[a]
             return jax.lax.map(one, (i, j))
 
@@ -173,7 +177,7 @@ class TiledKernelOperator(KernelOperator):
     @functools.cached_property
     def _diag_program(self):
         f = self.f
-        return jax.jit(lambda xb: jax.lax.map(lambda blk: jnp.diagonal(f(blk, blk)), xb))
+        return jax.jit(lambda xb: jax.lax.map(lambda blk: jnp.diagonal(f(blk, None)), xb))
 
     # -- operator interface ----------------------------------------------------------------
     def matmat(self, v):
@@ -217,7 +221,15 @@ class TiledKernelOperator(KernelOperator):
         idx = np.atleast_1d(np.asarray(idx, np.int64))
         xp = jnp.asarray(self.x[idx])
         cols = self._column_program(self.xb, xp)  # (B, t, len(idx))
-        return np.array(cols, np.float64).reshape(-1, len(idx))[:self.n]
+        cols = np.array(cols, np.float64).reshape(-1, len(idx))[:self.n]
+        # each point with itself by the x2=None path, as on the diagonal of the products
+        cols[idx, np.arange(len(idx))] = np.asarray(self._self_program(xp), np.float64)
+        return cols
+
+    @functools.cached_property
+    def _self_program(self):
+        f = self.f
+        return jax.jit(lambda xp: jnp.diagonal(f(xp, None)))
 
     def cross(self, x_test, v, progress: Optional[bool] = None) -> np.ndarray:
         r""":math:`K(x_\mathrm{test}, x) \, V` for ``V`` of shape ``(N, C)``: ``(M, C)``

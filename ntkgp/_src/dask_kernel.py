@@ -1,0 +1,255 @@
+r"""Kernel tiles and kernel-vector products as Dask tasks, into a resumable zarr store.
+
+Layout of a store (a directory that every worker can reach: local disk for a `LocalCluster`,
+a shared filesystem for a real cluster)::
+
+    <path>/kernel/      zarr array (N1, N2), chunks (tile_size, tile_size), fill value NaN
+    <path>/done/i_j     one empty file per finished tile, made after its chunk(s) are written
+    <path>/manifest.json  format, fingerprint of the computation, shape, tile size
+
+A tile is complete only when its ``done`` marker exists; the marker is created (atomically,
+by rename) after the tile's data is written. A worker that dies mid-write leaves no marker,
+so the tile is computed again (Dask reschedules the lost task; a later call recomputes what
+is missing) and a half-written chunk is never read as finished. Reading an incomplete store
+raises.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from typing import Callable, Optional
+
+import numpy as np
+
+from ntkgp._src import checks
+from ntkgp._src.batching import _fingerprint
+from ntkgp._src.operator import StoredKernelOperator, _kernel_array
+from ntkgp._src.progress import progress_counter
+
+FORMAT = "ntkgp-zarr-1"
+_PROGRAMS = {}  # per worker process: jitted tile programs, by kernel function and `get`
+
+
+def _need(module):
+    try:
+        return __import__(module)
+    except ImportError as e:
+        raise ImportError(f"ntkgp.distributed needs `{module}`; install the extra: "
+                          "pip install 'ntkgp[scale]'") from e
+
+
+def _atomic_write(path, data: bytes):
+    folder = os.path.dirname(path)
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=".part")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def _marker(path, i, j):
+    return os.path.join(path, "done", f"{i}_{j}")
+
+
+def _tile_task(path, kernel_fn, get, x1, x2, i, j, t, mirror):
+    """Compute tile (i, j) on a worker, write it (and its mirror), then mark it done."""
+    import jax
+    import zarr
+
+    if np.dtype(x1.dtype) == np.float64 and not jax.config.jax_enable_x64:
+        raise RuntimeError("the inputs are float64 but this Dask worker runs JAX without "
+                           "x64; start the workers with JAX_ENABLE_X64=1, or pass float32 "
+                           "inputs.")
+    key = (id(kernel_fn), get)
+    if key not in _PROGRAMS:
+        f = (lambda u, v: kernel_fn(u, v)) if get is None else (
+            lambda u, v: kernel_fn(u, v, get=get))
+        _PROGRAMS[key] = (kernel_fn, jax.jit(lambda u, v: _kernel_array(f(u, v), get)))
+    prog = _PROGRAMS[key][1]
+    xr = x1 if x2 is None else x2
+    a, b = x1[i:i + t], xr[j:j + t]
+    na, nb = a.shape[0], b.shape[0]
+    pad = lambda z: np.concatenate([z, np.repeat(z[-1:], t - len(z), 0)]) if len(z) < t else z
+    tile = np.asarray(prog(pad(a), pad(b)))[:na, :nb]
+    arr = zarr.open_array(os.path.join(path, "kernel"), mode="r+")
+    arr[i:i + na, j:j + nb] = tile.astype(arr.dtype)
+    if mirror and i != j:
+        arr[j:j + nb, i:i + na] = tile.T.astype(arr.dtype)
+    _atomic_write(_marker(path, i, j), b"")
+    return i, j
+
+
+def _client(client):
+    """``(client, owned)`` from a Client, a scheduler address or None (a new LocalCluster whose
+    workers run one single-threaded JAX each, with the caller's x64 setting)."""
+    distributed = _need("distributed")
+    import jax
+
+    if isinstance(client, distributed.Client):
+        return client, False
+    if isinstance(client, str):
+        return distributed.Client(client), True
+    if client is not None:
+        raise TypeError(f"`client` must be a dask.distributed Client, a scheduler address "
+                        f"like 'tcp://host:8786', or None; got {type(client).__name__}.")
+    env = {"XLA_FLAGS": "--xla_cpu_multi_thread_eigen=false",
+           "JAX_ENABLE_X64": "1" if jax.config.jax_enable_x64 else "0",
+           "JAX_PLATFORMS": "cpu", "NTKGP_PROGRESS": "0"}
+    cluster = distributed.LocalCluster(threads_per_worker=1, processes=True,
+                                       dashboard_address=None, env=env)
+    return distributed.Client(cluster), True
+
+
+def _open_store(path, fingerprint, shape, t, dtype, symmetric):
+    """Create the store, or reopen one of the same computation (else refuse)."""
+    zarr = _need("zarr")
+    os.makedirs(os.path.join(path, "done"), exist_ok=True)
+    manifest = os.path.join(path, "manifest.json")
+    info = {"format": FORMAT, "fingerprint": fingerprint, "shape": list(shape),
+            "tile_size": t, "dtype": np.dtype(dtype).name, "symmetric": symmetric}
+    if os.path.exists(manifest):
+        with open(manifest) as fh:
+            old = json.load(fh)
+        if old.get("fingerprint") != fingerprint:
+            raise ValueError(f"the store {path!r} holds a different computation (other "
+                             "inputs, kernel, `get` or tile size). Use a new path, or delete "
+                             "this one to start afresh.")
+        return
+    zarr.open_array(os.path.join(path, "kernel"), mode="w", shape=shape, chunks=(t, t),
+                    dtype=np.dtype(dtype), fill_value=np.nan)
+    _atomic_write(manifest, json.dumps(info).encode())
+
+
+def kernel_to_zarr(kernel_fn: Callable, x1, x2=None, *, path: str, get: Optional[str] = None,
+                   tile_size: int = 1024, client=None, progress: Optional[bool] = None):
+    r"""Compute the kernel ``K(x1, x2)`` as Dask tasks, one per tile, into a zarr store.
+
+    Args:
+        kernel_fn: ``kernel_fn(x1, x2[, get=get])`` returning an ``(N1, N2)`` array or a
+            `Kernel`, e.g. ``net.kernel``; it is sent to the workers (cloudpickle), so a
+            network or a function defined at module level works.
+        x1: ``(N1, ...)`` inputs; x2: ``(N2, ...)`` or ``None`` for ``K(x1, x1)`` (then only
+            tiles on and above the diagonal are computed and each is written twice).
+        path: the store's directory; every worker must be able to write to it.
+        get: ``'ntk'``, ``'nngp'``, or ``None`` when ``kernel_fn`` returns one array.
+        tile_size: rows and columns per tile (= per zarr chunk).
+        client: a ``distributed.Client``, a scheduler address (``'tcp://host:8786'``), or
+            ``None`` for a new `LocalCluster` on this machine (one single-threaded worker per
+            core), closed at the end.
+        progress: show a progress bar over tiles (default: when there are over 4).
+
+    Returns:
+        The finished kernel as a read-only zarr array of shape ``(N1, N2)``.
+
+    Resuming: calling again with the same path, inputs, kernel, ``get`` and tile size computes
+    only the tiles without a ``done`` marker (an interrupted run, a lost worker); a different
+    computation is refused. A task whose worker dies is rescheduled by Dask.
+    """
+    x1, x2 = checks.check_inputs(x1, x2, ndim=None)
+    x1 = np.asarray(x1)
+    x2 = None if x2 is None else np.asarray(x2)
+    t = checks.check_positive_int(tile_size, "tile_size")
+    n2 = x1.shape[0] if x2 is None else x2.shape[0]
+    path = os.fspath(path)
+    fp = _fingerprint(kernel_fn, x1, x2, (), {"get": get}, t, t)
+    _open_store(path, fp, (x1.shape[0], n2), t, x1.dtype, x2 is None)
+    tiles = [(i, j) for i in range(0, x1.shape[0], t) for j in range(0, n2, t)
+             if x2 is not None or j >= i]
+    todo = [(i, j) for i, j in tiles if not os.path.exists(_marker(path, i, j))]
+    if todo:
+        distributed = _need("distributed")
+        cl, owned = _client(client)
+        bar = progress_counter(len(tiles), desc="kernel tiles (dask)",
+                               enabled=len(tiles) > 4 if progress is None else progress)
+        bar.update(len(tiles) - len(todo))
+        futures = []
+        try:
+            kf, a, b = cl.scatter([kernel_fn, x1, x2], broadcast=True)
+            futures = [cl.submit(_tile_task, path, kf, get, a, b, i, j, t, x2 is None,
+                                 pure=False, retries=2) for i, j in todo]
+            for fut in distributed.as_completed(futures):
+                fut.result()
+                bar.update(1)
+        except BaseException:
+            for fut in futures:
+                fut.cancel()
+            raise
+        finally:
+            bar.close()
+            if owned:
+                cluster = getattr(cl, "cluster", None)
+                cl.close()
+                if cluster is not None:
+                    cluster.close()
+    return open_kernel(path)
+
+
+def open_kernel(path: str):
+    """The kernel of a finished store as a read-only zarr array (raises if any tile is
+    missing: finish it by calling `kernel_to_zarr` again with the same arguments)."""
+    zarr = _need("zarr")
+    path = os.fspath(path)
+    manifest = os.path.join(path, "manifest.json")
+    if not os.path.exists(manifest):
+        raise FileNotFoundError(f"{path!r} is not an ntkgp kernel store (no manifest.json).")
+    with open(manifest) as fh:
+        info = json.load(fh)
+    (n1, n2), t = info["shape"], info["tile_size"]
+    arr = zarr.open_array(os.path.join(path, "kernel"), mode="r")
+    symmetric = bool(info.get("symmetric"))
+    need = [(i, j) for i in range(0, n1, t) for j in range(0, n2, t)
+            if not symmetric or j >= i]
+    missing = sum(not os.path.exists(_marker(path, i, j)) for i, j in need)
+    if missing:
+        raise RuntimeError(f"the kernel store {path!r} is incomplete: {missing} of "
+                           f"{len(need)} tiles are not finished. Call kernel_to_zarr again "
+                           "with the same arguments to compute them.")
+    return arr
+
+
+def _band_task(path, r0, r1, v):
+    import zarr
+
+    band = np.asarray(zarr.open_array(os.path.join(path, "kernel"), mode="r")[r0:r1],
+                      np.float64)
+    if not np.all(np.isfinite(band)):
+        raise ValueError(f"rows {r0}..{r1 - 1} of the stored kernel hold NaN or inf.")
+    return band @ v
+
+
+class DaskKernelOperator(StoredKernelOperator):
+    """A zarr kernel store as a `KernelOperator` whose products run as Dask tasks.
+
+    Each product :math:`K V` is one task per band of ``block_rows`` rows (the store's tile
+    height), run where the workers are and returning ``band @ V``; ``V`` is scattered once per
+    product. For `ntkgp.linalg.cg_solve` on kernels computed by `kernel_to_zarr`.
+
+    Args:
+        path: a finished store (`kernel_to_zarr`).
+        client: a ``distributed.Client`` or a scheduler address.
+        block_rows: rows per task (default: the tile size).
+    """
+
+    def __init__(self, path: str, client, block_rows: Optional[int] = None,
+                 progress: Optional[bool] = None):
+        super().__init__(open_kernel(path), block_rows, progress)
+        self.path = os.fspath(path)
+        self.client, _ = _client(client)
+
+    def matmat(self, v):
+        v, squeeze = self._check_block(v)
+        vf = self.client.scatter(v, broadcast=True)
+        bands = [(r, min(r + self.block_rows, self.n)) for r in range(0, self.n,
+                                                                     self.block_rows)]
+        futs = [self.client.submit(_band_task, self.path, r0, r1, vf, pure=False)
+                for r0, r1 in bands]
+        out = np.concatenate(self.client.gather(futs))
+        return out[:, 0] if squeeze else out

@@ -1,0 +1,11 @@
+"""Kernels on a Dask cluster (extra ``scale``: ``pip install 'ntkgp[scale]'``).
+
+Kernel tiles as Dask tasks writing into a resumable, worker-loss-safe zarr store
+(`kernel_to_zarr`, `open_kernel`), and kernel-vector products on that store as Dask tasks
+(`DaskKernelOperator`, for `ntkgp.linalg.cg_solve`). Works with a `distributed.LocalCluster`
+(the default) or the address of any running scheduler.
+"""
+
+from ntkgp._src.dask_kernel import DaskKernelOperator as DaskKernelOperator
+from ntkgp._src.dask_kernel import kernel_to_zarr as kernel_to_zarr
+from ntkgp._src.dask_kernel import open_kernel as open_kernel
