@@ -50,6 +50,11 @@ SUITES = {
         ("SGD vs Bayes (no neural-tangents counterpart): fit-until-correct runs per 1000 "
          "(vmapped vs one compiled call per run), P_B estimators per 128-point sign pattern "
          "(EP vs GHK), and the default `ntkgp sgd-vs-bayes`", r".")], {}),
+    "scale": ("scale.py", [
+        ("Large N (no neural-tangents counterpart): exact Cholesky vs matrix-free CG kernel "
+         "regression (FC NTK, 1 hidden ReLU layer, time end to end incl. 1000 test means, one "
+         "run each), and kernel tiles in one process vs a 2-worker Dask LocalCluster",
+         r".")], {}),
     "tabular": ("tabular.py", [], {}),  # accuracy tables, rendered by tabular.py ("markdown")
 }
 

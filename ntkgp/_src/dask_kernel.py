@@ -72,13 +72,17 @@ def _tile_task(path, kernel_fn, get, x1, x2, i, j, t, mirror):
     if key not in _PROGRAMS:
         f = (lambda u, v: kernel_fn(u, v)) if get is None else (
             lambda u, v: kernel_fn(u, v, get=get))
-        _PROGRAMS[key] = (kernel_fn, jax.jit(lambda u, v: _kernel_array(f(u, v), get)))
-    prog = _PROGRAMS[key][1]
+        _PROGRAMS[key] = (kernel_fn, jax.jit(lambda u, v: _kernel_array(f(u, v), get)),
+                          jax.jit(lambda u: _kernel_array(f(u, None), get)))
+    _, pair, own = _PROGRAMS[key]
     xr = x1 if x2 is None else x2
     a, b = x1[i:i + t], xr[j:j + t]
     na, nb = a.shape[0], b.shape[0]
     pad = lambda z: np.concatenate([z, np.repeat(z[-1:], t - len(z), 0)]) if len(z) < t else z
-    tile = np.asarray(prog(pad(a), pad(b)))[:na, :nb]
+    if mirror and i == j:  # by the x2=None path: exact self-correlations on the diagonal
+        tile = np.asarray(own(pad(a)))[:na, :na]
+    else:
+        tile = np.asarray(pair(pad(a), pad(b)))[:na, :nb]
     arr = zarr.open_array(os.path.join(path, "kernel"), mode="r+")
     arr[i:i + na, j:j + nb] = tile.astype(arr.dtype)
     if mirror and i != j:
@@ -123,8 +127,13 @@ def _open_store(path, fingerprint, shape, t, dtype, symmetric):
                              "inputs, kernel, `get` or tile size). Use a new path, or delete "
                              "this one to start afresh.")
         return
-    zarr.open_array(os.path.join(path, "kernel"), mode="w", shape=shape, chunks=(t, t),
-                    dtype=np.dtype(dtype), fill_value=np.nan)
+    # uncompressed: kernel values do not compress, and compression costs the workers time
+    kw = dict(shape=shape, chunks=(t, t), dtype=np.dtype(dtype), fill_value=np.nan)
+    target = os.path.join(path, "kernel")
+    if hasattr(zarr, "create_array"):  # zarr 3
+        zarr.create_array(target, compressors=None, overwrite=True, **kw)
+    else:  # zarr 2
+        zarr.open_array(target, mode="w", compressor=None, **kw)
     _atomic_write(manifest, json.dumps(info).encode())
 
 
@@ -172,7 +181,7 @@ def kernel_to_zarr(kernel_fn: Callable, x1, x2=None, *, path: str, get: Optional
         bar.update(len(tiles) - len(todo))
         futures = []
         try:
-            kf, a, b = cl.scatter([kernel_fn, x1, x2], broadcast=True)
+            kf, a, b = cl.scatter([kernel_fn, x1, x2], broadcast=True, hash=False)
             futures = [cl.submit(_tile_task, path, kf, get, a, b, i, j, t, x2 is None,
                                  pure=False, retries=2) for i, j in todo]
             for fut in distributed.as_completed(futures):
@@ -246,7 +255,7 @@ class DaskKernelOperator(StoredKernelOperator):
 
     def matmat(self, v):
         v, squeeze = self._check_block(v)
-        vf = self.client.scatter(v, broadcast=True)
+        vf = self.client.scatter(v, broadcast=True, hash=False)
         bands = [(r, min(r + self.block_rows, self.n)) for r in range(0, self.n,
                                                                      self.block_rows)]
         futs = [self.client.submit(_band_task, self.path, r0, r1, vf, pure=False)

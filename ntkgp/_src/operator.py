@@ -153,19 +153,25 @@ class TiledKernelOperator(KernelOperator):
     def _pairs_program(self):
         f, nd = self.f, len(self.devices)
 
-        def local(i, j, xb, vb):  # (P,), (P,), (B, t, ...), (B, t, C)
-            def one(ij):
-                a, b = ij
-                # diagonal tiles by the x2=None path: exact self-correlations (in float32 a
-                # pair of equal inputs is off by ~1e-4 on the diagonal: arccos near 1)
-                k = jax.lax.cond(a == b, lambda: f(xb[a], None),
-                                 lambda: f(xb[a], xb[b])).astype(vb.dtype)
-                return k @ vb[b], k.T @ vb[a]
-            return jax.lax.map(one, (i, j))
+        def local(i, j, kind, xb, vb):  # (P,) x 3, (B, t, ...), (B, t, C)
+            def one(args):
+                a, b, c = args
+                zero = jnp.zeros(vb.shape[1:], vb.dtype)
+
+                def products(k):
+                    k = k.astype(vb.dtype)
+                    return k @ vb[b], k.T @ vb[a]
+                # kind 0: padding (nothing computed); 1: a diagonal tile, by the x2=None path
+                # (exact self-correlations: in float32 a pair of equal inputs is off by ~1e-4
+                # on the diagonal, arccos near 1); 2: an off-diagonal tile
+                return jax.lax.switch(c, [lambda: (zero, zero),
+                                          lambda: products(f(xb[a], None)),
+                                          lambda: products(f(xb[a], xb[b]))])
+            return jax.lax.map(one, (i, j, kind))
 
         spec = PartitionSpec("d")
-        prog = jax.shard_map(local, mesh=self.mesh, in_specs=(spec, spec, PartitionSpec(),
-                                                             PartitionSpec()),
+        prog = jax.shard_map(local, mesh=self.mesh, in_specs=(spec, spec, spec,
+                                                             PartitionSpec(), PartitionSpec()),
                              out_specs=(spec, spec), check_vma=False)
         return jax.jit(prog), nd * PAIRS_PER_CALL
 
@@ -206,7 +212,9 @@ class TiledKernelOperator(KernelOperator):
             chunk = chunk + [chunk[-1]] * (per_call - real)  # padding pairs, dropped below
             ii = np.array([p[0] for p in chunk], np.int32)
             jj = np.array([p[1] for p in chunk], np.int32)
-            pending.append((ii[:real], jj[:real], real, prog(ii, jj, self.xb, vb)))
+            kind = np.where(ii == jj, 1, 2).astype(np.int32)
+            kind[real:] = 0
+            pending.append((ii[:real], jj[:real], real, prog(ii, jj, kind, self.xb, vb)))
             if len(pending) >= 4:  # keep a few programs in flight, bound the host memory
                 drain()
         drain()

@@ -1,0 +1,123 @@
+"""ntkgp.distributed on a 2-worker Dask LocalCluster: kernels equal to the single-process ones,
+resumable stores, a killed worker, and CG products as Dask tasks."""
+
+import os
+import signal
+import threading
+import time
+
+import numpy as np
+import pytest
+
+pytest.importorskip("distributed", reason="needs the `scale` extra: pip install 'ntkgp[scale]'")
+pytest.importorskip("zarr", reason="needs the `scale` extra: pip install 'ntkgp[scale]'")
+
+import jax  # noqa: E402
+from distributed import Client, LocalCluster  # noqa: E402
+
+from ntkgp import distributed, linalg, nn  # noqa: E402
+from tests.conftest import DTYPE, ONLY_X32_PASS, X64, rel_err  # noqa: E402
+
+NET = nn.serial(nn.Dense(1), nn.Relu(), nn.Dense(1), nn.Relu(), nn.Dense(1))
+TOL = 1e-12 if X64 else 1e-6
+
+
+@pytest.fixture(scope="module")
+def client():
+    env = {"JAX_ENABLE_X64": "1" if X64 else "0", "JAX_PLATFORMS": "cpu",
+           "XLA_FLAGS": "--xla_cpu_multi_thread_eigen=false", "NTKGP_PROGRESS": "0"}
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                      dashboard_address=None, env=env) as cluster, Client(cluster) as c:
+        c.wait_for_workers(2)
+        yield c
+
+
+def _x(n, seed=0):
+    return np.random.default_rng(seed).standard_normal((n, 3)).astype(DTYPE)
+
+
+def test_kernel_on_two_workers_equals_the_single_process_kernel(client, tmp_path):
+    x, x2 = _x(70), _x(30, seed=1)
+    k = distributed.kernel_to_zarr(NET.kernel, x, path=tmp_path / "sym", get="ntk",
+                                   tile_size=16, client=client)
+    assert k.shape == (70, 70) and k.dtype == DTYPE
+    assert rel_err(k[:], NET.kernel(x, None, get="ntk")) < TOL
+    k2 = distributed.kernel_to_zarr(NET.kernel, x, x2, path=tmp_path / "cross", get="nngp",
+                                    tile_size=16, client=client)
+    assert rel_err(k2[:], NET.kernel(x, x2, get="nngp")) < TOL
+    # a second call finds every tile done and computes nothing
+    before = os.path.getmtime(tmp_path / "sym" / "done" / "16_32")
+    again = distributed.kernel_to_zarr(NET.kernel, x, path=tmp_path / "sym", get="ntk",
+                                       tile_size=16, client=client)
+    assert os.path.getmtime(tmp_path / "sym" / "done" / "16_32") == before
+    np.testing.assert_array_equal(again[:], k[:])
+
+
+@ONLY_X32_PASS
+def test_store_resumes_and_never_reads_an_unfinished_tile(client, tmp_path):
+    x = _x(48)
+    path = tmp_path / "k"
+    distributed.kernel_to_zarr(NET.kernel, x, path=path, get="ntk", tile_size=16, client=client)
+    # a worker died while writing tile (16, 32): garbage in its chunk, no done marker
+    import zarr
+    arr = zarr.open_array(str(path / "kernel"), mode="r+")
+    arr[16:32, 32:48] = -1.0
+    os.unlink(path / "done" / "16_32")
+    with pytest.raises(RuntimeError, match="incomplete: 1 of 6 tiles"):
+        distributed.open_kernel(path)
+    k = distributed.kernel_to_zarr(NET.kernel, x, path=path, get="ntk", tile_size=16,
+                                   client=client)
+    assert rel_err(k[:], NET.kernel(x, None, get="ntk")) < 1e-6
+    with pytest.raises(ValueError, match="holds a different computation"):
+        distributed.kernel_to_zarr(NET.kernel, x, path=path, get="nngp", tile_size=16,
+                                   client=client)
+    with pytest.raises(FileNotFoundError, match="not an ntkgp kernel store"):
+        distributed.open_kernel(tmp_path / "nothing")
+
+
+def test_cg_with_products_as_dask_tasks_equals_the_dense_solve(client, tmp_path):
+    x = _x(60)
+    distributed.kernel_to_zarr(NET.kernel, x, path=tmp_path / "k", get="ntk", tile_size=16,
+                               client=client)
+    op = distributed.DaskKernelOperator(tmp_path / "k", client)
+    k = np.asarray(NET.kernel(x, None, get="ntk"), np.float64)
+    b = np.random.default_rng(2).standard_normal((60, 2))
+    np.testing.assert_allclose(op.matmat(b), k @ b, rtol=1e-5 if not X64 else 1e-12)
+    res = linalg.cg_solve(op, b, 1e-2, preconditioner="nystrom", rank=20, tol=1e-10)
+    assert res.converged
+    assert rel_err(res.x, np.linalg.solve(k + 1e-2 * np.eye(60), b)) < (1e-8 if X64 else 1e-4)
+
+
+def _slow_kernel(net):
+    """``net.kernel`` that sleeps 0.15 s per tile on the worker (so a run can be interrupted)."""
+    def kernel(a, b, get):
+        k = net.kernel(a, b, get=get)
+        return jax.pure_callback(lambda v: (time.sleep(0.15), v)[1],
+                                 jax.ShapeDtypeStruct(k.shape, k.dtype), k)
+    return kernel
+
+
+@ONLY_X32_PASS
+def test_a_killed_worker_still_gives_the_correct_matrix(client, tmp_path):
+    x = _x(96)  # 21 upper tiles of 16, ~3 s of sleeping spread over two workers
+    path = tmp_path / "k"
+    pids = list(client.run(os.getpid).values())
+    out = {}
+
+    def run():
+        out["k"] = distributed.kernel_to_zarr(_slow_kernel(NET), x, path=path, get="ntk",
+                                              tile_size=16, client=client)
+
+    th = threading.Thread(target=run)
+    th.start()
+    deadline = time.time() + 60
+    while time.time() < deadline and len(os.listdir(path / "done")
+                                         if (path / "done").exists() else []) < 3:
+        time.sleep(0.02)
+    done_at_kill = len(os.listdir(path / "done"))
+    os.kill(pids[0], signal.SIGKILL)  # mid-run: the nanny restarts it, Dask reschedules
+    th.join(timeout=120)
+    assert not th.is_alive()
+    assert 3 <= done_at_kill < 21, done_at_kill
+    assert rel_err(out["k"][:], NET.kernel(x, None, get="ntk")) < 1e-6
+    assert len(os.listdir(path / "done")) == 21
