@@ -154,8 +154,19 @@ def fmt(v, nd=3):
     return f"{v:.{nd}f}"
 
 
-def save_rows(suite, machine, ntv, rows, command):
-    with open(os.path.join(HERE, f"results_{suite}.json"), "w") as fh:
+def save_rows(suite, machine, ntv, rows, command, order=None):
+    """Save this run's rows; with ``order`` (every case id of the suite), rows of earlier runs
+    whose cases this run did not repeat are kept (a rerun of some cases replaces just those)."""
+    path = os.path.join(HERE, f"results_{suite}.json")
+    if order is not None and os.path.exists(path):
+        with open(path) as fh:
+            old = {r["id"]: r for r in json.load(fh)["rows"]}
+        new = {r["id"]: r for r in rows}
+        merged = {**old, **new}
+        rows = [merged[i] for i in order if i in merged]
+        if any(i not in new for i in merged):
+            command += " (some rows from an earlier run of this script)"
+    with open(path, "w") as fh:
         json.dump({"machine": machine, "neural_tangents": ntv, "command": command,
                    "rows": rows}, fh, indent=1)
 
@@ -280,6 +291,8 @@ def main(suite, all_cases, run_case, script, doc):
               f"{ratio:6.3f} {fmt(nt.get('maxrss_mb'), 0):>7s} "
               f"{fmt(us.get('maxrss_mb'), 0):>9s} {nt.get('error', '')} {us.get('error', '')}",
               flush=True)
-        save_rows(suite, mi, ntv, rows, command)  # after every case: interrupted runs keep rows
+        # after every case: interrupted runs keep rows; a partial rerun keeps the others
+        save_rows(suite, mi, ntv, rows, command,
+                  order=[c["id"] for c in all_cases()] if a.cases != "." else None)
     write_results()
     print("wrote benchmarks/RESULTS.md", flush=True)

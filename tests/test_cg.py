@@ -213,3 +213,26 @@ def test_tiles_sharded_over_two_devices_give_the_same_product():
                JAX_ENABLE_X64="0", NTKGP_PROGRESS="0", JAX_PLATFORMS="cpu")
     proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
     assert proc.returncode == 0 and "ok" in proc.stdout, proc.stderr[-2000:]
+
+
+@ONLY_X64_PASS
+def test_an_interrupted_solve_keeps_its_iterate_and_continues_from_it():
+    k, op = _spd_stored(200, 1.0)
+
+    class Interrupting(linalg.StoredKernelOperator):
+        calls = 0
+
+        def matmat(self, v):
+            type(self).calls += 1
+            if type(self).calls == 6:
+                raise KeyboardInterrupt
+            return super().matmat(v)
+
+    b = np.random.default_rng(6).standard_normal(200)
+    with pytest.warns(linalg.CGConvergenceWarning, match="interrupted after 5 iterations"):
+        part = linalg.cg_solve(Interrupting(k), b, 1e-3, preconditioner=None, tol=1e-10)
+    assert part.interrupted and not part.converged and part.iterations == 5
+    assert part.residuals[-1] < part.residuals[0]
+    rest = linalg.cg_solve(op, b, 1e-3, preconditioner=None, tol=1e-10, x0=part.x)
+    assert rest.converged and rest.residuals[0] == pytest.approx(part.residuals[-1], rel=1e-6)
+    assert rel_err(rest.x, np.linalg.solve(k + 1e-3 * np.eye(200), b)) < 1e-8

@@ -53,6 +53,20 @@ def test_fit_and_predict_regression(regression_csv, capsys):
     assert all(float(r[1]) > 0 for r in rows[1:])
 
 
+def test_fit_with_the_cg_solver_saves_a_model_that_predicts(regression_csv, capsys):
+    d = regression_csv
+    assert main(["fit", str(d / "train.csv"), "--target", "target", "--out",
+                 str(d / "cg.joblib"), "--depth", "1", "--no-fit", "--solver", "cg"]) == 0
+    out = capsys.readouterr().out
+    assert "solved by conjugate gradients:" in out and "iterations" in out
+    assert main(["predict", str(d / "cg.joblib"), str(d / "new.csv"), "--std",
+                 "--out", str(d / "pred.csv")]) == 0
+    rows = read_rows(d / "pred.csv")
+    model = joblib.load(d / "cg.joblib")["model"]
+    assert model[-1].solver_ == "cg" and len(rows) == 11
+    assert all(float(r[1]) > 0 for r in rows[1:])
+
+
 def test_fit_and_predict_classification_with_string_labels(tmp_path, capsys):
     x, y = load_iris(return_X_y=True)
     names = np.array(["setosa", "versicolor", "virginica"])[y]

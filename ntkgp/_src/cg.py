@@ -145,6 +145,8 @@ class CGResult:
         converged: whether every column met ``tol``.
         tol: the tolerance asked for.
         preconditioner: the `LowRankPreconditioner` used (or ``None``).
+        interrupted: whether Ctrl-C stopped it; ``x`` is then the last finished iterate,
+            from which ``cg_solve(..., x0=x)`` continues.
     """
 
     x: np.ndarray
@@ -153,6 +155,7 @@ class CGResult:
     converged: bool
     tol: float
     preconditioner: Optional[LowRankPreconditioner] = None
+    interrupted: bool = False
 
 
 def cg_solve(op: KernelOperator, b, noise: float,
@@ -175,7 +178,9 @@ def cg_solve(op: KernelOperator, b, noise: float,
         progress: show a progress bar over iterations (default: when ``N > 4096``).
 
     Returns:
-        `CGResult`. Warns `CGConvergenceWarning` when ``tol`` was not met.
+        `CGResult`. Warns `CGConvergenceWarning` when ``tol`` was not met. A Ctrl-C during
+        the iterations stops them and returns the last finished iterate (with a warning and
+        ``interrupted=True``); pass it as ``x0`` to continue.
     """
     b = np.asarray(b, np.float64)
     squeeze = b.ndim == 1
@@ -211,8 +216,14 @@ def cg_solve(op: KernelOperator, b, noise: float,
     show = op.n > 4096 if progress is None else progress
     bar = progress_counter(max_iter, desc="conjugate gradients", enabled=show)
     it = 0
+    interrupted = False
     while history[-1] > tol and it < max_iter:
-        ap = apply(p)
+        try:
+            ap = apply(p)
+        except KeyboardInterrupt:
+            interrupted = True
+            break
+
         pap = np.sum(p * ap, axis=0)
         if np.any(pap <= 0):
             raise np.linalg.LinAlgError(
@@ -232,11 +243,17 @@ def cg_solve(op: KernelOperator, b, noise: float,
         bar.set_postfix(residual=f"{history[-1]:.1e}")
     bar.close()
     converged = history[-1] <= tol
-    if not converged:
+    if interrupted:
+        warnings.warn(
+            f"conjugate gradients interrupted after {it} iterations (relative residual "
+            f"{history[-1]:.2e}); the result holds that iterate: continue with "
+            "`cg_solve(..., x0=result.x)`.", CGConvergenceWarning, stacklevel=2)
+    elif not converged:
         warnings.warn(
             f"conjugate gradients stopped after {it} iterations with relative residual "
             f"{history[-1]:.2e} > tol={tol:.0e}; raise `max_iter` or the preconditioner's "
             "`rank`, or raise `diag_reg` (a better-conditioned system).",
             CGConvergenceWarning, stacklevel=2)
     return CGResult(x=x[:, 0] if squeeze else x, iterations=it, residuals=np.array(history),
-                    converged=converged, tol=tol, preconditioner=preconditioner)
+                    converged=converged, tol=tol, preconditioner=preconditioner,
+                    interrupted=interrupted)

@@ -67,7 +67,7 @@ def cmd_fit(args) -> int:
                              "has non-numeric values.") from None
     est = cls(args.activation, depth=args.depth, t=args.t,
               optimizer=None if args.no_fit else "fmin_l_bfgs_b",
-              n_restarts_optimizer=args.restarts, random_state=args.seed)
+              n_restarts_optimizer=args.restarts, solver=args.solver, random_state=args.seed)
     model = make_pipeline(StandardScaler(), est)
     t0 = time.perf_counter()
     model.fit(x, y)
@@ -80,8 +80,14 @@ def cmd_fit(args) -> int:
     score = "R^2" if task == "regression" else "accuracy"
     print(f"ntkgp fit: {type(fitted).__name__} ({args.activation}, depth {args.depth}) on "
           f"{len(x)} rows x {len(features)} features of {args.data!r} ({task}) in {secs:.1f} s")
-    print(f"  hyperparameters: {hp}; log marginal likelihood "
-          f"{fitted.log_marginal_likelihood_value_:.4g}")
+    if fitted.solver_ == "cg":
+        cg = fitted.posterior_.cg
+        print(f"  hyperparameters: {hp} (fitted on {min(len(x), fitted.max_fit_samples)} "
+              f"rows); solved by conjugate gradients: {cg.iterations} iterations, relative "
+              f"residual {cg.residuals[-1]:.1e}")
+    else:
+        print(f"  hyperparameters: {hp}; log marginal likelihood "
+              f"{fitted.log_marginal_likelihood_value_:.4g}")
     print(f"  training {score}: {model.score(x, y):.4f}")
     print(f"  saved {args.out}")
     return 0
@@ -151,6 +157,9 @@ def add_parsers(sub):
     f.add_argument("--no-fit", action="store_true",
                    help="keep W_std/b_std/diag_reg at their defaults (no marginal-likelihood fit)")
     f.add_argument("--restarts", type=int, default=0, help="random restarts of the fit")
+    f.add_argument("--solver", choices=("auto", "cholesky", "cg"), default="auto",
+                   help="exact factorization, or conjugate gradients on kernel tiles (memory "
+                   "O(N)); auto: cg above 20000 rows (default auto)")
     f.add_argument("--seed", type=int, default=0)
     f.add_argument("--force", action="store_true", help="replace an existing --out file")
     f.add_argument("--x64", action="store_true", help="compute in float64")
