@@ -118,7 +118,7 @@ def test_cg_warns_when_the_tolerance_is_not_met_and_rejects_bad_input():
     with pytest.warns(linalg.CGConvergenceWarning, match="stopped after 2 iterations"):
         res = linalg.cg_solve(op, b, 1e-6, preconditioner=None, max_iter=2)
     assert not res.converged and res.iterations == 2
-    with pytest.raises(ValueError, match=r"`b` must have shape \(100,\)"):
+    with pytest.raises(ValueError, match=r"`b` \(the right-hand sides\) must have shape \(100,\)"):
         linalg.cg_solve(op, np.ones(99), 0.1)
     with pytest.raises(ValueError, match="NaN or inf"):
         linalg.cg_solve(op, np.full(100, np.nan), 0.1)

@@ -16,7 +16,6 @@ import hashlib
 import json
 import math
 import os
-import tempfile
 from typing import Callable, Optional, Sequence
 
 import jax
@@ -26,7 +25,7 @@ import numpy as np
 from ntkgp._src import checks
 from ntkgp._src.kernels.kernel import Kernel
 from ntkgp._src.progress import progress_counter
-from ntkgp._src.util import free_memory_bytes, pad_rows
+from ntkgp._src.util import free_memory_bytes, pad_rows, write_atomic
 
 MAX_TILE = 4096
 
@@ -219,24 +218,11 @@ class TileStore:
                     "(other inputs, arguments, tile size or kernel function). Use a new "
                     "directory, or delete this one to start afresh.")
         else:
-            self._write_atomic(manifest, lambda fh: fh.write(
+            write_atomic(manifest, lambda fh: fh.write(
                 json.dumps({"format": "ntkgp-tiles-1", "fingerprint": fingerprint}).encode()))
 
     def _file(self, i, j):
         return os.path.join(self.path, f"tile_{i}_{j}.npz")
-
-    def _write_atomic(self, target, write):
-        fd, tmp = tempfile.mkstemp(dir=self.path, prefix=".tmp-", suffix=".part")
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                write(fh)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, target)
-        except BaseException:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-            raise
 
     def load(self, i, j):
         f = self._file(i, j)
@@ -251,7 +237,7 @@ class TileStore:
         arrays = {k: v for k, v in tile.items() if k != "meta" and v is not None}
         if tile.get("meta") is not None:
             arrays["_meta"] = np.asarray(json.dumps(tile["meta"]))
-        self._write_atomic(self._file(i, j), lambda fh: np.savez(fh, **arrays))
+        write_atomic(self._file(i, j), lambda fh: np.savez(fh, **arrays))
 
 
 _META = ("x1_is_x2", "is_gaussian", "width", "spatial_ndim", "diagonal_spatial")

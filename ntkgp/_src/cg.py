@@ -182,14 +182,7 @@ def cg_solve(op: KernelOperator, b, noise: float,
         the iterations stops them and returns the last finished iterate (with a warning and
         ``interrupted=True``); pass it as ``x0`` to continue.
     """
-    b = np.asarray(b, np.float64)
-    squeeze = b.ndim == 1
-    b2 = b[:, None] if squeeze else b
-    if b2.ndim != 2 or b2.shape[0] != op.n:
-        raise ValueError(f"`b` must have shape ({op.n},) or ({op.n}, C) for a kernel of "
-                         f"{op.n} points; got shape {b.shape}.")
-    if not np.all(np.isfinite(b2)):
-        raise ValueError("`b` contains NaN or inf; remove or impute those targets.")
+    b2, squeeze = op._check_block(b, "`b` (the right-hand sides)")
     if not (np.isfinite(noise) and noise >= 0):
         raise ValueError(f"`noise` must be a finite number >= 0; got {noise!r}.")
     if not (tol > 0):

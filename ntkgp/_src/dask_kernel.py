@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from typing import Callable, Optional
 
 import numpy as np
@@ -27,6 +26,7 @@ from ntkgp._src import checks
 from ntkgp._src.batching import _fingerprint
 from ntkgp._src.operator import StoredKernelOperator, _kernel_array
 from ntkgp._src.progress import progress_counter
+from ntkgp._src.util import write_atomic
 
 FORMAT = "ntkgp-zarr-1"
 _PROGRAMS = {}  # per worker process: jitted tile programs, by kernel function and `get`
@@ -41,18 +41,7 @@ def _need(module):
 
 
 def _atomic_write(path, data: bytes):
-    folder = os.path.dirname(path)
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=".part")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    write_atomic(path, lambda fh: fh.write(data))
 
 
 def _marker(path, i, j):

@@ -88,14 +88,17 @@ class KernelOperator:
         """:math:`K[:, idx]`, shape ``(N, len(idx))``."""
         raise NotImplementedError
 
-    def _check_block(self, v):
+    def _check_block(self, v, name="the vectors"):
+        """``(V as (N, C) float64, whether it was 1-D)``; raises on a wrong shape or NaN."""
         v = np.asarray(v, np.float64)
         squeeze = v.ndim == 1
-        v = v[:, None] if squeeze else v
-        if v.ndim != 2 or v.shape[0] != self.n:
-            raise ValueError(f"the vectors must have shape ({self.n},) or ({self.n}, C) to "
-                             f"multiply a kernel of {self.n} points; got shape {v.shape}.")
-        return v, squeeze
+        v2 = v[:, None] if squeeze else v
+        if v2.ndim != 2 or v2.shape[0] != self.n:
+            raise ValueError(f"{name} must have shape ({self.n},) or ({self.n}, C) for a "
+                             f"kernel of {self.n} points; got shape {v.shape}.")
+        if not np.all(np.isfinite(v2)):
+            raise ValueError(f"{name} contain NaN or inf; remove or impute them first.")
+        return v2, squeeze
 
 
 class TiledKernelOperator(KernelOperator):

@@ -1,8 +1,29 @@
-"""Small shared helpers: padding by repetition, free memory."""
+"""Small shared helpers: padding by repetition, free memory, atomic file writes."""
 
 from __future__ import annotations
 
+import os
+import tempfile
+
 import jax.numpy as jnp
+
+
+def write_atomic(target: str, write) -> None:
+    """Write a file so that it is either absent or complete: ``write(fh)`` fills a temporary
+    file in the same folder, which is flushed, synced and renamed onto ``target``; on any
+    error (Ctrl-C included) the temporary file is removed and ``target`` is left as it was."""
+    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(os.path.abspath(target)), prefix=".tmp-",
+                               suffix=".part")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            write(fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, target)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
 
 
 def pad_rows(x, size: int):
