@@ -108,7 +108,14 @@ def test_cg_equals_exact_solve_and_preconditioning_cuts_iterations(method):
         assert rel_err(res.x, exact) < 1e-6
     assert pre.iterations < plain.iterations / 3, (pre.iterations, plain.iterations)
     assert pre.preconditioner.rank == 60 and pre.preconditioner.method == method
+    # a zero right-hand side (e.g. a constant target after centring) beside the others
+    b0 = np.column_stack([b[:, 0], np.zeros(400)])
+    res0 = linalg.cg_solve(op, b0, noise, preconditioner=method, rank=60, tol=1e-10)
+    assert res0.converged and np.all(res0.x[:, 1] == 0)
+    assert rel_err(res0.x[:, 0], exact[:, 0]) < 1e-6
     assert len(pre.residuals) == pre.iterations + 1
+    # 'auto' (the default) builds Nyström for a stored kernel: one pass, not one per column
+    assert linalg.cg_solve(op, b, noise, rank=60, tol=1e-10).preconditioner.method == "nystrom"
 
 
 @ONLY_X64_PASS
@@ -129,7 +136,9 @@ def test_cg_warns_when_the_tolerance_is_not_met_and_rejects_bad_input():
 
 
 @pytest.mark.parametrize("get", ["nngp", "ntkgp", "ntk"])
-def test_cg_inference_equals_gp_inference(get):
+def test_cg_inference_equals_gp_inference(get, monkeypatch):
+    from ntkgp._src.predict import iterative
+    monkeypatch.setattr(iterative, "VAR_CHUNK", 7)  # 20 test points: variances in 3 solves
     x, y = _data(400)
     xt = _data(20, seed=5)[0]
     post = predict.cg_inference(NET.kernel, x, y, get=get, diag_reg=1e-3, tile_size=128,
@@ -141,6 +150,7 @@ def test_cg_inference_equals_gp_inference(get):
     assert rel_err(m, mean) < SOLVE_TOL
     assert rel_err(var, np.diag(np.asarray(cov))) < (1e-6 if X64 else 2e-2)
     assert post.cg.converged and post.cg.iterations < 200
+    assert post.cg.preconditioner.method == "pivoted_cholesky"  # 'auto' for recomputed tiles
     m1 = predict.cg_inference(NET.kernel, x, y[:, 0], get=get, diag_reg=1e-3,
                               tile_size=128).predict(xt)
     assert m1.shape == (20,)
@@ -172,6 +182,8 @@ def test_estimator_cg_solver_matches_cholesky_and_pickles(cls):
     np.testing.assert_array_equal(c.predict(x[:30]), mb)
     with pytest.raises(ValueError, match="not full covariances"):
         b.predict(x[:3], return_cov=True)
+    with pytest.raises(ValueError, match="evidence at other `theta` is not available"):
+        b.log_marginal_likelihood(b.theta_)
 
 
 @ONLY_X32_PASS

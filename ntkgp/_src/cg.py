@@ -116,19 +116,28 @@ def nystrom(op: KernelOperator, rank: int, seed: int = 0) -> np.ndarray:
     return c @ (u[:, keep] / np.sqrt(w[keep]))
 
 
-def make_preconditioner(op: KernelOperator, noise: float, method: str = "pivoted_cholesky",
-                   rank: int = 256, seed: int = 0,
-                   progress: Optional[bool] = None) -> Optional[LowRankPreconditioner]:
-    """A `LowRankPreconditioner` for :math:`K + \\sigma^2 I` (``method``: ``'pivoted_cholesky'``,
-    ``'nystrom'`` or ``None`` for none)."""
+def make_preconditioner(op: KernelOperator, noise: float, method: Optional[str] = "auto",
+                        rank: int = 256, seed: int = 0,
+                        progress: Optional[bool] = None) -> Optional[LowRankPreconditioner]:
+    """A `LowRankPreconditioner` for :math:`K + \\sigma^2 I`.
+
+    ``method``: ``'pivoted_cholesky'``, ``'nystrom'``, ``'auto'`` (pivoted Cholesky when the
+    operator's single columns are cheap, as for a `TiledKernelOperator`; else Nyström, whose one
+    pass suits a kernel read from disk), or ``None`` for none. ``noise`` is floored at machine
+    epsilon times the mean diagonal."""
     if method is None or rank == 0:
         return None
+    if method == "auto":
+        method = "pivoted_cholesky" if op.cheap_columns else "nystrom"
+    noise = max(float(noise), np.finfo(np.float64).eps * max(float(np.mean(op.diagonal())),
+                                                             1e-300))
     if method == "pivoted_cholesky":
         lt = pivoted_cholesky(op, rank, progress=progress)
     elif method == "nystrom":
         lt = nystrom(op, rank, seed)
     else:
-        raise ValueError(f"`preconditioner` must be 'pivoted_cholesky', 'nystrom' or None; "
+        raise ValueError(f"`preconditioner` must be 'auto', 'pivoted_cholesky', 'nystrom' or "
+                         f"None; "
                          f"got {method!r}.")
     return LowRankPreconditioner(lt, float(noise), method)
 
@@ -159,7 +168,7 @@ class CGResult:
 
 
 def cg_solve(op: KernelOperator, b, noise: float,
-             preconditioner: Union[LowRankPreconditioner, str, None] = "pivoted_cholesky",
+             preconditioner: Union[LowRankPreconditioner, str, None] = "auto",
              rank: int = 256, tol: float = 1e-6, max_iter: int = 1000, x0=None,
              progress: Optional[bool] = None) -> CGResult:
     r"""Solve :math:`(K + \sigma^2 I) X = B` with preconditioned conjugate gradients.
@@ -169,7 +178,8 @@ def cg_solve(op: KernelOperator, b, noise: float,
         b: right-hand sides, shape ``(N,)`` or ``(N, C)``; the ``C`` columns are solved
             together (one kernel pass per iteration serves all of them).
         noise: :math:`\sigma^2 \ge 0` added to the diagonal, in the kernel's units.
-        preconditioner: a `LowRankPreconditioner`, ``'pivoted_cholesky'`` (default),
+        preconditioner: a `LowRankPreconditioner`, ``'auto'`` (default: pivoted Cholesky
+            for recomputed tiles, Nyström for a stored kernel), ``'pivoted_cholesky'``,
             ``'nystrom'``, or ``None``.
         rank: rank of a preconditioner built here.
         tol: stop when every column's relative residual is at most ``tol``.
@@ -188,8 +198,7 @@ def cg_solve(op: KernelOperator, b, noise: float,
     if not (tol > 0):
         raise ValueError(f"`tol` must be > 0; got {tol!r}.")
     if isinstance(preconditioner, str):
-        floor = np.finfo(np.float64).eps * max(float(np.mean(op.diagonal())), 1e-300)
-        preconditioner = make_preconditioner(op, max(noise, floor), preconditioner, rank,
+        preconditioner = make_preconditioner(op, noise, preconditioner, rank,
                                              progress=progress)
 
     def apply(v):
@@ -218,12 +227,13 @@ def cg_solve(op: KernelOperator, b, noise: float,
             break
 
         pap = np.sum(p * ap, axis=0)
-        if np.any(pap <= 0):
+        moving = np.any(p != 0, axis=0)  # a column solved exactly (e.g. b = 0) stays put
+        if np.any(moving & (pap <= 0)):
             raise np.linalg.LinAlgError(
                 "conjugate gradients met a direction of non-positive curvature: the kernel "
                 "plus noise is not positive definite (NaN in the kernel, or noise 0 with a "
                 "singular kernel); raise `diag_reg`.")
-        alpha = rz / pap
+        alpha = np.where(moving, rz / np.where(moving, pap, 1.0), 0.0)
         x += alpha * p
         r -= alpha * ap
         z = precond(r)

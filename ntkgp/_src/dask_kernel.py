@@ -24,9 +24,9 @@ import numpy as np
 
 from ntkgp._src import checks
 from ntkgp._src.batching import _fingerprint
-from ntkgp._src.operator import StoredKernelOperator, _kernel_array
+from ntkgp._src.operator import StoredKernelOperator, as_kernel_function
 from ntkgp._src.progress import progress_counter
-from ntkgp._src.util import write_atomic
+from ntkgp._src.util import pad_rows, write_atomic
 
 FORMAT = "ntkgp-zarr-1"
 _PROGRAMS = {}  # per worker process: jitted tile programs, by kernel function and `get`
@@ -59,15 +59,13 @@ def _tile_task(path, kernel_fn, get, x1, x2, i, j, t, mirror):
                            "inputs.")
     key = (id(kernel_fn), get)
     if key not in _PROGRAMS:
-        f = (lambda u, v: kernel_fn(u, v)) if get is None else (
-            lambda u, v: kernel_fn(u, v, get=get))
-        _PROGRAMS[key] = (kernel_fn, jax.jit(lambda u, v: _kernel_array(f(u, v), get)),
-                          jax.jit(lambda u: _kernel_array(f(u, None), get)))
+        f = as_kernel_function(kernel_fn, get)
+        _PROGRAMS[key] = (kernel_fn, jax.jit(f), jax.jit(lambda u: f(u, None)))
     _, pair, own = _PROGRAMS[key]
     xr = x1 if x2 is None else x2
     a, b = x1[i:i + t], xr[j:j + t]
     na, nb = a.shape[0], b.shape[0]
-    pad = lambda z: np.concatenate([z, np.repeat(z[-1:], t - len(z), 0)]) if len(z) < t else z
+    pad = lambda z: pad_rows(z, t)  # noqa: E731
     if mirror and i == j:  # by the x2=None path: exact self-correlations on the diagonal
         tile = np.asarray(own(pad(a)))[:na, :na]
     else:

@@ -71,17 +71,25 @@ class KernelOperator:
     """
 
     shape: tuple
+    #: whether single columns are cheap (recomputed) rather than a pass over stored data;
+    #: picks the preconditioner ``'auto'`` means (pivoted Cholesky if so, else Nyström)
+    cheap_columns: bool = False
 
     @property
     def n(self) -> int:
         return self.shape[0]
 
+    def diagonal(self) -> np.ndarray:
+        r""":math:`\operatorname{diag} K`, shape ``(N,)`` (computed once, then cached)."""
+        if getattr(self, "_diag", None) is None:
+            self._diag = self._compute_diagonal()
+        return self._diag.copy()
+
     def matmat(self, v: np.ndarray) -> np.ndarray:
         """:math:`K V` for ``V`` of shape ``(N, C)``; returns ``(N, C)`` float64."""
         raise NotImplementedError
 
-    def diagonal(self) -> np.ndarray:
-        """:math:`\\operatorname{diag} K`, shape ``(N,)``."""
+    def _compute_diagonal(self) -> np.ndarray:
         raise NotImplementedError
 
     def columns(self, idx: Sequence[int]) -> np.ndarray:
@@ -119,6 +127,8 @@ class TiledKernelOperator(KernelOperator):
     Cost per product: :math:`N^2/2` kernel evaluations (the tiles on and above the diagonal).
     """
 
+    cheap_columns = True
+
     def __init__(self, kernel_fn: Callable, x, get: Optional[str] = None,
                  tile_size: Optional[int] = None, devices: Optional[Sequence] = None,
                  progress: Optional[bool] = None):
@@ -143,7 +153,7 @@ class TiledKernelOperator(KernelOperator):
         self.mesh = Mesh(np.array(self.devices), ("d",))
 
     def __getstate__(self):  # picklable when kernel_fn is: devices and programs are rebuilt
-        keep = ("x", "shape", "kernel_fn", "get", "t", "progress", "blocks")
+        keep = ("x", "shape", "kernel_fn", "get", "t", "progress", "blocks", "_diag")
         return {k: (np.asarray(v) if k == "x" else v) for k, v in self.__dict__.items()
                 if k in keep}
 
@@ -225,7 +235,7 @@ class TiledKernelOperator(KernelOperator):
         res = out.reshape(nb * t, c)[:self.n]
         return res[:, 0] if squeeze else res
 
-    def diagonal(self):
+    def _compute_diagonal(self):
         return np.asarray(self._diag_program(self.xb), np.float64).reshape(-1)[:self.n]
 
     def columns(self, idx):
@@ -334,7 +344,7 @@ class StoredKernelOperator(KernelOperator):
             out[r:r + band.shape[0]] = band @ v
         return out[:, 0] if squeeze else out
 
-    def diagonal(self):
+    def _compute_diagonal(self):
         d = np.empty(self.n)
         for r, band in self._bands("kernel diagonal"):
             d[r:r + band.shape[0]] = band[np.arange(band.shape[0]), r + np.arange(band.shape[0])]

@@ -402,6 +402,11 @@ class NeuralKernelEstimator(BaseEstimator):
             A float, and an array of shape ``(len(theta),)`` when ``eval_gradient``.
         """
         check_is_fitted(self, "posterior_")
+        if theta is not None and getattr(self, "solver_", "cholesky") == "cg":
+            raise ValueError("this model was solved by conjugate gradients (solver='cg'): its "
+                             "training kernel is never held, so the evidence at other "
+                             "`theta` is not available; refit with solver='cholesky' (or on a "
+                             "subset) to evaluate it.")
         if theta is None:
             if eval_gradient:
                 raise ValueError("eval_gradient=True needs `theta`; pass "

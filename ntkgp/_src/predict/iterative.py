@@ -19,10 +19,11 @@ from typing import Callable, Optional
 import numpy as np
 
 from ntkgp._src import checks
-from ntkgp._src.cg import CGResult, cg_solve, make_preconditioner
+from ntkgp._src.cg import CGResult, cg_solve
 from ntkgp._src.operator import KernelOperator, TiledKernelOperator
 
 MODES = ("nngp", "ntkgp", "ntk")
+VAR_CHUNK = 512  # test points per variance solve: bounds its memory to N x VAR_CHUNK
 
 
 @dataclasses.dataclass(frozen=True)
@@ -59,8 +60,9 @@ class IterativePosterior:
 
         Args:
             x_test: ``(M, ...)`` test inputs.
-            compute_var: also return the ``(M,)`` variances (one block CG solve with ``M``
-                right-hand sides; keep ``M`` modest).
+            compute_var: also return the ``(M,)`` variances: a block CG solve per
+                ``VAR_CHUNK`` test points (memory ``O(N x VAR_CHUNK)``, each chunk a full solve:
+                keep ``M`` modest).
             progress: show progress bars.
 
         Returns:
@@ -68,27 +70,32 @@ class IterativePosterior:
             ``var`` of shape ``(M,)`` (shared by the ``K`` outputs).
         """
         op = self.operator
+        x_test, _ = checks.check_inputs(x_test, None, ndim=None)
         mean = op.cross(x_test, self.alpha, progress=progress)
         if self.y_was_1d:
             mean = mean[:, 0]
         if not compute_var:
             return mean
-        k_xs = op.cross_columns(x_test)  # (N, M)
+        var = np.concatenate([self._variances(x_test[i:i + VAR_CHUNK], progress)
+                              for i in range(0, len(x_test), VAR_CHUNK)])
+        return mean, np.maximum(var, 0.0)
+
+    def _variances(self, x_test, progress):
+        op = self.operator
+        k_xs = op.cross_columns(x_test)  # (N, m), m <= VAR_CHUNK
         z = cg_solve(op, k_xs, self.noise, preconditioner=self.cg.preconditioner,
                      progress=progress, **self.solve_options).x
         if self.get == "ntk":
             g = self.nngp_operator
-            var = (g.test_diagonal(x_test) + np.sum(z * g.matmat(z), axis=0)
-                   - 2.0 * np.sum(g.cross_columns(x_test) * z, axis=0))
-        else:
-            var = op.test_diagonal(x_test) - np.sum(k_xs * z, axis=0)
-        return mean, np.maximum(var, 0.0)
+            return (g.test_diagonal(x_test) + np.sum(z * g.matmat(z), axis=0)
+                    - 2.0 * np.sum(g.cross_columns(x_test) * z, axis=0))
+        return op.test_diagonal(x_test) - np.sum(k_xs * z, axis=0)
 
 
 def cg_inference(kernel_fn: Callable, x_train, y_train, *, get: str = "ntk",
                  diag_reg: float = 0.0, diag_reg_absolute_scale: bool = False,
                  tile_size: Optional[int] = None, devices=None,
-                 preconditioner: Optional[str] = "pivoted_cholesky", rank: int = 256,
+                 preconditioner: Optional[str] = "auto", rank: int = 256,
                  tol: float = 1e-6, max_iter: int = 1000,
                  progress: Optional[bool] = None) -> IterativePosterior:
     r"""Kernel regression / GP posterior for large ``N`` by preconditioned conjugate gradients.
@@ -111,7 +118,8 @@ def cg_inference(kernel_fn: Callable, x_train, y_train, *, get: str = "ntk",
         diag_reg_absolute_scale: take ``diag_reg`` in the kernel's units.
         tile_size: rows per kernel tile (default 2048).
         devices: JAX devices to shard tiles over (default all local devices).
-        preconditioner: ``'pivoted_cholesky'``, ``'nystrom'`` or ``None``.
+        preconditioner: ``'auto'`` (pivoted Cholesky here), ``'pivoted_cholesky'``,
+            ``'nystrom'`` or ``None``.
         rank: rank of the preconditioner.
         tol: relative residual at which CG stops.
         max_iter: most CG iterations.
@@ -151,13 +159,9 @@ def cg_inference(kernel_fn: Callable, x_train, y_train, *, get: str = "ntk",
                              devices=devices, progress=progress)
     mean_diag = float(np.mean(op.diagonal()))
     noise = float(diag_reg) * (1.0 if diag_reg_absolute_scale else mean_diag)
-    pc = None
-    if preconditioner is not None:
-        floor = np.finfo(np.float64).eps * mean_diag
-        pc = make_preconditioner(op, max(noise, floor), preconditioner, rank,
-                                 progress=progress)
     opts = dict(tol=tol, max_iter=max_iter)
-    res = cg_solve(op, y, noise, preconditioner=pc, progress=progress, **opts)
+    res = cg_solve(op, y, noise, preconditioner=preconditioner, rank=rank, progress=progress,
+                   **opts)
     g = None
     if get == "ntk":
         g = TiledKernelOperator(kernel_fn, x_train, get="nngp", tile_size=tile_size,
