@@ -19,43 +19,37 @@ ROOT = os.path.dirname(HERE)
 NTREF_PYTHON = os.environ.get("NTREF_PYTHON", "/tmp/ntref/venv/bin/python")
 NT_SCRIPT = os.path.join(ROOT, "..", "shared", "ntref", "nt_baseline.py")
 
-# suite -> (script, [(section title, id regex)], targets {id: max ratio ntkgp / nt})
+# suite -> (script, [(section title, id regex)]); the targets are in targets.py
 SUITES = {
     "kernels": ("kernels.py", [
         ("Analytic FC kernels, `kernel(x, x)` (NNGP + NTK), d=784, width-free; `fc2` = 2 hidden "
          "ReLU layers, `fc10` = 10", r"^fc"),
         ("Empirical NTK, MLP 784-512-512-10 (669,706 params), N=256, `x2=None`; `full` = 10x10 "
-         "output blocks, `trace` = averaged over outputs", r"^entk")],
-        {"fc10_N4000_f32": 0.2, "fc2_N8000_f32": 0.5, "entk_mlp_full_structured_f32": 1.0,
-         "entk_mlp_trace_structured_f32": 1.0}),
+         "output blocks, `trace` = averaged over outputs", r"^entk")]),
     "predict": ("predict.py", [
         ("Infinite-width prediction, FC net (`fc2`, d=784), N_test=500, NTK mean and covariance "
          "at t=inf, diag_reg=1e-4. `ensemble` = end to end from the inputs (kernels, "
          "factorization, prediction; a new predictor each run); `gp_inference` = kernels "
-         "precomputed, factorization and prediction only", r".")],
-        {"ensemble_ntk_cov_N1000_f32": 0.5, "ensemble_ntk_cov_N4000_f32": 0.5}),
+         "precomputed, factorization and prediction only", r".")]),
     "train": ("train.py", [
         ("Finite-width training (no neural-tangents counterpart): 100 GD steps, 1 hidden ReLU "
          "layer of 4096, diabetes (294 points), 8 seeds; and the default `ntkgp compare` "
-         "sweep", r".")], {}),
+         "sweep", r".")]),
     "cntk": ("cntk.py", [
         ("CNTK of 3 x [Conv(64, 3x3, SAME) + Relu] + GlobalAvgPool (`gap`) or Flatten + "
          "Dense(1) on digits (8x8), NNGP + NTK, `kernel(x, x)` unless `x2None`", r"^cnn3"),
         ("CNTK kernel regression vs finite CNNs trained with SGD (no neural-tangents "
-         "counterpart; time = both kernels)", r"^acc")],
-        {"cnn3_gap_N50_f32": 0.1, "cnn3_gap_N100_f32": 0.1, "cnn3_gap_N200_f32": 0.1,
-         "cnn3_flatten_N50_f32": 0.1, "cnn3_flatten_N100_f32": 0.1,
-         "cnn3_flatten_N200_f32": 0.1}),
+         "counterpart; time = both kernels)", r"^acc")]),
     "sgd_bayes": ("sgd_bayes.py", [
         ("SGD vs Bayes (no neural-tangents counterpart): fit-until-correct runs per 1000 "
          "(vmapped vs one compiled call per run), P_B estimators per 128-point sign pattern "
-         "(EP vs GHK), and the default `ntkgp sgd-vs-bayes`", r".")], {}),
+         "(EP vs GHK), and the default `ntkgp sgd-vs-bayes`", r".")]),
     "scale": ("scale.py", [
         ("Large N (no neural-tangents counterpart): exact Cholesky vs matrix-free CG kernel "
          "regression (FC NTK, 1 hidden ReLU layer, time end to end incl. 1000 test means, one "
          "run each), and kernel tiles in one process vs a 2-worker Dask LocalCluster",
-         r".")], {}),
-    "tabular": ("tabular.py", [], {}),  # accuracy tables, rendered by tabular.py ("markdown")
+         r".")]),
+    "tabular": ("tabular.py", []),  # accuracy tables, rendered by tabular.py ("markdown")
 }
 
 
@@ -160,7 +154,10 @@ def save_rows(suite, machine, ntv, rows, command, order=None):
     path = os.path.join(HERE, f"results_{suite}.json")
     if order is not None and os.path.exists(path):
         with open(path) as fh:
-            old = {r["id"]: r for r in json.load(fh)["rows"]}
+            old_saved = json.load(fh)
+        old = {r["id"]: r for r in old_saved["rows"]}
+        for r in old.values():  # rows saved before rows carried dates: their run's date
+            r.setdefault("date", old_saved["machine"].get("date"))
         new = {r["id"]: r for r in rows}
         merged = {**old, **new}
         rows = [merged[i] for i in order if i in merged]
@@ -171,7 +168,7 @@ def save_rows(suite, machine, ntv, rows, command, order=None):
                    "rows": rows}, fh, indent=1)
 
 
-def _table(rows, regex, targets):
+def _table(rows, regex, targets, date=None):
     lines = ["| case | neural-tangents s | ntkgp s | ratio | target | compile s (nt / ntkgp) "
              "| rss MB (nt / ntkgp) | note |", "|---|---:|---:|---:|---|---|---|---|"]
     for row in rows:
@@ -192,6 +189,8 @@ def _table(rows, regex, targets):
             note.append(us["note"])
         if nt.get("repeats") and nt.get("repeats") < 3:
             note.append(f"nt reps={nt['repeats']}")
+        if row.get("date") and date and row["date"] != date:
+            note.append(f"measured {row['date']} (earlier run)")
         lines.append(
             f"| {row['id']} | {fmt(nt.get('median_s'))} | {fmt(us.get('median_s'))} | "
             f"{fmt(ratio) if ratio is not None else '—'} | {tgt_s} | "
@@ -201,22 +200,40 @@ def _table(rows, regex, targets):
     return lines
 
 
-def write_results(path=None):
-    """Rewrite RESULTS.md from every saved suite."""
-    path = path or os.path.join(HERE, "RESULTS.md")
-    lines = ["# Benchmark results", "",
-             "Written by the scripts in `benchmarks/` (do not edit by hand; rerun them). Times "
-             "are medians of the timed runs in seconds; compile time (or, for end-to-end "
-             "cases, the first call) is separate; `rss` is the peak resident memory of the "
-             "case's own process (includes ~0.3-0.5 GB for importing JAX). neural-tangents ran "
-             "in its reference venv in the same session, case by case alternating with ntkgp. "
-             "`ratio` = ntkgp / neural-tangents median."]
-    for suite, (script, sections, targets) in SUITES.items():
+def load_saved():
+    """{suite: its saved JSON} for every suite with saved rows."""
+    saved = {}
+    for suite in SUITES:
         p = os.path.join(HERE, f"results_{suite}.json")
-        if not os.path.exists(p):
+        if os.path.exists(p):
+            with open(p) as fh:
+                saved[suite] = json.load(fh)
+    return saved
+
+
+def write_results(path=None):
+    """Rewrite RESULTS.md from every saved suite: the targets first, then the figures, then
+    each suite's machine, versions, date, tables and notes."""
+    import targets as tg
+    from figures import plot_all
+    path = path or os.path.join(HERE, "RESULTS.md")
+    saved_all = load_saved()
+    lines = ["# Benchmark results", "",
+             "Written by `python -m benchmarks` and the scripts in `benchmarks/` (do not edit by "
+             "hand; rerun them). Times are medians of the timed runs in seconds; compile time "
+             "(or, for end-to-end cases, the first call) is separate; `rss` is the peak "
+             "resident memory of the case's own process (includes ~0.3-0.5 GB for importing "
+             "JAX). neural-tangents ran in its reference venv in the same session, case by case "
+             "alternating with ntkgp. `ratio` = ntkgp / neural-tangents median.", ""]
+    lines += tg.render(saved_all)
+    figs = plot_all(saved_all, os.path.join(os.path.dirname(path), "figures"))
+    if figs:
+        lines += ["", "## Figures", ""] + [f"![{f}]({f})" for f in figs]
+    nt_bound = tg.nt_ratio_bounds()
+    for suite, (script, sections) in SUITES.items():
+        if suite not in saved_all:
             continue
-        with open(p) as fh:
-            saved = json.load(fh)
+        saved = saved_all[suite]
         lines += ["", f"# `{script}`", "", "| | |", "|---|---|"]
         for k, v in saved["machine"].items():
             lines.append(f"| {k} | {v} |")
@@ -227,7 +244,8 @@ def write_results(path=None):
         if saved.get("command"):
             lines.append(f"| command | `{saved['command']}` |")
         for title, regex in sections:
-            lines += ["", f"## {title}", ""] + _table(saved["rows"], regex, targets)
+            lines += ["", f"## {title}", ""] + _table(saved["rows"], regex, nt_bound,
+                                                      saved["machine"].get("date"))
         lines += saved.get("markdown", [])
         notes = os.path.join(HERE, f"notes_{suite}.md")
         if os.path.exists(notes):
@@ -246,6 +264,8 @@ def main(suite, all_cases, run_case, script, doc):
     ap.add_argument("--cases", default=".", help="regex on case ids")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--no-nt", action="store_true", help="skip neural-tangents")
+    ap.add_argument("--nt-cases", default=".",
+                    help="regex: run neural-tangents only on these of the selected cases")
     ap.add_argument("--timeout", type=float, default=590.0)
     ap.add_argument("--list", action="store_true")
     ap.add_argument("--render", action="store_true",
@@ -269,16 +289,17 @@ def main(suite, all_cases, run_case, script, doc):
         print(f"# neural-tangents venv not found ({NTREF_PYTHON}); ntkgp only", flush=True)
     mi = machine_info()
     ntv = nt_versions() if use_nt else None
-    command = f"python benchmarks/{os.path.basename(script)} --repeats {a.repeats}" + (
-        f" --cases '{a.cases}'" if a.cases != "." else "")
+    command = os.environ.get("NTKGP_BENCH_COMMAND") or (
+        f"python benchmarks/{os.path.basename(script)} --repeats {a.repeats}"
+        + (f" --cases '{a.cases}'" if a.cases != "." else ""))
     print("# " + "; ".join(f"{k}={v}" for k, v in mi.items()), flush=True)
     print(f"{'case':36s} {'nt_s':>8s} {'ntkgp_s':>8s} {'ratio':>6s} {'nt_rss':>7s} "
           f"{'ntkgp_rss':>9s}", flush=True)
     rows = []
     for c in cases:
-        row = {"id": c["id"]}
+        row = {"id": c["id"], "date": mi["date"]}
         nt_id = c.get("nt_id", c["id"])
-        if use_nt and nt_id:
+        if use_nt and nt_id and re.search(a.nt_cases, c["id"]):
             row["nt"] = subprocess_row([NTREF_PYTHON, NT_SCRIPT, "--_child", nt_id, "--repeats",
                                         str(a.repeats), "--backend", "nt"], a.timeout)
         row["ntkgp"] = subprocess_row([sys.executable, os.path.abspath(script), "--_child",

@@ -92,11 +92,13 @@ def run_case(case, repeats):
                                         preconditioner=None if how == "noprec" else
                                         "pivoted_cholesky")
             mean = post.predict(xte)
+            info["iterations"] = int(post.cg.iterations)
             info["note"] = f"{post.cg.iterations} iterations"
             saved = SAVED.format(n=n, dt=np.dtype(dt).name)
             if os.path.exists(saved):
                 ex = np.load(saved)
                 err = np.max(np.abs(mean - ex)) / np.max(np.abs(ex))
+                info["rel_diff_exact"] = float(err)
                 info["note"] += f"; max rel diff to exact {err:.1e}"
         ts = [time.perf_counter() - t0]
     elif how in ("diamonds", "synth"):

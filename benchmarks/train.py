@@ -46,7 +46,11 @@ def run_case(case, repeats):
                                   [64, 256, 1024, 4096], xtr, ytr, xte, yte, seeds=SEEDS,
                                   steps=STEPS, show_progress=False)
         ts, compile_s = [time.perf_counter() - t0], None
-        info["note"] = f"one run; (b) at 4096: {res.rows[-1].dist_net_closed_form:.3f}"
+        info["slopes"] = res.slopes
+        info["dist_b_widest"] = res.rows[-1].dist_net_closed_form
+        info["note"] = (f"one run; (b) at 4096: {res.rows[-1].dist_net_closed_form:.3f}; "
+                        "log-log slopes " + ", ".join(f"{k} {v:.2f}"
+                                                      for k, v in res.slopes.items()))
     else:
         net = nn.from_spec("relu-x1", width=WIDTH)
         keys = jax.random.split(jax.random.PRNGKey(0), SEEDS)

