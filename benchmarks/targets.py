@@ -25,7 +25,7 @@ def nt_ratio(case):
         if us is None or nt is None:
             return None
         return us / nt, row.get("date"), f"{us:.3g} s / {nt:.3g} s"
-    measure.nt_case = case
+    measure.nt_case, measure.cases = case, [case]
     return measure
 
 
@@ -39,6 +39,7 @@ def auto_vs_best(auto, candidates):
             return None
         t, which = min(best)
         return us / t, rows[auto].get("date"), f"{us:.3g} s / {t:.3g} s ({which.split('_')[3]})"
+    measure.cases = [auto, *candidates]
     return measure
 
 
@@ -51,6 +52,7 @@ def field(case, key, scale=1.0, unit=""):
         if v is None or "error" in (row.get("ntkgp") or {}):
             return None
         return v * scale, row.get("date"), f"{v * scale:.3g}{unit}"
+    measure.cases = [case]
     return measure
 
 
@@ -63,6 +65,7 @@ def field_ratio(num, den, key):
         if a is None or not b:
             return None
         return a / b, rows[num].get("date"), f"{a} / {b}"
+    measure.cases = [num, den]
     return measure
 
 
@@ -74,6 +77,7 @@ def slope(case, name):
         if v is None:
             return None
         return v, row.get("date"), f"{v:.2f}"
+    measure.cases = [case]
     return measure
 
 

@@ -50,6 +50,17 @@ def auto_tile_size(kernel_fn: Callable, x1, x2=None, *args, memory_fraction: flo
 
     Compiles ``kernel_fn`` on a 64 x 64 probe tile, reads XLA's temporary-memory estimate and
     scales it by the number of pairs; capped at ``MAX_TILE`` and at the data size.
+
+    Args:
+        kernel_fn: ``kernel_fn(x1, x2, *args, **kwargs)``.
+        x1: inputs ``(N1, ...)``.
+        x2: inputs ``(N2, ...)`` or ``None``.
+        *args: passed to ``kernel_fn``.
+        memory_fraction: of the free host memory.
+        **kwargs: passed to ``kernel_fn``.
+
+    Returns:
+        An int, the side of a square tile.
     """
     probe = 64
     xr = x1 if x2 is None else x2

@@ -103,7 +103,17 @@ def boolean_problem(n_bits: int = 7, target="majority", n_train: int = 64,
 
 def default_net(width: int, depth: int = 2, W_std: float = math.sqrt(2.0), b_std: float = 0.1):
     """A fully connected ReLU network with ``depth`` hidden layers of ``width`` units and
-    one output (NTK parameterization)."""
+    one output (NTK parameterization).
+
+    Args:
+        width: hidden units per layer.
+        depth: number of hidden layers.
+        W_std: weight standard deviation (``sqrt(2)``: the ReLU's variance-preserving value).
+        b_std: bias standard deviation.
+
+    Returns:
+        An ``ntkgp.nn`` `Layer` mapping ``(N, d)`` to ``(N, 1)``.
+    """
     from ntkgp._src.nn import layers
     from ntkgp._src.nn.combinators import serial
     mods = []
@@ -114,19 +124,41 @@ def default_net(width: int, depth: int = 2, W_std: float = math.sqrt(2.0), b_std
 
 def pack_functions(bits) -> list:
     """Hex strings naming Boolean functions: row ``r`` of ``bits`` (shape ``(R, T)``, truthy
-    where the function is +1 on held-out point ``t``) packed big-endian, 8 points a byte."""
+    where the function is +1 on held-out point ``t``) packed big-endian, 8 points a byte.
+
+    Args:
+        bits: array ``(R, T)``.
+
+    Returns:
+        ``R`` hex strings of ``ceil(T / 8)`` bytes each.
+    """
     bits = np.asarray(bits, bool)
     return [row.tobytes().hex() for row in np.packbits(bits, axis=1)]
 
 
 def unpack_function(name: str, n_points: int) -> np.ndarray:
-    """Signs (+1/-1) of shape ``(n_points,)`` of a function named by `pack_functions`."""
+    """Signs (+1/-1) of shape ``(n_points,)`` of a function named by `pack_functions`.
+
+    Args:
+        name: a hex string from `pack_functions`.
+        n_points: ``T``, the number of held-out points it was packed from.
+
+    Returns:
+        An int array of +1/-1.
+    """
     b = np.unpackbits(np.frombuffer(bytes.fromhex(name), np.uint8))[:n_points]
     return np.where(b.astype(bool), 1.0, -1.0)
 
 
 def function_frequencies(names: Sequence[str]):
-    """``(functions, counts)``, the distinct names sorted by decreasing count (ties by name)."""
+    """``(functions, counts)``, the distinct names sorted by decreasing count (ties by name).
+
+    Args:
+        names: one function name per run (from `pack_functions`).
+
+    Returns:
+        ``(functions, counts)``: a list of names and an integer array of their counts.
+    """
     uniq, counts = np.unique(np.asarray(list(names), dtype=object).astype(str),
                              return_counts=True)
     order = np.lexsort((uniq, -counts))

@@ -74,6 +74,15 @@ def pivoted_cholesky(op: KernelOperator, rank: int, rel_tol: float = 1e-6,
     Stops after ``rank`` columns or once the trace of the remainder
     :math:`\operatorname{tr}(K - L L^\top)` is below ``rel_tol`` times :math:`\operatorname{tr}
     K`. Cost: ``r`` kernel columns and ``O(N r^2)`` host flops.
+
+    Args:
+        op: the kernel `KernelOperator` ``(N x N)``.
+        rank: at most this many columns.
+        rel_tol: stop when the remaining trace is below this fraction.
+        progress: a progress bar (``None``: ntkgp's default).
+
+    Returns:
+        Float64 array ``(N, r)``, ``r <= rank``.
     """
     n = op.n
     rank = int(min(max(rank, 0), n))
@@ -102,7 +111,16 @@ def pivoted_cholesky(op: KernelOperator, rank: int, rel_tol: float = 1e-6,
 
 def nystrom(op: KernelOperator, rank: int, seed: int = 0) -> np.ndarray:
     r"""Nyström factor ``L = K_{:,S} R^{-1}`` with :math:`K_{SS} = R^\top R`, on ``rank``
-    landmarks ``S`` drawn uniformly without replacement (one pass over the kernel)."""
+    landmarks ``S`` drawn uniformly without replacement (one pass over the kernel).
+
+    Args:
+        op: the kernel `KernelOperator` ``(N x N)``.
+        rank: number of landmarks ``r``.
+        seed: seed of the landmark draw.
+
+    Returns:
+        Float64 array ``(N, r')``, ``r' <= r`` (landmark directions below rounding dropped).
+    """
     n = op.n
     rank = int(min(max(rank, 0), n))
     if rank == 0:
@@ -119,12 +137,25 @@ def nystrom(op: KernelOperator, rank: int, seed: int = 0) -> np.ndarray:
 def make_preconditioner(op: KernelOperator, noise: float, method: Optional[str] = "auto",
                         rank: int = 256, seed: int = 0,
                         progress: Optional[bool] = None) -> Optional[LowRankPreconditioner]:
-    """A `LowRankPreconditioner` for :math:`K + \\sigma^2 I`.
+    r"""A `LowRankPreconditioner` for :math:`K + \sigma^2 I`.
 
     ``method``: ``'pivoted_cholesky'``, ``'nystrom'``, ``'auto'`` (pivoted Cholesky when the
     operator's single columns are cheap, as for a `TiledKernelOperator`; else Nyström, whose one
     pass suits a kernel read from disk), or ``None`` for none. ``noise`` is floored at machine
-    epsilon times the mean diagonal."""
+    epsilon times the mean diagonal.
+
+    Args:
+        op: the kernel `KernelOperator` ``(N x N)``.
+        noise: :math:`\sigma^2`, in the kernel's units.
+        method: see above.
+        rank: number of columns / landmarks ``r``.
+        seed: landmark draw (Nyström).
+        progress: a progress bar (``None``: ntkgp's default).
+
+    Returns:
+        A `LowRankPreconditioner` (applies :math:`(L L^\top + \sigma^2 I)^{-1}` in
+        ``O(N r)``), or ``None`` for ``method=None``.
+    """
     if method is None or rank == 0:
         return None
     if method == "auto":

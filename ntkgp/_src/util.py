@@ -47,7 +47,21 @@ def free_memory_bytes() -> int:
 
 def check_fits_in_memory(n: int, dtype, n_matrices: int, what: str):
     """Raise ``MemoryError`` when ``n_matrices`` arrays of ``n x n`` ``dtype`` would not fit in
-    the available host memory (checked on the CPU backend only)."""
+    the available host memory (checked on the CPU backend only).
+
+    Args:
+        n: matrix side.
+        dtype: element type.
+        n_matrices: how many ``n x n`` matrices the computation holds at once.
+        what: named in the message (e.g. ``'the training kernel'``).
+
+    Returns:
+        ``None``.
+
+    Raises:
+        MemoryError: saying how much is needed, how much is free, and what to do instead
+            (a subset of the points, float32, more memory).
+    """
     import jax
     import numpy as np
 

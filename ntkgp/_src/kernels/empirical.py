@@ -149,6 +149,16 @@ def choose_implementation(f, params, x1, x2, trace_axes=(-1,)) -> str:
       at most 4 output blocks are kept per pair (its contraction costs ``2 N1 N2 Kk^2 Kt P``
       flops in one matrix product, vs about ``6 N1 N2 Kk Kt P`` for ``'ntvp'``);
     * else ``'ntvp'``.
+
+    Args:
+        f: an ``ntkgp.nn`` `Layer` or any ``f(params, x)``.
+        params: a pytree of parameters of ``f``.
+        x1: inputs ``(N1, ...)``.
+        x2: inputs ``(N2, ...)`` or ``None``.
+        trace_axes: output axes averaged over (``()`` keeps full blocks).
+
+    Returns:
+        ``'structured'``, ``'jacobian'`` or ``'ntvp'``.
     """
     layer = _layer_of(f)
     if layer is not None and layer.structured:
@@ -233,6 +243,10 @@ def empirical_nngp_fn(f, trace_axes: Sequence[int] = (-1,)) -> Callable:
 
     Returns:
         ``nngp_fn(x1, x2, params)`` returning an array of shape ``(N1, N2, *kept, *kept)``.
+
+    Args:
+        f: an ``ntkgp.nn`` `Layer` or any ``f(params, x)``.
+        trace_axes: output axes averaged over; ``()`` keeps full ``K x K`` output blocks.
     """
     apply = _apply_fn(f)
 
@@ -260,6 +274,16 @@ def empirical_kernel_fn(f, trace_axes: Sequence[int] = (-1,), implementation: st
 
     Returns a `Kernel` (``get`` a tuple or ``None``) or one array (``get`` a string). With all
     output axes traced, ``cov1``/``cov2`` are the per-example output variances.
+
+    Args:
+        f: an ``ntkgp.nn`` `Layer` or any ``f(params, x)``.
+        trace_axes: output axes averaged over; ``()`` keeps full ``K x K`` output blocks.
+        implementation: of the NTK: ``'auto'``, ``'structured'``, ``'jacobian'`` or ``'ntvp'``
+            (see `empirical_ntk_fn`).
+
+    Returns:
+        ``kernel_fn(x1, x2=None, get=None, params=None)``; arrays of shape
+        ``(N1, N2, *kept, *kept)``.
     """
     ntk_fn = empirical_ntk_fn(f, trace_axes, implementation)
     nngp_fn = empirical_nngp_fn(f, trace_axes)

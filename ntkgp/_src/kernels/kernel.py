@@ -127,6 +127,11 @@ def input_kernel(x1: Array, x2: Optional[Array], compute_ntk: bool,
         x2: array of the same shape after the first axis, or ``None`` for ``x1`` against itself.
         compute_ntk: whether to carry an NTK (zero for the inputs).
         diagonal_spatial: track only pairs of the same position (see `Kernel`).
+
+    Returns:
+        A `Kernel` with ``nngp`` of shape ``(N1, N2)`` (``(N1, N2, *S, *S)`` for all pairs of
+        positions, ``(N1, N2, *S)`` for same positions), ``ntk`` zeros of that shape (or
+        ``None`` without ``compute_ntk``) and the per-example variances ``cov1``/``cov2``.
     """
     if x1.ndim > 2:
         return _spatial_input_kernel(x1, x2, compute_ntk, diagonal_spatial)

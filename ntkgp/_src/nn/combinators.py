@@ -23,7 +23,15 @@ def _check_layers(layers, who):
 
 
 def serial(*layers: Layer) -> Layer:
-    """Compose layers one after the other; params are a tuple, one entry per layer."""
+    """Compose layers one after the other; params are a tuple, one entry per layer.
+
+    Args:
+        *layers: `Layer` objects, applied first to last.
+
+    Returns:
+        A `Layer` whose ``init``, ``apply`` and ``kernel`` chain those of ``layers``; its
+        output shape is the last layer's.
+    """
     _check_layers(layers, "serial")
     if not layers:
         raise ValueError("serial() needs at least one layer.")
@@ -89,7 +97,15 @@ def serial(*layers: Layer) -> Layer:
 
 
 def parallel(*layers: Layer) -> Layer:
-    """Apply the i-th layer to the i-th input of a list (as made by `FanOut`)."""
+    """Apply the i-th layer to the i-th input of a list (as made by `FanOut`).
+
+    Args:
+        *layers: one `Layer` per branch.
+
+    Returns:
+        A `Layer` mapping a list of ``len(layers)`` inputs to the list of their outputs;
+        params are a tuple, one entry per branch.
+    """
     _check_layers(layers, "parallel")
 
     def _check_len(xs, what):
@@ -122,7 +138,15 @@ def parallel(*layers: Layer) -> Layer:
 
 
 def FanOut(num: int) -> Layer:
-    """Copy the input into a list of ``num`` identical branches."""
+    """Copy the input into a list of ``num`` identical branches.
+
+    Args:
+        num: number of branches.
+
+    Returns:
+        A `Layer` mapping an array to a list of ``num`` references to it (no parameters;
+        kernels are copied likewise).
+    """
     num = checks.check_positive_int(num, "num")
     return make_layer(f"FanOut({num})", lambda key, s: ([tuple(s)] * num, ()),
                       lambda p, x, **kw: [x] * num, lambda k: [k] * num)
@@ -142,6 +166,9 @@ def FanInSum() -> Layer:
     in a freshly initialized Dense layer (zero-mean and independent of the identity branch).
     Two branches that are the *same* function (e.g. two Identity branches) are not independent
     and the summed kernel would then be wrong.
+
+    Returns:
+        A `Layer` mapping a list of arrays of one shape to their sum (same shape).
     """
 
     def init(key, input_shapes):
@@ -177,6 +204,12 @@ def FanInConcat(axis: int = -1) -> Layer:
 
     The kernel of the concatenation, as seen by a following Dense layer (which averages over
     features), is the width-weighted mean :math:`K = \sum_i n_i K_i / \sum_i n_i`.
+
+    Args:
+        axis: the feature axis (the last; other axes must agree).
+
+    Returns:
+        A `Layer` mapping a list of ``(N, ..., n_i)`` arrays to one ``(N, ..., sum n_i)``.
     """
     if axis != -1:
         raise ValueError(f"FanInConcat supports the feature axis (-1); got axis={axis!r}.")
@@ -211,7 +244,15 @@ def FanInConcat(axis: int = -1) -> Layer:
 
 
 def repeat(layer: Layer, n: int) -> Layer:
-    """``serial(layer, layer, ..., layer)`` with ``n`` copies, each with its own parameters."""
+    """``serial(layer, layer, ..., layer)`` with ``n`` copies, each with its own parameters.
+
+    Args:
+        layer: the `Layer` to repeat (for ``n > 1`` its outputs must be valid inputs to it).
+        n: number of copies, ``n >= 1``.
+
+    Returns:
+        A `Layer`, as `serial`.
+    """
     n = checks.check_positive_int(n, "n")
     _check_layers([layer], "repeat")
     return serial(*([layer] * n))

@@ -230,6 +230,10 @@ def AvgPool(window_shape: Sequence[int], strides: Optional[Sequence[int]] = None
         strides: default: the window shape (non-overlapping windows).
         padding: ``'VALID'`` or ``'SAME'``.
 
+    Returns:
+        A `Layer` (no parameters) mapping ``(N, *S, C)`` to ``(N, *S', C)``, ``S'`` the
+        number of windows along each spatial axis.
+
     Raises:
         ValueError: a window larger than the input with ``'VALID'``, or inputs of the wrong rank.
     """
@@ -275,6 +279,9 @@ def GlobalAvgPool() -> Layer:
 
     (the kernel needs every pair of positions; this is what makes the CNTK of pooled networks
     costly, Arora et al. 2019).
+
+    Returns:
+        A `Layer` (no parameters) mapping ``(N, *S, C)`` to ``(N, C)``.
     """
     name = "GlobalAvgPool()"
 
@@ -310,6 +317,9 @@ def Flatten() -> Layer:
     A following Dense layer averages over all features, so the kernel is the mean over
     positions of the same-position covariance, :math:`K' = \frac{1}{|S|}\sum_p K_{pp}`: only
     those pairs are needed before it (the cheap readout). ``(N, d)`` inputs pass unchanged.
+
+    Returns:
+        A `Layer` (no parameters) mapping ``(N, *S, C)`` to ``(N, |S| C)``.
     """
     name = "Flatten()"
 

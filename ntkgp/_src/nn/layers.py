@@ -138,6 +138,13 @@ def _elementwise_layer(name: str, fn: Callable, pair: Callable, diag: Callable) 
 def ABRelu(a: float, b: float) -> Layer:
     r""":math:`\phi(x) = a \min(x, 0) + b \max(x, 0)`, with the closed-form arc-cosine kernel.
 
+    Args:
+        a: slope for negative inputs.
+        b: slope for positive inputs.
+
+    Returns:
+        A `Layer` (no parameters) acting elementwise on inputs of any shape.
+
     References:
         Cho & Saul 2009, "Kernel methods for deep learning".
     """
@@ -149,23 +156,51 @@ def ABRelu(a: float, b: float) -> Layer:
 
 
 def Relu() -> Layer:
-    r""":math:`\phi(x) = \max(x, 0)` (arc-cosine kernel of order 1)."""
+    r""":math:`\phi(x) = \max(x, 0)` (arc-cosine kernel of order 1).
+
+    Returns:
+        A `Layer` (no parameters) acting elementwise on inputs of any shape.
+    """
     layer = ABRelu(0.0, 1.0)
     return dataclass_rename(layer, "Relu()")
 
 
 def LeakyRelu(alpha: float) -> Layer:
-    r""":math:`\phi(x) = x` for :math:`x > 0`, :math:`\alpha x` otherwise."""
+    r""":math:`\phi(x) = x` for :math:`x > 0`, :math:`\alpha x` otherwise.
+
+    Closed form: the arc-cosine kernel of `ABRelu` with ``a=alpha, b=1``.
+
+    Args:
+        alpha: slope for negative inputs.
+
+    Returns:
+        A `Layer` (no parameters) acting elementwise on inputs of any shape.
+    """
     return dataclass_rename(ABRelu(alpha, 1.0), f"LeakyRelu({_fmt(alpha)})")
 
 
 def Abs() -> Layer:
-    r""":math:`\phi(x) = |x|`."""
+    r""":math:`\phi(x) = |x|`.
+
+    Closed-form kernel: the arc-cosine kernel of `ABRelu` with ``a=-1, b=1``.
+
+    Returns:
+        A `Layer` (no parameters) acting elementwise on inputs of any shape.
+    """
     return dataclass_rename(ABRelu(-1.0, 1.0), "Abs()")
 
 
 def Erf(a: float = 1.0, b: float = 1.0, c: float = 0.0) -> Layer:
-    r""":math:`\phi(x) = a\,\mathrm{erf}(b x) + c` (Williams 1997 closed form)."""
+    r""":math:`\phi(x) = a\,\mathrm{erf}(b x) + c` (Williams 1997 closed form).
+
+    Args:
+        a: output scale.
+        b: input scale.
+        c: output shift (adds :math:`c^2` to the NNGP, nothing to the derivative kernel).
+
+    Returns:
+        A `Layer` (no parameters) acting elementwise on inputs of any shape.
+    """
     return _elementwise_layer(
         f"Erf(a={_fmt(a)}, b={_fmt(b)}, c={_fmt(c)})",
         lambda x: a * jax.scipy.special.erf(b * x) + c,
@@ -174,7 +209,16 @@ def Erf(a: float = 1.0, b: float = 1.0, c: float = 0.0) -> Layer:
 
 
 def Sin(a: float = 1.0, b: float = 1.0, c: float = 0.0) -> Layer:
-    r""":math:`\phi(x) = a \sin(b x + c)` (closed form via Gaussian characteristic functions)."""
+    r""":math:`\phi(x) = a \sin(b x + c)` (closed form via Gaussian characteristic functions).
+
+    Args:
+        a: output scale.
+        b: input frequency.
+        c: phase.
+
+    Returns:
+        A `Layer` (no parameters) acting elementwise on inputs of any shape.
+    """
     return _elementwise_layer(
         f"Sin(a={_fmt(a)}, b={_fmt(b)}, c={_fmt(c)})",
         lambda x: a * jnp.sin(b * x + c),
@@ -193,7 +237,15 @@ def _gelu_tanh(x):
 def Gelu(approximate: bool = False, degree: int = 64) -> Layer:
     r""":math:`\phi(x) = x\,\Phi(x)` (exact, closed-form kernel) or its tanh approximation
     (``approximate=True``: the kernel of that approximation by Gauss–Hermite quadrature of
-    ``degree``, so that kernel and network always agree)."""
+    ``degree``, so that kernel and network always agree).
+
+    Args:
+        approximate: the tanh approximation instead of the exact :math:`x\,\Phi(x)`.
+        degree: quadrature nodes per dimension for ``approximate=True``.
+
+    Returns:
+        A `Layer` (no parameters) acting elementwise on inputs of any shape.
+    """
     if approximate:
         return dataclass_rename(Elementwise(_gelu_tanh, degree=degree), "Gelu(approximate=True)")
     return _elementwise_layer("Gelu()", _gelu_exact, act.gelu_pair, act.gelu_diag)
@@ -216,6 +268,9 @@ def Elementwise(fn: Callable, degree: int = 64, name: Optional[str] = None) -> L
         fn: a JAX-traceable elementwise function.
         degree: number of quadrature nodes per dimension.
         name: shown in ``repr``.
+
+    Returns:
+        A `Layer` (no parameters) acting elementwise on inputs of any shape.
     """
     degree = checks.check_positive_int(degree, "degree")
     if not callable(fn):
@@ -232,7 +287,13 @@ def dataclass_rename(layer: Layer, name: str) -> Layer:
 
 # ---------------------------------------------------------------------------------------------
 def Identity() -> Layer:
-    """The identity map (kernel unchanged)."""
+    """The identity map (kernel unchanged).
+
+    Useful as a branch of `parallel` (e.g. the skip path of a residual block).
+
+    Returns:
+        A `Layer` (no parameters); outputs equal inputs.
+    """
     return make_layer("Identity()", lambda key, s: (tuple(s), ()), lambda p, x, **kw: x,
                       lambda k: k)
 
@@ -244,6 +305,13 @@ def LayerNorm(axis: int = -1, eps: float = 1e-12) -> Layer:
     At infinite width after an affine layer (zero-mean Gaussian features) the mean vanishes
     and the kernel is rescaled: :math:`K'_{12} = K_{12}/\sqrt{K_{11}K_{22}}`, and the same for
     :math:`\Theta`.
+
+    Args:
+        axis: the feature axis (normalized over).
+        eps: added to the variance in the finite layer.
+
+    Returns:
+        A `Layer` (no parameters); output shape = input shape.
 
     Raises:
         ValueError: (when the kernel is taken) if the input is not the output of an affine

@@ -23,6 +23,9 @@ def parse_spec(spec: str):
     Returns:
         ``(activation, width or None, depth, {'W_std': ..., 'b_std': ...})``.
 
+    Args:
+        spec: e.g. ``'relu-512x3'``, ``'erf-x2,W_std=1.5'`` (width left to the caller).
+
     Raises:
         ValueError: naming the part that does not fit the grammar.
     """

@@ -1,0 +1,160 @@
+"""The documentation is complete, and the benchmark runner measures every target.
+
+Not numerics: these guard the promises of the docs (every public name in the API reference,
+with a Google-style docstring) and of ``python -m benchmarks --quick`` (it runs every case a
+target of RESULTS.md is computed from).
+"""
+
+import importlib
+import importlib.util
+import inspect
+import os
+import re
+import sys
+import types
+
+import pytest
+
+from tests.conftest import ONLY_X32_PASS
+
+pytestmark = ONLY_X32_PASS  # nothing here depends on the dtype
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+BENCH = os.path.join(ROOT, "benchmarks")
+MODULES = ["nn", "kernels", "empirical", "predict", "train", "compare", "experiments",
+           "estimator", "data", "linalg", "batching", "distributed"]
+
+
+def _public(mod):
+    m = importlib.import_module(f"ntkgp.{mod}")
+    names = getattr(m, "__all__", None) or [n for n in dir(m) if not n.startswith("_")]
+    return [(n, getattr(m, n)) for n in names if not isinstance(getattr(m, n), types.ModuleType)]
+
+
+@pytest.mark.parametrize("mod", MODULES)
+def test_every_public_name_is_in_the_api_reference(mod):
+    with open(os.path.join(ROOT, "docs", "api.md")) as fh:
+        api = fh.read()
+    section = api[api.index(f"`ntkgp.{mod}`"):]
+    section = section[:section.find("\n## ", 1)] if "\n## " in section[1:] else section
+    missing = [n for n, _ in _public(mod)
+               if not re.search(rf"^\s+{re.escape(n)}\s*$|`{re.escape(n)}`", section, re.M)]
+    assert not missing, f"ntkgp.{mod}: not in its section of docs/api.md: {missing}"
+
+
+@pytest.mark.parametrize("mod", MODULES)
+def test_public_functions_have_google_style_docstrings(mod):
+    bad = []
+    for name, obj in _public(mod):
+        if not (inspect.isfunction(obj) or inspect.isclass(obj)):
+            continue  # constants are described in api.md
+        doc = inspect.getdoc(obj) or ""
+        if len(doc) < 40:
+            bad.append(f"{name}: docstring too short")
+        if inspect.isfunction(obj):
+            params = [p for p in inspect.signature(obj).parameters.values()]
+            if params and "Args:" not in doc:
+                bad.append(f"{name}: no Args section")
+            if "Returns:" not in doc:
+                bad.append(f"{name}: no Returns section")
+        if "\t" in doc:
+            bad.append(f"{name}: a tab in the docstring (an unescaped backslash-t?)")
+    assert not bad, f"ntkgp.{mod}: " + "; ".join(bad)
+
+
+def test_every_docs_page_is_in_a_toctree():
+    pages = []
+    for d, _, files in os.walk(os.path.join(ROOT, "docs")):
+        if "generated" in d or "_build" in d:
+            continue
+        pages += [os.path.relpath(os.path.join(d, f), os.path.join(ROOT, "docs"))[:-3]
+                  for f in files if f.endswith(".md")]
+    toc = ""
+    for p in pages:
+        with open(os.path.join(ROOT, "docs", p + ".md")) as fh:
+            toc += "\n".join(re.findall(r"```\{toctree\}(.*?)```", fh.read(), re.S))
+    listed = set(re.findall(r"^\s*([\w/]+)\s*$", toc, re.M))
+    orphans = [p for p in pages if p != "index" and p not in listed]
+    assert not orphans, f"docs pages in no toctree: {orphans}"
+
+
+# ---- the benchmark runner --------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def bench():
+    sys.path.insert(0, BENCH)
+    try:
+        spec = importlib.util.spec_from_file_location("bench_runner",
+                                                      os.path.join(BENCH, "__main__.py"))
+        runner = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(runner)
+        import targets
+        yield runner, targets
+    finally:
+        sys.path.remove(BENCH)
+
+
+def _cases(suite):
+    spec = importlib.util.spec_from_file_location(f"bench_{suite}",
+                                                  os.path.join(BENCH, f"{suite}.py"))
+    m = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(m)
+    return [c["id"] for c in m.all_cases()]
+
+
+def _arg(args, flag, default="."):
+    return args[args.index(flag) + 1] if flag in args else default
+
+
+def test_quick_run_measures_every_target(bench):
+    """Every case a target reads exists, is selected by the quick plan of its suite (but for
+    the few named in QUICK_SKIPS), and (for a ratio against neural-tangents) runs
+    neural-tangents too."""
+    runner, targets = bench
+    problems = []
+    for _issue, suite, what, measure, _ in targets.TARGETS:
+        quick = runner.PLAN[suite][1]
+        ids = _cases(suite)
+        for case in measure.cases:
+            if case in runner.QUICK_SKIPS:
+                continue
+            if case not in ids:
+                problems.append(f"{suite}/{case}: no such case ({what})")
+            elif not re.search(_arg(quick, "--cases"), case):
+                problems.append(f"{suite}/{case}: not in the quick run ({what})")
+            elif hasattr(measure, "nt_case") and not re.search(_arg(quick, "--nt-cases"), case):
+                problems.append(f"{suite}/{case}: quick run skips neural-tangents ({what})")
+    assert not problems, problems
+
+
+def test_targets_met_missed_and_not_measured(bench):
+    _, targets = bench
+    row = lambda i, us, nt, **kw: dict(id=i, date="D", ntkgp=dict(median_s=us, **kw),  # noqa
+                                      nt=None if nt is None else dict(median_s=nt))
+    saved = {"kernels": {"machine": {"date": "D"}, "rows": [
+        row("fc10_N4000_f32", 0.5, 4.0), row("fc2_N8000_f32", 3.0, 4.0)]},
+        "scale": {"machine": {"date": "E"}, "rows": [
+            dict(id="cg_N2000_f64", ntkgp=dict(median_s=1.0, rel_diff_exact=2e-8)),
+            dict(id="cg_N5000_f64", ntkgp=dict(median_s=1.0, iterations=30)),
+            dict(id="cg_noprec_N5000_f64", ntkgp=dict(median_s=1.0, iterations=60))]}}
+    res = {r["what"]: r for r in targets.evaluate(saved)}
+    by = lambda s: next(r for w, r in res.items() if s in w)  # noqa: E731
+    assert by("depth 10").__getitem__("status") == "met"
+    assert abs(by("depth 10")["value"] - 0.125) < 1e-12
+    assert by("depth 2, N=8000")["status"] == "missed"
+    assert by("N=2000, float64")["status"] == "met" and by("N=2000, float64")["date"] == "E"
+    assert by("without / with")["status"] == "missed" and by("without / with")["value"] == 2.0
+    assert by("N=10000, float64")["status"] == "not measured"
+    assert by("GlobalAvgPool, N=50")["status"] == "not measured"
+    lines = targets.render(saved)
+    assert "**2 met, 2 missed**, 23 not measured" in lines[2]
+    assert all(ln.count("|") == 9 for ln in lines if ln.startswith("| ") and "issue" not in ln)
+
+
+def test_runner_lists_its_plan_and_refuses_unknown_suites(bench, capsys):
+    runner, _ = bench
+    assert runner.main(["--list", "--quick"]) == 0
+    out = capsys.readouterr().out
+    assert all(s in out for s in runner.PLAN)
+    with pytest.raises(SystemExit):
+        runner.main(["--suites", "kernals"])
+    assert "unknown suite(s) kernals" in capsys.readouterr().err
