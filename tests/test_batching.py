@@ -93,3 +93,23 @@ def test_auto_tile_size_is_probed_once_per_signature(rng):
     n = len(traces)
     batched(x + 1, x)
     assert len(traces) == n
+
+
+def test_tile_memory_budget_is_the_accelerators_own():
+    """On a GPU the tile size is set by the device's allocator pool, not by host memory."""
+    from ntkgp._src.util import device_free_memory_bytes, free_memory_bytes
+
+    class FakeGPU:
+        platform = "gpu"
+
+        def memory_stats(self):
+            return {"bytes_limit": 60 << 30, "bytes_in_use": 10 << 30}
+
+    class Silent(FakeGPU):
+        def memory_stats(self):
+            return None
+
+    assert device_free_memory_bytes(FakeGPU()) == 50 << 30
+    host = free_memory_bytes()
+    assert abs(device_free_memory_bytes(Silent()) - host) < (1 << 30)
+    assert abs(device_free_memory_bytes() - host) < (1 << 30)  # this CPU

@@ -25,7 +25,7 @@ import numpy as np
 from ntkgp._src import checks
 from ntkgp._src.kernels.kernel import Kernel
 from ntkgp._src.progress import progress_counter
-from ntkgp._src.util import free_memory_bytes, pad_rows, write_atomic
+from ntkgp._src.util import device_free_memory_bytes, pad_rows, write_atomic
 
 MAX_TILE = 4096
 
@@ -46,7 +46,7 @@ def _block_transpose(a, meta=None):
 
 def auto_tile_size(kernel_fn: Callable, x1, x2=None, *args, memory_fraction: float = 0.25,
                    **kwargs) -> int:
-    """A tile size whose computation fits in ``memory_fraction`` of free memory.
+    """A tile size whose computation fits in ``memory_fraction`` of the device's free memory.
 
     Compiles ``kernel_fn`` on a 64 x 64 probe tile, reads XLA's temporary-memory estimate and
     scales it by the number of pairs; capped at ``MAX_TILE`` and at the data size.
@@ -56,7 +56,8 @@ def auto_tile_size(kernel_fn: Callable, x1, x2=None, *args, memory_fraction: flo
         x1: inputs ``(N1, ...)``.
         x2: inputs ``(N2, ...)`` or ``None``.
         *args: passed to ``kernel_fn``.
-        memory_fraction: of the free host memory.
+        memory_fraction: of the free memory of the default device (the host's for the
+            CPU, the allocator's pool for a GPU).
         **kwargs: passed to ``kernel_fn``.
 
     Returns:
@@ -72,7 +73,7 @@ def auto_tile_size(kernel_fn: Callable, x1, x2=None, *args, memory_fraction: flo
         per_pair = (mem.temp_size_in_bytes + mem.output_size_in_bytes) / probe ** 2
     except Exception:  # memory analysis is not available on every backend
         per_pair = 64 * np.dtype(x1.dtype).itemsize
-    budget = free_memory_bytes() * memory_fraction
+    budget = device_free_memory_bytes() * memory_fraction
     tile = int(math.sqrt(max(budget / max(per_pair, 1.0), 1.0)))
     n = max(x1.shape[0], xr.shape[0])
     return int(max(1, min(tile, MAX_TILE, n)))

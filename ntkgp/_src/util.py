@@ -45,6 +45,23 @@ def free_memory_bytes() -> int:
     return 8 << 30
 
 
+def device_free_memory_bytes(device=None) -> int:
+    """Free memory of a JAX device: for an accelerator its allocator's limit minus what is in
+    use (``device.memory_stats()``; by default JAX preallocates 75% of a GPU, and that pool is
+    the limit), for the CPU or when the device reports nothing, the free host memory."""
+    import jax
+    device = device or jax.devices()[0]
+    if device.platform != "cpu":
+        try:
+            stats = device.memory_stats() or {}
+            limit = stats.get("bytes_limit")
+            if limit:
+                return max(int(limit) - int(stats.get("bytes_in_use", 0)), 0)
+        except Exception:  # pragma: no cover - a backend without memory statistics
+            pass
+    return free_memory_bytes()
+
+
 def check_fits_in_memory(n: int, dtype, n_matrices: int, what: str):
     """Raise ``MemoryError`` when ``n_matrices`` arrays of ``n x n`` ``dtype`` would not fit in
     the available host memory (checked on the CPU backend only).

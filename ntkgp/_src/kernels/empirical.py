@@ -33,7 +33,7 @@ from ntkgp._src import checks
 from ntkgp._src.kernels.kernel import Kernel
 from ntkgp._src.kernels.layout import Layout, unsplit
 from ntkgp._src.kernels.structured import ntk_structured
-from ntkgp._src.util import free_memory_bytes
+from ntkgp._src.util import device_free_memory_bytes
 
 IMPLEMENTATIONS = ("auto", "jacobian", "ntvp", "structured")
 
@@ -170,7 +170,7 @@ def choose_implementation(f, params, x1, x2, trace_axes=(-1,)) -> str:
     n2 = 0 if x2 is None else x2.shape[0]
     itemsize = np.dtype(x1.dtype).itemsize
     jac_bytes = (n1 + n2) * layout.kk * layout.kt * _param_count(params) * itemsize
-    if jac_bytes < free_memory_bytes() / 4 and layout.kk <= 4:
+    if jac_bytes < device_free_memory_bytes() / 4 and layout.kk <= 4:
         return "jacobian"
     return "ntvp"
 
