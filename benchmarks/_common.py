@@ -298,12 +298,15 @@ def main(suite, all_cases, run_case, script, doc):
     rows = []
     for c in cases:
         row = {"id": c["id"], "date": mi["date"]}
+        # fast cases (tens of ms) set `min_repeats`: the median of two such runs is noise;
+        # both libraries get the same number of runs
+        reps = str(max(a.repeats, c.get("min_repeats", 0)))
         nt_id = c.get("nt_id", c["id"])
         if use_nt and nt_id and re.search(a.nt_cases, c["id"]):
             row["nt"] = subprocess_row([NTREF_PYTHON, NT_SCRIPT, "--_child", nt_id, "--repeats",
-                                        str(a.repeats), "--backend", "nt"], a.timeout)
+                                        reps, "--backend", "nt"], a.timeout)
         row["ntkgp"] = subprocess_row([sys.executable, os.path.abspath(script), "--_child",
-                                       c["id"], "--repeats", str(a.repeats)], a.timeout)
+                                       c["id"], "--repeats", reps], a.timeout)
         rows.append(row)
         nt, us = row.get("nt") or {}, row["ntkgp"]
         ratio = us.get("median_s", 0) / nt["median_s"] if "median_s" in nt and \

@@ -32,7 +32,8 @@ def all_cases():
     cases = []
     for readout in ("gap", "flatten"):
         for n in (50, 100, 200):
-            cases.append(dict(id=f"cnn3_{readout}_N{n}_f32", kind="cnn", readout=readout, n=n))
+            cases.append(dict(id=f"cnn3_{readout}_N{n}_f32", kind="cnn", readout=readout, n=n,
+                              min_repeats=20 if readout == "flatten" else 0))
     cases.append(dict(id="cnn3_gap_x2None_N200_f32", kind="cnn", readout="gap", n=200,
                       x2_none=True, nt_id=None))
     cases.append(dict(id="cnn3_gap_digits1797_f32", kind="full", nt_id=None))

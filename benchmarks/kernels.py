@@ -33,7 +33,8 @@ def all_cases():
     for depth in (2, 10):
         for dt in ("f32", "f64"):
             for n in (1000, 2000, 4000, 8000):
-                cases.append(dict(id=f"fc{depth}_N{n}_{dt}", kind="fc", depth=depth, n=n, dt=dt))
+                cases.append(dict(id=f"fc{depth}_N{n}_{dt}", kind="fc", depth=depth, n=n, dt=dt,
+                                  min_repeats=10 if n <= 2000 else 0))
     for dt in ("f32", "f64"):
         cases.append(dict(id=f"fc2_x2None_N4000_{dt}", kind="fc", depth=2, n=4000, dt=dt,
                           x2_none=True))
@@ -41,7 +42,8 @@ def all_cases():
         for impl in ("structured", "ntvp", "jacobian", "auto"):
             cases.append(dict(id=f"entk_mlp_{trace}_{impl}_f32", kind="entk", trace=trace,
                               impl=impl, dt="f32", n=256,
-                              nt_id=f"entk_mlp_{trace}_{NT_IMPL[impl]}_f32"))
+                              nt_id=f"entk_mlp_{trace}_{NT_IMPL[impl]}_f32",
+                              min_repeats=20 if impl in ("structured", "auto") else 0))
         # The same MLP as a plain function (no layer structure): what 'auto' picks without it.
         cases.append(dict(id=f"entk_mlpfn_{trace}_auto_f32", kind="entk", trace=trace,
                           impl="auto", plain=True, dt="f32", n=256, nt_id=None))

@@ -25,6 +25,7 @@ napoleon_use_ivar = True
 nb_execution_mode = "force"
 nb_execution_timeout = 600
 nb_execution_raise_on_error = True
+nb_render_markdown_format = "myst"  # Markdown outputs (the benchmark targets table) with tables
 myst_enable_extensions = ["dollarmath", "amsmath"]
 exclude_patterns = ["_build", "generated/*.md"]
 html_theme = "alabaster"
