@@ -50,7 +50,7 @@ PLAN = {
              ["--repeats", "2", "--cases", r"^cnn3_(gap|flatten)_N(50|100|200)_f32$"]),
     "sgd_bayes": (["--repeats", "3"],
                   ["--repeats", "1", "--cases", r"^(sgdruns_vmap|pb_ep)"]),
-    "scale": (["--repeats", "1"],
+    "scale": (["--repeats", "1", "--timeout", "3000"],  # N=100,000 takes ~25 min
               ["--repeats", "1",
                "--cases", r"^(exact|cg)_N(2000|5000|10000)_f64$|^cg_noprec|^dask_"]),
     "tabular": ([],
@@ -58,7 +58,9 @@ PLAN = {
 }
 
 # target cases too long for the quick run: their rows keep the date of the last full run
-QUICK_SKIPS = {"cg_synth_N100000_f32": "the N=100,000 CG solve, about 25 minutes on 2 cores"}
+QUICK_SKIPS = {"cg_synth_N100000_f32": "the N=100,000 CG solve, about 25 minutes on 2 cores; "
+                                       "alone: python benchmarks/scale.py --cases "
+                                       "cg_synth_N100000 --timeout 3000"}
 
 
 def _tabular_data_missing():

@@ -158,3 +158,21 @@ def test_runner_lists_its_plan_and_refuses_unknown_suites(bench, capsys):
     with pytest.raises(SystemExit):
         runner.main(["--suites", "kernals"])
     assert "unknown suite(s) kernals" in capsys.readouterr().err
+
+
+def test_results_render_from_the_saved_rows(bench, tmp_path):
+    """RESULTS.md is rewritten from the committed results: targets first, every suite with its
+    machine and date; figures next to it when matplotlib is there (no file of the repository
+    is touched)."""
+    import _common
+    out = tmp_path / "RESULTS.md"
+    _common.write_results(str(out))
+    text = out.read_text()
+    assert text.startswith("# Benchmark results")
+    assert text.index("## Targets") < text.index("# `kernels.py`")
+    for suite, (script, _) in _common.SUITES.items():
+        if os.path.exists(os.path.join(BENCH, f"results_{suite}.json")):
+            assert f"# `{script}`" in text
+    assert "| date |" in text and "| not measured |" not in text.split("# `kernels.py`")[0]
+    if importlib.util.find_spec("matplotlib"):
+        assert (tmp_path / "figures" / "ratios.png").stat().st_size > 10000
