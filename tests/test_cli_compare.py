@@ -14,13 +14,15 @@ TINY = ["compare", "--widths", "16,64", "--seeds", "2", "--steps", "10", "--n-tr
         "--n-test", "20", "--quiet"]
 
 
+@pytest.mark.skipif(not X64, reason="end-to-end CLI run, once per CI (the float32 pass runs "
+                    "the CLI in test_compare_on_a_csv_and_a_classification_set)")
 def test_compare_runs_and_writes_json_and_png(tmp_path, capsys):
-    """The CLI picks its dtype from --x64, not from the environment: the float64 run of the
-    suite checks --x64, the float32 run the default."""
-    assert main(TINY + ["--out", str(tmp_path)] + (["--x64"] if X64 else [])) == 0
+    """The CLI picks its dtype from --x64, not from the environment: checked here with --x64,
+    and the float32 default in the float32 pass below."""
+    assert main(TINY + ["--out", str(tmp_path), "--x64"]) == 0
     out = capsys.readouterr().out
     assert "(a) net-lin" in out and "log-log slopes" in out
-    assert ("float64" if X64 else "float32") in out
+    assert "float64" in out
     res = compare.SweepResult.from_json((tmp_path / "compare.json").read_text())
     assert [r.width for r in res.rows] == [16, 64] and res.info["dataset"] == "diabetes"
     json.loads((tmp_path / "compare.json").read_text())
@@ -36,6 +38,7 @@ def test_compare_on_a_csv_and_a_classification_set(tmp_path, capsys):
     csv.write_text("a,b,y\n" + "\n".join(f"{i % 7},{i % 3},{(i % 5) * 0.5}" for i in range(30)))
     assert main(["compare", "--widths", "16", "--seeds", "2", "--steps", "5", "--dataset",
                  str(csv), "--target", "y", "--out", str(tmp_path / "o"), "--quiet"]) == 0
+    assert "float32" in capsys.readouterr().out  # the default, without --x64
     assert main(["compare", "--widths", "16", "--seeds", "2", "--steps", "5", "--dataset",
                  "iris", "--out", str(tmp_path / "i"), "--n-test", "20", "--centered",
                  "--quiet"]) == 0
