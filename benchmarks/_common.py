@@ -53,6 +53,18 @@ SUITES = {
 }
 
 
+def median(row, side):
+    """The median time of one side (``'nt'`` or ``'ntkgp'``) of a saved row, or None."""
+    return ((row or {}).get(side) or {}).get("median_s")
+
+
+def nt_ratio(row):
+    """ntkgp's median over neural-tangents' median, both from the same run of a case, or
+    None when either side is missing or failed."""
+    us, nt = median(row, "ntkgp"), median(row, "nt")
+    return None if us is None or nt is None else us / nt
+
+
 def block(x):
     import jax
     return jax.tree_util.tree_map(lambda a: a.block_until_ready(), x)
@@ -158,7 +170,7 @@ def save_rows(suite, machine, ntv, rows, command, order=None):
         old = {r["id"]: r for r in old_saved["rows"]}
         for r in old.values():  # rows saved before rows carried dates: their run's date
             r.setdefault("date", old_saved["machine"].get("date"))
-        new = {r["id"]: r for r in rows}
+        new = {r["id"]: _keep_measured(old.get(r["id"]), r) for r in rows}
         merged = {**old, **new}
         rows = [merged[i] for i in order if i in merged]
         if any(i not in new for i in merged):
@@ -168,6 +180,17 @@ def save_rows(suite, machine, ntv, rows, command, order=None):
                    "rows": rows}, fh, indent=1)
 
 
+def _keep_measured(old, new):
+    """A rerun row that failed (timeout, crash) does not replace a row that has a measurement:
+    the old row stays, with the failure noted."""
+    failed = "error" in (new.get("ntkgp") or {})
+    if old is None or not failed or median(old, "ntkgp") is None:
+        return new
+    kept = json.loads(json.dumps(old))
+    kept["rerun_failed"] = f"{new.get('date')}: {new['ntkgp']['error']}"
+    return kept
+
+
 def _table(rows, regex, targets, date=None):
     lines = ["| case | neural-tangents s | ntkgp s | ratio | target | compile s (nt / ntkgp) "
              "| rss MB (nt / ntkgp) | note |", "|---|---:|---:|---:|---|---|---|---|"]
@@ -175,8 +198,7 @@ def _table(rows, regex, targets, date=None):
         if not re.search(regex, row["id"]):
             continue
         nt, us = row.get("nt") or {}, row.get("ntkgp") or {}
-        ratio = (us["median_s"] / nt["median_s"]
-                 if "median_s" in us and "median_s" in nt else None)
+        ratio = nt_ratio(row)
         tgt = targets.get(row["id"])
         tgt_s = "" if tgt is None else (f"≤{tgt}: " + ("**met**" if ratio is not None and
                                                        ratio <= tgt else "**missed**"))
@@ -191,6 +213,8 @@ def _table(rows, regex, targets, date=None):
             note.append(f"nt reps={nt['repeats']}")
         if row.get("date") and date and row["date"] != date:
             note.append(f"measured {row['date']} (earlier run)")
+        if row.get("rerun_failed"):
+            note.append(f"a rerun failed ({row['rerun_failed']}); this is the earlier row")
         lines.append(
             f"| {row['id']} | {fmt(nt.get('median_s'))} | {fmt(us.get('median_s'))} | "
             f"{fmt(ratio) if ratio is not None else '—'} | {tgt_s} | "
@@ -309,10 +333,9 @@ def main(suite, all_cases, run_case, script, doc):
                                        c["id"], "--repeats", reps], a.timeout)
         rows.append(row)
         nt, us = row.get("nt") or {}, row["ntkgp"]
-        ratio = us.get("median_s", 0) / nt["median_s"] if "median_s" in nt and \
-            "median_s" in us else float("nan")
+        ratio = nt_ratio(row)
         print(f"{c['id']:36s} {fmt(nt.get('median_s')):>8s} {fmt(us.get('median_s')):>8s} "
-              f"{ratio:6.3f} {fmt(nt.get('maxrss_mb'), 0):>7s} "
+              f"{fmt(ratio):>6s} {fmt(nt.get('maxrss_mb'), 0):>7s} "
               f"{fmt(us.get('maxrss_mb'), 0):>9s} {nt.get('error', '')} {us.get('error', '')}",
               flush=True)
         # after every case: interrupted runs keep rows; a partial rerun keeps the others

@@ -8,6 +8,7 @@
 import os
 import re
 
+from _common import nt_ratio
 from targets import nt_ratio_bounds
 
 
@@ -15,10 +16,8 @@ def _ratio_rows(saved):
     out = []
     for suite in ("kernels", "predict", "cntk"):
         for r in (saved.get(suite) or {}).get("rows", []):
-            us = (r.get("ntkgp") or {}).get("median_s")
-            nt = (r.get("nt") or {}).get("median_s")
-            if us is not None and nt is not None:
-                out.append((suite, r["id"], us / nt))
+            if nt_ratio(r) is not None:
+                out.append((suite, r["id"], nt_ratio(r)))
     return out
 
 

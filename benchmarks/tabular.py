@@ -159,6 +159,13 @@ def render(rows):
                      + " | |")
         lines.append(f"| **total fit s** {pad} " + " | ".join(f"{v:.0f}" for v in fit)
                      + " | |")
+        dates = {}
+        for r in rs:
+            dates.setdefault(r.get("date", "?"), []).append(r["dataset"])
+        if len(dates) > 1:  # a partial rerun: say which rows are from which run
+            lines += ["", "Measured " + "; ".join(
+                f"{d}: {', '.join(ds) if len(ds) <= 4 else f'the other {len(ds)} datasets'}"
+                for d, ds in sorted(dates.items(), key=lambda kv: len(kv[1]))) + "."]
     return lines
 
 
@@ -188,6 +195,8 @@ def main():
         with open(RESULTS) as fh:
             saved = json.load(fh)
     rows = saved.get("rows", [])
+    for r in rows:  # rows saved before rows carried dates: their run's date
+        r.setdefault("date", (saved.get("machine") or {}).get("date", "?"))
     if not a.render:
         mi = machine_info()
         print("# " + "; ".join(f"{k}={v}" for k, v in mi.items()), flush=True)
@@ -200,18 +209,21 @@ def main():
             if "error" in row:
                 print(f"  {name}: {row['error']}", flush=True)
                 continue
+            row["date"] = mi["date"]
             for m in row["scores"]:
                 print(f"  {name:18s} {m:5s} score {row['scores'][m]:.4f}  fit "
                       f"{row['fit_s'][m]:7.1f} s  {row['best'][m]}", flush=True)
             if name in done and a.models:  # merge the rerun models into the saved row
                 for key in ("scores", "fit_s", "best"):
                     done[name][key].update(row[key])
+                done[name]["date"] = mi["date"]  # of its latest (re)run of any model
                 row = done[name]
                 rows.remove(row)
             rows.append(row)
             rows.sort(key=lambda r: names.index(r["dataset"]) if r["dataset"] in names else 1e9)
             saved = {"machine": mi, "neural_tangents": None, "rows": rows,
-                     "command": "python benchmarks/tabular.py",
+                     "command": os.environ.get("NTKGP_BENCH_COMMAND",
+                                               "python benchmarks/tabular.py"),
                      "markdown": render(rows)}
             tmp = RESULTS + ".tmp"
             with open(tmp, "w") as fh:  # after every dataset: an interrupted run keeps rows

@@ -9,11 +9,10 @@ table (`render`), so a claim in the docs or the README can be checked against on
 
 import math
 
+from _common import median as _median
+from _common import nt_ratio as _nt_ratio
+
 LE, GE, IN = "≤", "≥", "in"
-
-
-def _median(row, side):
-    return ((row or {}).get(side) or {}).get("median_s")
 
 
 def nt_ratio(case):
@@ -21,10 +20,10 @@ def nt_ratio(case):
     def measure(rows):
         """(value, date, detail) or None."""
         row = rows.get(case)
-        us, nt = _median(row, "ntkgp"), _median(row, "nt")
-        if us is None or nt is None:
+        ratio = _nt_ratio(row)
+        if ratio is None:
             return None
-        return us / nt, row.get("date"), f"{us:.3g} s / {nt:.3g} s"
+        return ratio, row.get("date"), f"{_median(row, 'ntkgp'):.3g} s / {_median(row, 'nt'):.3g} s"
     measure.nt_case, measure.cases = case, [case]
     return measure
 

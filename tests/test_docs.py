@@ -57,6 +57,8 @@ def test_public_functions_have_google_style_docstrings(mod):
                 bad.append(f"{name}: no Args section")
             if "Returns:" not in doc:
                 bad.append(f"{name}: no Returns section")
+        if "Args:" in doc and "Returns:" in doc and doc.index("Args:") > doc.index("Returns:"):
+            bad.append(f"{name}: Args after Returns")
         if "\t" in doc:
             bad.append(f"{name}: a tab in the docstring (an unescaped backslash-t?)")
     assert not bad, f"ntkgp.{mod}: " + "; ".join(bad)
@@ -128,17 +130,22 @@ def test_quick_run_measures_every_target(bench):
 
 def test_targets_met_missed_and_not_measured(bench):
     _, targets = bench
-    row = lambda i, us, nt, **kw: dict(id=i, date="D", ntkgp=dict(median_s=us, **kw),  # noqa
-                                      nt=None if nt is None else dict(median_s=nt))
+
+    def row(case, us, nt):
+        return dict(id=case, date="D", ntkgp=dict(median_s=us), nt=dict(median_s=nt))
+
     saved = {"kernels": {"machine": {"date": "D"}, "rows": [
         row("fc10_N4000_f32", 0.5, 4.0), row("fc2_N8000_f32", 3.0, 4.0)]},
         "scale": {"machine": {"date": "E"}, "rows": [
             dict(id="cg_N2000_f64", ntkgp=dict(median_s=1.0, rel_diff_exact=2e-8)),
             dict(id="cg_N5000_f64", ntkgp=dict(median_s=1.0, iterations=30)),
             dict(id="cg_noprec_N5000_f64", ntkgp=dict(median_s=1.0, iterations=60))]}}
-    res = {r["what"]: r for r in targets.evaluate(saved)}
-    by = lambda s: next(r for w, r in res.items() if s in w)  # noqa: E731
-    assert by("depth 10").__getitem__("status") == "met"
+    res = targets.evaluate(saved)
+
+    def by(words):
+        return next(r for r in res if words in r["what"])
+
+    assert by("depth 10")["status"] == "met"
     assert abs(by("depth 10")["value"] - 0.125) < 1e-12
     assert by("depth 2, N=8000")["status"] == "missed"
     assert by("N=2000, float64")["status"] == "met" and by("N=2000, float64")["date"] == "E"
@@ -176,3 +183,27 @@ def test_results_render_from_the_saved_rows(bench, tmp_path):
     assert "| date |" in text and "| not measured |" not in text.split("# `kernels.py`")[0]
     if importlib.util.find_spec("matplotlib"):
         assert (tmp_path / "figures" / "ratios.png").stat().st_size > 10000
+
+
+def test_a_failed_rerun_keeps_the_measured_row(bench, tmp_path, monkeypatch):
+    """A case that times out on a rerun must not wipe the row measured before (it did once: a
+    590 s timeout replaced the 25-minute N=100,000 solve); the failure is noted instead."""
+    import json
+
+    import _common
+    monkeypatch.setattr(_common, "HERE", str(tmp_path))
+    good = {"id": "a", "date": "D1", "ntkgp": {"median_s": 1.0}}
+    other = {"id": "b", "date": "D1", "ntkgp": {"median_s": 2.0}}
+    _common.save_rows("s", {"date": "D1"}, None, [good, other], "first")
+    failed = {"id": "a", "date": "D2", "ntkgp": {"error": "timeout after 590 s"}}
+    _common.save_rows("s", {"date": "D2"}, None, [failed], "rerun", order=["a", "b"])
+    rows = {r["id"]: r for r in json.loads((tmp_path / "results_s.json").read_text())["rows"]}
+    assert rows["a"]["ntkgp"] == {"median_s": 1.0} and rows["a"]["date"] == "D1"
+    assert rows["a"]["rerun_failed"] == "D2: timeout after 590 s"
+    assert rows["b"] == other
+    table = "\n".join(_common._table(list(rows.values()), ".", {}, "D2"))
+    assert "a rerun failed (D2: timeout after 590 s)" in table
+    fixed = {"id": "a", "date": "D3", "ntkgp": {"median_s": 0.9}}
+    _common.save_rows("s", {"date": "D3"}, None, [fixed], "again", order=["a", "b"])
+    rows = {r["id"]: r for r in json.loads((tmp_path / "results_s.json").read_text())["rows"]}
+    assert rows["a"] == fixed  # a successful rerun replaces it

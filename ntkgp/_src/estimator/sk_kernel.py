@@ -10,7 +10,8 @@ import jax.numpy as jnp
 import numpy as np
 from sklearn.gaussian_process.kernels import Hyperparameter, Kernel
 
-from ntkgp._src.estimator.base import ACTIVATIONS, BOUNDS, compute_dtype, kernel_function
+from ntkgp._src.estimator.base import BOUNDS, compute_dtype
+from ntkgp._src.estimator.network import ACTIVATIONS, kernel_function
 
 
 @functools.lru_cache(maxsize=64)

@@ -241,12 +241,12 @@ def empirical_nngp_fn(f, trace_axes: Sequence[int] = (-1,)) -> Callable:
     r"""The finite-width NNGP :math:`\hat K(x_1, x_2) = f(x_1) f(x_2)^\top` of ``f``, averaged
     over ``trace_axes``.
 
-    Returns:
-        ``nngp_fn(x1, x2, params)`` returning an array of shape ``(N1, N2, *kept, *kept)``.
-
     Args:
         f: an ``ntkgp.nn`` `Layer` or any ``f(params, x)``.
         trace_axes: output axes averaged over; ``()`` keeps full ``K x K`` output blocks.
+
+    Returns:
+        ``nngp_fn(x1, x2, params)`` returning an array of shape ``(N1, N2, *kept, *kept)``.
     """
     apply = _apply_fn(f)
 

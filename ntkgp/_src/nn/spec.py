@@ -20,11 +20,11 @@ _PATTERN = re.compile(r"^(?P<act>[a-z_]+)-(?P<width>\d*)x(?P<depth>\d+)(?P<opts>
 def parse_spec(spec: str):
     """Parse ``ACTIVATION-[WIDTH]xDEPTH[,W_std=S][,b_std=S]``.
 
-    Returns:
-        ``(activation, width or None, depth, {'W_std': ..., 'b_std': ...})``.
-
     Args:
         spec: e.g. ``'relu-512x3'``, ``'erf-x2,W_std=1.5'`` (width left to the caller).
+
+    Returns:
+        ``(activation, width or None, depth, {'W_std': ..., 'b_std': ...})``.
 
     Raises:
         ValueError: naming the part that does not fit the grammar.

@@ -1,0 +1,101 @@
+"""The network an estimator's hyperparameters describe, and its jitted kernel and
+marginal-likelihood functions (cached per architecture, so new hyperparameter values reuse
+one compilation)."""
+
+from __future__ import annotations
+
+import functools
+
+import jax
+import jax.numpy as jnp
+
+from ntkgp import batching, nn, predict
+
+ACTIVATIONS = {"relu": nn.Relu, "erf": nn.Erf, "gelu": nn.Gelu, "abs": nn.Abs, "sin": nn.Sin}
+NAMES = ("W_std", "b_std", "diag_reg")
+LARGE = 2048        # above this many rows (of either input) kernels are computed in tiles
+
+
+def build_network(activation, depth, W_std, b_std, parameterization, width, network):
+    """The ntkgp.nn network the estimator's hyperparameters describe (one output)."""
+    if network is not None:
+        if isinstance(network, nn.Layer):
+            return network
+        net = network(W_std, b_std)
+        if not isinstance(net, nn.Layer):
+            raise TypeError("`network` called as network(W_std, b_std) must return an "
+                            f"ntkgp.nn network (a Layer); got {type(net).__name__}.")
+        return net
+    layers = []
+    for _ in range(depth):
+        layers += [nn.Dense(width, W_std=W_std, b_std=b_std, parameterization=parameterization),
+                   ACTIVATIONS[activation]()]
+    return nn.serial(*layers, nn.Dense(1, W_std=W_std, b_std=b_std,
+                                       parameterization=parameterization))
+
+
+@functools.lru_cache(maxsize=64)
+def lml_function(mode, activation, depth, parameterization, width, network, names):
+    """Jitted ``(lml, value_and_grad(lml))`` with ``lml(theta, fixed, x, y)``: the log marginal
+    likelihood of ``y`` ``(N, K)`` under the GP with this architecture's NNGP (``mode='nngp'``)
+    or NTK (``'ntk'``), ``log(hyperparameters[names]) = theta`` and the others from ``fixed``
+    (``[W_std, b_std, diag_reg]``). One compilation per architecture and data shape."""
+
+    def lml(theta, fixed, x, y):
+        hp = dict(zip(NAMES, fixed))
+        hp.update({n: jnp.exp(theta[i]) for i, n in enumerate(names)})
+        net = build_network(activation, depth, hp["W_std"], hp["b_std"], parameterization,
+                            width, network)
+        k = net.kernel(x, None, (mode,))
+        post = predict.gp_inference(getattr(k, mode), y, diag_reg=hp["diag_reg"])
+        return post.log_marginal_likelihood()
+
+    return jax.jit(lml), jax.jit(jax.value_and_grad(lml))
+
+
+@functools.lru_cache(maxsize=128)
+def kernel_function(activation, depth, parameterization, width, network):
+    """Jitted ``k(hp, x1, x2, get)`` of this architecture with ``hp = [W_std, b_std]`` as an
+    array: new hyperparameter values reuse the compilation (one per data shape)."""
+
+    @functools.partial(jax.jit, static_argnames="get")
+    def k(hp, x1, x2, get):
+        net = build_network(activation, depth, hp[0], hp[1], parameterization, width, network)
+        return net.kernel(x1, x2, get)
+
+    return k
+
+
+class KernelFunction:
+    """``kernel(x1, x2=None, get) -> Kernel`` of fixed hyperparameters; computed in tiles (with
+    a progress bar when there are many) once an input has more than ``LARGE`` rows, or always
+    when ``tile_size`` is given. Picklable (it holds the architecture's description)."""
+
+    def __init__(self, arch: dict, tile_size=None):
+        self.arch = dict(arch)
+        self.tile_size = tile_size
+
+    def _fn(self):
+        a = self.arch
+        return kernel_function(a["activation"], a["depth"], a["parameterization"], a["width"],
+                               a["network"])
+
+    def raw(self, x1, x2, get):
+        """The kernel of two blocks of rows in one piece (traceable: for kernel operators)."""
+        a = self.arch
+        return self._fn()(jnp.asarray([a["W_std"], a["b_std"]], x1.dtype), x1, x2, get)
+
+    def __call__(self, x1, x2=None, get=("nngp", "ntk")):
+        a = self.arch
+        fn = self._fn()
+        hp = jnp.asarray([a["W_std"], a["b_std"]], x1.dtype)
+        rows = max(x1.shape[0], 0 if x2 is None else x2.shape[0])
+        if rows <= LARGE and self.tile_size is None:
+            return fn(hp, x1, x2, get)
+        return _tiled(fn, self.tile_size)(x1, x2, hp, get=get)
+
+
+@functools.lru_cache(maxsize=32)
+def _tiled(fn, tile_size):
+    """One tiled wrapper (and so one compilation of its tiles) per kernel and tile size."""
+    return batching.batch(lambda u, v, hp, get: fn(hp, u, v, get), tile_size)
