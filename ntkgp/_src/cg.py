@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import dataclasses
 import warnings
-from typing import Optional, Union
+from typing import Callable, Optional, Union
 
 import numpy as np
 import scipy.linalg
@@ -141,8 +141,9 @@ def make_preconditioner(op: KernelOperator, noise: float, method: Optional[str] 
 
     ``method``: ``'pivoted_cholesky'``, ``'nystrom'``, ``'auto'`` (pivoted Cholesky when the
     operator's single columns are cheap, as for a `TiledKernelOperator`; else Nyström, whose one
-    pass suits a kernel read from disk), or ``None`` for none. ``noise`` is floored at machine
-    epsilon times the mean diagonal.
+    pass suits a kernel read from disk), or ``None`` for none. ``noise`` is floored at the mean
+    of the diagonal that the low-rank part leaves out, and at ``sqrt(eps)`` times the mean
+    diagonal.
 
     Args:
         op: the kernel `KernelOperator` ``(N x N)``.
@@ -160,16 +161,22 @@ def make_preconditioner(op: KernelOperator, noise: float, method: Optional[str] 
         return None
     if method == "auto":
         method = "pivoted_cholesky" if op.cheap_columns else "nystrom"
-    noise = max(float(noise), np.finfo(np.float64).eps * max(float(np.mean(op.diagonal())),
-                                                             1e-300))
     if method == "pivoted_cholesky":
         lt = pivoted_cholesky(op, rank, progress=progress)
     elif method == "nystrom":
         lt = nystrom(op, rank, seed)
     else:
         raise ValueError(f"`preconditioner` must be 'auto', 'pivoted_cholesky', 'nystrom' or "
-                         f"None; "
-                         f"got {method!r}.")
+                         f"None; got {method!r}.")
+    diag = op.diagonal()
+    # The preconditioner's own noise: what L L^T leaves out of K (its mean remaining diagonal)
+    # stands in for K's small eigenvalues, so that P^{-1} is never far larger than A^{-1} in
+    # those directions, and at least sqrt(eps) of the mean diagonal, below which the Woodbury
+    # form loses its accuracy to cancellation. Without these a small `noise` (diag_reg=0)
+    # made preconditioned CG stall where plain CG converged.
+    left = max(float(np.sum(diag)) - float(np.sum(lt * lt)), 0.0) / op.n
+    noise = max(float(noise), left, np.sqrt(np.finfo(np.float64).eps) *
+                max(float(np.mean(diag)), np.finfo(np.float64).tiny))
     return LowRankPreconditioner(lt, float(noise), method)
 
 
@@ -185,8 +192,6 @@ class CGResult:
         converged: whether every column met ``tol``.
         tol: the tolerance asked for.
         preconditioner: the `LowRankPreconditioner` used (or ``None``).
-        interrupted: whether Ctrl-C stopped it; ``x`` is then the last finished iterate,
-            from which ``cg_solve(..., x0=x)`` continues.
     """
 
     x: np.ndarray
@@ -195,13 +200,26 @@ class CGResult:
     converged: bool
     tol: float
     preconditioner: Optional[LowRankPreconditioner] = None
-    interrupted: bool = False
+
+
+def _check_options(tol, max_iter, rank):
+    if isinstance(tol, bool) or not np.isscalar(tol) or not np.isreal(tol) or \
+            not (np.isfinite(tol) and tol > 0):
+        raise ValueError(f"`tol` must be a finite number > 0, the relative residual at which "
+                         f"to stop (e.g. 1e-6); got {tol!r}.")
+    if isinstance(max_iter, bool) or not isinstance(max_iter, (int, np.integer)) or \
+            max_iter < 1:
+        raise ValueError(f"`max_iter` must be an integer >= 1; got {max_iter!r}.")
+    if isinstance(rank, bool) or not isinstance(rank, (int, np.integer)) or rank < 0:
+        raise ValueError(f"`rank` (of the preconditioner) must be an integer >= 0; got "
+                         f"{rank!r}.")
 
 
 def cg_solve(op: KernelOperator, b, noise: float,
              preconditioner: Union[LowRankPreconditioner, str, None] = "auto",
              rank: int = 256, tol: float = 1e-6, max_iter: int = 1000, x0=None,
-             progress: Optional[bool] = None) -> CGResult:
+             progress: Optional[bool] = None,
+             callback: Optional[Callable[[int, np.ndarray, float], None]] = None) -> CGResult:
     r"""Solve :math:`(K + \sigma^2 I) X = B` with preconditioned conjugate gradients.
 
     Args:
@@ -211,83 +229,93 @@ def cg_solve(op: KernelOperator, b, noise: float,
         noise: :math:`\sigma^2 \ge 0` added to the diagonal, in the kernel's units.
         preconditioner: a `LowRankPreconditioner`, ``'auto'`` (default: pivoted Cholesky
             for recomputed tiles, Nyström for a stored kernel), ``'pivoted_cholesky'``,
-            ``'nystrom'``, or ``None``.
+            ``'nystrom'``, or ``None``. It is built only when ``x0`` does not already solve
+            the system.
         rank: rank of a preconditioner built here.
-        tol: stop when every column's relative residual is at most ``tol``.
-        max_iter: at most this many iterations (kernel passes).
-        x0: starting point (default zeros).
+        tol: stop when every column's relative residual is at most ``tol`` (``> 0``).
+        max_iter: at most this many iterations (kernel passes), ``>= 1``.
+        x0: starting point, the shape of ``b`` (default zeros).
         progress: show a progress bar over iterations (default: when ``N > 4096``).
+        callback: ``callback(iteration, x, residual)`` after every iteration, with the
+            current iterate (a copy is yours to keep): a checkpoint for long solves. A
+            KeyboardInterrupt propagates; continue later with ``x0`` set to the last
+            iterate the callback saw.
 
     Returns:
-        `CGResult`. Warns `CGConvergenceWarning` when ``tol`` was not met. A Ctrl-C during
-        the iterations stops them and returns the last finished iterate (with a warning and
-        ``interrupted=True``); pass it as ``x0`` to continue.
+        `CGResult`. Warns `CGConvergenceWarning` when ``tol`` was not met.
+
+    Raises:
+        ValueError: for invalid options, or ``b``/``x0`` of the wrong shape or not finite.
+        numpy.linalg.LinAlgError: when the system is not positive definite.
     """
     b2, squeeze = op._check_block(b, "`b` (the right-hand sides)")
-    if not (np.isfinite(noise) and noise >= 0):
+    if isinstance(noise, bool) or not np.isscalar(noise) or not (np.isfinite(noise)
+                                                                   and noise >= 0):
         raise ValueError(f"`noise` must be a finite number >= 0; got {noise!r}.")
-    if not (tol > 0):
-        raise ValueError(f"`tol` must be > 0; got {tol!r}.")
-    if isinstance(preconditioner, str):
-        preconditioner = make_preconditioner(op, noise, preconditioner, rank,
-                                             progress=progress)
+    _check_options(tol, max_iter, rank)
 
     def apply(v):
         return op.matmat(v) + noise * v
 
-    def precond(r):
-        return r if preconditioner is None else preconditioner.solve(r)
-
     bnorm = np.linalg.norm(b2, axis=0)
     bnorm = np.where(bnorm > 0, bnorm, 1.0)
-    x = np.zeros_like(b2) if x0 is None else np.array(x0, np.float64).reshape(b2.shape)
-    r = b2 - apply(x) if x0 is not None else b2.copy()
+    if x0 is None:
+        x, r = np.zeros_like(b2), b2.copy()
+    else:
+        x = np.array(x0, np.float64)
+        if x.size != b2.size or not np.all(np.isfinite(x)):
+            raise ValueError(f"`x0` must be a finite array of the shape of `b` "
+                             f"{np.shape(b)}; got shape {np.shape(x0)}"
+                             + ("" if x.size != b2.size else " with NaN or inf") + ".")
+        x = x.reshape(b2.shape)
+        r = b2 - apply(x)
+    history = [float(np.max(np.linalg.norm(r, axis=0) / bnorm))]
+    if history[-1] <= tol:  # x0 already solves it: no preconditioner needed
+        preconditioner = None
+    elif isinstance(preconditioner, str):
+        preconditioner = make_preconditioner(op, noise, preconditioner, rank,
+                                             progress=progress)
+
+    def precond(v):
+        return v if preconditioner is None else preconditioner.solve(v)
+
     z = precond(r)
     p = z.copy()
     rz = np.sum(r * z, axis=0)
-    history = [float(np.max(np.linalg.norm(r, axis=0) / bnorm))]
     show = op.n > 4096 if progress is None else progress
     bar = progress_counter(max_iter, desc="conjugate gradients", enabled=show)
     it = 0
-    interrupted = False
-    while history[-1] > tol and it < max_iter:
-        try:
+    try:
+        while history[-1] > tol and it < max_iter:
             ap = apply(p)
-        except KeyboardInterrupt:
-            interrupted = True
-            break
-
-        pap = np.sum(p * ap, axis=0)
-        moving = np.any(p != 0, axis=0)  # a column solved exactly (e.g. b = 0) stays put
-        if np.any(moving & (pap <= 0)):
-            raise np.linalg.LinAlgError(
-                "conjugate gradients met a direction of non-positive curvature: the kernel "
-                "plus noise is not positive definite (NaN in the kernel, or noise 0 with a "
-                "singular kernel); raise `diag_reg`.")
-        alpha = np.where(moving, rz / np.where(moving, pap, 1.0), 0.0)
-        x += alpha * p
-        r -= alpha * ap
-        z = precond(r)
-        rz_new = np.sum(r * z, axis=0)
-        p = z + (rz_new / np.where(rz != 0, rz, 1.0)) * p
-        rz = rz_new
-        it += 1
-        history.append(float(np.max(np.linalg.norm(r, axis=0) / bnorm)))
-        bar.update(1)
-        bar.set_postfix(residual=f"{history[-1]:.1e}")
-    bar.close()
+            pap = np.sum(p * ap, axis=0)
+            moving = np.any(p != 0, axis=0)  # a column solved exactly (e.g. b = 0) stays put
+            if np.any(moving & ~(pap > 0)):
+                raise np.linalg.LinAlgError(
+                    "conjugate gradients met a direction of non-positive curvature: the "
+                    "kernel plus noise is not positive definite (NaN in the kernel, or noise "
+                    "0 with a singular kernel); raise `diag_reg`.")
+            alpha = np.where(moving, rz / np.where(moving, pap, 1.0), 0.0)
+            x += alpha * p
+            r -= alpha * ap
+            z = precond(r)
+            rz_new = np.sum(r * z, axis=0)
+            p = z + (rz_new / np.where(rz != 0, rz, 1.0)) * p
+            rz = rz_new
+            it += 1
+            history.append(float(np.max(np.linalg.norm(r, axis=0) / bnorm)))
+            bar.update(1)
+            bar.set_postfix(residual=f"{history[-1]:.1e}")
+            if callback is not None:
+                callback(it, x.copy(), history[-1])
+    finally:
+        bar.close()
     converged = history[-1] <= tol
-    if interrupted:
-        warnings.warn(
-            f"conjugate gradients interrupted after {it} iterations (relative residual "
-            f"{history[-1]:.2e}); the result holds that iterate: continue with "
-            "`cg_solve(..., x0=result.x)`.", CGConvergenceWarning, stacklevel=2)
-    elif not converged:
+    if not converged:
         warnings.warn(
             f"conjugate gradients stopped after {it} iterations with relative residual "
             f"{history[-1]:.2e} > tol={tol:.0e}; raise `max_iter` or the preconditioner's "
             "`rank`, or raise `diag_reg` (a better-conditioned system).",
             CGConvergenceWarning, stacklevel=2)
     return CGResult(x=x[:, 0] if squeeze else x, iterations=it, residuals=np.array(history),
-                    converged=converged, tol=tol, preconditioner=preconditioner,
-                    interrupted=interrupted)
+                    converged=converged, tol=tol, preconditioner=preconditioner)

@@ -204,7 +204,12 @@ class NeuralKernelEstimator(BaseEstimator):
     def _fit_targets(self, X, Y):
         """Fit hyperparameters and factor the training kernel for targets ``Y`` ``(N, K)``."""
         Y = Y.astype(X.dtype)
-        hp = self._fit_hyperparameters(X, Y)
+        return self._factor(X, Y, self._fit_hyperparameters(X, Y))
+
+    def _factor(self, X, Y, hp, alpha=None):
+        """Factor (or, for ``solver_ == 'cg'``, solve with) the training kernel at the
+        hyperparameters ``hp``; ``alpha`` is a saved CG solution to start from."""
+        self.targets_ = Y
         self.hyperparameters_ = hp
         self.hyperparameter_names_ = self._free_names()
         self.theta_ = np.log([hp[n] for n in self.hyperparameter_names_])
@@ -215,7 +220,7 @@ class NeuralKernelEstimator(BaseEstimator):
         if self.solver_ == "cg":
             self.posterior_ = predict.cg_inference(
                 self.kernel_.raw, X, Y, get=self._mode, diag_reg=hp["diag_reg"],
-                tile_size=self.tile_size)
+                tile_size=self.tile_size, x0=alpha)
             self.log_marginal_likelihood_value_ = float("nan")
             return self
         linalg.check_fits_in_memory(X.shape[0], X.dtype, 2 if self._mode == "nngp" else 4,

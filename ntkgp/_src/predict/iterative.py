@@ -96,7 +96,7 @@ def cg_inference(kernel_fn: Callable, x_train, y_train, *, get: str = "ntk",
                  diag_reg: float = 0.0, diag_reg_absolute_scale: bool = False,
                  tile_size: Optional[int] = None, devices=None,
                  preconditioner: Optional[str] = "auto", rank: int = 256,
-                 tol: float = 1e-6, max_iter: int = 1000,
+                 tol: float = 1e-6, max_iter: int = 1000, x0=None,
                  progress: Optional[bool] = None) -> IterativePosterior:
     r"""Kernel regression / GP posterior for large ``N`` by preconditioned conjugate gradients.
 
@@ -123,6 +123,8 @@ def cg_inference(kernel_fn: Callable, x_train, y_train, *, get: str = "ntk",
         rank: rank of the preconditioner.
         tol: relative residual at which CG stops.
         max_iter: most CG iterations.
+        x0: ``(N,)`` or ``(N, K)`` starting point of the solve, e.g. the ``alpha`` of an
+            earlier solve of the same system (then one kernel pass confirms it).
         progress: progress bars (default: for large problems).
 
     Returns:
@@ -160,8 +162,10 @@ def cg_inference(kernel_fn: Callable, x_train, y_train, *, get: str = "ntk",
     mean_diag = float(np.mean(op.diagonal()))
     noise = float(diag_reg) * (1.0 if diag_reg_absolute_scale else mean_diag)
     opts = dict(tol=tol, max_iter=max_iter)
+    if x0 is not None:
+        x0 = np.asarray(x0, np.float64).reshape(y.shape)
     res = cg_solve(op, y, noise, preconditioner=preconditioner, rank=rank, progress=progress,
-                   **opts)
+                   x0=x0, **opts)
     g = None
     if get == "ntk":
         g = TiledKernelOperator(kernel_fn, x_train, get="nngp", tile_size=tile_size,
