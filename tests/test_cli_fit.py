@@ -2,12 +2,12 @@
 
 import csv
 
-import joblib
 import numpy as np
 import pytest
 from sklearn.datasets import load_diabetes, load_iris
 
 from ntkgp.cli import main
+from ntkgp.estimator import load_model
 from tests.conftest import ONLY_X32_PASS
 
 # argument handling, files and output of `ntkgp fit`/`predict` (float32 unless --x64): one
@@ -40,13 +40,13 @@ def read_rows(path):
 def test_fit_and_predict_regression(regression_csv, capsys):
     d = regression_csv
     assert main(["fit", str(d / "train.csv"), "--target", "target", "--out",
-                 str(d / "m.joblib"), "--depth", "1", "--no-fit"]) == 0
+                 str(d / "m.npz"), "--depth", "1", "--no-fit"]) == 0
     assert "NTKRegressor" in capsys.readouterr().out
-    assert main(["predict", str(d / "m.joblib"), str(d / "new.csv"), "--std",
+    assert main(["predict", str(d / "m.npz"), str(d / "new.csv"), "--std",
                  "--out", str(d / "pred.csv")]) == 0
     rows = read_rows(d / "pred.csv")
     assert rows[0] == ["prediction", "std"] and len(rows) == 11
-    model = joblib.load(d / "m.joblib")["model"]
+    model = load_model(d / "m.npz")
     x, _ = load_diabetes(return_X_y=True)
     np.testing.assert_allclose([float(r[0]) for r in rows[1:]], model.predict(x[80:90]),
                                rtol=1e-6)
@@ -56,13 +56,13 @@ def test_fit_and_predict_regression(regression_csv, capsys):
 def test_fit_with_the_cg_solver_saves_a_model_that_predicts(regression_csv, capsys):
     d = regression_csv
     assert main(["fit", str(d / "train.csv"), "--target", "target", "--out",
-                 str(d / "cg.joblib"), "--depth", "1", "--no-fit", "--solver", "cg"]) == 0
+                 str(d / "cg.npz"), "--depth", "1", "--no-fit", "--solver", "cg"]) == 0
     out = capsys.readouterr().out
     assert "solved by conjugate gradients:" in out and "iterations" in out
-    assert main(["predict", str(d / "cg.joblib"), str(d / "new.csv"), "--std",
+    assert main(["predict", str(d / "cg.npz"), str(d / "new.csv"), "--std",
                  "--out", str(d / "pred.csv")]) == 0
     rows = read_rows(d / "pred.csv")
-    model = joblib.load(d / "cg.joblib")["model"]
+    model = load_model(d / "cg.npz")
     assert model[-1].solver_ == "cg" and len(rows) == 11
     assert all(float(r[1]) > 0 for r in rows[1:])
 
@@ -73,10 +73,10 @@ def test_fit_and_predict_classification_with_string_labels(tmp_path, capsys):
     write_csv(tmp_path / "iris.csv", ["a", "b", "c", "d", "species"],
               [list(map(str, r)) + [n] for r, n in zip(x, names)])
     assert main(["fit", str(tmp_path / "iris.csv"), "--target", "species", "--out",
-                 str(tmp_path / "iris.joblib"), "--kernel", "nngp"]) == 0
+                 str(tmp_path / "iris.npz"), "--kernel", "nngp"]) == 0
     out = capsys.readouterr().out
     assert "NNGPClassifier" in out and "training accuracy" in out
-    assert main(["predict", str(tmp_path / "iris.joblib"), str(tmp_path / "iris.csv"),
+    assert main(["predict", str(tmp_path / "iris.npz"), str(tmp_path / "iris.csv"),
                  "--std"]) == 0
     rows = list(csv.reader(capsys.readouterr().out.splitlines()))
     assert rows[0] == ["prediction", "p_setosa", "p_versicolor", "p_virginica"]
@@ -86,29 +86,29 @@ def test_fit_and_predict_classification_with_string_labels(tmp_path, capsys):
 def test_errors(regression_csv, tmp_path, capsys):
     d = regression_csv
     cases = [
-        (["fit", str(d / "train.csv"), "--target", "nope", "--out", str(d / "x.joblib")],
+        (["fit", str(d / "train.csv"), "--target", "nope", "--out", str(d / "x.npz")],
          "has no column 'nope'"),
-        (["fit", str(d / "missing.csv"), "--target", "t", "--out", str(d / "x.joblib")],
+        (["fit", str(d / "missing.csv"), "--target", "t", "--out", str(d / "x.npz")],
          "no CSV file"),
-        (["predict", str(d / "missing.joblib"), str(d / "new.csv")], "no model file"),
-        (["predict", str(d / "train.csv"), str(d / "new.csv")], "not a model saved by"),
+        (["predict", str(d / "missing.npz"), str(d / "new.csv")], "no model file"),
+        (["predict", str(d / "train.csv"), str(d / "new.csv")], "is not an ntkgp model file"),
     ]
-    joblib.dump({"a": 1}, d / "other.joblib")
-    cases.append((["predict", str(d / "other.joblib"), str(d / "new.csv")],
-                  "not an ntkgp model"))
+    np.savez(d / "other.npz", a=np.ones(3))
+    cases.append((["predict", str(d / "other.npz"), str(d / "new.csv")],
+                  "has no readable model description"))
     write_csv(d / "bad.csv", ["a", "target"], [["1", "2"], ["x", "3"]])
     cases.append((["fit", str(d / "bad.csv"), "--target", "target", "--out",
-                   str(d / "x.joblib")], "line 3, column 'a': 'x' is not a finite number"))
+                   str(d / "x.npz")], "line 3, column 'a': 'x' is not a finite number"))
     for argv, match in cases:
         assert main(argv) == 2
         assert match in capsys.readouterr().err
-    main(["fit", str(d / "train.csv"), "--target", "target", "--out", str(d / "m.joblib"),
+    main(["fit", str(d / "train.csv"), "--target", "target", "--out", str(d / "m.npz"),
           "--no-fit", "--depth", "1"])
-    before = (d / "m.joblib").read_bytes()
+    before = (d / "m.npz").read_bytes()
     assert main(["fit", str(d / "train.csv"), "--target", "target", "--out",
-                 str(d / "m.joblib")]) == 2
+                 str(d / "m.npz")]) == 2
     assert "exists; pass --force" in capsys.readouterr().err
-    assert (d / "m.joblib").read_bytes() == before  # nothing saved is lost
+    assert (d / "m.npz").read_bytes() == before  # nothing saved is lost
     write_csv(d / "short.csv", ["f0", "f1"], [["1", "2"]])
-    assert main(["predict", str(d / "m.joblib"), str(d / "short.csv")]) == 2
+    assert main(["predict", str(d / "m.npz"), str(d / "short.csv")]) == 2
     assert "lacks the feature column(s) f2" in capsys.readouterr().err

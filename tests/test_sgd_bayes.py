@@ -231,20 +231,22 @@ def test_cli_runs_and_writes_json(tmp_path, capsys):
 
 
 @ONLY_X32_PASS
-def test_interrupt_keeps_finished_chunks_and_stops(monkeypatch):
-    """A KeyboardInterrupt during the runs keeps the chunks already finished, marks the sample
-    and ends the sweep after that setting."""
+def test_interrupt_propagates_after_the_callback_has_the_finished_settings(monkeypatch):
+    """A KeyboardInterrupt during the second setting's runs propagates; the callback has
+    already received the first setting whole."""
     real = sgd_bayes._fit_until_correct
-    calls = []
+    calls, seen = [], []
 
     def flaky(*args, **kwargs):
         calls.append(1)
-        if len(calls) == 2:
+        if len(calls) == 3:
             raise KeyboardInterrupt
         return real(*args, **kwargs)
 
     monkeypatch.setattr(sgd_bayes, "_fit_until_correct", flaky)
     p = experiments.boolean_problem(4, "first_bit", n_train=10)
-    r = experiments.sgd_vs_bayes(p, widths=[16], batch_sizes=[5, 10], runs=40, chunk=20,
-                                 show_progress=False)
-    assert len(r.rows) == 1 and r.rows[0].runs == 20 and sum(r.rows[0].counts) == 20
+    with pytest.raises(KeyboardInterrupt):
+        experiments.sgd_vs_bayes(p, widths=[16], batch_sizes=[5, 10], runs=40, chunk=20,
+                                 show_progress=False,
+                                 callback=lambda r: seen.append(len(r.rows)))
+    assert seen == [1]

@@ -4,8 +4,11 @@
 from __future__ import annotations
 
 import argparse
+import functools
+import os
 import sys
 import time
+import warnings
 
 import numpy as np
 
@@ -101,10 +104,44 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _show_warning(command, message, category, filename, lineno, file=None, line=None):
+    """A warning as one line naming the command (and, for precision, the CLI's option)."""
+    text = str(message).strip().split("\n")[0]
+    if category.__name__ == "PrecisionWarning":
+        text = ("the data are float64 but JAX computes in float32; pass --x64 to compute in "
+                "float64.")
+    print(f"ntkgp {command}: warning: {text}", file=sys.stderr)
+
+
 def main(argv=None) -> int:
+    """Run the ``ntkgp`` command with arguments ``argv`` (default ``sys.argv[1:]``).
+
+    Args:
+        argv: the command line after ``ntkgp``.
+
+    Returns:
+        The exit status: 0, 2 for an error (one line on stderr), 130 when interrupted.
+    """
     args = build_parser().parse_args(argv)
-    try:
-        return args.func(args)
-    except (ValueError, TypeError, OSError, ImportError, np.linalg.LinAlgError) as e:
-        print(f"ntkgp {args.command}: error: {e}", file=sys.stderr)
-        return 2
+    with warnings.catch_warnings():
+        warnings.showwarning = functools.partial(_show_warning, args.command)
+        try:
+            return args.func(args)
+        except KeyboardInterrupt:
+            print(f"\nntkgp {args.command}: interrupted.", file=sys.stderr)
+            return 130
+        except (ValueError, TypeError, OSError, ImportError, np.linalg.LinAlgError) as e:
+            print(f"ntkgp {args.command}: error: {e}", file=sys.stderr)
+            return 2
+
+
+def run() -> None:
+    """The console entry point: exits with `main`'s status. An interrupted run (130) ends at
+    once after flushing its output, without the interpreter's teardown: with XLA's threads
+    still busy that teardown could crash (a segfault after the results were saved)."""
+    code = main()
+    if code == 130:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(130)
+    sys.exit(code)

@@ -1,5 +1,6 @@
-"""``ntkgp fit data.csv --target COL --out model.joblib`` and ``ntkgp predict model.joblib
-new.csv``: the scikit-learn estimators from the command line (public API only)."""
+"""``ntkgp fit data.csv --target COL --out model.npz`` and ``ntkgp predict model.npz new.csv``:
+the scikit-learn estimators from the command line (public API only). Model files hold data
+only (`ntkgp.estimator.save_model`): loading one runs no code from it."""
 
 from __future__ import annotations
 
@@ -7,64 +8,67 @@ import csv
 import io
 import os
 import sys
-import tempfile
 import time
 
 import numpy as np
 
-FORMAT = "ntkgp-model/1"
+from ntkgp._src.util import write_atomic
 
 
-def _task(y, task):
-    if task != "auto":
-        return task
-    try:
-        np.asarray(y, np.float64)
-        return "regression"
-    except ValueError:
-        return "classification"
-
-
-def _atomic_write(path, write):
-    """Write through a temporary file in the same folder, then rename: a failure or Ctrl-C
-    never leaves a half-written file at ``path``."""
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".ntkgp-", suffix=".tmp")
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+def _task(y, task, target):
+    """The task for target cells ``y`` (strings): as given, or inferred and said on one line.
+    A column that is numeric but for a few cells is an error naming them (not labels)."""
+    numeric = []
+    for v in y:
+        try:
+            numeric.append(np.isfinite(float(v)))
+        except ValueError:
+            numeric.append(False)
+    numeric = np.asarray(numeric)
+    if task == "auto":
+        if numeric.all():
+            task = "regression"
+            print(f"ntkgp fit: task regression: target {target!r} is numeric "
+                  f"({len(set(y))} distinct values); pass --task classification if they are "
+                  "class codes.")
+        elif numeric.mean() > 0.5:
+            bad = np.flatnonzero(~numeric)
+            cells = ", ".join(f"line {i + 2} ({y[i]!r})" for i in bad[:3])
+            raise ValueError(f"target {target!r} is numeric except in {len(bad)} cell(s): "
+                             f"{cells}{', ...' if len(bad) > 3 else ''}. Fix or drop those "
+                             "rows for regression, or pass --task classification if the "
+                             "column holds labels.")
+        else:
+            task = "classification"
+            print(f"ntkgp fit: task classification: target {target!r} holds labels "
+                  f"({len(set(y))} classes); pass --task regression for a numeric target.")
+    if task == "regression" and not numeric.all():
+        i = int(np.flatnonzero(~numeric)[0])
+        raise ValueError(f"--task regression needs a numeric target; column {target!r} has "
+                         f"{y[i]!r} on line {i + 2}.")
+    return task
 
 
 def cmd_fit(args) -> int:
     import jax
     if args.x64:
         jax.config.update("jax_enable_x64", True)
-    import joblib
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
-    from ntkgp import __version__, data, estimator
+    from ntkgp import data, estimator
 
     if os.path.exists(args.out) and not args.force:
         raise ValueError(f"{args.out!r} exists; pass --force to replace it or choose another "
                          "--out.")
     features, x, y = data.read_csv(args.data, target=args.target)
-    task = _task(y, args.task)
+    task = _task(y, args.task, args.target)
     cls = {("regression", "ntk"): estimator.NTKRegressor,
            ("regression", "nngp"): estimator.NNGPRegressor,
            ("classification", "ntk"): estimator.NTKClassifier,
            ("classification", "nngp"): estimator.NNGPClassifier}[task, args.kernel]
     if task == "regression":
-        try:
-            y = np.asarray(y, np.float64)
-        except ValueError:
-            raise ValueError(f"--task regression needs a numeric target; column {args.target!r} "
-                             "has non-numeric values.") from None
+        y = np.asarray(y, np.float64)
     est = cls(args.activation, depth=args.depth, t=args.t,
               optimizer=None if args.no_fit else "fmin_l_bfgs_b",
               n_restarts_optimizer=args.restarts, solver=args.solver, random_state=args.seed)
@@ -73,9 +77,8 @@ def cmd_fit(args) -> int:
     model.fit(x, y)
     secs = time.perf_counter() - t0
     fitted = model[-1]
-    payload = {"format": FORMAT, "version": __version__, "model": model, "features": features,
-               "target": args.target, "task": task}
-    _atomic_write(args.out, lambda p: joblib.dump(payload, p))
+    estimator.save_model(model, args.out, overwrite=True,
+                         info={"features": features, "target": args.target, "task": task})
     hp = ", ".join(f"{k}={v:.4g}" for k, v in fitted.hyperparameters_.items())
     score = "R^2" if task == "regression" else "accuracy"
     print(f"ntkgp fit: {type(fitted).__name__} ({args.activation}, depth {args.depth}) on "
@@ -93,19 +96,22 @@ def cmd_fit(args) -> int:
     return 0
 
 
-def load_model(path):
-    import joblib
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"no model file at {path!r}; make one with `ntkgp fit`.")
-    try:
-        payload = joblib.load(path)
-    except Exception as e:  # joblib raises many types for files that are not its own
-        raise ValueError(f"{path!r} is not a model saved by `ntkgp fit` ({type(e).__name__}: "
-                         f"{e}).") from None
-    if not (isinstance(payload, dict) and payload.get("format") == FORMAT):
-        raise ValueError(f"{path!r} is a joblib file but not an ntkgp model (expected format "
-                         f"{FORMAT!r}); make one with `ntkgp fit`.")
-    return payload
+def load_model(path, x64):
+    """The saved model's pipeline and info, computed in the precision it was fitted in."""
+    import jax
+
+    from ntkgp import estimator
+    saved = estimator.read_model(path)
+    info = saved.info
+    if not (isinstance(info.get("features"), list) and info.get("task") in
+            ("regression", "classification")):
+        raise ValueError(f"{path!r} is an ntkgp model but not one saved by `ntkgp fit` (no "
+                         "feature names and task); use ntkgp.estimator.load_model in Python.")
+    if saved.dtype == "float64" and not x64:
+        jax.config.update("jax_enable_x64", True)
+        print("ntkgp predict: the model was fitted in float64 (--x64); computing in float64.",
+              file=sys.stderr)
+    return saved.build(), info
 
 
 def cmd_predict(args) -> int:
@@ -113,9 +119,9 @@ def cmd_predict(args) -> int:
     if args.x64:
         jax.config.update("jax_enable_x64", True)
     from ntkgp import data
-    payload = load_model(args.model)
-    model, task = payload["model"], payload["task"]
-    _, x, _ = data.read_csv(args.data, features=payload["features"])
+    model, info = load_model(args.model, args.x64)
+    task = info["task"]
+    _, x, _ = data.read_csv(args.data, features=info["features"])
     out = io.StringIO()
     w = csv.writer(out, lineterminator="\n")
     if task == "regression":
@@ -131,10 +137,7 @@ def cmd_predict(args) -> int:
         for i in range(len(x)):
             w.writerow([label[i]] + ([f"{p:.6g}" for p in proba[i]] if args.std else []))
     if args.out:
-        def write(p):
-            with open(p, "w", newline="") as fh:
-                fh.write(out.getvalue())
-        _atomic_write(args.out, write)
+        write_atomic(args.out, lambda fh: fh.write(out.getvalue().encode()))
         print(f"ntkgp predict: {len(x)} predictions written to {args.out}", file=sys.stderr)
     else:
         sys.stdout.write(out.getvalue())
@@ -145,9 +148,11 @@ def add_parsers(sub):
     f = sub.add_parser("fit", help="fit an NTK/NNGP estimator on a CSV file and save it")
     f.add_argument("data", help="CSV file with a header row; numeric feature columns")
     f.add_argument("--target", required=True, help="name of the target column")
-    f.add_argument("--out", required=True, help="where to save the model (.joblib)")
+    f.add_argument("--out", required=True,
+                   help="where to save the model (.npz: arrays and a JSON description, no code)")
     f.add_argument("--task", choices=("auto", "regression", "classification"), default="auto",
-                   help="auto: regression for a numeric target, else classification")
+                   help="auto: regression for a numeric target, classification for labels "
+                   "(said on one line)")
     f.add_argument("--kernel", choices=("ntk", "nngp"), default="ntk",
                    help="ntk: trained infinitely wide network; nngp: Bayesian posterior")
     f.add_argument("--activation", default="relu",
@@ -165,10 +170,11 @@ def add_parsers(sub):
     f.add_argument("--x64", action="store_true", help="compute in float64")
     f.set_defaults(func=cmd_fit)
     p = sub.add_parser("predict", help="predict with a model saved by `ntkgp fit`")
-    p.add_argument("model", help="the .joblib file written by `ntkgp fit`")
+    p.add_argument("model", help="the .npz model file written by `ntkgp fit`")
     p.add_argument("data", help="CSV file with the model's feature columns (others ignored)")
     p.add_argument("--out", default=None, help="CSV file to write (default: standard output)")
     p.add_argument("--std", action="store_true",
                    help="add the predictive std (regression) or class probabilities")
-    p.add_argument("--x64", action="store_true", help="compute in float64")
+    p.add_argument("--x64", action="store_true",
+                   help="compute in float64 (a model fitted with --x64 always is)")
     p.set_defaults(func=cmd_predict)

@@ -71,13 +71,17 @@ def run(args) -> int:
             _print(res.table().splitlines()[-1])
 
     t0 = time.perf_counter()
-    res = experiments.sgd_vs_bayes(
-        problem, make_net=lambda w: experiments.default_net(w, args.depth),
-        widths=args.widths, optimizers=args.optimizers, batch_sizes=args.batch_sizes,
-        runs=args.runs, learning_rate=args.lr, max_epochs=args.max_epochs,
-        min_count=args.min_count, seed=args.seed, show_progress=not args.quiet, callback=save)
-    if not res.rows:
-        print("ntkgp sgd-vs-bayes: interrupted before any setting finished.", file=sys.stderr)
+    try:
+        res = experiments.sgd_vs_bayes(
+            problem, make_net=lambda w: experiments.default_net(w, args.depth),
+            widths=args.widths, optimizers=args.optimizers, batch_sizes=args.batch_sizes,
+            runs=args.runs, learning_rate=args.lr, max_epochs=args.max_epochs,
+            min_count=args.min_count, seed=args.seed, show_progress=not args.quiet,
+            callback=save)
+    except KeyboardInterrupt:
+        saved = (f"the settings finished so far are in {json_path}"
+                 if os.path.exists(json_path) else "no setting had finished")
+        print(f"\nntkgp sgd-vs-bayes: interrupted; {saved}.", file=sys.stderr)
         return 130
     _write(json_path, res.to_json())
     print("\n" + res.table())

@@ -63,8 +63,9 @@ def read_csv(path: str, target=None, features=None):
 
     Raises:
         FileNotFoundError: when the file does not exist.
-        ValueError: for a missing column, a row of the wrong length, or a feature cell that is
-            not a finite number (the message names the line and column).
+        ValueError: for a missing or duplicated column, a row of the wrong length, a feature
+            cell that is not a finite number, or an empty target cell (the message names the
+            line and column).
     """
     if not os.path.isfile(path):
         raise FileNotFoundError(f"no CSV file at {path!r}.")
@@ -77,6 +78,10 @@ def read_csv(path: str, target=None, features=None):
         raise ValueError(f"{path!r} needs a header row and at least one data row; it has "
                          f"{len(rows)} rows.")
     header = [h.strip() for h in rows[0]]
+    dup = sorted({h for h in header if header.count(h) > 1})
+    if dup:
+        raise ValueError(f"{path!r} has duplicate column names: {', '.join(map(repr, dup))}; "
+                         "every column needs its own name (rename them in the header row).")
     if target is not None and target not in header:
         raise ValueError(f"{path!r} has no column {target!r}; its columns are "
                          f"{', '.join(header)}.")
@@ -106,6 +111,9 @@ def read_csv(path: str, target=None, features=None):
                                  "as numbers and drop or impute missing values.")
         if y is not None:
             y.append(row[header.index(target)].strip())
+            if not y[-1]:
+                raise ValueError(f"{path!r} line {i}: the target column {target!r} is empty. "
+                                 "Drop the rows without a target, or fill them in.")
     return features, x, (np.array(y, dtype=object) if y is not None else None)
 
 

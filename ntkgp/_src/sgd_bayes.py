@@ -105,7 +105,6 @@ class SGDSample:
         runs: runs started; fitted: runs that fitted ``S`` within ``max_epochs``.
         mean_epochs: mean epochs of the fitted runs.
         learning_rate: the step size used.
-        interrupted: ``True`` when a KeyboardInterrupt cut the sampling short.
     """
 
     functions: list
@@ -114,7 +113,6 @@ class SGDSample:
     fitted: int
     mean_epochs: float
     learning_rate: float
-    interrupted: bool = False
 
 
 def _check_net(net, problem):
@@ -135,8 +133,8 @@ def sample_sgd_functions(net, problem: BooleanProblem, *, runs: int = 1000,
     """Train ``runs`` networks from independent initialisations until they fit ``S`` and
     record the function each finds on the held-out points.
 
-    Runs go in ``vmap``-ed chunks of ``chunk``; a KeyboardInterrupt keeps the finished chunks
-    (the sample is then smaller than ``runs`` and marked ``interrupted``).
+    Runs go in ``vmap``-ed chunks of ``chunk``; a KeyboardInterrupt propagates (whole
+    settings are the unit that `sgd_vs_bayes` hands to its ``callback``).
 
     Args:
         net: an ``ntkgp.nn`` network with one output.
@@ -178,26 +176,22 @@ def sample_sgd_functions(net, problem: BooleanProblem, *, runs: int = 1000,
                          f"{learning_rate!r}.")
     apply = _Plain(_apply_fn(net))
     names, epochs = [], []
-    started, interrupted = 0, False
+    started = 0
     key = jax.random.PRNGKey(seed)
     sizes = [min(chunk, runs - i) for i in range(0, runs, chunk)]
-    try:
-        for size in progress_bar(sizes, desc="SGD runs", enabled=show_progress):
-            key, k_init, k_train = jax.random.split(key, 3)
-            p0 = jax.vmap(lambda k: net.init(k, x.shape)[1])(jax.random.split(k_init, size))
-            signs, e, done = _fit_until_correct(
-                apply, optimizer, jnp.asarray(learning_rate, dtype), p0,
-                jax.random.split(k_train, size), x, y, x_test, batch_size, max_epochs)
-            done = np.asarray(done)
-            names += pack_functions(np.asarray(signs)[done])
-            epochs += list(np.asarray(e)[done])
-            started += size
-    except KeyboardInterrupt:
-        interrupted = True
+    for size in progress_bar(sizes, desc="SGD runs", enabled=show_progress):
+        key, k_init, k_train = jax.random.split(key, 3)
+        p0 = jax.vmap(lambda k: net.init(k, x.shape)[1])(jax.random.split(k_init, size))
+        signs, e, done = _fit_until_correct(
+            apply, optimizer, jnp.asarray(learning_rate, dtype), p0,
+            jax.random.split(k_train, size), x, y, x_test, batch_size, max_epochs)
+        done = np.asarray(done)
+        names += pack_functions(np.asarray(signs)[done])
+        epochs += list(np.asarray(e)[done])
+        started += size
     functions, counts = function_frequencies(names)
     return SGDSample(functions, [int(c) for c in counts], started, len(names),
-                     float(np.mean(epochs)) if epochs else float("nan"), float(learning_rate),
-                     interrupted)
+                     float(np.mean(epochs)) if epochs else float("nan"), float(learning_rate))
 
 
 def bayes_log_probabilities(net, problem: BooleanProblem, functions: Sequence[str], *,
@@ -353,8 +347,8 @@ def sgd_vs_bayes(problem: Optional[BooleanProblem] = None, *,
         callback: called with the partial result after each setting (e.g. to save it).
 
     Returns:
-        An `SGDBayesResult`. A KeyboardInterrupt returns the settings finished so far (and the
-        interrupted one with the runs it had finished, when it stopped during the runs).
+        An `SGDBayesResult`. A KeyboardInterrupt propagates; ``callback`` has by then
+        received every finished setting (the CLI saves them after each).
 
     Example:
         >>> from ntkgp.experiments import boolean_problem, sgd_vs_bayes
@@ -379,28 +373,23 @@ def sgd_vs_bayes(problem: Optional[BooleanProblem] = None, *,
     result = SGDBayesResult(problem.n_bits, problem.target, int(problem.train.size), seed,
                             min_count, top, [], {"architecture": repr(make_net(widths[0]))})
     log_pb_of: dict = {}
-    try:
-        for width, opt, bs in itertools.product(widths, optimizers, batch_sizes):
-            net = make_net(width)
-            sample = sample_sgd_functions(net, problem, runs=runs, optimizer=opt,
-                                          batch_size=bs, learning_rate=learning_rate,
-                                          max_epochs=max_epochs, seed=seed, chunk=chunk,
-                                          show_progress=show_progress)
-            need = [f for f, c in zip(sample.functions, sample.counts)
-                    if c >= min_count and f not in log_pb_of]
-            for f, v in zip(need, bayes_log_probabilities(net, problem, need,
-                                                          show_progress=show_progress)):
-                log_pb_of[f] = float(v)
-            lpb, corr, mass_sgd, mass_b, errors = _analyse(sample, log_pb_of, problem,
-                                                           min_count, top)
-            result.rows.append(SGDBayesRow(width, opt, bs, sample.learning_rate, sample.runs,
-                                           sample.fitted, sample.mean_epochs,
-                                           sample.functions, sample.counts, lpb, corr,
-                                           mass_sgd, mass_b, errors))
-            if callback is not None:
-                callback(result)
-            if sample.interrupted:      # the finished chunks of this setting are kept
-                break
-    except KeyboardInterrupt:
-        pass
+    for width, opt, bs in itertools.product(widths, optimizers, batch_sizes):
+        net = make_net(width)
+        sample = sample_sgd_functions(net, problem, runs=runs, optimizer=opt,
+                                      batch_size=bs, learning_rate=learning_rate,
+                                      max_epochs=max_epochs, seed=seed, chunk=chunk,
+                                      show_progress=show_progress)
+        need = [f for f, c in zip(sample.functions, sample.counts)
+                if c >= min_count and f not in log_pb_of]
+        for f, v in zip(need, bayes_log_probabilities(net, problem, need,
+                                                      show_progress=show_progress)):
+            log_pb_of[f] = float(v)
+        lpb, corr, mass_sgd, mass_b, errors = _analyse(sample, log_pb_of, problem,
+                                                       min_count, top)
+        result.rows.append(SGDBayesRow(width, opt, bs, sample.learning_rate, sample.runs,
+                                       sample.fitted, sample.mean_epochs,
+                                       sample.functions, sample.counts, lpb, corr,
+                                       mass_sgd, mass_b, errors))
+        if callback is not None:
+            callback(result)
     return result

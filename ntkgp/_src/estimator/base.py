@@ -206,16 +206,17 @@ class NeuralKernelEstimator(BaseEstimator):
         Y = Y.astype(X.dtype)
         return self._factor(X, Y, self._fit_hyperparameters(X, Y))
 
-    def _factor(self, X, Y, hp, alpha=None):
+    def _factor(self, X, Y, hp, alpha=None, solver=None):
         """Factor (or, for ``solver_ == 'cg'``, solve with) the training kernel at the
-        hyperparameters ``hp``; ``alpha`` is a saved CG solution to start from."""
+        hyperparameters ``hp``; ``alpha`` and ``solver`` restore a saved model (its CG
+        solution to start from, and the solver it used)."""
         self.targets_ = Y
         self.hyperparameters_ = hp
         self.hyperparameter_names_ = self._free_names()
         self.theta_ = np.log([hp[n] for n in self.hyperparameter_names_])
         self.kernel_ = KernelFunction(self._arch(hp), self.tile_size)
         self.X_train_ = X
-        self.solver_ = self._pick_solver(X.shape[0])
+        self.solver_ = solver or self._pick_solver(X.shape[0])
         self.ensemble_ = None
         if self.solver_ == "cg":
             self.posterior_ = predict.cg_inference(
