@@ -12,10 +12,11 @@ above the diagonal are computed and the rest mirrored.
 from __future__ import annotations
 
 import functools
-import hashlib
 import json
 import math
 import os
+import zipfile
+import zlib
 from typing import Callable, Optional, Sequence
 
 import jax
@@ -25,6 +26,7 @@ import numpy as np
 from ntkgp._src import checks
 from ntkgp._src.kernels.kernel import Kernel
 from ntkgp._src.progress import progress_counter
+from ntkgp._src.store import StoreError, digest, fingerprint, open_store_dir
 from ntkgp._src.util import device_free_memory_bytes, pad_rows, write_atomic
 
 MAX_TILE = 4096
@@ -81,7 +83,7 @@ def auto_tile_size(kernel_fn: Callable, x1, x2=None, *args, memory_fraction: flo
 
 def batch(kernel_fn: Callable, tile_size: Optional[int] = None,
           progress: Optional[bool] = None, store: Optional[str] = None,
-          devices: Optional[Sequence] = None) -> Callable:
+          devices: Optional[Sequence] = None, store_key: Optional[str] = None) -> Callable:
     r"""Wrap ``kernel_fn`` so that it runs on tiles of at most ``tile_size`` x ``tile_size``.
 
     Args:
@@ -95,20 +97,29 @@ def batch(kernel_fn: Callable, tile_size: Optional[int] = None,
             to a temporary name and renamed, so a tile on disk is always complete). Calling
             again with the same store, inputs and tile size loads the finished tiles and
             computes only the missing ones: a long computation that is interrupted (Ctrl-C, a
-            killed job) resumes where it stopped. The store records a fingerprint of the
-            inputs, the extra arguments, the tile size and the kernel function's name (for
-            ``ntkgp.nn`` networks, the whole architecture), and refuses a call that does not
-            match it rather than mixing tiles of two computations. Delete the directory to
-            start afresh. A function of your own should have a distinctive ``__qualname__``.
+            killed job) resumes where it stopped. The store's manifest records a fingerprint
+            of the computation (the inputs, the extra arguments, the tile size and what the
+            kernel function computes: its code and the values it uses, e.g. a whole
+            ``ntkgp.nn`` architecture) and a call that does not match it is refused rather
+            than mixing tiles of two computations. Each tile carries a SHA-256 of its content
+            and place: a tile changed, damaged or moved after it was written is an error
+            naming its file (delete that file to compute it again). Delete the directory to
+            start afresh.
         devices: JAX devices to spread tiles over (default: all local devices of the default
             backend); tiles are dispatched to each in turn and computed concurrently.
+        store_key: for a ``store``, a string naming the kernel function and its settings,
+            needed when ntkgp cannot identify the function itself (it closes over objects
+            other than numbers, strings, arrays, functions and ntkgp networks).
 
     Returns:
         ``batched(x1, x2=None, *args, **kwargs)`` with the same result as ``kernel_fn``, as NumPy
         arrays (a `Kernel` of NumPy arrays for Kernel outputs).
 
     Raises:
-        ValueError: ``store`` holds tiles of a different computation.
+        StoreError: ``store`` holds tiles of a different computation, or a damaged or
+            changed tile (an ``OSError``).
+        ValueError: the kernel function cannot be identified for a ``store`` and no
+            ``store_key`` was given.
 
     Example:
         >>> import numpy as np
@@ -155,14 +166,18 @@ def batch(kernel_fn: Callable, tile_size: Optional[int] = None,
         tiles = [(i, j) for i in rows for j in cols if x2 is not None or j >= i]
         disk = None
         if store is not None:
-            disk = TileStore(store, _fingerprint(kernel_fn, x1, x2, args, kwargs, t1, t2))
+            disk = TileStore(store, fingerprint(
+                kernel_fn, store_key, x1, x2, jax.tree.leaves(args),
+                str(jax.tree.structure(args)), sorted((k, repr(v)) for k, v in kwargs.items()),
+                t1, t2))
         devs = list(devices) if devices is not None else jax.local_devices()
         show = len(tiles) > 16 if progress is None else progress
         out = None
         bar = progress_counter(len(tiles), desc="kernel tiles", enabled=show)
         todo = []
         for i, j in tiles:
-            saved = disk.load(i, j) if disk is not None else None
+            saved = (disk.load(i, j, min(t1, n1 - i), min(t2, n2 - j)) if disk is not None
+                     else None)
             if saved is not None:
                 out = _place(out, saved, i, j, n1, n2, x2 is None)
                 bar.update(1)
@@ -192,63 +207,50 @@ def batch(kernel_fn: Callable, tile_size: Optional[int] = None,
     return batched
 
 
-def _fingerprint(kernel_fn, x1, x2, args, kwargs, t1, t2) -> str:
-    h = hashlib.sha256()
-    name = getattr(kernel_fn, "_ntkgp_name", None) or (
-        f"{getattr(kernel_fn, '__module__', '')}.{getattr(kernel_fn, '__qualname__', '')}")
-    h.update(name.encode())
-    for x in (x1, x2):
-        if x is None:
-            h.update(b"None")
-        else:
-            a = np.ascontiguousarray(np.asarray(x))
-            h.update(f"{a.shape}{a.dtype}".encode())
-            h.update(a.tobytes())
-    for leaf in jax.tree.leaves(args):
-        a = np.ascontiguousarray(np.asarray(leaf))
-        h.update(f"{a.shape}{a.dtype}".encode())
-        h.update(a.tobytes())
-    h.update(repr(sorted((k, repr(v)) for k, v in kwargs.items())).encode())
-    h.update(f"{t1},{t2}".encode())
-    return h.hexdigest()
-
-
 class TileStore:
-    """Finished tiles on disk: ``tile_<i>_<j>.npz`` under ``path``, each written atomically,
-    with ``manifest.json`` holding the fingerprint of the computation they belong to."""
+    """Finished tiles on disk: ``tile_<i>_<j>.npz`` under ``path``, each written atomically
+    with a SHA-256 of its arrays and place, and ``manifest.json`` holding the fingerprint of
+    the computation they belong to."""
 
-    def __init__(self, path, fingerprint: str):
+    FORMAT = "ntkgp-tiles-2"
+
+    def __init__(self, path, fingerprint_: str):
         self.path = os.fspath(path)
-        os.makedirs(self.path, exist_ok=True)
-        manifest = os.path.join(self.path, "manifest.json")
-        if os.path.exists(manifest):
-            with open(manifest) as fh:
-                old = json.load(fh).get("fingerprint")
-            if old != fingerprint:
-                raise ValueError(
-                    f"The tile store {self.path!r} holds tiles of a different computation "
-                    "(other inputs, arguments, tile size or kernel function). Use a new "
-                    "directory, or delete this one to start afresh.")
-        else:
-            write_atomic(manifest, lambda fh: fh.write(
-                json.dumps({"format": "ntkgp-tiles-1", "fingerprint": fingerprint}).encode()))
+        self.fingerprint = fingerprint_
+        open_store_dir(self.path, fingerprint_, self.FORMAT, {}, lambda p: any(
+            f.startswith("tile_") for f in os.listdir(p)))
 
     def _file(self, i, j):
         return os.path.join(self.path, f"tile_{i}_{j}.npz")
 
-    def load(self, i, j):
+    def load(self, i, j, rows, cols):
+        """Tile ``(i, j)`` of ``rows x cols`` pairs, or ``None`` when it is not stored yet."""
         f = self._file(i, j)
         if not os.path.exists(f):
             return None
-        with np.load(f, allow_pickle=False) as z:
-            tile = {k: z[k] for k in z.files if k != "_meta"}
-            tile["meta"] = json.loads(str(z["_meta"])) if "_meta" in z.files else None
+        try:
+            with np.load(f, allow_pickle=False) as z:
+                arrays = {k: z[k] for k in z.files}
+            stored = str(arrays.pop("_sha256"))
+            meta = json.loads(str(arrays["_meta"])) if "_meta" in arrays else None
+        except (OSError, EOFError, ValueError, KeyError, zipfile.BadZipFile, zlib.error) as e:
+            raise StoreError(f"the tile file {f!r} is damaged ({type(e).__name__}: {e}); "
+                             "delete it and call again to compute that tile anew.") from None
+        main = [arrays[k] for k in ("nngp", "ntk", "_array") if k in arrays]
+        if stored != digest(self.fingerprint, f"{i},{j}", arrays) or not main or any(
+                a.shape[:2] != (rows, cols) for a in main):
+            raise StoreError(f"the tile file {f!r} was changed after it was written (its "
+                             "content, shape or place does not match its checksum); delete "
+                             "it and call again to compute that tile anew.")
+        tile = {k: v for k, v in arrays.items() if k != "_meta"}
+        tile["meta"] = meta
         return tile
 
     def save(self, i, j, tile):
         arrays = {k: v for k, v in tile.items() if k != "meta" and v is not None}
         if tile.get("meta") is not None:
             arrays["_meta"] = np.asarray(json.dumps(tile["meta"]))
+        arrays["_sha256"] = np.asarray(digest(self.fingerprint, f"{i},{j}", arrays))
         write_atomic(self._file(i, j), lambda fh: np.savez(fh, **arrays))
 
 

@@ -4,14 +4,15 @@ Layout of a store (a directory that every worker can reach: local disk for a `Lo
 a shared filesystem for a real cluster)::
 
     <path>/kernel/      zarr array (N1, N2), chunks (tile_size, tile_size), fill value NaN
-    <path>/done/i_j     one empty file per finished tile, made after its chunk(s) are written
+    <path>/done/i_j     one file per finished tile, made after its chunk(s) are written: the
+                        SHA-256 of the tile's values and place
     <path>/manifest.json  format, fingerprint of the computation, shape, tile size
 
 A tile is complete only when its ``done`` marker exists; the marker is created (atomically,
 by rename) after the tile's data is written. A worker that dies mid-write leaves no marker,
 so the tile is computed again (Dask reschedules the lost task; a later call recomputes what
 is missing) and a half-written chunk is never read as finished. Reading an incomplete store
-raises.
+raises, and so does reading a tile whose values no longer match its marker's checksum.
 """
 
 from __future__ import annotations
@@ -23,12 +24,12 @@ from typing import Callable, Optional
 import numpy as np
 
 from ntkgp._src import checks
-from ntkgp._src.batching import _fingerprint
 from ntkgp._src.operator import StoredKernelOperator, as_kernel_function
 from ntkgp._src.progress import progress_counter
+from ntkgp._src.store import StoreError, digest, fingerprint, open_store_dir
 from ntkgp._src.util import pad_rows, write_atomic
 
-FORMAT = "ntkgp-zarr-1"
+FORMAT = "ntkgp-zarr-2"
 _PROGRAMS = {}  # per worker process: jitted tile programs, by kernel function and `get`
 
 
@@ -48,8 +49,9 @@ def _marker(path, i, j):
     return os.path.join(path, "done", f"{i}_{j}")
 
 
-def _tile_task(path, kernel_fn, get, x1, x2, i, j, t, mirror):
-    """Compute tile (i, j) on a worker, write it (and its mirror), then mark it done."""
+def _tile_task(path, fp, kernel_fn, get, x1, x2, i, j, t, mirror):
+    """Compute tile (i, j) on a worker, write it (and its mirror), then mark it done with
+    its checksum."""
     import jax
     import zarr
 
@@ -71,11 +73,33 @@ def _tile_task(path, kernel_fn, get, x1, x2, i, j, t, mirror):
     else:
         tile = np.asarray(pair(pad(a), pad(b)))[:na, :nb]
     arr = zarr.open_array(os.path.join(path, "kernel"), mode="r+")
-    arr[i:i + na, j:j + nb] = tile.astype(arr.dtype)
+    tile = np.ascontiguousarray(tile.astype(arr.dtype))
+    arr[i:i + na, j:j + nb] = tile
     if mirror and i != j:
-        arr[j:j + nb, i:i + na] = tile.T.astype(arr.dtype)
-    _atomic_write(_marker(path, i, j), b"")
+        arr[j:j + nb, i:i + na] = tile.T
+    _atomic_write(_marker(path, i, j), json.dumps(
+        {"sha256": digest(fp, f"{i},{j}", {"tile": tile})}).encode())
     return i, j
+
+
+def _check_tile(path, fp, i, j, block, symmetric):
+    """Raise `StoreError` unless ``block`` (the stored values of tile (i, j)) matches the
+    checksum in its done marker (below the diagonal of a symmetric store: its mirror's)."""
+    rows, cols = block.shape
+    a, b, block = (j, i, block.T) if symmetric and j < i else (i, j, block)
+    marker = _marker(path, a, b)
+    try:
+        with open(marker, "rb") as fh:
+            want = json.loads(fh.read().decode())["sha256"]
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise StoreError(f"the done marker {marker!r} of the kernel store {path!r} is missing "
+                         f"or damaged ({type(e).__name__}); delete it and call kernel_to_zarr "
+                         "again to compute that tile anew.") from None
+    if digest(fp, f"{a},{b}", {"tile": np.ascontiguousarray(block)}) != want:
+        raise StoreError(f"rows {i}..{i + rows - 1}, columns {j}..{j + cols - 1} "
+                         f"of the kernel store {path!r} changed after they were written (they "
+                         f"do not match the checksum in {marker!r}); delete that marker and "
+                         "call kernel_to_zarr again to compute the tile anew.")
 
 
 def _client(client):
@@ -99,33 +123,29 @@ def _client(client):
     return distributed.Client(cluster), True
 
 
-def _open_store(path, fingerprint, shape, t, dtype, symmetric):
+def _open_store(path, fp, shape, t, dtype, symmetric):
     """Create the store, or reopen one of the same computation (else refuse)."""
     zarr = _need("zarr")
+    info = {"shape": list(shape), "tile_size": t, "dtype": np.dtype(dtype).name,
+            "symmetric": symmetric}
+    new = not os.path.exists(os.path.join(path, "manifest.json"))
+    open_store_dir(path, fp, FORMAT, info, lambda p: bool(
+        os.path.isdir(os.path.join(p, "done")) and os.listdir(os.path.join(p, "done"))))
     os.makedirs(os.path.join(path, "done"), exist_ok=True)
-    manifest = os.path.join(path, "manifest.json")
-    info = {"format": FORMAT, "fingerprint": fingerprint, "shape": list(shape),
-            "tile_size": t, "dtype": np.dtype(dtype).name, "symmetric": symmetric}
-    if os.path.exists(manifest):
-        with open(manifest) as fh:
-            old = json.load(fh)
-        if old.get("fingerprint") != fingerprint:
-            raise ValueError(f"the store {path!r} holds a different computation (other "
-                             "inputs, kernel, `get` or tile size). Use a new path, or delete "
-                             "this one to start afresh.")
+    target = os.path.join(path, "kernel")
+    if not new and os.path.isdir(target):
         return
     # uncompressed: kernel values do not compress, and compression costs the workers time
     kw = dict(shape=shape, chunks=(t, t), dtype=np.dtype(dtype), fill_value=np.nan)
-    target = os.path.join(path, "kernel")
     if hasattr(zarr, "create_array"):  # zarr 3
         zarr.create_array(target, compressors=None, overwrite=True, **kw)
     else:  # zarr 2
         zarr.open_array(target, mode="w", compressor=None, **kw)
-    _atomic_write(manifest, json.dumps(info).encode())
 
 
 def kernel_to_zarr(kernel_fn: Callable, x1, x2=None, *, path: str, get: Optional[str] = None,
-                   tile_size: int = 1024, client=None, progress: Optional[bool] = None):
+                   tile_size: int = 1024, client=None, progress: Optional[bool] = None,
+                   store_key: Optional[str] = None):
     r"""Compute the kernel ``K(x1, x2)`` as Dask tasks, one per tile, into a zarr store.
 
     Args:
@@ -141,13 +161,17 @@ def kernel_to_zarr(kernel_fn: Callable, x1, x2=None, *, path: str, get: Optional
             ``None`` for a new `LocalCluster` on this machine (one single-threaded worker per
             core), closed at the end.
         progress: show a progress bar over tiles (default: when there are over 4).
+        store_key: a string naming the kernel function and its settings, needed when ntkgp
+            cannot identify the function itself (see `ntkgp.batching.batch`).
 
     Returns:
-        The finished kernel as a read-only zarr array of shape ``(N1, N2)``.
+        The finished kernel as a read-only zarr array of shape ``(N1, N2)`` (every tile
+        checked against its checksum, `open_kernel`).
 
     Resuming: calling again with the same path, inputs, kernel, ``get`` and tile size computes
     only the tiles without a ``done`` marker (an interrupted run, a lost worker); a different
-    computation is refused. A task whose worker dies is rescheduled by Dask.
+    computation is refused (`ntkgp.batching.StoreError`), and so is a store whose tiles changed
+    after they were written. A task whose worker dies is rescheduled by Dask.
     """
     x1, x2 = checks.check_inputs(x1, x2, ndim=None)
     x1 = np.asarray(x1)
@@ -155,7 +179,7 @@ def kernel_to_zarr(kernel_fn: Callable, x1, x2=None, *, path: str, get: Optional
     t = checks.check_positive_int(tile_size, "tile_size")
     n2 = x1.shape[0] if x2 is None else x2.shape[0]
     path = os.fspath(path)
-    fp = _fingerprint(kernel_fn, x1, x2, (), {"get": get}, t, t)
+    fp = fingerprint(kernel_fn, store_key, x1, x2, get, t)
     _open_store(path, fp, (x1.shape[0], n2), t, x1.dtype, x2 is None)
     tiles = [(i, j) for i in range(0, x1.shape[0], t) for j in range(0, n2, t)
              if x2 is not None or j >= i]
@@ -169,7 +193,7 @@ def kernel_to_zarr(kernel_fn: Callable, x1, x2=None, *, path: str, get: Optional
         futures = []
         try:
             kf, a, b = cl.scatter([kernel_fn, x1, x2], broadcast=True, hash=False)
-            futures = [cl.submit(_tile_task, path, kf, get, a, b, i, j, t, x2 is None,
+            futures = [cl.submit(_tile_task, path, fp, kf, get, a, b, i, j, t, x2 is None,
                                  pure=False, retries=2) for i, j in todo]
             for fut in distributed.as_completed(futures):
                 fut.result()
@@ -188,12 +212,37 @@ def kernel_to_zarr(kernel_fn: Callable, x1, x2=None, *, path: str, get: Optional
     return open_kernel(path)
 
 
-def open_kernel(path: str):
+def _read_manifest(path):
+    manifest = os.path.join(path, "manifest.json")
+    if not os.path.exists(manifest):
+        raise FileNotFoundError(f"{path!r} is not an ntkgp kernel store (no manifest.json).")
+    try:
+        with open(manifest, "rb") as fh:
+            info = json.loads(fh.read().decode())
+        (n1, n2), t = info["shape"], int(info["tile_size"])
+        fp, symmetric = str(info["fingerprint"]), bool(info["symmetric"])
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise StoreError(f"the manifest {manifest!r} is damaged ({type(e).__name__}: {e}); "
+                         f"delete the store {path!r} to start afresh.") from None
+    if info.get("format") != FORMAT:
+        raise StoreError(f"the store {path!r} is of format {info.get('format')!r}, not "
+                         f"{FORMAT!r}; delete it and compute it again.")
+    return int(n1), int(n2), t, fp, symmetric
+
+
+def _tiles(n1, n2, t, symmetric, rows=None):
+    rows = range(0, n1, t) if rows is None else rows
+    return [(i, j) for i in rows for j in range(0, n2, t)]
+
+
+def open_kernel(path: str, verify: bool = True):
     """The kernel of a finished store as a read-only zarr array (raises if any tile is
     missing: finish it by calling `kernel_to_zarr` again with the same arguments).
 
     Args:
         path: the store written by `kernel_to_zarr`.
+        verify: read every tile once and check it against its checksum (one pass over the
+            store, one tile in memory at a time).
 
     Returns:
         A read-only ``zarr.Array`` ``(N1, N2)``; index it like NumPy (``k[:]`` loads all).
@@ -201,32 +250,42 @@ def open_kernel(path: str):
     Raises:
         FileNotFoundError: the path is no ntkgp kernel store.
         RuntimeError: tiles are missing (the message says how many).
+        StoreError: the manifest or a tile is damaged or changed (the message names it).
     """
     zarr = _need("zarr")
     path = os.fspath(path)
-    manifest = os.path.join(path, "manifest.json")
-    if not os.path.exists(manifest):
-        raise FileNotFoundError(f"{path!r} is not an ntkgp kernel store (no manifest.json).")
-    with open(manifest) as fh:
-        info = json.load(fh)
-    (n1, n2), t = info["shape"], info["tile_size"]
-    arr = zarr.open_array(os.path.join(path, "kernel"), mode="r")
-    symmetric = bool(info.get("symmetric"))
-    need = [(i, j) for i in range(0, n1, t) for j in range(0, n2, t)
-            if not symmetric or j >= i]
+    n1, n2, t, fp, symmetric = _read_manifest(path)
+    need = [(i, j) for i, j in _tiles(n1, n2, t, symmetric) if not symmetric or j >= i]
     missing = sum(not os.path.exists(_marker(path, i, j)) for i, j in need)
     if missing:
         raise RuntimeError(f"the kernel store {path!r} is incomplete: {missing} of "
                            f"{len(need)} tiles are not finished. Call kernel_to_zarr again "
                            "with the same arguments to compute them.")
+    try:
+        arr = zarr.open_array(os.path.join(path, "kernel"), mode="r")
+        if tuple(arr.shape) != (n1, n2):
+            raise ValueError(f"shape {arr.shape}, manifest {(n1, n2)}")
+        if verify:
+            for i, j in _tiles(n1, n2, t, symmetric):
+                _check_tile(path, fp, i, j, arr[i:i + t, j:j + t], symmetric)
+    except StoreError:
+        raise
+    except Exception as e:  # zarr's own errors for damaged chunks and metadata vary
+        raise StoreError(f"the kernel store {path!r} cannot be read ({type(e).__name__}: "
+                         f"{e}); delete it and compute it again.") from None
     return arr
 
 
 def _band_task(path, r0, r1, v):
+    """``band @ v`` for rows ``r0:r1`` of the store, each tile of the band checked first."""
     import zarr
 
-    band = np.asarray(zarr.open_array(os.path.join(path, "kernel"), mode="r")[r0:r1],
-                      np.float64)
+    n1, n2, t, fp, symmetric = _read_manifest(path)
+    band = zarr.open_array(os.path.join(path, "kernel"), mode="r")[r0:r1]
+    if r0 % t == 0 and r1 - r0 <= t:  # one row of tiles
+        for _, j in _tiles(n1, n2, t, symmetric, rows=[r0]):
+            _check_tile(path, fp, r0, j, band[:, j:j + t], symmetric)
+    band = np.asarray(band, np.float64)
     if not np.all(np.isfinite(band)):
         raise ValueError(f"rows {r0}..{r1 - 1} of the stored kernel hold NaN or inf.")
     return band @ v
@@ -247,7 +306,11 @@ class DaskKernelOperator(StoredKernelOperator):
 
     def __init__(self, path: str, client, block_rows: Optional[int] = None,
                  progress: Optional[bool] = None):
-        super().__init__(open_kernel(path), block_rows, progress)
+        # the tasks check each tile as they read it when bands are rows of tiles; other
+        # band heights are checked here once
+        tile = _read_manifest(os.fspath(path))[2]
+        aligned = block_rows is None or block_rows == tile
+        super().__init__(open_kernel(path, verify=not aligned), block_rows or tile, progress)
         self.path = os.fspath(path)
         self.client, _ = _client(client)
 
