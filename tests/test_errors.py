@@ -58,9 +58,15 @@ def test_unknown_parameterization():
         nn.Dense(3, parameterization="ntks")
 
 
-@pytest.mark.parametrize("kw", [{"W_std": -1.0}, {"b_std": float("nan")}, {"W_std": [1, 2]}])
+@pytest.mark.parametrize("kw", [{"W_std": -1.0}, {"b_std": float("nan")}])
 def test_bad_hyperparameters(kw):
     with pytest.raises(ValueError, match=r"must be a finite non-negative scalar"):
+        nn.Dense(3, **kw)
+
+
+@pytest.mark.parametrize("kw", [{"W_std": [1, 2]}, {"b_std": "0.1"}, {"W_std": np.ones(2)}])
+def test_hyperparameters_of_the_wrong_type(kw):
+    with pytest.raises(TypeError, match=r"must be a (number|real scalar)"):
         nn.Dense(3, **kw)
 
 

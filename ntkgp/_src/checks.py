@@ -47,6 +47,11 @@ def _all_finite(x):
     return jnp.all(jnp.isfinite(x))  # one fused reduction, no N x N boolean array
 
 
+@jax.jit
+def _sum_finite(arrays):
+    return jnp.isfinite(sum(jnp.sum(a) for a in arrays))
+
+
 def check_finite(x, name: str):
     if not is_concrete(x):
         return
@@ -59,6 +64,29 @@ def check_finite(x, name: str):
         raise ValueError(f"`{name}` contains {bad} NaN or infinite value(s); kernels of such "
                          "inputs are undefined. Remove or impute them first (e.g. "
                          "sklearn.impute.SimpleImputer).")
+
+
+def check_kernel_finite(k, network: str, x1, x2=None):
+    """Raise a clear ``ValueError`` when a kernel computed from concrete inputs holds NaN or
+    inf (overflow of large inputs in the working precision, or a network whose kernel is
+    undefined); a no-op inside ``jit``."""
+    arrays = [a for a in jax.tree.leaves(k) if hasattr(a, "dtype")]
+    if not arrays or not all(is_concrete(a) for a in arrays):
+        return
+    with jax.ensure_compile_time_eval():
+        # one vectorized pass: a finite sum means every entry is finite; only a non-finite
+        # sum (NaN/inf, or an overflow of the sum itself) gets the exact, slower check
+        if bool(_sum_finite(arrays)) or all(bool(_all_finite(a)) for a in arrays):
+            return
+        big = max(float(jnp.max(jnp.abs(x))) for x in (x1, x2) if x is not None)
+    dt = np.dtype(arrays[0].dtype)
+    raise ValueError(
+        f"the kernel of {network} is NaN or infinite for these inputs. Inputs as large as "
+        f"{big:.3g} overflow in {dt.name} (largest {float(np.finfo(dt).max):.3g}, and kernels "
+        "square the inputs): rescale them (e.g. sklearn.preprocessing.StandardScaler)"
+        + (" or compute in float64 (JAX_ENABLE_X64=1)" if dt == np.float32 else "")
+        + ". If the inputs are moderate, a layer's hyperparameters or activation make the "
+        "kernel undefined.")
 
 
 def check_inputs(x1, x2, ndim: Optional[int] = 2):
@@ -125,20 +153,52 @@ def check_choice(value, name: str, choices: Sequence[str]):
     return value
 
 
-def check_nonneg(value, name: str, allow_none: bool = False):
-    """A non-negative scalar hyperparameter (skipped for tracers, so gradients work)."""
+def check_scalar(value, name: str, low: Optional[float] = None, strict: bool = False,
+                 allow_none: bool = False):
+    """A real scalar hyperparameter: a number (``TypeError`` otherwise, naming ``name``) that
+    is finite and at least ``low`` (above it when ``strict``); tracers pass unchecked, so
+    gradients and ``jit`` work."""
     if value is None:
         if allow_none:
             return value
-        raise TypeError(f"`{name}` must be a non-negative number, got None.")
+        raise TypeError(f"`{name}` must be a number, got None.")
+    if isinstance(value, (str, bytes, bool)) or not (
+            isinstance(value, (int, float, np.number)) or hasattr(value, "dtype")):
+        raise TypeError(f"`{name}` must be a number; got {type(value).__name__} {value!r}"
+                        + (f". Pass {name}={value.strip()} without quotes."
+                           if isinstance(value, str) else "."))
     if is_concrete(value):
         arr = np.asarray(value)
-        if arr.shape != () or not np.isfinite(arr) or arr < 0:
-            raise ValueError(f"`{name}` must be a finite non-negative scalar; got {value!r}.")
+        if arr.dtype.kind not in "iuf" or arr.shape != ():
+            raise TypeError(f"`{name}` must be a real scalar; got {value!r} (dtype "
+                            f"{arr.dtype}, shape {arr.shape}).")
+        if not np.isfinite(arr) or (low is not None and (arr < low or (strict and arr == low))):
+            what = ("non-negative scalar" if low == 0 and not strict else "number" if low is None
+                    else f"number {'>' if strict else '>='} {low:g}")
+            raise ValueError(f"`{name}` must be a finite {what}; got {value!r}.")
     return value
+
+
+def check_nonneg(value, name: str, allow_none: bool = False):
+    """A non-negative scalar hyperparameter (skipped for tracers, so gradients work)."""
+    return check_scalar(value, name, low=0.0, allow_none=allow_none)
 
 
 def check_positive_int(value, name: str):
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
         raise ValueError(f"`{name}` must be a positive integer; got {value!r}.")
     return int(value)
+
+
+def check_feature_count(input_shape, layer: str) -> int:
+    """The last axis of ``input_shape`` (features or channels) as a positive int."""
+    try:
+        n = input_shape[-1]
+    except (TypeError, IndexError):
+        raise ValueError(f"{layer}: `input_shape` must be a tuple like (batch, features); got "
+                         f"{input_shape!r}.") from None
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
+        raise ValueError(f"{layer}: the inputs' last axis (features or channels) must have "
+                         f"size >= 1; got input_shape {tuple(input_shape)}. Inputs need at "
+                         "least one feature.")
+    return int(n)

@@ -204,6 +204,10 @@ class NeuralKernelEstimator(BaseEstimator):
     def _fit_targets(self, X, Y):
         """Fit hyperparameters and factor the training kernel for targets ``Y`` ``(N, K)``."""
         Y = Y.astype(X.dtype)
+        # the kernel of the largest rows at the starting hyperparameters: inputs that
+        # overflow in this precision fail here with a message that says so
+        big = np.argsort(np.max(np.abs(X.reshape(len(X), -1)), axis=1))[-16:]
+        KernelFunction(self._arch({"W_std": self.W_std, "b_std": self.b_std}))(X[big])
         return self._factor(X, Y, self._fit_hyperparameters(X, Y))
 
     def _factor(self, X, Y, hp, alpha=None, solver=None):

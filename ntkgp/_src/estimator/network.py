@@ -10,6 +10,7 @@ import jax
 import jax.numpy as jnp
 
 from ntkgp import batching, nn, predict
+from ntkgp._src import checks
 
 ACTIVATIONS = {"relu": nn.Relu, "erf": nn.Erf, "gelu": nn.Gelu, "abs": nn.Abs, "sin": nn.Sin}
 NAMES = ("W_std", "b_std", "diag_reg")
@@ -91,8 +92,11 @@ class KernelFunction:
         hp = jnp.asarray([a["W_std"], a["b_std"]], x1.dtype)
         rows = max(x1.shape[0], 0 if x2 is None else x2.shape[0])
         if rows <= LARGE and self.tile_size is None:
-            return fn(hp, x1, x2, get)
-        return _tiled(fn, self.tile_size)(x1, x2, hp, get=get)
+            out = fn(hp, x1, x2, get)
+        else:
+            out = _tiled(fn, self.tile_size)(x1, x2, hp, get=get)
+        checks.check_kernel_finite(out, "the estimator's network", x1, x2)
+        return out
 
 
 @functools.lru_cache(maxsize=32)

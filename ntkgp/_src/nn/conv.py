@@ -151,8 +151,8 @@ def Conv(out_chan: int, filter_shape: Sequence[int], strides: Optional[Sequence[
             out_chan,)
 
     def init(key, input_shape):
+        c_in = checks.check_feature_count(input_shape, "Conv")
         shape = out_shape(input_shape)
-        c_in = input_shape[-1]
         kw, kb = jax.random.split(key)
         scale = W_std / np.sqrt(c_in * f_size) if standard else 1.0
         params = {"W": scale * jax.random.normal(kw, filt + (c_in, out_chan))}

@@ -113,7 +113,9 @@ def make_kernel_fn(kernel_map: Callable, name: str, diag_ok: Callable = keep_dia
             ``(N1, N2, *S, *S)`` when the network's outputs keep spatial axes ``S``).
 
         Raises:
-            ValueError: for inputs of the wrong shape, with NaN/inf, empty, or an unknown ``get``.
+            ValueError: for inputs of the wrong shape, with NaN/inf, empty, or an unknown
+                ``get``; and (outside ``jit``) when the kernel overflows (NaN/inf), naming the
+                largest input and what to do.
         """
         names, single = checks.normalize_get(get)
         x1, x2 = checks.check_inputs(x1, x2, ndim=None if spatial else 2)
@@ -121,7 +123,9 @@ def make_kernel_fn(kernel_map: Callable, name: str, diag_ok: Callable = keep_dia
             raise ValueError(f"`x1` must have shape (N, d) (or (N, *S, C) for images and "
                              f"signals); got shape {tuple(x1.shape)}. Add a batch axis, e.g. "
                              "`x[None]` for one example or `x[:, None]` for one feature.")
-        return _select(_core(x1, x2, names), names, single)
+        out = _select(_core(x1, x2, names), names, single)
+        checks.check_kernel_finite(out, name, x1, x2)
+        return out
 
     kernel.__name__ = "kernel"
     kernel._ntkgp_name = name  # identifies the architecture (ntkgp.batching's tile store)

@@ -61,7 +61,7 @@ def Dense(out_dim: int, W_std: float = 1.0, b_std: Optional[float] = 0.0,
     standard = parameterization == "standard"
 
     def init(key, input_shape):
-        n_in = input_shape[-1]
+        n_in = checks.check_feature_count(input_shape, "Dense")
         kw, kb = jax.random.split(key)
         scale = W_std / np.sqrt(n_in) if standard else 1.0
         params = {"W": scale * jax.random.normal(kw, (n_in, out_dim))}
@@ -148,6 +148,8 @@ def ABRelu(a: float, b: float) -> Layer:
     References:
         Cho & Saul 2009, "Kernel methods for deep learning".
     """
+    checks.check_scalar(a, "a")
+    checks.check_scalar(b, "b")
     return _elementwise_layer(
         f"ABRelu(a={_fmt(a)}, b={_fmt(b)})",
         lambda x: jnp.where(x > 0, b * x, a * x),
@@ -176,6 +178,7 @@ def LeakyRelu(alpha: float) -> Layer:
     Returns:
         A `Layer` (no parameters) acting elementwise on inputs of any shape.
     """
+    checks.check_scalar(alpha, "alpha")
     return dataclass_rename(ABRelu(alpha, 1.0), f"LeakyRelu({_fmt(alpha)})")
 
 
@@ -201,6 +204,8 @@ def Erf(a: float = 1.0, b: float = 1.0, c: float = 0.0) -> Layer:
     Returns:
         A `Layer` (no parameters) acting elementwise on inputs of any shape.
     """
+    for v, n in ((a, "a"), (b, "b"), (c, "c")):
+        checks.check_scalar(v, n)
     return _elementwise_layer(
         f"Erf(a={_fmt(a)}, b={_fmt(b)}, c={_fmt(c)})",
         lambda x: a * jax.scipy.special.erf(b * x) + c,
@@ -219,6 +224,8 @@ def Sin(a: float = 1.0, b: float = 1.0, c: float = 0.0) -> Layer:
     Returns:
         A `Layer` (no parameters) acting elementwise on inputs of any shape.
     """
+    for v, n in ((a, "a"), (b, "b"), (c, "c")):
+        checks.check_scalar(v, n)
     return _elementwise_layer(
         f"Sin(a={_fmt(a)}, b={_fmt(b)}, c={_fmt(c)})",
         lambda x: a * jnp.sin(b * x + c),
@@ -246,6 +253,7 @@ def Gelu(approximate: bool = False, degree: int = 64) -> Layer:
     Returns:
         A `Layer` (no parameters) acting elementwise on inputs of any shape.
     """
+    degree = checks.check_positive_int(degree, "degree")
     if approximate:
         return dataclass_rename(Elementwise(_gelu_tanh, degree=degree), "Gelu(approximate=True)")
     return _elementwise_layer("Gelu()", _gelu_exact, act.gelu_pair, act.gelu_diag)
@@ -275,10 +283,32 @@ def Elementwise(fn: Callable, degree: int = 64, name: Optional[str] = None) -> L
     degree = checks.check_positive_int(degree, "degree")
     if not callable(fn):
         raise TypeError(f"`fn` must be a callable elementwise function; got {type(fn).__name__}.")
+    _check_finite_activation(fn)
     return _elementwise_layer(
         name or f"Elementwise({getattr(fn, '__name__', 'fn')}, degree={degree})", fn,
         functools.partial(act.quadrature_pair, fn=fn, degree=degree),
         functools.partial(act.quadrature_diag, fn=fn, degree=degree))
+
+
+def _check_finite_activation(fn):
+    """Refuse an ``fn`` that is not finite on the real line (probed at 0, +-1e-3 ... +-8):
+    its Gaussian integrals, and so the kernel, would be NaN for every input."""
+    probe = np.array([0.0, 1e-3, 0.1, 0.5, 1.0, 2.0, 4.0, 8.0])
+    probe = np.concatenate([-probe[:0:-1], probe]).astype(jnp.result_type(float))
+    try:
+        values = np.asarray(fn(jnp.asarray(probe)))
+    except Exception as e:
+        raise TypeError(f"`fn` must be a JAX-traceable elementwise function of an array; "
+                        f"calling it on an array raised {type(e).__name__}: {e}") from None
+    if values.shape != probe.shape:
+        raise ValueError(f"`fn` must act elementwise: an input of shape {probe.shape} gave "
+                         f"shape {values.shape}.")
+    bad = probe[~np.isfinite(values)]
+    if bad.size:
+        raise ValueError(f"`fn` is NaN or infinite at x = {', '.join(f'{v:g}' for v in bad)}; "
+                         "the kernel integrates fn over Gaussian pre-activations on the whole "
+                         "real line, so it would be NaN. Use an activation that is finite "
+                         "for every real input (e.g. log(1 + exp(x)) instead of log(x)).")
 
 
 def dataclass_rename(layer: Layer, name: str) -> Layer:
@@ -317,6 +347,7 @@ def LayerNorm(axis: int = -1, eps: float = 1e-12) -> Layer:
         ValueError: (when the kernel is taken) if the input is not the output of an affine
             layer, where the feature mean does not vanish and this limit would be wrong.
     """
+    checks.check_scalar(eps, "eps", low=0.0, strict=True)
     if axis not in (-1,):
         raise ValueError(f"LayerNorm supports the feature axis (-1) of (N, d) inputs; got "
                          f"axis={axis!r}.")

@@ -75,6 +75,11 @@ def normalize_times(t):
         return jnp.array([np.inf]), True
     if isinstance(t, (list, tuple)):
         t = [np.inf if v is None else v for v in t]
+    if isinstance(t, (str, bytes, bool)) or (isinstance(t, list) and any(
+            isinstance(v, (str, bytes, bool)) for v in t)):
+        raise TypeError(f"`t` must be a number, a 1-D array of times, or None; got {t!r}"
+                        + (" (a string: pass the number without quotes)."
+                           if isinstance(t, str) else "."))
     t = jnp.asarray(t)
     if not jnp.issubdtype(t.dtype, jnp.floating):
         t = t.astype(jnp.result_type(float))

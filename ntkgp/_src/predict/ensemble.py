@@ -27,8 +27,8 @@ def _kernel_callable(kernel_fn) -> Callable:
 def check_learning_rate(learning_rate):
     if learning_rate is None:
         return None
-    if isinstance(learning_rate, bool) or not np.isscalar(learning_rate) or \
-            not np.isfinite(learning_rate) or learning_rate <= 0:
+    checks.check_scalar(learning_rate, "learning_rate")
+    if learning_rate <= 0:
         raise ValueError("`learning_rate` must be None (gradient flow) or a positive number "
                          f"(gradient descent with that step); got {learning_rate!r}.")
     return float(learning_rate)
@@ -36,7 +36,8 @@ def check_learning_rate(learning_rate):
 
 def check_momentum(momentum, learning_rate):
     """``momentum`` as a float in [0, 1); it needs a discrete ``learning_rate``."""
-    if isinstance(momentum, bool) or not np.isscalar(momentum) or not 0.0 <= momentum < 1.0:
+    checks.check_scalar(momentum, "momentum")
+    if not 0.0 <= momentum < 1.0:
         raise ValueError(f"`momentum` must be a number in [0, 1); got {momentum!r}.")
     if momentum and learning_rate is None:
         raise ValueError("`momentum` needs a `learning_rate`: heavy-ball dynamics are defined "

@@ -145,8 +145,7 @@ def cg_inference(kernel_fn: Callable, x_train, y_train, *, get: str = "ntk",
     """
     if get not in MODES:
         raise ValueError(f"`get` must be one of {MODES}; got {get!r}.")
-    if not (np.isscalar(diag_reg) and np.isfinite(diag_reg) and diag_reg >= 0):
-        raise ValueError(f"`diag_reg` must be a finite number >= 0; got {diag_reg!r}.")
+    checks.check_nonneg(diag_reg, "diag_reg")
     y = checks.as_float_array(y_train, "y_train")
     checks.check_finite(y, "y_train")
     y = np.asarray(y, np.float64)
