@@ -37,8 +37,6 @@ def mlp(act):
 CASES = {
     "W_std as a string": (lambda: nn.Dense(1, W_std="1.5"), TypeError,
                           "`W_std` must be a number; got str '1.5'. Pass W_std=1.5"),
-    "b_std NaN": (lambda: nn.Dense(1, b_std=float("nan")), ValueError,
-                  "`b_std` must be a finite non-negative scalar; got nan"),
     "Conv W_std as a string": (lambda: nn.Conv(1, (2, 2), W_std="2"), TypeError,
                                "`W_std` must be a number"),
     "LeakyRelu(nan)": (lambda: nn.LeakyRelu(float("nan")), ValueError,
@@ -380,18 +378,23 @@ def test_an_interrupted_cg_fit_propagates_and_leaves_no_fitted_model(monkeypatch
     assert not hasattr(est, "posterior_")
 
 
-COMPARE = ["compare", "--widths", "8,16,32,64,128", "--seeds", "2", "--steps", "400",
-           "--n-train", "60", "--n-test", "20", "--quiet"]
+COMPARE = ["compare", "--quiet"]  # the default run: interrupted during its second width
 
 
 def _interrupt_compare(out):
-    """Run `ntkgp compare` as a user would and press Ctrl-C once its first width is saved."""
+    """Run `ntkgp compare` as a user would and press Ctrl-C 2 s after its first width is
+    saved."""
+    script = os.path.join(os.path.dirname(sys.executable), "ntkgp")
+    if not os.path.exists(script):
+        pytest.skip("the `ntkgp` console script is not installed next to this Python")
     env = dict(os.environ, NTKGP_PROGRESS="0", JAX_ENABLE_X64="0")
-    proc = subprocess.Popen([sys.executable, "-m", "ntkgp.cli"] + COMPARE + ["--out", str(out)],
+    proc = subprocess.Popen([script] + COMPARE + ["--out", str(out)],
                             env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 240
     while not (out / "compare.json").exists() and proc.poll() is None and time.time() < deadline:
         time.sleep(0.1)
+    time.sleep(3.0)  # into the next width's training: XLA busy (the teardown then segfaulted,
+    #                  3 times in 5 here before the console entry ended with os._exit)
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=120)
     return proc.returncode, err
@@ -405,7 +408,7 @@ def test_ctrl_c_during_compare_exits_130_and_keeps_what_finished(attempt, tmp_pa
     assert code == 130, err[-2000:]
     assert "interrupted; the widths finished so far are in" in err
     rows = json.loads((tmp_path / "compare.json").read_text())["rows"]
-    assert 1 <= len(rows) < 5 and rows[0]["width"] == 8
+    assert 1 <= len(rows) < 4 and rows[0]["width"] == 64
 
 
 # --- the CLI's data checks and warnings ----------------------------------------------------------
