@@ -180,6 +180,7 @@ class NeuralKernelEstimator(BaseEstimator):
             if best is None or res.fun < best.fun:
                 best = res
         if not last:
+            self._check_scale(x, hp)
             raise linalg.NotPositiveDefiniteError(
                 "the kernel of the training data could not be factorized for any "
                 "hyperparameters tried; raise `diag_reg`, remove duplicate rows, or enable "
@@ -204,11 +205,13 @@ class NeuralKernelEstimator(BaseEstimator):
     def _fit_targets(self, X, Y):
         """Fit hyperparameters and factor the training kernel for targets ``Y`` ``(N, K)``."""
         Y = Y.astype(X.dtype)
-        # the kernel of the largest rows at the starting hyperparameters: inputs that
-        # overflow in this precision fail here with a message that says so
-        big = np.argsort(np.max(np.abs(X.reshape(len(X), -1)), axis=1))[-16:]
-        KernelFunction(self._arch({"W_std": self.W_std, "b_std": self.b_std}))(X[big])
         return self._factor(X, Y, self._fit_hyperparameters(X, Y))
+
+    def _check_scale(self, X, hp):
+        """The kernel of the 16 largest rows at ``hp``: inputs that overflow in this precision
+        fail here with a message that says so (`KernelFunction` checks what it computes)."""
+        big = np.argsort(np.max(np.abs(X.reshape(len(X), -1)), axis=1))[-16:]
+        KernelFunction(self._arch(hp))(X[big])
 
     def _factor(self, X, Y, hp, alpha=None, solver=None):
         """Factor (or, for ``solver_ == 'cg'``, solve with) the training kernel at the
@@ -223,6 +226,7 @@ class NeuralKernelEstimator(BaseEstimator):
         self.solver_ = solver or self._pick_solver(X.shape[0])
         self.ensemble_ = None
         if self.solver_ == "cg":
+            self._check_scale(X, hp)
             self.posterior_ = predict.cg_inference(
                 self.kernel_.raw, X, Y, get=self._mode, diag_reg=hp["diag_reg"],
                 tile_size=self.tile_size, x0=alpha)
