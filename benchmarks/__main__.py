@@ -3,7 +3,7 @@
 Runs the suites one after another, each case in its own process, neural-tangents side by side
 where its reference venv is present (``NTREF_PYTHON``, default ``/tmp/ntref/venv/bin/python``;
 build it with ``NTREF_LIGHT=1 bash ../shared/ntref/ntref_setup.sh /tmp/ntref/venv``), then
-rewrites ``benchmarks/RESULTS.md``: the targets of every issue (met / missed, with the measured
+rewrites ``benchmarks/RESULTS.md``: every target (met / missed, with the measured
 ratio), the figures (``benchmarks/figures/``), and each suite's machine, versions, date and
 tables.
 
@@ -132,10 +132,10 @@ def main(argv=None):
     write_results()
     import targets
     res = targets.evaluate(load_saved())
-    print(f"\n{'issue':>5s} {'status':12s} {'measured':>10s}  target")
+    print(f"\n{'suite':>9s} {'status':12s} {'measured':>10s}  target")
     for r in res:
         v = "—" if r["value"] is None else f"{r['value']:.3g}"
-        print(f"{r['issue']:5d} {r['status']:12s} {v:>10s}  {r['what']} ({r['bound']}; "
+        print(f"{r['suite']:>9s} {r['status']:12s} {v:>10s}  {r['what']} ({r['bound']}; "
               f"{r['date']})")
     print("wrote benchmarks/RESULTS.md")
     if not a.render and failed:

@@ -1,7 +1,7 @@
 """The main benchmark figures, drawn from the saved rows (needs matplotlib: the `plot` extra).
 
 - ``figures/ratios.png``: every case with a neural-tangents counterpart, ntkgp's time over
-  neural-tangents' (log scale), with the issues' targets marked.
+  neural-tangents' (log scale), with the targets marked.
 - ``figures/scale.png``: time and peak memory against N for the exact and CG solves.
 """
 

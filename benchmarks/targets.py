@@ -1,4 +1,4 @@
-"""Every benchmark target the project's issues set, measured from the saved rows.
+"""Every benchmark target the project set, measured from the saved rows.
 
 A target is a number computed from one suite's saved rows (a time ratio against
 neural-tangents measured in the same session, a ratio inside the suite, an accuracy, a slope)
@@ -83,68 +83,68 @@ def slope(case, name):
 _MLP = "entk_mlp_{}_{}_f32"
 _THREE = ("structured", "ntvp", "jacobian")
 
-# (issue, suite, what, measure, (op, bound))
+# (suite, what, measure, (op, bound))
 TARGETS = [
-    (2, "kernels", "analytic FC kernel, depth 10, N=4000, f32: time vs neural-tangents",
+    ("kernels", "analytic FC kernel, depth 10, N=4000, f32: time vs neural-tangents",
      nt_ratio("fc10_N4000_f32"), (LE, 0.2)),
-    (2, "kernels", "analytic FC kernel, depth 2, N=8000, f32: time vs neural-tangents",
+    ("kernels", "analytic FC kernel, depth 2, N=8000, f32: time vs neural-tangents",
      nt_ratio("fc2_N8000_f32"), (LE, 0.5)),
-    (2, "kernels", "structured empirical NTK, MLP, full output blocks: vs neural-tangents' "
+    ("kernels", "structured empirical NTK, MLP, full output blocks: vs neural-tangents' "
      "structured derivatives", nt_ratio(_MLP.format("full", "structured")), (LE, 1.0)),
-    (2, "kernels", "structured empirical NTK, MLP, traced outputs: vs neural-tangents' "
+    ("kernels", "structured empirical NTK, MLP, traced outputs: vs neural-tangents' "
      "structured derivatives", nt_ratio(_MLP.format("trace", "structured")), (LE, 1.0)),
 ] + [
-    (2, "kernels", f"empirical NTK `implementation='auto'`, {net}, {trace}: vs the best of "
+    ("kernels", f"empirical NTK `implementation='auto'`, {net}, {trace}: vs the best of "
      "the three implementations",
      auto_vs_best(f"entk_{net}_{trace}_auto_f32",
                   [_MLP.format(trace, i) for i in (_THREE if net == "mlp" else _THREE[1:])]),
      (LE, 2.0))
     for net in ("mlp", "mlpfn") for trace in ("full", "trace")
 ] + [
-    (3, "predict", f"ensemble NTK mean + covariance, N_train={n}, f32: time vs "
+    ("predict", f"ensemble NTK mean + covariance, N_train={n}, f32: time vs "
      "neural-tangents", nt_ratio(f"ensemble_ntk_cov_N{n}_f32"), (LE, 0.5))
     for n in (1000, 4000)
 ] + [
-    (3, "predict", "exact prediction N_train=16000 in float64 within the 24 GiB machine: peak "
+    ("predict", "exact prediction N_train=16000 in float64 within the 24 GiB machine: peak "
      "memory (GiB)", field("ensemble_ntk_cov_N16000_f64", "maxrss_mb", 1 / 1024, " GiB"),
      (LE, 24.0)),
 ] + [
-    (4, "train", f"default `ntkgp compare`: log-log slope of {label} against width",
+    ("train", f"default `ntkgp compare`: log-log slope of {label} against width",
      slope("compare_default_f32", name), (IN, (-0.65, -0.35)))
     for name, label in (("dist_net_linearized", "(a) net vs linearization"),
                         ("dist_net_closed_form", "(b) net vs closed form"),
                         ("param_change", "‖dθ‖/‖θ0‖"))
 ] + [
-    (4, "train", "default `ntkgp compare`: the NTK drift falls with width (slope)",
+    ("train", "default `ntkgp compare`: the NTK drift falls with width (slope)",
      slope("compare_default_f32", "ntk_drift"), (LE, 0.0)),
-    (4, "train", "default `ntkgp compare`: widest nets' test outputs vs the closed form (b), "
+    ("train", "default `ntkgp compare`: widest nets' test outputs vs the closed form (b), "
      "'within a few percent'", field("compare_default_f32", "dist_b_widest"), (LE, 0.05)),
 ] + [
-    (6, "cntk", f"CNTK 3 x Conv(64) + {ro}, N={n}, f32: time vs neural-tangents",
+    ("cntk", f"CNTK 3 x Conv(64) + {ro}, N={n}, f32: time vs neural-tangents",
      nt_ratio(f"cnn3_{key}_N{n}_f32"), (LE, 0.1))
     for key, ro in (("gap", "GlobalAvgPool"), ("flatten", "Flatten")) for n in (50, 100, 200)
 ] + [
-    (8, "scale", f"CG vs exact solve, N={n}, float64: max relative difference of the test "
+    ("scale", f"CG vs exact solve, N={n}, float64: max relative difference of the test "
      "means", field(f"cg_N{n}_f64", "rel_diff_exact"), (LE, 1e-6))
     for n in (2000, 5000, 10000)
 ] + [
-    (8, "scale", "CG iterations without / with the preconditioner, N=5000 (reported; the "
+    ("scale", "CG iterations without / with the preconditioner, N=5000 (reported; the "
      "tests ask for ≥3×)", field_ratio("cg_noprec_N5000_f64", "cg_N5000_f64", "iterations"),
      (GE, 3.0)),
-    (8, "scale", "iterative solve at N ≥ 100,000 on this machine (float32): peak memory (GiB)",
+    ("scale", "iterative solve at N ≥ 100,000 on this machine (float32): peak memory (GiB)",
      field("cg_synth_N100000_f32", "maxrss_mb", 1 / 1024, " GiB"), (LE, 24.0)),
 ]
 
 NO_TARGETS = {
-    "sgd_bayes": "issue 7 set no speed or accuracy target for this suite",
-    "tabular": "issue 5 asks to report accuracy win or lose, with no bound",
+    "sgd_bayes": "no speed or accuracy target is set for this suite",
+    "tabular": "accuracy is reported win or lose, with no bound",
 }
 
 
 def nt_ratio_bounds():
     """{case id: bound} of the targets on a time ratio against neural-tangents (for the
     per-suite tables)."""
-    return {m.nt_case: bound for _, _, _, m, (op, bound) in TARGETS
+    return {m.nt_case: bound for _, _, m, (op, bound) in TARGETS
             if hasattr(m, "nt_case") and op == LE}
 
 
@@ -157,16 +157,16 @@ def _met(value, op, bound):
 
 
 def evaluate(saved):
-    """``saved``: {suite: the suite's saved JSON}. One dict per target: issue, suite, what,
+    """``saved``: {suite: the suite's saved JSON}. One dict per target: suite, what,
     bound, value, detail, date and status ('met', 'missed' or 'not measured')."""
     out = []
-    for issue, suite, what, measure, (op, bound) in TARGETS:
+    for suite, what, measure, (op, bound) in TARGETS:
         suite_date = ((saved.get(suite) or {}).get("machine") or {}).get("date")
         rows = {r["id"]: dict(r, date=r.get("date") or suite_date)
                 for r in (saved.get(suite) or {}).get("rows", [])}
         got = measure(rows)
         bound_s = f"{op} {bound}" if op != IN else f"in [{bound[0]}, {bound[1]}]"
-        res = dict(issue=issue, suite=suite, what=what, bound=bound_s, value=None, detail="",
+        res = dict(suite=suite, what=what, bound=bound_s, value=None, detail="",
                    date="", status="not measured")
         if got is not None and got[0] is not None and math.isfinite(got[0]):
             res.update(value=got[0], date=got[1] or "", detail=got[2],
@@ -180,17 +180,17 @@ def render(saved):
     res = evaluate(saved)
     counts = {s: sum(r["status"] == s for r in res) for s in ("met", "missed", "not measured")}
     lines = ["## Targets", "",
-             f"Every target set by the issues, from the rows below: **{counts['met']} met, "
+             f"Every target the project set, from the rows below: **{counts['met']} met, "
              f"{counts['missed']} missed**, {counts['not measured']} not measured. Ratios of "
              "times are ntkgp / the baseline, both medians of the same run (neural-tangents "
              "in its reference venv, case by case alternating with ntkgp). Each row gives the "
              "date of its measurement.", "",
-             "| issue | suite | target | bound | measured | | status | measured on |",
-             "|---:|---|---|---|---:|---|---|---|"]
+             "| suite | target | bound | measured | | status | measured on |",
+             "|---|---|---|---:|---|---|---|"]
     for r in res:
         v = "—" if r["value"] is None else f"{r['value']:.3g}"
         status = {"met": "**met**", "missed": "**missed**"}.get(r["status"], "not measured")
-        lines.append(f"| {r['issue']} | {r['suite']} | {r['what']} | {r['bound']} | {v} | "
+        lines.append(f"| {r['suite']} | {r['what']} | {r['bound']} | {v} | "
                      f"{r['detail']} | {status} | {r['date']} |")
     lines += [""] + [f"- `{s}`: {why}." for s, why in NO_TARGETS.items()]
     return lines

@@ -113,7 +113,7 @@ def test_quick_run_measures_every_target(bench):
     neural-tangents too."""
     runner, targets = bench
     problems = []
-    for _issue, suite, what, measure, _ in targets.TARGETS:
+    for suite, what, measure, _ in targets.TARGETS:
         quick = runner.PLAN[suite][1]
         ids = _cases(suite)
         for case in measure.cases:
@@ -154,7 +154,7 @@ def test_targets_met_missed_and_not_measured(bench):
     assert by("GlobalAvgPool, N=50")["status"] == "not measured"
     lines = targets.render(saved)
     assert "**2 met, 2 missed**, 23 not measured" in lines[2]
-    assert all(ln.count("|") == 9 for ln in lines if ln.startswith("| ") and "issue" not in ln)
+    assert all(ln.count("|") == 8 for ln in lines if ln.startswith("| ") and "suite" not in ln)
 
 
 def test_runner_lists_its_plan_and_refuses_unknown_suites(bench, capsys):
