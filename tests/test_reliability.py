@@ -352,6 +352,8 @@ def test_a_changed_or_damaged_zarr_store_is_detected(fault, tmp_path):
     with pytest.raises(batching.StoreError) as info:
         dk.open_kernel(path)
     assert fragment in str(info.value), str(info.value)
+    with pytest.raises(batching.StoreError):  # resuming reads the finished tiles back too
+        dk.kernel_to_zarr(NET.kernel, X, path=path, get="ntk", tile_size=4)
 
 
 def test_a_zarr_store_without_its_manifest_is_not_adopted(tmp_path):

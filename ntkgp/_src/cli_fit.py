@@ -96,7 +96,7 @@ def cmd_fit(args) -> int:
     return 0
 
 
-def load_model(path, x64):
+def _open_model(path, x64):
     """The saved model's pipeline and info, computed in the precision it was fitted in."""
     import jax
 
@@ -119,7 +119,7 @@ def cmd_predict(args) -> int:
     if args.x64:
         jax.config.update("jax_enable_x64", True)
     from ntkgp import data
-    model, info = load_model(args.model, args.x64)
+    model, info = _open_model(args.model, args.x64)
     task = info["task"]
     _, x, _ = data.read_csv(args.data, features=info["features"])
     out = io.StringIO()

@@ -26,7 +26,7 @@ import numpy as np
 from ntkgp._src import checks
 from ntkgp._src.operator import StoredKernelOperator, as_kernel_function
 from ntkgp._src.progress import progress_counter
-from ntkgp._src.store import StoreError, digest, fingerprint, open_store_dir
+from ntkgp._src.store import StoreError, digest, fingerprint, open_store_dir, read_manifest
 from ntkgp._src.util import pad_rows, write_atomic
 
 FORMAT = "ntkgp-zarr-2"
@@ -165,8 +165,8 @@ def kernel_to_zarr(kernel_fn: Callable, x1, x2=None, *, path: str, get: Optional
             cannot identify the function itself (see `ntkgp.batching.batch`).
 
     Returns:
-        The finished kernel as a read-only zarr array of shape ``(N1, N2)`` (every tile
-        checked against its checksum, `open_kernel`).
+        The finished kernel as a read-only zarr array of shape ``(N1, N2)`` (the tiles
+        found on disk from an earlier call checked against their checksums, `open_kernel`).
 
     Resuming: calling again with the same path, inputs, kernel, ``get`` and tile size computes
     only the tiles without a ``done`` marker (an interrupted run, a lost worker); a different
@@ -209,40 +209,36 @@ def kernel_to_zarr(kernel_fn: Callable, x1, x2=None, *, path: str, get: Optional
                 cl.close()
                 if cluster is not None:
                     cluster.close()
-    return open_kernel(path)
+    # the tiles computed now were checksummed as they were written; the ones found on disk
+    # are read back against their checksums
+    return open_kernel(path, verify=sorted(set(tiles) - set(todo)))
 
 
 def _read_manifest(path):
-    manifest = os.path.join(path, "manifest.json")
-    if not os.path.exists(manifest):
-        raise FileNotFoundError(f"{path!r} is not an ntkgp kernel store (no manifest.json).")
+    info = read_manifest(path, FORMAT)
     try:
-        with open(manifest, "rb") as fh:
-            info = json.loads(fh.read().decode())
         (n1, n2), t = info["shape"], int(info["tile_size"])
-        fp, symmetric = str(info["fingerprint"]), bool(info["symmetric"])
-    except (OSError, ValueError, KeyError, TypeError) as e:
-        raise StoreError(f"the manifest {manifest!r} is damaged ({type(e).__name__}: {e}); "
-                         f"delete the store {path!r} to start afresh.") from None
-    if info.get("format") != FORMAT:
-        raise StoreError(f"the store {path!r} is of format {info.get('format')!r}, not "
-                         f"{FORMAT!r}; delete it and compute it again.")
-    return int(n1), int(n2), t, fp, symmetric
+        symmetric = bool(info["symmetric"])
+    except (KeyError, TypeError, ValueError) as e:
+        raise StoreError(f"the manifest of the store {path!r} is damaged ({type(e).__name__}: "
+                         f"{e}); delete the store to start afresh.") from None
+    return int(n1), int(n2), t, info["fingerprint"], symmetric
 
 
-def _tiles(n1, n2, t, symmetric, rows=None):
+def _tiles(n1, n2, t, rows=None):
     rows = range(0, n1, t) if rows is None else rows
     return [(i, j) for i in rows for j in range(0, n2, t)]
 
 
-def open_kernel(path: str, verify: bool = True):
+def open_kernel(path: str, verify=True):
     """The kernel of a finished store as a read-only zarr array (raises if any tile is
     missing: finish it by calling `kernel_to_zarr` again with the same arguments).
 
     Args:
         path: the store written by `kernel_to_zarr`.
         verify: read every tile once and check it against its checksum (one pass over the
-            store, one tile in memory at a time).
+            store, one tile in memory at a time); ``False`` checks none; a list of tiles
+            ``(i, j)`` (their first row and column) checks those and their mirrors.
 
     Returns:
         A read-only ``zarr.Array`` ``(N1, N2)``; index it like NumPy (``k[:]`` loads all).
@@ -255,7 +251,7 @@ def open_kernel(path: str, verify: bool = True):
     zarr = _need("zarr")
     path = os.fspath(path)
     n1, n2, t, fp, symmetric = _read_manifest(path)
-    need = [(i, j) for i, j in _tiles(n1, n2, t, symmetric) if not symmetric or j >= i]
+    need = [(i, j) for i, j in _tiles(n1, n2, t) if not symmetric or j >= i]
     missing = sum(not os.path.exists(_marker(path, i, j)) for i, j in need)
     if missing:
         raise RuntimeError(f"the kernel store {path!r} is incomplete: {missing} of "
@@ -265,9 +261,11 @@ def open_kernel(path: str, verify: bool = True):
         arr = zarr.open_array(os.path.join(path, "kernel"), mode="r")
         if tuple(arr.shape) != (n1, n2):
             raise ValueError(f"shape {arr.shape}, manifest {(n1, n2)}")
-        if verify:
-            for i, j in _tiles(n1, n2, t, symmetric):
-                _check_tile(path, fp, i, j, arr[i:i + t, j:j + t], symmetric)
+        check = need if verify is True else list(verify or [])
+        for i, j in check:
+            _check_tile(path, fp, i, j, arr[i:i + t, j:j + t], symmetric)
+            if symmetric and i != j:
+                _check_tile(path, fp, j, i, arr[j:j + t, i:i + t], symmetric)
     except StoreError:
         raise
     except Exception as e:  # zarr's own errors for damaged chunks and metadata vary
@@ -283,7 +281,7 @@ def _band_task(path, r0, r1, v):
     n1, n2, t, fp, symmetric = _read_manifest(path)
     band = zarr.open_array(os.path.join(path, "kernel"), mode="r")[r0:r1]
     if r0 % t == 0 and r1 - r0 <= t:  # one row of tiles
-        for _, j in _tiles(n1, n2, t, symmetric, rows=[r0]):
+        for _, j in _tiles(n1, n2, t, rows=[r0]):
             _check_tile(path, fp, r0, j, band[:, j:j + t], symmetric)
     band = np.asarray(band, np.float64)
     if not np.all(np.isfinite(band)):

@@ -174,22 +174,35 @@ def open_store_dir(path: str, fingerprint_: str, fmt: str, info: dict, has_data)
         text = json.dumps(dict(info, format=fmt, fingerprint=fingerprint_)).encode()
         write_atomic(manifest, lambda fh: fh.write(text))
         return
-    try:
-        with open(manifest, "rb") as fh:
-            old = json.loads(fh.read().decode())
-        if not isinstance(old, dict):
-            raise ValueError("not a JSON object")
-    except (ValueError, UnicodeDecodeError, OSError) as e:
-        raise StoreError(f"the manifest {manifest!r} is damaged ({e}); delete the store "
-                         f"{path!r} to start afresh.") from None
-    if old.get("format") != fmt:
-        raise StoreError(f"the store {path!r} is of format {old.get('format')!r}, not "
-                         f"{fmt!r} (written by another version of ntkgp); delete it to "
-                         "compute its tiles again, or use a new folder.")
-    if old.get("fingerprint") != fingerprint_:
+    if read_manifest(path, fmt)["fingerprint"] != fingerprint_:
         raise StoreError(f"the store {path!r} holds tiles of a different computation (other "
                          "inputs, arguments, tile size, `get` or kernel function). Use a new "
                          "folder, or delete this one to start afresh.")
+
+
+def read_manifest(path: str, fmt: str) -> dict:
+    """The manifest of the store at ``path``, checked to be of format ``fmt``.
+
+    Raises:
+        FileNotFoundError: ``path`` has no manifest (it is no store).
+        StoreError: the manifest is damaged or of another format.
+    """
+    manifest = os.path.join(path, "manifest.json")
+    if not os.path.exists(manifest):
+        raise FileNotFoundError(f"{path!r} is not an ntkgp kernel store (no manifest.json).")
+    try:
+        with open(manifest, "rb") as fh:
+            info = json.loads(fh.read().decode())
+        if not isinstance(info, dict) or not isinstance(info.get("fingerprint"), str):
+            raise ValueError("not a JSON object with a fingerprint")
+    except (ValueError, UnicodeDecodeError, OSError) as e:
+        raise StoreError(f"the manifest {manifest!r} is damaged ({e}); delete the store "
+                         f"{path!r} to start afresh.") from None
+    if info.get("format") != fmt:
+        raise StoreError(f"the store {path!r} is of format {info.get('format')!r}, not "
+                         f"{fmt!r} (written by another version of ntkgp); delete it to "
+                         "compute its tiles again, or use a new folder.")
+    return info
 
 
 def clean_partial(path: str) -> None:

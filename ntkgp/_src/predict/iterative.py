@@ -161,8 +161,6 @@ def cg_inference(kernel_fn: Callable, x_train, y_train, *, get: str = "ntk",
     mean_diag = float(np.mean(op.diagonal()))
     noise = float(diag_reg) * (1.0 if diag_reg_absolute_scale else mean_diag)
     opts = dict(tol=tol, max_iter=max_iter)
-    if x0 is not None:
-        x0 = np.asarray(x0, np.float64).reshape(y.shape)
     res = cg_solve(op, y, noise, preconditioner=preconditioner, rank=rank, progress=progress,
                    x0=x0, **opts)
     g = None
