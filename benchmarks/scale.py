@@ -137,7 +137,7 @@ def run_case(case, repeats):
             import distributed
 
             from ntkgp import distributed as nd
-            from ntkgp._src.dask_kernel import _client
+            from ntkgp._src.scale.dask_kernel import _client
             cl, _ = _client(None)
             cl.wait_for_workers(2)
             start_s = time.perf_counter() - t0

@@ -53,7 +53,7 @@ def run_case(case, repeats):
     import numpy as np
 
     from ntkgp import experiments
-    from ntkgp._src import sgd_bayes
+    from ntkgp._src.experiments import sgd_bayes
     from ntkgp._src.predict import orthant
     from ntkgp.predict import max_learning_rate
     problem = experiments.boolean_problem(7, "and_or", 64)
@@ -66,7 +66,7 @@ def run_case(case, repeats):
         lr = jnp.asarray(0.5 * float(max_learning_rate(net.kernel(x, None, "ntk"))),
                          jnp.float32)     # the default of sample_sgd_functions
         runs, chunk = (1000, 500) if case["how"] == "vmap" else (100, 1)
-        apply = sgd_bayes._Plain(net.apply)
+        apply = sgd_bayes.PlainApply(net.apply)
 
         def once(seed):
             key = jax.random.PRNGKey(seed)

@@ -1,6 +1,6 @@
 """Tiled kernel computation with bounded memory, any N, and a progress bar; tiles can be kept
 in a checked, resumable store on disk (`StoreError` when one cannot be used)."""
 
-from ntkgp._src.batching import auto_tile_size as auto_tile_size
-from ntkgp._src.batching import batch as batch
-from ntkgp._src.store import StoreError as StoreError
+from ntkgp._src.scale.batching import auto_tile_size as auto_tile_size
+from ntkgp._src.scale.batching import batch as batch
+from ntkgp._src.scale.store import StoreError as StoreError

@@ -1,22 +1,22 @@
 """Experiments on the Bayesian picture of SGD: which functions SGD finds against the NNGP
 posterior (Mingard et al. 2021), and ensembles of trained networks against the closed forms."""
 
-from ntkgp._src.boolean import TARGETS as TARGETS
-from ntkgp._src.boolean import BooleanProblem as BooleanProblem
-from ntkgp._src.boolean import boolean_problem as boolean_problem
-from ntkgp._src.boolean import default_net as default_net
-from ntkgp._src.boolean import function_frequencies as function_frequencies
-from ntkgp._src.boolean import pack_functions as pack_functions
-from ntkgp._src.boolean import unpack_function as unpack_function
-from ntkgp._src.ensemble_sweep import EnsembleResult as EnsembleResult
-from ntkgp._src.ensemble_sweep import EnsembleRow as EnsembleRow
-from ntkgp._src.ensemble_sweep import ensemble_sweep as ensemble_sweep
-from ntkgp._src.experiments_plot import plot_ensemble as plot_ensemble
-from ntkgp._src.experiments_plot import plot_sgd_vs_bayes as plot_sgd_vs_bayes
-from ntkgp._src.sgd_bayes import OPTIMIZERS as OPTIMIZERS
-from ntkgp._src.sgd_bayes import SGDBayesResult as SGDBayesResult
-from ntkgp._src.sgd_bayes import SGDBayesRow as SGDBayesRow
-from ntkgp._src.sgd_bayes import SGDSample as SGDSample
-from ntkgp._src.sgd_bayes import bayes_log_probabilities as bayes_log_probabilities
-from ntkgp._src.sgd_bayes import sample_sgd_functions as sample_sgd_functions
-from ntkgp._src.sgd_bayes import sgd_vs_bayes as sgd_vs_bayes
+from ntkgp._src.experiments.boolean import TARGETS as TARGETS
+from ntkgp._src.experiments.boolean import BooleanProblem as BooleanProblem
+from ntkgp._src.experiments.boolean import boolean_problem as boolean_problem
+from ntkgp._src.experiments.boolean import default_net as default_net
+from ntkgp._src.experiments.boolean import function_frequencies as function_frequencies
+from ntkgp._src.experiments.boolean import pack_functions as pack_functions
+from ntkgp._src.experiments.boolean import unpack_function as unpack_function
+from ntkgp._src.experiments.ensemble_sweep import EnsembleResult as EnsembleResult
+from ntkgp._src.experiments.ensemble_sweep import EnsembleRow as EnsembleRow
+from ntkgp._src.experiments.ensemble_sweep import ensemble_sweep as ensemble_sweep
+from ntkgp._src.experiments.plots import plot_ensemble as plot_ensemble
+from ntkgp._src.experiments.plots import plot_sgd_vs_bayes as plot_sgd_vs_bayes
+from ntkgp._src.experiments.sgd_bayes import OPTIMIZERS as OPTIMIZERS
+from ntkgp._src.experiments.sgd_bayes import SGDBayesResult as SGDBayesResult
+from ntkgp._src.experiments.sgd_bayes import SGDBayesRow as SGDBayesRow
+from ntkgp._src.experiments.sgd_bayes import SGDSample as SGDSample
+from ntkgp._src.experiments.sgd_bayes import bayes_log_probabilities as bayes_log_probabilities
+from ntkgp._src.experiments.sgd_bayes import sample_sgd_functions as sample_sgd_functions
+from ntkgp._src.experiments.sgd_bayes import sgd_vs_bayes as sgd_vs_bayes

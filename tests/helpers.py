@@ -33,11 +33,8 @@ def build(specs):
 
 def fc(depth=2, W_std=1.5, b_std=0.05, act=nn.Relu):
     """``depth`` hidden ``Dense(1)`` + ``act`` layers and a ``Dense(1)`` readout (the
-    infinite-width kernel does not depend on the hidden width in the NTK parameterization)."""
-    layers = []
-    for _ in range(depth):
-        layers += [nn.Dense(1, W_std=W_std, b_std=b_std), act()]
-    return nn.serial(*layers, nn.Dense(1, W_std=W_std, b_std=b_std))
+    width does not matter for infinite-width kernels)."""
+    return nn.mlp(depth, 1, act, W_std=W_std, b_std=b_std)
 
 
 def check_convergence_rate(errors_at, x, widths, n_samples, label):

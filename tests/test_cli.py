@@ -1,7 +1,7 @@
 import subprocess
 import sys
 
-from ntkgp._src.cli import main
+from ntkgp._src.cli.main import main
 from tests.conftest import ONLY_X32_PASS
 
 # argument handling and output of the command line, whose default is float32: one pass

@@ -7,7 +7,7 @@ import sys
 import pytest
 
 from ntkgp import compare
-from ntkgp._src.cli import main
+from ntkgp._src.cli.main import main
 from tests.conftest import X64
 
 TINY = ["compare", "--widths", "16,64", "--seeds", "2", "--steps", "10", "--n-train", "40",

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from ntkgp import data, experiments, nn
-from ntkgp._src.ensemble_sweep import _errors, _moments
+from ntkgp._src.experiments.ensemble_sweep import relative_errors, sample_moments
 from tests.conftest import DTYPE
 
 
@@ -22,13 +22,13 @@ def test_monte_carlo_error_formulas_match_exact_draws(rng):
     se_mean, se_cov = [], []
     for _ in range(4000):
         draws = mu + np.einsum("ij,sjk->sik", chol, rng.standard_normal((s, m, k_out)))
-        mean, cov = _moments(draws)
+        mean, cov = sample_moments(draws)
         se_mean.append(np.sum((mean - mu) ** 2))
         se_cov.append(np.sum((cov - sigma) ** 2))
     tr, fro2 = np.trace(sigma), np.sum(sigma ** 2)
     assert np.mean(se_mean) == pytest.approx(k_out * tr / s, rel=0.06)
     assert np.mean(se_cov) == pytest.approx((fro2 + tr ** 2) / (k_out * (s - 1)), rel=0.08)
-    assert _errors(mu, sigma, mu, sigma) == (0.0, 0.0)
+    assert relative_errors(mu, sigma, mu, sigma) == (0.0, 0.0)
 
 
 def _data():

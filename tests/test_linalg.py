@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from ntkgp import linalg
-from ntkgp._src.linalg import _blocked_cholesky
+from ntkgp._src.solve.linalg import _blocked_cholesky
 from tests.conftest import DTYPE, RTOL, rel_err
 
 

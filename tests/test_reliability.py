@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 
 from ntkgp import batching, estimator, nn, predict
-from ntkgp._src.cli import main
+from ntkgp._src.cli.main import main
 from ntkgp._src.estimator import base as est_base
 from tests.conftest import DTYPE, ONLY_X32_PASS, ONLY_X64_PASS
 
@@ -305,8 +305,8 @@ def test_the_tile_store_tells_functions_apart_and_cleans_up(tmp_path):
 # --- the zarr store (written here by its tile tasks, without a cluster) ---------------------
 def _zarr_store(path):
     pytest.importorskip("zarr")
-    from ntkgp._src import dask_kernel as dk
-    from ntkgp._src.store import fingerprint
+    from ntkgp._src.scale import dask_kernel as dk
+    from ntkgp._src.scale.store import fingerprint
     fp = fingerprint(NET.kernel, None, X, None, "ntk", 4)
     dk._open_store(str(path), fp, (6, 6), 4, X.dtype, True)
     for i, j in [(0, 0), (0, 4), (4, 4)]:
@@ -366,7 +366,7 @@ def test_a_zarr_store_without_its_manifest_is_not_adopted(tmp_path):
 
 # --- interrupts ---------------------------------------------------------------------------------
 def test_an_interrupted_cg_fit_propagates_and_leaves_no_fitted_model(monkeypatch):
-    from ntkgp._src import operator
+    from ntkgp._src.solve import operators as operator
 
     def interrupt(self, v):
         raise KeyboardInterrupt

@@ -12,7 +12,7 @@ import optax
 import pytest
 
 from ntkgp import experiments, nn
-from ntkgp._src import sgd_bayes
+from ntkgp._src.experiments import sgd_bayes
 from ntkgp.cli import main
 from ntkgp.predict import log_orthant_probability
 from tests.conftest import ONLY_X32_PASS, ONLY_X64_PASS
@@ -173,7 +173,7 @@ def test_vmapped_fit_until_correct_equals_a_python_loop():
     tkeys = jax.random.split(jax.random.PRNGKey(4), 4)
     lr, bs, max_epochs = 0.5, 5, 40
     signs, epochs, done = sgd_bayes._fit_until_correct(
-        sgd_bayes._Plain(net.apply), "sgd", jax.numpy.asarray(lr, dtype), p0, tkeys, x, y, xt,
+        sgd_bayes.PlainApply(net.apply), "sgd", jax.numpy.asarray(lr, dtype), p0, tkeys, x, y, xt,
         bs, max_epochs)
     for i in range(4):
         want_signs, want_epochs, want_done = _python_loop(

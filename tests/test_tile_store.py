@@ -55,7 +55,7 @@ def test_same_position_and_spatial_outputs_tiled(tile, rng):
 KILLER = textwrap.dedent("""
     import os, signal, sys
     sys.path.insert(0, {root!r})
-    import ntkgp._src.batching as B
+    import ntkgp._src.scale.batching as B
     from ntkgp import batching
     from tests.test_tile_store import kernel, inputs
     orig = B.TileStore.save
@@ -93,7 +93,7 @@ def test_killed_computation_resumes_without_recomputing(tmp_path):
     before = {f: os.path.getmtime(os.path.join(store, f)) for f in done}
 
     computed = []
-    import ntkgp._src.batching as B
+    import ntkgp._src.scale.batching as B
     orig = B.TileStore.save
 
     def save(self, i, j, tile):
@@ -135,7 +135,7 @@ def test_interrupt_keeps_finished_tiles(rng, tmp_path):
     def flaky(x1, x2=None, get=None):
         return kernel(x1, x2, get)
 
-    import ntkgp._src.batching as B
+    import ntkgp._src.scale.batching as B
     orig = B.TileStore.save
 
     def save(self, i, j, tile):

@@ -15,7 +15,8 @@ from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from ntkgp import linalg, nn, predict
-from ntkgp._src.estimator.network import ACTIVATIONS, NAMES, KernelFunction, lml_function
+from ntkgp._src.estimator.network import NAMES, KernelFunction, lml_function
+from ntkgp._src.nn.spec import ACTIVATIONS
 
 # KernelFunction must stay importable from this module: models pickled before it moved to
 # `network` refer to it here.

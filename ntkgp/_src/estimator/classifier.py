@@ -10,7 +10,7 @@ from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import column_or_1d
 
 from ntkgp._src.estimator.base import NeuralKernelEstimator
-from ntkgp._src.estimator.regressor import _ARGS_DOC
+from ntkgp._src.estimator.regressor import ARGS_DOC
 
 _NODES, _WEIGHTS = np.polynomial.hermite_e.hermegauss(48)
 _WEIGHTS = _WEIGHTS / _WEIGHTS.sum()
@@ -111,7 +111,7 @@ class NTKClassifier(_Classifier):
     the prediction is the class whose trained output (the NTK kernel-regression mean at
     time ``t``) is largest — the protocol of Arora et al. 2020, who found it competitive with
     random forests on small UCI sets.
-""" + _ARGS_DOC + _CLS_ATTRS + r"""
+""" + ARGS_DOC + _CLS_ATTRS + r"""
     References:
         Arora et al. 2020, https://arxiv.org/abs/1910.01663.
 
@@ -131,7 +131,7 @@ class NNGPClassifier(_Classifier):
 
     As `NTKClassifier` with the NNGP kernel: the posterior mean of each class output decides,
     and `predict_proba` uses the posterior covariance.
-""" + _ARGS_DOC + _CLS_ATTRS + r"""
+""" + ARGS_DOC + _CLS_ATTRS + r"""
     References:
         Lee et al. 2018, https://arxiv.org/abs/1711.00165.
 """

@@ -9,10 +9,12 @@ import functools
 import jax
 import jax.numpy as jnp
 
-from ntkgp import batching, nn, predict
 from ntkgp._src import checks
+from ntkgp._src.nn.core import Layer
+from ntkgp._src.nn.spec import mlp
+from ntkgp._src.predict.gp import gp_inference
+from ntkgp._src.scale import batching
 
-ACTIVATIONS = {"relu": nn.Relu, "erf": nn.Erf, "gelu": nn.Gelu, "abs": nn.Abs, "sin": nn.Sin}
 NAMES = ("W_std", "b_std", "diag_reg")
 LARGE = 2048        # above this many rows (of either input) kernels are computed in tiles
 
@@ -20,19 +22,15 @@ LARGE = 2048        # above this many rows (of either input) kernels are compute
 def build_network(activation, depth, W_std, b_std, parameterization, width, network):
     """The ntkgp.nn network the estimator's hyperparameters describe (one output)."""
     if network is not None:
-        if isinstance(network, nn.Layer):
+        if isinstance(network, Layer):
             return network
         net = network(W_std, b_std)
-        if not isinstance(net, nn.Layer):
+        if not isinstance(net, Layer):
             raise TypeError("`network` called as network(W_std, b_std) must return an "
                             f"ntkgp.nn network (a Layer); got {type(net).__name__}.")
         return net
-    layers = []
-    for _ in range(depth):
-        layers += [nn.Dense(width, W_std=W_std, b_std=b_std, parameterization=parameterization),
-                   ACTIVATIONS[activation]()]
-    return nn.serial(*layers, nn.Dense(1, W_std=W_std, b_std=b_std,
-                                       parameterization=parameterization))
+    return mlp(depth, width, activation, W_std=W_std, b_std=b_std,
+               parameterization=parameterization)
 
 
 @functools.lru_cache(maxsize=64)
@@ -48,7 +46,7 @@ def lml_function(mode, activation, depth, parameterization, width, network, name
         net = build_network(activation, depth, hp["W_std"], hp["b_std"], parameterization,
                             width, network)
         k = net.kernel(x, None, (mode,))
-        post = predict.gp_inference(getattr(k, mode), y, diag_reg=hp["diag_reg"])
+        post = gp_inference(getattr(k, mode), y, diag_reg=hp["diag_reg"])
         return post.log_marginal_likelihood()
 
     return jax.jit(lml), jax.jit(jax.value_and_grad(lml))

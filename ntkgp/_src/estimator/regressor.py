@@ -8,7 +8,7 @@ from sklearn.utils import check_random_state
 
 from ntkgp._src.estimator.base import NeuralKernelEstimator
 
-_ARGS_DOC = r"""
+ARGS_DOC = r"""
     Args:
         activation: ``'relu'``, ``'erf'``, ``'gelu'``, ``'abs'`` or ``'sin'``.
         depth: number of hidden layers.
@@ -166,7 +166,7 @@ class NTKRegressor(_Regressor):
 
     Hyperparameters are fitted by maximizing the marginal likelihood of the GP whose kernel is
     the NTK (``log_marginal_likelihood``).
-""" + _ARGS_DOC + _NORMALIZE_DOC + _REG_ATTRS + r"""
+""" + ARGS_DOC + _NORMALIZE_DOC + _REG_ATTRS + r"""
     References:
         Jacot et al. 2018, https://arxiv.org/abs/1806.07572; Lee et al. 2019,
         https://arxiv.org/abs/1902.06720; Arora et al. 2020,
@@ -193,7 +193,7 @@ class NNGPRegressor(_Regressor):
 
     .. math:: \mu(x) = K_{xd}(K_{dd} + \lambda \bar k I)^{-1} y, \qquad
               \Sigma = K_{xx} - K_{xd}(K_{dd} + \lambda \bar k I)^{-1}K_{dx}.
-""" + _ARGS_DOC + _NORMALIZE_DOC + _REG_ATTRS + r"""
+""" + ARGS_DOC + _NORMALIZE_DOC + _REG_ATTRS + r"""
     References:
         Lee et al. 2018, https://arxiv.org/abs/1711.00165; Matthews et al. 2018,
         https://arxiv.org/abs/1804.11271.

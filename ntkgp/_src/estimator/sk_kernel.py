@@ -11,7 +11,8 @@ import numpy as np
 from sklearn.gaussian_process.kernels import Hyperparameter, Kernel
 
 from ntkgp._src.estimator.base import BOUNDS, compute_dtype
-from ntkgp._src.estimator.network import ACTIVATIONS, kernel_function
+from ntkgp._src.estimator.network import kernel_function
+from ntkgp._src.nn.spec import ACTIVATIONS
 
 
 @functools.lru_cache(maxsize=64)

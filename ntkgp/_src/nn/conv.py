@@ -12,7 +12,7 @@ from ntkgp._src import checks
 from ntkgp._src.kernels import spatial
 from ntkgp._src.kernels.kernel import Kernel
 from ntkgp._src.nn.core import Layer, make_layer
-from ntkgp._src.nn.layers import _fmt
+from ntkgp._src.nn.layers import format_number
 
 _DIMS = {1: ("NWC", "WIO", "NWC"), 2: ("NHWC", "HWIO", "NHWC")}
 _IMAGE = {1: "(N, L, C) signals", 2: "(N, H, W, C) images"}
@@ -141,8 +141,8 @@ def Conv(out_chan: int, filter_shape: Sequence[int], strides: Optional[Sequence[
     has_bias = b_std is not None
     standard = parameterization == "standard"
     f_size = int(np.prod(filt))
-    name = (f"Conv({out_chan}, {filt}, strides={strides}, {padding}, W_std={_fmt(W_std)}, "
-            f"b_std={'None' if b_std is None else _fmt(b_std)}"
+    name = (f"Conv({out_chan}, {filt}, strides={strides}, {padding}, W_std={format_number(W_std)}, "
+            f"b_std={'None' if b_std is None else format_number(b_std)}"
             + (", standard)" if standard else ")"))
 
     def out_shape(input_shape):

@@ -17,7 +17,7 @@ from ntkgp._src.kernels.special import safe_rsqrt
 from ntkgp._src.nn.core import Layer, make_layer
 
 
-def _fmt(v):
+def format_number(v):
     return f"{v:g}" if isinstance(v, (int, float)) else "<traced>"
 
 
@@ -114,8 +114,8 @@ def Dense(out_dim: int, W_std: float = 1.0, b_std: Optional[float] = 0.0,
         return k.replace(nngp=nngp, ntk=ntk, cov1=cov1, cov2=cov2, is_gaussian=True,
                          width=out_dim)
 
-    name = (f"Dense({out_dim}, W_std={_fmt(W_std)}, b_std="
-            f"{'None' if b_std is None else _fmt(b_std)}"
+    name = (f"Dense({out_dim}, W_std={format_number(W_std)}, b_std="
+            f"{'None' if b_std is None else format_number(b_std)}"
             + (", standard)" if standard else ")"))
     layer = make_layer(name, init, apply, kernel_map)
     return layer
@@ -151,7 +151,7 @@ def ABRelu(a: float, b: float) -> Layer:
     checks.check_scalar(a, "a")
     checks.check_scalar(b, "b")
     return _elementwise_layer(
-        f"ABRelu(a={_fmt(a)}, b={_fmt(b)})",
+        f"ABRelu(a={format_number(a)}, b={format_number(b)})",
         lambda x: jnp.where(x > 0, b * x, a * x),
         functools.partial(act.abrelu_pair, a=a, b=b),
         functools.partial(act.abrelu_diag, a=a, b=b))
@@ -179,7 +179,7 @@ def LeakyRelu(alpha: float) -> Layer:
         A `Layer` (no parameters) acting elementwise on inputs of any shape.
     """
     checks.check_scalar(alpha, "alpha")
-    return dataclass_rename(ABRelu(alpha, 1.0), f"LeakyRelu({_fmt(alpha)})")
+    return dataclass_rename(ABRelu(alpha, 1.0), f"LeakyRelu({format_number(alpha)})")
 
 
 def Abs() -> Layer:
@@ -207,7 +207,7 @@ def Erf(a: float = 1.0, b: float = 1.0, c: float = 0.0) -> Layer:
     for v, n in ((a, "a"), (b, "b"), (c, "c")):
         checks.check_scalar(v, n)
     return _elementwise_layer(
-        f"Erf(a={_fmt(a)}, b={_fmt(b)}, c={_fmt(c)})",
+        f"Erf(a={format_number(a)}, b={format_number(b)}, c={format_number(c)})",
         lambda x: a * jax.scipy.special.erf(b * x) + c,
         functools.partial(act.erf_pair, a=a, b=b, c0=c),
         functools.partial(act.erf_diag, a=a, b=b, c0=c))
@@ -227,7 +227,7 @@ def Sin(a: float = 1.0, b: float = 1.0, c: float = 0.0) -> Layer:
     for v, n in ((a, "a"), (b, "b"), (c, "c")):
         checks.check_scalar(v, n)
     return _elementwise_layer(
-        f"Sin(a={_fmt(a)}, b={_fmt(b)}, c={_fmt(c)})",
+        f"Sin(a={format_number(a)}, b={format_number(b)}, c={format_number(c)})",
         lambda x: a * jnp.sin(b * x + c),
         functools.partial(act.sin_pair, a=a, b=b, c0=c),
         functools.partial(act.sin_diag, a=a, b=b, c0=c))

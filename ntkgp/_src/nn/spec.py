@@ -1,9 +1,10 @@
-"""Fully connected architectures from a short text spec such as ``relu-512x3``."""
+"""Fully connected architectures: the one builder, `mlp`, and the short text spec that names
+its arguments (``relu-512x3``, `from_spec`)."""
 
 from __future__ import annotations
 
 import re
-from typing import Optional
+from typing import Callable, Optional, Union
 
 from ntkgp._src.nn import layers
 from ntkgp._src.nn.combinators import serial
@@ -86,8 +87,51 @@ def from_spec(spec: str, width: Optional[int] = None, n_outputs: int = 1) -> Lay
     if width is None:
         raise ValueError(f"{spec!r} gives no width; pass width= or write e.g. "
                          f"'{act}-512x{depth}'.")
+    return mlp(depth, width, act, W_std=opts["W_std"], b_std=opts["b_std"], n_outputs=n_outputs)
+
+
+def mlp(depth: int, width: int = 1, activation: Union[str, Callable[[], Layer]] = "relu", *,
+        W_std=1.5, b_std=0.05, n_outputs: int = 1, parameterization: str = "ntk") -> Layer:
+    r"""A fully connected network: ``depth`` hidden layers, each ``Dense(width)`` then the
+    activation, and a ``Dense(n_outputs)`` readout, all with the same ``W_std``, ``b_std``.
+
+    .. math:: f(x) = W_{L+1}\,\phi(W_L \cdots \phi(W_1 x + b_1) \cdots + b_L) + b_{L+1}
+
+    The width does not change the infinite-width kernels (``width=1`` serves for those).
+
+    Args:
+        depth: hidden layers, :math:`\ge 0`.
+        width: units per hidden layer.
+        activation: a name from ``ACTIVATIONS`` (``'relu'``, ``'erf'``, ``'gelu'``, ``'abs'``,
+            ``'sin'``) or a function returning a layer, e.g. ``nn.Relu`` or
+            ``lambda: nn.LeakyRelu(0.1)``.
+        W_std: weight standard deviation (may be traced, for gradients in it).
+        b_std: bias standard deviation.
+        n_outputs: width of the readout layer.
+        parameterization: ``'ntk'`` or ``'standard'``.
+
+    Returns:
+        An ``ntkgp.nn`` network mapping ``(N, d)`` to ``(N, n_outputs)``.
+
+    Example:
+        >>> from ntkgp import nn
+        >>> net = nn.mlp(2, 512, "erf", W_std=1.2)
+        >>> net.kernel([[1.0, 0.0]], None, "nngp").shape
+        (1, 1)
+    """
+    if isinstance(activation, str):
+        if activation not in ACTIVATIONS:
+            raise ValueError(f"unknown activation {activation!r}; choose one of "
+                             f"{', '.join(ACTIVATIONS)}, or pass a layer such as nn.Relu.")
+        activation = ACTIVATIONS[activation]
+    elif not callable(activation):
+        raise TypeError("`activation` must be a name like 'relu' or a function returning a "
+                        f"layer (e.g. nn.Relu); got {type(activation).__name__}.")
+    if isinstance(depth, bool) or not isinstance(depth, int) or depth < 0:
+        raise ValueError(f"`depth` must be a whole number >= 0 (hidden layers); got {depth!r}.")
     hidden = []
     for _ in range(depth):
-        hidden += [layers.Dense(width, W_std=opts["W_std"], b_std=opts["b_std"]),
-                   ACTIVATIONS[act]()]
-    return serial(*hidden, layers.Dense(n_outputs, W_std=opts["W_std"], b_std=opts["b_std"]))
+        hidden += [layers.Dense(width, W_std=W_std, b_std=b_std,
+                                parameterization=parameterization), activation()]
+    return serial(*hidden, layers.Dense(n_outputs, W_std=W_std, b_std=b_std,
+                                        parameterization=parameterization))

@@ -25,7 +25,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ntkgp._src import checks
-from ntkgp._src.linalg import clip_covariance
+from ntkgp._src.solve.linalg import clip_covariance
 
 Array = jax.Array
 

@@ -5,10 +5,9 @@ from __future__ import annotations
 
 from typing import Optional
 
-import jax
 import jax.numpy as jnp
 
-from ntkgp._src import checks, linalg
+from ntkgp._src import checks
 from ntkgp._src.predict import common
 from ntkgp._src.predict.ensemble import (
     check_learning_rate,
@@ -17,6 +16,7 @@ from ntkgp._src.predict.ensemble import (
     rate,
     warn_if_divergent,
 )
+from ntkgp._src.solve import linalg
 
 
 class LinearizedDynamics:

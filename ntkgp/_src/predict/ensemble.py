@@ -9,8 +9,9 @@ from typing import Callable, Optional
 import jax.numpy as jnp
 import numpy as np
 
-from ntkgp._src import checks, linalg
+from ntkgp._src import checks
 from ntkgp._src.predict import common
+from ntkgp._src.solve import linalg
 from ntkgp._src.util import check_fits_in_memory
 
 GETS = ("nngp", "ntk")

@@ -8,8 +8,9 @@ from typing import Optional
 import jax
 import jax.numpy as jnp
 
-from ntkgp._src import checks, linalg
+from ntkgp._src import checks
 from ntkgp._src.predict import common
+from ntkgp._src.solve import linalg
 
 Array = jax.Array
 MODES = ("nngp", "ntk", "ntkgp")

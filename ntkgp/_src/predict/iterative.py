@@ -19,8 +19,8 @@ from typing import Callable, Optional
 import numpy as np
 
 from ntkgp._src import checks
-from ntkgp._src.cg import CGResult, cg_solve
-from ntkgp._src.operator import KernelOperator, TiledKernelOperator
+from ntkgp._src.solve.cg import CGResult, cg_solve
+from ntkgp._src.solve.operators import KernelOperator, TiledKernelOperator
 
 MODES = ("nngp", "ntkgp", "ntk")
 VAR_CHUNK = 512  # test points per variance solve: bounds its memory to N x VAR_CHUNK

@@ -30,7 +30,7 @@ import numpy as np
 from scipy import special
 
 from ntkgp._src import checks
-from ntkgp._src.linalg import NotPositiveDefiniteError
+from ntkgp._src.solve.linalg import NotPositiveDefiniteError
 
 METHODS = ("ep", "ghk", "exact")
 
@@ -47,7 +47,7 @@ class LogProbability(NamedTuple):
     stderr: float
 
 
-def _check(k, signs):
+def check_orthant(k, signs):
     k = np.asarray(k, np.float64)
     if k.ndim != 2 or k.shape[0] != k.shape[1]:
         raise ValueError(f"the covariance must be a square (n, n) matrix; got shape {k.shape}.")
@@ -124,7 +124,7 @@ def _site_update(s, mu, var, tau, nu):
     return 1.0 / var_hat - t_cav, mean_hat / var_hat - n_cav
 
 
-def _ep(k, s, max_sweeps=100, tol=1e-7):
+def ep_log_probabilities(k, s, max_sweeps=100, tol=1e-7):
     """Sequential EP for a stack of sign vectors ``s`` of shape ``(F, n)`` sharing ``K``: one
     site at a time (rank-one updates of the ``F`` posteriors), the posteriors refactored after
     each sweep. Stops when no site precision moved by more than ``tol`` (relative) in a
@@ -260,10 +260,10 @@ def log_orthant_probability(k, signs, *, method: str = "ep", samples: int = 2000
         0.3327
     """
     checks.check_choice(method, "method", METHODS)
-    k, s = _check(k, signs)
+    k, s = check_orthant(k, signs)
     if method == "exact":
         return LogProbability(_exact(k, s), 0.0)
     if method == "ep":
-        return LogProbability(float(_ep(k, s[None])[0]), 0.0)
+        return LogProbability(float(ep_log_probabilities(k, s[None])[0]), 0.0)
     samples = checks.check_positive_int(samples, "samples")
     return LogProbability(*_ghk(k, s, samples, np.random.default_rng(seed)))

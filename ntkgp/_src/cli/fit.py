@@ -50,9 +50,6 @@ def _task(y, task, target):
 
 
 def cmd_fit(args) -> int:
-    import jax
-    if args.x64:
-        jax.config.update("jax_enable_x64", True)
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
@@ -115,9 +112,6 @@ def _open_model(path, x64):
 
 
 def cmd_predict(args) -> int:
-    import jax
-    if args.x64:
-        jax.config.update("jax_enable_x64", True)
     from ntkgp import data
     model, info = _open_model(args.model, args.x64)
     task = info["task"]
@@ -167,7 +161,6 @@ def add_parsers(sub):
                    "O(N)); auto: cg above 20000 rows (default auto)")
     f.add_argument("--seed", type=int, default=0)
     f.add_argument("--force", action="store_true", help="replace an existing --out file")
-    f.add_argument("--x64", action="store_true", help="compute in float64")
     f.set_defaults(func=cmd_fit)
     p = sub.add_parser("predict", help="predict with a model saved by `ntkgp fit`")
     p.add_argument("model", help="the .npz model file written by `ntkgp fit`")
@@ -175,6 +168,4 @@ def add_parsers(sub):
     p.add_argument("--out", default=None, help="CSV file to write (default: standard output)")
     p.add_argument("--std", action="store_true",
                    help="add the predictive std (regression) or class probabilities")
-    p.add_argument("--x64", action="store_true",
-                   help="compute in float64 (a model fitted with --x64 always is)")
     p.set_defaults(func=cmd_predict)

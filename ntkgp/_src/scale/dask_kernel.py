@@ -24,9 +24,9 @@ from typing import Callable, Optional
 import numpy as np
 
 from ntkgp._src import checks
-from ntkgp._src.operator import StoredKernelOperator, as_kernel_function
 from ntkgp._src.progress import progress_counter
-from ntkgp._src.store import StoreError, digest, fingerprint, open_store_dir, read_manifest
+from ntkgp._src.scale.store import StoreError, digest, fingerprint, open_store_dir, read_manifest
+from ntkgp._src.solve.operators import StoredKernelOperator, as_kernel_function
 from ntkgp._src.util import pad_rows, write_atomic
 
 FORMAT = "ntkgp-zarr-2"

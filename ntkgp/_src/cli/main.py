@@ -12,22 +12,14 @@ import warnings
 
 import numpy as np
 
-from ntkgp._src import cli_compare, cli_fit, cli_sgd_bayes
-
-
-def _network(nn, depth, activation, width, W_std, b_std):
-    act = {"relu": nn.Relu, "erf": nn.Erf, "gelu": nn.Gelu}[activation]
-    layers = []
-    for _ in range(depth):
-        layers += [nn.Dense(width, W_std=W_std, b_std=b_std), act()]
-    return nn.serial(*layers, nn.Dense(width, W_std=W_std, b_std=b_std))
+from ntkgp._src.cli import compare as cli_compare
+from ntkgp._src.cli import fit as cli_fit
+from ntkgp._src.cli import sgd_bayes as cli_sgd_bayes
 
 
 def cmd_kernel(args) -> int:
     """Infinite-width NNGP/NTK of a deep net on a bundled dataset, and finite nets converging."""
     import jax
-    if args.x64:
-        jax.config.update("jax_enable_x64", True)
     import numpy as np
 
     from ntkgp import data, empirical, nn
@@ -39,7 +31,7 @@ def cmd_kernel(args) -> int:
     print(f"ntkgp kernel: {args.depth}-hidden-layer {args.activation} network, W_std="
           f"{args.W_std}, b_std={args.b_std}; {len(x)} points of '{args.dataset}' "
           f"(d={x.shape[1]}), {np.dtype(dtype).name}")
-    net = _network(nn, args.depth, args.activation, 1, args.W_std, args.b_std)
+    net = nn.mlp(args.depth, 1, args.activation, W_std=args.W_std, b_std=args.b_std)
     t0 = time.perf_counter()
     k = net.kernel(x, None)
     jax.block_until_ready(k.ntk)
@@ -62,7 +54,9 @@ def cmd_kernel(args) -> int:
     ref = net.kernel(xs, None)
     prev, prev_w = None, None
     for width in args.widths:
-        fin = _network(nn, args.depth, args.activation, width, args.W_std, args.b_std)
+        # a readout as wide as the hidden layers: its outputs average into a finer estimate
+        fin = nn.mlp(args.depth, width, args.activation, W_std=args.W_std, b_std=args.b_std,
+                     n_outputs=width)
         nngp_fn, ntk_fn = empirical.empirical_nngp_fn(fin), empirical.empirical_ntk_fn(fin)
         init = jax.jit(lambda key: fin.init(key, xs.shape)[1])
         se = np.zeros(2)
@@ -99,8 +93,10 @@ def build_parser() -> argparse.ArgumentParser:
     k.add_argument("--widths", type=int, nargs="+", default=[64, 256, 1024])
     k.add_argument("--mc-points", type=int, default=32)
     k.add_argument("--mc-samples", type=int, default=8)
-    k.add_argument("--x64", action="store_true", help="compute in float64")
     k.set_defaults(func=cmd_kernel)
+    for command in sub.choices.values():  # one --x64, the same for every command
+        command.add_argument("--x64", action="store_true",
+                             help="compute in float64 (JAX's x64 mode; default float32)")
     return p
 
 
@@ -123,6 +119,9 @@ def main(argv=None) -> int:
         The exit status: 0, 2 for an error (one line on stderr), 130 when interrupted.
     """
     args = build_parser().parse_args(argv)
+    if args.x64:
+        import jax
+        jax.config.update("jax_enable_x64", True)
     with warnings.catch_warnings():
         warnings.showwarning = functools.partial(_show_warning, args.command)
         try:

@@ -11,6 +11,7 @@ from typing import Sequence
 import numpy as np
 
 from ntkgp._src import checks
+from ntkgp._src.nn.spec import mlp
 
 
 def _majority(x):
@@ -114,12 +115,7 @@ def default_net(width: int, depth: int = 2, W_std: float = math.sqrt(2.0), b_std
     Returns:
         An ``ntkgp.nn`` `Layer` mapping ``(N, d)`` to ``(N, 1)``.
     """
-    from ntkgp._src.nn import layers
-    from ntkgp._src.nn.combinators import serial
-    mods = []
-    for _ in range(depth):
-        mods += [layers.Dense(width, W_std=W_std, b_std=b_std), layers.Relu()]
-    return serial(*mods, layers.Dense(1, W_std=W_std, b_std=b_std))
+    return mlp(depth, width, "relu", W_std=W_std, b_std=b_std)
 
 
 def pack_functions(bits) -> list:

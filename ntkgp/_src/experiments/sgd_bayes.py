@@ -22,7 +22,6 @@ from __future__ import annotations
 import dataclasses
 import functools
 import itertools
-import json
 import math
 from typing import Callable, ClassVar, Optional, Sequence
 
@@ -32,7 +31,8 @@ import numpy as np
 import optax
 
 from ntkgp._src import checks
-from ntkgp._src.boolean import (
+from ntkgp._src.empirical.empirical import as_apply_fn
+from ntkgp._src.experiments.boolean import (
     BooleanProblem,
     boolean_problem,
     default_net,
@@ -40,11 +40,10 @@ from ntkgp._src.boolean import (
     pack_functions,
     unpack_function,
 )
-from ntkgp._src.kernels.empirical import _apply_fn
 from ntkgp._src.predict.dynamics import max_learning_rate
-from ntkgp._src.predict.orthant import _check, _ep
+from ntkgp._src.predict.orthant import check_orthant, ep_log_probabilities
 from ntkgp._src.progress import progress_bar
-from ntkgp._src.train import _Plain, mse_loss
+from ntkgp._src.train.training import PlainApply, mse_loss
 from ntkgp._src.util import RowsJson
 
 OPTIMIZERS = ("sgd", "momentum", "adam")
@@ -174,7 +173,7 @@ def sample_sgd_functions(net, problem: BooleanProblem, *, runs: int = 1000,
     elif not (np.isscalar(learning_rate) and np.isfinite(learning_rate) and learning_rate > 0):
         raise ValueError(f"`learning_rate` must be a positive number or None; got "
                          f"{learning_rate!r}.")
-    apply = _Plain(_apply_fn(net))
+    apply = PlainApply(as_apply_fn(net))
     names, epochs = [], []
     started = 0
     key = jax.random.PRNGKey(seed)
@@ -212,14 +211,14 @@ def bayes_log_probabilities(net, problem: BooleanProblem, functions: Sequence[st
     idx = np.concatenate([problem.train, problem.test])
     k_all = k[np.ix_(idx, idx)]
     n_tr = problem.train.size
-    k_s, y_s = _check(k_all[:n_tr, :n_tr], problem.y[problem.train])
-    log_ps = float(_ep(k_s, y_s[None])[0])
-    k_all, _ = _check(k_all, np.ones(idx.size))
+    k_s, y_s = check_orthant(k_all[:n_tr, :n_tr], problem.y[problem.train])
+    log_ps = float(ep_log_probabilities(k_s, y_s[None])[0])
+    k_all, _ = check_orthant(k_all, np.ones(idx.size))
     signs = np.stack([np.concatenate([y_s, unpack_function(f, problem.test.size)])
                       for f in functions]) if len(functions) else np.zeros((0, idx.size))
     out = []
     for i in progress_bar(range(0, len(functions), block), desc="EP", enabled=show_progress):
-        out.append(_ep(k_all, signs[i:i + block]))
+        out.append(ep_log_probabilities(k_all, signs[i:i + block]))
     joint = np.concatenate(out) if out else np.zeros(0)
     return joint - log_ps
 

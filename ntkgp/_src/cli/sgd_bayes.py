@@ -7,7 +7,7 @@ import os
 import sys
 import time
 
-from ntkgp._src.cli_compare import _positive, _print, _widths, _write, save_figure
+from ntkgp._src.cli.common import note, positive, save_figure, widths, write_text
 
 
 def _names(text: str):
@@ -27,25 +27,25 @@ def add_parser(sub):
                     "a table (one line per setting) and writes sgd_vs_bayes.json and "
                     "sgd_vs_bayes.png (with matplotlib) to --out.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    c.add_argument("--bits", type=_positive(int), default=7, help="n: inputs are {0,1}^n")
+    c.add_argument("--bits", type=positive(int), default=7, help="n: inputs are {0,1}^n")
     c.add_argument("--target", default="and_or",
                    help="target function: and_or ((x0 and x1) or x2), majority, parity, "
                         "first_bit")
-    c.add_argument("--n-train", type=_positive(int), default=64, help="size of S")
-    c.add_argument("--widths", type=_widths, default=[64],
+    c.add_argument("--n-train", type=positive(int), default=64, help="size of S")
+    c.add_argument("--widths", type=widths, default=[64],
                    help="hidden widths, e.g. 64,256")
-    c.add_argument("--depth", type=_positive(int), default=2, help="hidden ReLU layers")
+    c.add_argument("--depth", type=positive(int), default=2, help="hidden ReLU layers")
     c.add_argument("--optimizers", type=_names, default=["sgd", "adam"],
                    help="sgd, momentum and/or adam, e.g. sgd,adam")
-    c.add_argument("--batch-sizes", type=_widths, default=[16], help="e.g. 8,32")
-    c.add_argument("--runs", type=_positive(int), default=4000,
+    c.add_argument("--batch-sizes", type=widths, default=[16], help="e.g. 8,32")
+    c.add_argument("--runs", type=positive(int), default=4000,
                    help="initialisations per setting")
-    c.add_argument("--lr", type=_positive(float), default=None,
+    c.add_argument("--lr", type=positive(float), default=None,
                    help="learning rate (default: half the largest stable full-batch step of "
                         "the NTK for sgd, a tenth of it for momentum, 1e-3 for adam)")
-    c.add_argument("--max-epochs", type=_positive(int), default=500,
+    c.add_argument("--max-epochs", type=positive(int), default=500,
                    help="runs that have not fitted S by then are dropped")
-    c.add_argument("--min-count", type=_positive(int), default=2,
+    c.add_argument("--min-count", type=positive(int), default=2,
                    help="P_B is computed for functions found at least this many times")
     c.add_argument("--seed", type=int, default=0, help="seed of the split and the runs")
     c.add_argument("--out", default="ntkgp-sgd-vs-bayes", help="output directory")
@@ -66,9 +66,9 @@ def run(args) -> int:
     json_path = os.path.join(args.out, "sgd_vs_bayes.json")
 
     def save(res):  # after each setting: finished work survives an interrupt
-        _write(json_path, res.to_json())
+        write_text(json_path, res.to_json())
         if not args.quiet:
-            _print(res.table().splitlines()[-1])
+            note(res.table().splitlines()[-1])
 
     t0 = time.perf_counter()
     try:
@@ -83,7 +83,7 @@ def run(args) -> int:
                  if os.path.exists(json_path) else "no setting had finished")
         print(f"\nntkgp sgd-vs-bayes: interrupted; {saved}.", file=sys.stderr)
         return 130
-    _write(json_path, res.to_json())
+    write_text(json_path, res.to_json())
     print("\n" + res.table())
     print(f"\ncorr: Pearson correlation of log P_SGD and log P_B over functions found at least "
           f"{res.min_count} times; top-mass: share of runs (SGD) and posterior probability (B) "

@@ -23,7 +23,7 @@ Three implementations give the same numbers:
 from __future__ import annotations
 
 import functools
-from typing import Callable, Optional, Sequence
+from typing import Callable, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -38,15 +38,15 @@ from ntkgp._src.util import device_free_memory_bytes
 IMPLEMENTATIONS = ("auto", "jacobian", "ntvp", "structured")
 
 
-def _layer_of(f):
+def as_layer(f):
     from ntkgp._src.nn.core import Layer
     if isinstance(f, Layer):
         return f
     return getattr(f, "_ntkgp_layer", None)
 
 
-def _apply_fn(f):
-    layer = _layer_of(f)
+def as_apply_fn(f):
+    layer = as_layer(f)
     if layer is not None:
         return layer.apply
     if not callable(f):
@@ -160,10 +160,10 @@ def choose_implementation(f, params, x1, x2, trace_axes=(-1,)) -> str:
     Returns:
         ``'structured'``, ``'jacobian'`` or ``'ntvp'``.
     """
-    layer = _layer_of(f)
+    layer = as_layer(f)
     if layer is not None and layer.structured:
         return "structured"
-    apply = _apply_fn(f)
+    apply = as_apply_fn(f)
     out_shape = _out_shape(apply, params, x1)
     layout = Layout(out_shape, trace_axes)
     n1 = x1.shape[0]
@@ -209,8 +209,8 @@ def empirical_ntk_fn(f, trace_axes: Sequence[int] = (-1,), implementation: str =
         https://arxiv.org/abs/2206.08720.
     """
     checks.check_choice(implementation, "implementation", IMPLEMENTATIONS)
-    apply = _apply_fn(f)
-    layer = _layer_of(f)
+    apply = as_apply_fn(f)
+    layer = as_layer(f)
     if implementation == "structured" and (layer is None or not layer.structured):
         raise ValueError("implementation='structured' needs an ntkgp.nn network whose "
                          "parameters are all in Dense layers; got "
@@ -248,7 +248,7 @@ def empirical_nngp_fn(f, trace_axes: Sequence[int] = (-1,)) -> Callable:
     Returns:
         ``nngp_fn(x1, x2, params)`` returning an array of shape ``(N1, N2, *kept, *kept)``.
     """
-    apply = _apply_fn(f)
+    apply = as_apply_fn(f)
 
     @jax.jit
     def _core(x1, x2, params):
@@ -287,7 +287,7 @@ def empirical_kernel_fn(f, trace_axes: Sequence[int] = (-1,), implementation: st
     """
     ntk_fn = empirical_ntk_fn(f, trace_axes, implementation)
     nngp_fn = empirical_nngp_fn(f, trace_axes)
-    apply = _apply_fn(f)
+    apply = as_apply_fn(f)
 
     @jax.jit
     def variance(x, params):

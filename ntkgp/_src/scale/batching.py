@@ -20,13 +20,12 @@ import zlib
 from typing import Callable, Optional, Sequence
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 from ntkgp._src import checks
 from ntkgp._src.kernels.kernel import Kernel
 from ntkgp._src.progress import progress_counter
-from ntkgp._src.store import StoreError, digest, fingerprint, open_store_dir
+from ntkgp._src.scale.store import StoreError, digest, fingerprint, open_store_dir
 from ntkgp._src.util import device_free_memory_bytes, pad_rows, write_atomic
 
 MAX_TILE = 4096

@@ -7,36 +7,14 @@ import os
 import sys
 import time
 
+from ntkgp._src.cli.common import note, positive, save_figure, widths, write_text
+
 DEFAULT_ARCH = "relu-4096x1"
 ARCH_HELP = ("architecture ACTIVATION-[WIDTH]xDEPTH[,W_std=S][,b_std=S]: DEPTH hidden layers "
              "(Dense then ACTIVATION) and a Dense readout, NTK parameterization, defaults "
              "W_std=1.5 b_std=0.05; ACTIVATION is relu, erf, gelu, abs or sin; e.g. relu-512x3, "
              "erf-x2,W_std=2. Without --widths the sweep is WIDTH/64, WIDTH/16, WIDTH/4, WIDTH "
              f"(default {DEFAULT_ARCH}: 64, 256, 1024, 4096)")
-
-
-def _widths(text: str):
-    try:
-        widths = [int(w) for w in text.replace(",", " ").split()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"widths must be whole numbers like 64,256,1024; got "
-                                         f"{text!r}") from None
-    if not widths or min(widths) < 1:
-        raise argparse.ArgumentTypeError(f"widths must be positive, like 64,256,1024; got "
-                                         f"{text!r}")
-    return widths
-
-
-def _positive(kind):
-    def parse(text):
-        try:
-            v = kind(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected a {kind.__name__}; got {text!r}") from None
-        if not v > 0:
-            raise argparse.ArgumentTypeError(f"must be > 0; got {text!r}")
-        return v
-    return parse
 
 
 def add_parser(sub):
@@ -55,29 +33,28 @@ def add_parser(sub):
                         "scikit-learn; classes become centered one-hot targets), or a numeric "
                         "CSV file with a header row (needs --target)")
     c.add_argument("--target", help="the target column of a CSV dataset")
-    c.add_argument("--n-train", type=_positive(int), default=None,
+    c.add_argument("--n-train", type=positive(int), default=None,
                    help="training points (default: 300, at most two thirds of the data; the "
                         "rest, up to --n-test, are test points)")
-    c.add_argument("--n-test", type=_positive(int), default=None,
+    c.add_argument("--n-test", type=positive(int), default=None,
                    help="test points (default: all the rest)")
     c.add_argument("--arch", default=DEFAULT_ARCH, help=ARCH_HELP)
-    c.add_argument("--widths", type=_widths, default=None,
+    c.add_argument("--widths", type=widths, default=None,
                    help="comma-separated hidden widths (overrides the width in --arch)")
-    c.add_argument("--seeds", type=_positive(int), default=8, help="networks per width")
-    c.add_argument("--steps", type=_positive(int), default=100, help="optimizer steps")
-    c.add_argument("--lr", type=_positive(float), default=None,
+    c.add_argument("--seeds", type=positive(int), default=8, help="networks per width")
+    c.add_argument("--steps", type=positive(int), default=100, help="optimizer steps")
+    c.add_argument("--lr", type=positive(float), default=None,
                    help="learning rate (default: half the largest stable GD step of the NTK; times "
                         "1 - momentum for momentum)")
     c.add_argument("--optimizer", choices=("gd", "sgd", "momentum"), default="gd",
                    help="full-batch gradient descent, minibatch SGD, or heavy-ball momentum")
-    c.add_argument("--batch-size", type=_positive(int), default=None,
+    c.add_argument("--batch-size", type=positive(int), default=None,
                    help="minibatch size (required for sgd)")
     c.add_argument("--momentum", type=float, default=0.9, help="momentum coefficient")
     c.add_argument("--centered", action="store_true",
                    help="train f(x, theta) - f(x, theta0): each net then approaches the "
                         "deterministic NTK mean")
     c.add_argument("--seed", type=int, default=0, help="seed of inits, minibatches and split")
-    c.add_argument("--x64", action="store_true", help="compute in float64")
     c.add_argument("--out", default="ntkgp-compare",
                    help="folder for compare.json and compare.png (created if missing)")
     c.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -98,14 +75,6 @@ def _load(args):
     if args.dataset not in data.REGRESSION:
         y = data.mse_targets(y)
     return x, (y if y.ndim == 2 else y[:, None]), args.dataset
-
-
-def _write(path, text):
-    """Write atomically: a reader (or an interrupt) never sees a half-written file."""
-    tmp = path + ".tmp"
-    with open(tmp, "w") as fh:
-        fh.write(text)
-    os.replace(tmp, path)
 
 
 def _fmt(v, spec=".4f"):
@@ -146,8 +115,6 @@ def summary(res) -> str:
 
 def run(args) -> int:
     import jax
-    if args.x64:
-        jax.config.update("jax_enable_x64", True)
     import numpy as np
 
     from ntkgp import compare, data, nn
@@ -185,9 +152,9 @@ def run(args) -> int:
     info = {"dataset": name, "arch": args.arch}
 
     def save(res):  # after each width: finished work survives an interrupt
-        _write(json_path, res.to_json())
+        write_text(json_path, res.to_json())
         if not args.quiet:
-            _print(("" if len(res.rows) > 1 else HEADER + "\n") + _row(res.rows[-1]))
+            note(("" if len(res.rows) > 1 else HEADER + "\n") + _row(res.rows[-1]))
 
     t0 = time.perf_counter()
     try:
@@ -206,26 +173,3 @@ def run(args) -> int:
           f"); wrote {json_path}", end="")
     save_figure(lambda path: compare.plot(res, path), os.path.join(args.out, "compare.png"))
     return 0
-
-
-def save_figure(plot, png):
-    """``plot(path)`` to a temporary name, then renamed to ``png`` (an interrupt never leaves
-    half a file); prints where it went, or why there is no figure (matplotlib missing)."""
-    try:
-        import matplotlib
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        print(f"\nno {os.path.basename(png)}: plotting needs matplotlib (pip install "
-              "'ntkgp[plot]').")
-        return
-    tmp = png + ".tmp.png"
-    plt.close(plot(tmp))
-    os.replace(tmp, png)
-    print(f" and {png}")
-
-
-def _print(text):
-    """A line on stderr that does not break the progress bar."""
-    from tqdm.auto import tqdm
-    tqdm.write(text, file=sys.stderr)

@@ -23,8 +23,6 @@ over seeds as a root mean square. In the kernel regime (a) and (b) fall like
 from __future__ import annotations
 
 import dataclasses
-import json
-import math
 from typing import Callable, ClassVar, Optional, Sequence
 
 import jax
@@ -37,7 +35,7 @@ from ntkgp._src.predict.dynamics import gradient_descent_mse, max_learning_rate
 from ntkgp._src.predict.ensemble import gradient_descent_mse_ensemble
 from ntkgp._src.predict.gp import gp_inference
 from ntkgp._src.progress import progress_bar
-from ntkgp._src.train import OPTIMIZERS, center, linearize, ntk_drift, train
+from ntkgp._src.train.training import OPTIMIZERS, center, linearize, ntk_drift, train
 from ntkgp._src.util import RowsJson
 
 DISTANCES = ("dist_net_linearized", "dist_net_closed_form", "param_change", "ntk_drift")

@@ -18,7 +18,7 @@ import numpy as np
 import optax
 
 from ntkgp._src import checks
-from ntkgp._src.kernels.empirical import _apply_fn
+from ntkgp._src.empirical.empirical import as_apply_fn
 from ntkgp._src.predict.common import check_targets
 
 Array = jax.Array
@@ -69,7 +69,7 @@ def linearize(f: Callable, params0) -> Callable:
         >>> bool(jnp.allclose(f_lin(p0, x), net.apply(p0, x)))
         True
     """
-    return Linearized(_apply_fn(f), params0)
+    return Linearized(as_apply_fn(f), params0)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -131,18 +131,18 @@ def center(f: Callable, params0) -> Callable:
     """
     if isinstance(f, Linearized):
         return Linearized(f.apply, f.params0, centered=True)
-    return Centered(_apply_fn(f), params0)
+    return Centered(as_apply_fn(f), params0)
 
 
 @dataclasses.dataclass(frozen=True)
-class _Plain:
+class PlainApply:
     apply: Callable
 
     def __call__(self, params, x, **kwargs):
         return self.apply(params, x, **kwargs)
 
 
-jax.tree_util.register_dataclass(_Plain, data_fields=[], meta_fields=["apply"])
+jax.tree_util.register_dataclass(PlainApply, data_fields=[], meta_fields=["apply"])
 
 
 def make_optimizer(optimizer: str, learning_rate, momentum: Optional[float] = 0.9):
@@ -264,7 +264,7 @@ def default_learning_rate(f: Callable, params0, x, n_outputs: int = 1, momentum:
     Returns:
         A scalar array (traced under ``vmap``/``jit``, so it can vary per seed).
     """
-    model = f if isinstance(f, (Linearized, Centered)) else _Plain(_apply_fn(f))
+    model = f if isinstance(f, (Linearized, Centered)) else PlainApply(as_apply_fn(f))
     out, vjp = jax.vjp(lambda p: model(p, x), params0)
 
     def ntk_times(v):
@@ -324,7 +324,7 @@ def train(f: Callable, params0, x_train, y_train, *, steps: int,
         >>> hist.train_loss.shape, bool(hist.train_loss[-1] < hist.train_loss[0])
         ((3,), True)
     """
-    model = f if isinstance(f, (Linearized, Centered)) else _Plain(_apply_fn(f))
+    model = f if isinstance(f, (Linearized, Centered)) else PlainApply(as_apply_fn(f))
     checks.check_choice(optimizer, "optimizer", OPTIMIZERS)
     steps = checks.check_positive_int(steps, "steps")
     x_train, x_test = checks.check_inputs(x_train, x_test, ndim=None)
@@ -358,7 +358,7 @@ def train(f: Callable, params0, x_train, y_train, *, steps: int,
 def _cached_ntk_fn(f):
     """``empirical_ntk_fn(f)``, built (and compiled) once per network: each call of
     ``empirical_ntk_fn`` makes a new jitted function."""
-    from ntkgp._src.kernels.empirical import empirical_ntk_fn
+    from ntkgp._src.empirical.empirical import empirical_ntk_fn
 
     return empirical_ntk_fn(f)
 

@@ -28,8 +28,8 @@ from typing import Callable, Optional, Union
 import numpy as np
 import scipy.linalg
 
-from ntkgp._src.operator import KernelOperator
 from ntkgp._src.progress import progress_counter
+from ntkgp._src.solve.operators import KernelOperator
 
 
 class CGConvergenceWarning(UserWarning):

@@ -24,7 +24,6 @@ part attributed to finite width is :math:`\sqrt{\max(e^2 - e_{MC}^2, 0)}`.
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 from typing import Callable, ClassVar, Optional, Sequence
 
@@ -37,7 +36,7 @@ from ntkgp._src.predict.dynamics import max_learning_rate
 from ntkgp._src.predict.ensemble import gradient_descent_mse_ensemble
 from ntkgp._src.predict.gp import gp_inference
 from ntkgp._src.progress import progress_bar
-from ntkgp._src.train import train
+from ntkgp._src.train.training import train
 from ntkgp._src.util import RowsJson
 
 
@@ -104,7 +103,7 @@ class EnsembleResult(RowsJson):
         return "\n".join(lines)
 
 
-def _moments(outputs):
+def sample_moments(outputs):
     """Sample mean ``(M, K)`` and covariance ``(M, M)`` over seeds, pooling the K outputs."""
     s = outputs.shape[0]
     mean = outputs.mean(0)
@@ -113,7 +112,7 @@ def _moments(outputs):
     return mean, cov
 
 
-def _errors(mean, cov, mu, sigma):
+def relative_errors(mean, cov, mu, sigma):
     return (float(np.linalg.norm(mean - mu) / np.linalg.norm(mu)),
             float(np.linalg.norm(cov - sigma) / np.linalg.norm(sigma)))
 
@@ -197,11 +196,11 @@ def ensemble_sweep(make_net: Callable[[int], object], widths: Sequence[int], x_t
 
         out = np.asarray(jax.jit(jax.vmap(one))(keys), np.float64)
         for s in seeds:
-            mean, cov = _moments(out[:s])
-            e_mean, e_cov = _errors(mean, cov, mu, sigma)
+            mean, cov = sample_moments(out[:s])
+            e_mean, e_cov = relative_errors(mean, cov, mu, sigma)
             mc_mean = math.sqrt(n_out * tr / s) / float(np.linalg.norm(mu))
             mc_cov = math.sqrt((fro2 + tr ** 2) / (n_out * (s - 1))) / math.sqrt(fro2)
-            b_mean, b_cov = _errors(mean, cov, mu_b, sigma_b)
+            b_mean, b_cov = relative_errors(mean, cov, mu_b, sigma_b)
             result.rows.append(EnsembleRow(
                 width, s, e_mean, e_cov, mc_mean, mc_cov,
                 math.sqrt(max(e_mean ** 2 - mc_mean ** 2, 0.0)),

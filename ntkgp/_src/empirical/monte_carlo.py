@@ -17,7 +17,12 @@ import jax
 import jax.numpy as jnp
 
 from ntkgp._src import checks
-from ntkgp._src.kernels.empirical import _apply_fn, _layer_of, empirical_nngp_fn, empirical_ntk_fn
+from ntkgp._src.empirical.empirical import (
+    as_apply_fn,
+    as_layer,
+    empirical_nngp_fn,
+    empirical_ntk_fn,
+)
 from ntkgp._src.kernels.kernel import Kernel
 from ntkgp._src.progress import progress_bar
 
@@ -46,8 +51,8 @@ def monte_carlo_kernel(net, key, n_samples: int, x1, x2=None, get=None,
     """
     n_samples = checks.check_positive_int(n_samples, "n_samples")
     names, single = checks.normalize_get(get)
-    if _layer_of(net) is not None:
-        init_fn, apply_fn = _layer_of(net).init, net
+    if as_layer(net) is not None:
+        init_fn, apply_fn = as_layer(net).init, net
     else:
         try:
             init_fn, apply_fn = net[0], net[1]
@@ -57,7 +62,7 @@ def monte_carlo_kernel(net, key, n_samples: int, x1, x2=None, get=None,
     x1, x2 = checks.check_inputs(x1, x2, ndim=None)
     ntk_fn = empirical_ntk_fn(apply_fn, trace_axes, implementation) if "ntk" in names else None
     nngp_fn = empirical_nngp_fn(apply_fn, trace_axes)
-    apply = _apply_fn(apply_fn)
+    apply = as_apply_fn(apply_fn)
 
     def init_params(k):
         return init_fn(k, x1.shape)[1]

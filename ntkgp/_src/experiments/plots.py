@@ -1,0 +1,171 @@
+"""The figures of the experiments (matplotlib: ``pip install 'ntkgp[plot]'``): a width
+sweep, SGD against the Bayesian posterior, and ensembles against the closed forms."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+_LABELS = {
+    "dist_net_linearized": "(a) net vs its linearization",
+    "dist_net_closed_form": "(b) net vs closed form from its init",
+    "param_change": r"$\|\Delta\theta\| / \|\theta_0\|$",
+    "ntk_drift": r"NTK drift $\|\Theta_T-\Theta_0\|/\|\Theta_0\|$",
+}
+
+
+def pyplot():
+    try:
+        import matplotlib
+    except ImportError as e:
+        raise ImportError("plotting needs matplotlib: pip install 'ntkgp[plot]' (or pip "
+                          "install matplotlib).") from e
+    del matplotlib
+    import matplotlib.pyplot as plt
+    return plt
+
+
+def plot(result, path=None):
+    """Four panels: distances against width (log-log, with a width^-1/2 guide), test RMSE
+    against width, training loss over steps (nets solid, closed forms dashed), and seed 0's
+    test outputs against the closed form at the smallest and largest width.
+
+    Args:
+        result: a `SweepResult`.
+        path: where to save the figure (PNG, PDF, ...); ``None`` to only return it.
+
+    Returns:
+        The matplotlib ``Figure``.
+    """
+    plt = pyplot()
+    rows = result.rows
+    if not rows:
+        raise ValueError("the sweep has no finished width to plot.")
+    widths = np.array([r.width for r in rows], np.float64)
+    fig, ax = plt.subplots(2, 2, figsize=(11, 8.5))
+    a = ax[0, 0]
+    for name, label in _LABELS.items():
+        v = np.array([getattr(r, name) for r in rows], np.float64)
+        s = result.slopes.get(name)
+        a.loglog(widths, v, "o-", label=label + ("" if s is None else f"  (slope {s:.2f})"))
+    guide = rows[0].dist_net_closed_form * (widths / widths[0]) ** -0.5
+    a.loglog(widths, guide, "k:", label=r"width$^{-1/2}$")
+    a.set_xlabel("width")
+    a.set_title("distances fall with width")
+    a.legend(fontsize=7.5)
+    a = ax[0, 1]
+    a.semilogx(widths, [r.test_rmse_net for r in rows], "o-", label="trained nets")
+    a.semilogx(widths, [r.test_rmse_linearized for r in rows], "s--", label="linearized nets")
+    a.axhline(result.test_rmse_ntk, color="k", ls=":", label="NTK closed form (mean)")
+    a.axhline(result.test_rmse_nngp, color="gray", ls="-.",
+              label="NNGP posterior mean (noise by evidence)")
+    a.set_xlabel("width")
+    a.set_ylabel("test RMSE")
+    a.set_title("test error")
+    a.legend(fontsize=8)
+    a = ax[1, 0]
+    steps = np.asarray(result.curve_steps)
+    for r, c in zip(rows, plt.cm.viridis(np.linspace(0, 0.9, len(rows)))):
+        a.semilogy(steps, r.train_loss_net, color=c, label=f"width {r.width}")
+        a.semilogy(steps, r.train_loss_closed_form, color=c, ls="--")
+    a.set_xlabel(f"step ({result.optimizer}, lr {result.learning_rate:.3g})")
+    a.set_ylabel("training loss")
+    a.set_title("training loss: nets (solid), closed forms (dashed)")
+    a.legend(fontsize=8)
+    a = ax[1, 1]
+    for r, mark in ((rows[0], "x"), (rows[-1], "o")):
+        a.plot(r.example_closed_form, r.example_net, mark, ms=4, alpha=0.7,
+               label=f"width {r.width}")
+    lim = [np.min(rows[-1].example_closed_form), np.max(rows[-1].example_closed_form)]
+    a.plot(lim, lim, "k-", lw=0.8)
+    a.set_xlabel("closed form from the net's own init")
+    a.set_ylabel("trained net")
+    a.set_title("test outputs, seed 0")
+    a.legend(fontsize=8)
+    title = ", ".join(f"{k} {v}" for k, v in result.info.items())
+    fig.suptitle(f"finite width vs infinite width{': ' + title if title else ''}", fontsize=11)
+    fig.tight_layout()
+    return save(fig, path)
+
+
+def save(fig, path):
+    if path is not None:
+        fig.savefig(path, dpi=110)
+    return fig
+
+
+def plot_sgd_vs_bayes(result, path=None):
+    r"""One scatter panel per setting: :math:`\log_{10} P_{SGD}(f\mid S)` against
+    :math:`\log_{10} P_B(f\mid S)` for the functions found at least ``min_count`` times,
+    coloured by their held-out error, with the line :math:`P_{SGD} = P_B`.
+
+    Args:
+        result: an `SGDBayesResult`.
+        path: where to save the figure (any format matplotlib writes), or ``None``.
+
+    Returns:
+        The matplotlib figure.
+    """
+    plt = pyplot()
+    rows = result.rows
+    n = max(len(rows), 1)
+    cols = min(n, 3)
+    fig, axes = plt.subplots(math.ceil(n / cols), cols, figsize=(4.2 * cols,
+                                                                 3.8 * math.ceil(n / cols)),
+                             squeeze=False)
+    for ax, row in zip(axes.ravel(), rows):
+        pts = [(c / row.fitted, b, e) for c, b, e in zip(row.counts, row.log_p_b, row.errors)
+               if b is not None]
+        if pts:
+            p_sgd, log_pb, err = (np.asarray(v, float) for v in zip(*pts))
+            sc = ax.scatter(log_pb / math.log(10), np.log10(p_sgd), c=err, cmap="viridis",
+                            s=14, vmin=0, vmax=max(0.5, float(err.max())))
+            lo = min(float(np.log10(p_sgd).min()), float((log_pb / math.log(10)).min()))
+            hi = max(float(np.log10(p_sgd).max()), float((log_pb / math.log(10)).max()))
+            ax.plot([lo, hi], [lo, hi], "k--", lw=1, label="$P_{SGD} = P_B$")
+            fig.colorbar(sc, ax=ax, label="held-out error")
+            ax.legend(fontsize=8, loc="lower right")
+        else:
+            ax.text(0.5, 0.5, "no function found twice:\nmore runs needed", ha="center",
+                    va="center", transform=ax.transAxes, fontsize=9)
+        corr = "n/a" if row.correlation is None else f"{row.correlation:.2f}"
+        ax.set_title(f"width {row.width}, {row.optimizer}, batch {row.batch_size}\n"
+                     f"{row.fitted} runs, corr {corr}", fontsize=9)
+        ax.set_xlabel(r"$\log_{10} P_B(f\mid S)$ (NNGP, EP)")
+        ax.set_ylabel(r"$\log_{10} P_{SGD}(f\mid S)$")
+    for ax in axes.ravel()[len(rows):]:
+        ax.axis("off")
+    fig.suptitle(f"{result.n_bits}-bit {result.target}, |S| = {result.n_train}", fontsize=10)
+    fig.tight_layout()
+    return save(fig, path)
+
+
+def plot_ensemble(result, path=None):
+    """Two panels: errors of the ensemble mean and covariance against the number of seeds,
+    one line per width, with the expected Monte-Carlo error of exact draws dashed.
+
+    Args:
+        result: an `EnsembleResult`.
+        path: where to save the figure, or ``None``.
+
+    Returns:
+        The matplotlib figure.
+    """
+    plt = pyplot()
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.8))
+    for ax, (err, mc, title) in zip(axes, (("mean_err", "mean_err_mc", "mean"),
+                                           ("cov_err", "cov_err_mc", "covariance"))):
+        for width in result.widths:
+            rows = [r for r in result.rows if r.width == width]
+            ax.loglog([r.seeds for r in rows], [getattr(r, err) for r in rows], "o-",
+                      label=f"width {width}")
+        rows = [r for r in result.rows if r.width == result.widths[0]]
+        ax.loglog([r.seeds for r in rows], [getattr(r, mc) for r in rows], "k--",
+                  label="Monte-Carlo error alone")
+        ax.set_xlabel("networks in the ensemble")
+        ax.set_ylabel(f"relative error of the {title}")
+        ax.set_title(f"ensemble {title} vs the closed form at t = {result.t:.3g}", fontsize=9)
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    return save(fig, path)
