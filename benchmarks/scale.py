@@ -92,8 +92,8 @@ def run_case(case, repeats):
                                         preconditioner=None if how == "noprec" else
                                         "pivoted_cholesky")
             mean = post.predict(xte)
-            info["iterations"] = int(post.cg.iterations)
-            info["note"] = f"{post.cg.iterations} iterations"
+            info["iterations"] = int(post.solve_result.iterations)
+            info["note"] = f"{post.solve_result.iterations} iterations"
             saved = SAVED.format(n=n, dt=np.dtype(dt).name)
             if os.path.exists(saved):
                 ex = np.load(saved)
@@ -119,8 +119,8 @@ def run_case(case, repeats):
         fit_s = time.perf_counter() - t0
         mean = post.predict(x[ntr:])
         rmse = float(np.sqrt(np.mean((mean - y[ntr:]) ** 2)))
-        info["note"] = (f"N={ntr}; {post.cg.iterations} iterations, residual "
-                        f"{post.cg.residuals[-1]:.1e}; solve {fit_s:.0f} s; test RMSE "
+        info["note"] = (f"N={ntr}; {post.solve_result.iterations} iterations, residual "
+                        f"{post.solve_result.residual:.1e}; solve {fit_s:.0f} s; test RMSE "
                         f"{rmse:.3f} ({len(x) - ntr} points, test targets' std "
                         f"{float(np.std(y[ntr:])):.2f}"
                         + (", noise floor 0.1)" if how == "synth" else ")"))

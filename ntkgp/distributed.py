@@ -6,7 +6,7 @@ Kernel tiles as Dask tasks writing into a resumable, worker-loss-safe zarr store
 (the default) or the address of any running scheduler.
 """
 
-from ntkgp._src.scale.dask_kernel import DaskKernelOperator as DaskKernelOperator
 from ntkgp._src.scale.dask_kernel import kernel_to_zarr as kernel_to_zarr
 from ntkgp._src.scale.dask_kernel import open_kernel as open_kernel
 from ntkgp._src.scale.store import StoreError as StoreError
+from ntkgp._src.solve.dask import DaskKernelOperator as DaskKernelOperator

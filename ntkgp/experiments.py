@@ -1,6 +1,7 @@
 """Experiments on the Bayesian picture of SGD: which functions SGD finds against the NNGP
 posterior (Mingard et al. 2021), and ensembles of trained networks against the closed forms."""
 
+from ntkgp._src.checks import OPTIMIZERS as OPTIMIZERS
 from ntkgp._src.experiments.boolean import TARGETS as TARGETS
 from ntkgp._src.experiments.boolean import BooleanProblem as BooleanProblem
 from ntkgp._src.experiments.boolean import boolean_problem as boolean_problem
@@ -13,7 +14,6 @@ from ntkgp._src.experiments.ensemble_sweep import EnsembleRow as EnsembleRow
 from ntkgp._src.experiments.ensemble_sweep import ensemble_sweep as ensemble_sweep
 from ntkgp._src.experiments.plots import plot_ensemble as plot_ensemble
 from ntkgp._src.experiments.plots import plot_sgd_vs_bayes as plot_sgd_vs_bayes
-from ntkgp._src.experiments.sgd_bayes import OPTIMIZERS as OPTIMIZERS
 from ntkgp._src.experiments.sgd_bayes import SGDBayesResult as SGDBayesResult
 from ntkgp._src.experiments.sgd_bayes import SGDBayesRow as SGDBayesRow
 from ntkgp._src.experiments.sgd_bayes import SGDSample as SGDSample

@@ -73,7 +73,7 @@ def test_fit_and_predict_classification_with_string_labels(tmp_path, capsys):
     write_csv(tmp_path / "iris.csv", ["a", "b", "c", "d", "species"],
               [list(map(str, r)) + [n] for r, n in zip(x, names)])
     assert main(["fit", str(tmp_path / "iris.csv"), "--target", "species", "--out",
-                 str(tmp_path / "iris.npz"), "--kernel", "nngp"]) == 0
+                 str(tmp_path / "iris.npz"), "--mode", "nngp"]) == 0
     out = capsys.readouterr().out
     assert "NNGPClassifier" in out and "training accuracy" in out
     assert main(["predict", str(tmp_path / "iris.npz"), str(tmp_path / "iris.csv"),

@@ -366,7 +366,7 @@ def test_a_zarr_store_without_its_manifest_is_not_adopted(tmp_path):
 
 # --- interrupts ---------------------------------------------------------------------------------
 def test_an_interrupted_cg_fit_propagates_and_leaves_no_fitted_model(monkeypatch):
-    from ntkgp._src.solve import operators as operator
+    from ntkgp._src.solve import tiled as operator
 
     def interrupt(self, v):
         raise KeyboardInterrupt

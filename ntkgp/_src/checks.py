@@ -147,6 +147,41 @@ def normalize_get(get) -> tuple:
     return tuple(dict.fromkeys(names)), False
 
 
+#: what a posterior predicts: ``'nngp'`` the Bayesian posterior of the NNGP prior (or an
+#: infinitely wide network whose readout alone is trained), ``'ntk'`` the infinitely wide
+#: network trained by gradient descent on MSE (all layers), ``'ntkgp'`` the Bayesian posterior
+#: with the NTK as the prior
+MODES = ("nngp", "ntk", "ntkgp")
+#: optimizers of finite networks (`ntkgp.train.make_optimizer`); the first three have closed
+#: forms at infinite width
+OPTIMIZERS = ("gd", "sgd", "momentum", "adam")
+
+
+def check_mode(mode) -> str:
+    """``mode`` if it is one of `MODES`, else a ``ValueError`` saying what each means."""
+    if mode not in MODES:
+        raise ValueError(f"`mode` must be one of {MODES}; got {mode!r}. 'nngp': Bayesian "
+                         "posterior with the NNGP prior; 'ntk': infinitely wide network trained "
+                         "by gradient descent (needs NNGP and NTK); 'ntkgp': Bayesian posterior "
+                         "with the NTK as prior.")
+    return mode
+
+
+def check_targets(y, n: int, name: str = "y_train"):
+    """``(y2d, was_1d)``: ``y`` of shape ``(n,)`` or ``(n, K)`` as a float array ``(n, K)``."""
+    y = as_float_array(y, name)
+    if y.ndim not in (1, 2):
+        raise ValueError(f"`{name}` must have shape (N,) or (N, K) (K outputs); got shape "
+                         f"{tuple(y.shape)}.")
+    if y.shape[0] != n:
+        raise ValueError(f"`{name}` must have {n} rows, one per training point of the kernel; "
+                         f"got shape {tuple(y.shape)}.")
+    if y.size == 0:
+        raise ValueError(f"`{name}` is empty (shape {tuple(y.shape)}).")
+    check_finite(y, name)
+    return (y[:, None], True) if y.ndim == 1 else (y, False)
+
+
 def check_choice(value, name: str, choices: Sequence[str]):
     if value not in choices:
         raise ValueError(f"`{name}` must be one of {tuple(choices)}; got {value!r}.")

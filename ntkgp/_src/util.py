@@ -1,4 +1,5 @@
-"""Small shared helpers: padding by repetition, free memory, atomic file writes."""
+"""Small shared helpers: padding by repetition, free memory, atomic file writes, JSON of
+results."""
 
 from __future__ import annotations
 

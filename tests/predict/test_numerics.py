@@ -28,7 +28,7 @@ def _fit_recording(x, y, t, xt):
         ens = predict.gradient_descent_mse_ensemble(NET, x, y)
         got = ens(t, xt)
     warned = any(issubclass(w.category, linalg.JitterWarning) for w in rec)
-    jittered = t is None and float(ens._cholesky("ntk").added) > 0
+    jittered = t is None and float(ens.posterior("ntk", "cholesky").noise) > 0
     return got, jittered, warned
 
 
@@ -74,7 +74,7 @@ def test_depth_20_relu_nngp(data):
         warnings.simplefilter("always", linalg.JitterWarning)
         post = predict.gp_inference(k_dd, y)
         mean = post.predict(deep.kernel(xt, x, "nngp"))
-    kr = np.asarray(k_dd, np.float64) + float(post.nngp.added) * np.eye(len(x))
+    kr = np.asarray(k_dd, np.float64) + float(post.posteriors["nngp"].noise) * np.eye(len(x))
     want = np.asarray(deep.kernel(xt, x, "nngp"), np.float64) @ np.linalg.solve(kr, y)
     cond = np.linalg.cond(kr)
     assert np.all(np.isfinite(mean))

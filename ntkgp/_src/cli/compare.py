@@ -63,7 +63,7 @@ def add_parser(sub):
 
 
 def _load(args):
-    from ntkgp import data
+    from ntkgp._src import data
     if os.path.splitext(args.dataset)[1].lower() == ".csv" or os.path.sep in args.dataset:
         if not args.target:
             raise ValueError("a CSV dataset needs --target COLUMN (the column to predict).")
@@ -117,9 +117,12 @@ def run(args) -> int:
     import jax
     import numpy as np
 
-    from ntkgp import compare, data, nn
+    from ntkgp._src import data
+    from ntkgp._src.experiments.compare import width_sweep
+    from ntkgp._src.experiments.plots import plot
+    from ntkgp._src.nn import spec
 
-    act, arch_width, depth, _ = nn.parse_spec(args.arch)
+    act, arch_width, depth, _ = spec.parse_spec(args.arch)
     widths = args.widths
     if widths is None and arch_width is not None:
         widths = sorted({max(1, arch_width // f) for f in (64, 16, 4, 1)})
@@ -158,8 +161,8 @@ def run(args) -> int:
 
     t0 = time.perf_counter()
     try:
-        res = compare.width_sweep(
-            lambda w: nn.from_spec(args.arch, width=w, n_outputs=k), widths, xtr, ytr, xte,
+        res = width_sweep(
+            lambda w: spec.from_spec(args.arch, width=w, n_outputs=k), widths, xtr, ytr, xte,
             yte, seeds=args.seeds, steps=args.steps, learning_rate=args.lr,
             optimizer=args.optimizer, batch_size=args.batch_size, momentum=args.momentum,
             centered=args.centered, key=jax.random.PRNGKey(args.seed),
@@ -171,5 +174,5 @@ def run(args) -> int:
         return 130
     print(f"\n{summary(res)}\n\ntook {time.perf_counter() - t0:.0f} s (lr {res.learning_rate:.4g}"
           f"); wrote {json_path}", end="")
-    save_figure(lambda path: compare.plot(res, path), os.path.join(args.out, "compare.png"))
+    save_figure(lambda path: plot(res, path), os.path.join(args.out, "compare.png"))
     return 0

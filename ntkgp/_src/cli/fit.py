@@ -12,6 +12,7 @@ import time
 
 import numpy as np
 
+from ntkgp._src.nn.spec import ACTIVATIONS
 from ntkgp._src.util import write_atomic
 
 
@@ -53,17 +54,18 @@ def cmd_fit(args) -> int:
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
-    from ntkgp import data, estimator
+    from ntkgp._src import data
+    from ntkgp._src.estimator import classifier, persist, regressor
 
     if os.path.exists(args.out) and not args.force:
         raise ValueError(f"{args.out!r} exists; pass --force to replace it or choose another "
                          "--out.")
     features, x, y = data.read_csv(args.data, target=args.target)
     task = _task(y, args.task, args.target)
-    cls = {("regression", "ntk"): estimator.NTKRegressor,
-           ("regression", "nngp"): estimator.NNGPRegressor,
-           ("classification", "ntk"): estimator.NTKClassifier,
-           ("classification", "nngp"): estimator.NNGPClassifier}[task, args.kernel]
+    cls = {("regression", "ntk"): regressor.NTKRegressor,
+           ("regression", "nngp"): regressor.NNGPRegressor,
+           ("classification", "ntk"): classifier.NTKClassifier,
+           ("classification", "nngp"): classifier.NNGPClassifier}[task, args.mode]
     if task == "regression":
         y = np.asarray(y, np.float64)
     est = cls(args.activation, depth=args.depth, t=args.t,
@@ -74,17 +76,17 @@ def cmd_fit(args) -> int:
     model.fit(x, y)
     secs = time.perf_counter() - t0
     fitted = model[-1]
-    estimator.save_model(model, args.out, overwrite=True,
+    persist.save_model(model, args.out, overwrite=True,
                          info={"features": features, "target": args.target, "task": task})
     hp = ", ".join(f"{k}={v:.4g}" for k, v in fitted.hyperparameters_.items())
     score = "R^2" if task == "regression" else "accuracy"
     print(f"ntkgp fit: {type(fitted).__name__} ({args.activation}, depth {args.depth}) on "
           f"{len(x)} rows x {len(features)} features of {args.data!r} ({task}) in {secs:.1f} s")
-    if fitted.solver_ == "cg":
-        cg = fitted.posterior_.cg
+    solved = fitted.posterior_.solve_result
+    if solved.solver == "cg":
         print(f"  hyperparameters: {hp} (fitted on {min(len(x), fitted.max_fit_samples)} "
-              f"rows); solved by conjugate gradients: {cg.iterations} iterations, relative "
-              f"residual {cg.residuals[-1]:.1e}")
+              f"rows); solved by conjugate gradients: {solved.iterations} iterations, "
+              f"relative residual {solved.residual:.1e}")
     else:
         print(f"  hyperparameters: {hp}; log marginal likelihood "
               f"{fitted.log_marginal_likelihood_value_:.4g}")
@@ -97,8 +99,8 @@ def _open_model(path, x64):
     """The saved model's pipeline and info, computed in the precision it was fitted in."""
     import jax
 
-    from ntkgp import estimator
-    saved = estimator.read_model(path)
+    from ntkgp._src.estimator import persist
+    saved = persist.read_model(path)
     info = saved.info
     if not (isinstance(info.get("features"), list) and info.get("task") in
             ("regression", "classification")):
@@ -112,7 +114,7 @@ def _open_model(path, x64):
 
 
 def cmd_predict(args) -> int:
-    from ntkgp import data
+    from ntkgp._src import data
     model, info = _open_model(args.model, args.x64)
     task = info["task"]
     _, x, _ = data.read_csv(args.data, features=info["features"])
@@ -147,10 +149,10 @@ def add_parsers(sub):
     f.add_argument("--task", choices=("auto", "regression", "classification"), default="auto",
                    help="auto: regression for a numeric target, classification for labels "
                    "(said on one line)")
-    f.add_argument("--kernel", choices=("ntk", "nngp"), default="ntk",
+    f.add_argument("--mode", choices=("ntk", "nngp"), default="ntk",
                    help="ntk: trained infinitely wide network; nngp: Bayesian posterior")
     f.add_argument("--activation", default="relu",
-                   choices=("relu", "erf", "gelu", "abs", "sin"))
+                   choices=tuple(ACTIVATIONS))
     f.add_argument("--depth", type=int, default=2, help="hidden layers (default 2)")
     f.add_argument("--t", type=float, default=None, help="training time (default: converged)")
     f.add_argument("--no-fit", action="store_true",

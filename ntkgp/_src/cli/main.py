@@ -15,6 +15,7 @@ import numpy as np
 from ntkgp._src.cli import compare as cli_compare
 from ntkgp._src.cli import fit as cli_fit
 from ntkgp._src.cli import sgd_bayes as cli_sgd_bayes
+from ntkgp._src.nn import spec as nn_spec
 
 
 def cmd_kernel(args) -> int:
@@ -22,7 +23,9 @@ def cmd_kernel(args) -> int:
     import jax
     import numpy as np
 
-    from ntkgp import data, empirical, nn
+    from ntkgp._src import data
+    from ntkgp._src.empirical.empirical import empirical_nngp_fn, empirical_ntk_fn
+    from ntkgp._src.nn.spec import mlp
 
     x, _ = data.load(args.dataset)
     x = x[: args.n]
@@ -31,7 +34,7 @@ def cmd_kernel(args) -> int:
     print(f"ntkgp kernel: {args.depth}-hidden-layer {args.activation} network, W_std="
           f"{args.W_std}, b_std={args.b_std}; {len(x)} points of '{args.dataset}' "
           f"(d={x.shape[1]}), {np.dtype(dtype).name}")
-    net = nn.mlp(args.depth, 1, args.activation, W_std=args.W_std, b_std=args.b_std)
+    net = mlp(args.depth, 1, args.activation, W_std=args.W_std, b_std=args.b_std)
     t0 = time.perf_counter()
     k = net.kernel(x, None)
     jax.block_until_ready(k.ntk)
@@ -55,9 +58,9 @@ def cmd_kernel(args) -> int:
     prev, prev_w = None, None
     for width in args.widths:
         # a readout as wide as the hidden layers: its outputs average into a finer estimate
-        fin = nn.mlp(args.depth, width, args.activation, W_std=args.W_std, b_std=args.b_std,
+        fin = mlp(args.depth, width, args.activation, W_std=args.W_std, b_std=args.b_std,
                      n_outputs=width)
-        nngp_fn, ntk_fn = empirical.empirical_nngp_fn(fin), empirical.empirical_ntk_fn(fin)
+        nngp_fn, ntk_fn = empirical_nngp_fn(fin), empirical_ntk_fn(fin)
         init = jax.jit(lambda key: fin.init(key, xs.shape)[1])
         se = np.zeros(2)
         for s in range(args.mc_samples):
@@ -87,7 +90,7 @@ def build_parser() -> argparse.ArgumentParser:
     k.add_argument("--dataset", default="diabetes", help="bundled dataset (default diabetes)")
     k.add_argument("--n", type=int, default=442, help="number of points (default all)")
     k.add_argument("--depth", type=int, default=3, help="hidden layers (default 3)")
-    k.add_argument("--activation", default="relu", choices=("relu", "erf", "gelu"))
+    k.add_argument("--activation", default="relu", choices=tuple(nn_spec.ACTIVATIONS))
     k.add_argument("--W-std", dest="W_std", type=float, default=1.5)
     k.add_argument("--b-std", dest="b_std", type=float, default=0.05)
     k.add_argument("--widths", type=int, nargs="+", default=[64, 256, 1024])

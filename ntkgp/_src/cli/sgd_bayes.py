@@ -54,9 +54,11 @@ def add_parser(sub):
 
 
 def run(args) -> int:
-    from ntkgp import experiments
+    from ntkgp._src.experiments.boolean import boolean_problem, default_net
+    from ntkgp._src.experiments.plots import plot_sgd_vs_bayes
+    from ntkgp._src.experiments.sgd_bayes import sgd_vs_bayes
 
-    problem = experiments.boolean_problem(args.bits, args.target, args.n_train, seed=args.seed)
+    problem = boolean_problem(args.bits, args.target, args.n_train, seed=args.seed)
     print(f"ntkgp sgd-vs-bayes: {args.bits}-bit {problem.target}, |S| = {args.n_train}, "
           f"{problem.test.size} held-out points; {args.depth} hidden ReLU layers, widths "
           f"{', '.join(map(str, args.widths))}; optimizers {', '.join(args.optimizers)}; "
@@ -72,8 +74,8 @@ def run(args) -> int:
 
     t0 = time.perf_counter()
     try:
-        res = experiments.sgd_vs_bayes(
-            problem, make_net=lambda w: experiments.default_net(w, args.depth),
+        res = sgd_vs_bayes(
+            problem, make_net=lambda w: default_net(w, args.depth),
             widths=args.widths, optimizers=args.optimizers, batch_sizes=args.batch_sizes,
             runs=args.runs, learning_rate=args.lr, max_epochs=args.max_epochs,
             min_count=args.min_count, seed=args.seed, show_progress=not args.quiet,
@@ -90,6 +92,6 @@ def run(args) -> int:
           f"of the {res.top} most frequent functions; test err: mean held-out error of the "
           "runs.")
     print(f"took {time.perf_counter() - t0:.0f} s; wrote {json_path}", end="")
-    save_figure(lambda path: experiments.plot_sgd_vs_bayes(res, path),
+    save_figure(lambda path: plot_sgd_vs_bayes(res, path),
                 os.path.join(args.out, "sgd_vs_bayes.png"))
     return 0

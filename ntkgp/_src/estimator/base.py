@@ -1,6 +1,6 @@
 r"""What the scikit-learn estimators share: input checks, the solver choice, and
 marginal-likelihood fitting of the hyperparameters (the network and its kernel functions are
-in `network`). Uses the public ntkgp API only."""
+in `network`); predictions come from one `ntkgp.predict.Posterior`."""
 
 from __future__ import annotations
 
@@ -14,17 +14,19 @@ from sklearn.base import BaseEstimator
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from ntkgp import linalg, nn, predict
+from ntkgp._src import checks
 from ntkgp._src.estimator.network import NAMES, KernelFunction, lml_function
+from ntkgp._src.nn.core import Layer
 from ntkgp._src.nn.spec import ACTIVATIONS
+from ntkgp._src.predict.posterior import Posterior
+from ntkgp._src.scale.tiles import DENSE_MAX_N
+from ntkgp._src.solve.linalg import NotPositiveDefiniteError
+from ntkgp._src.solve.solvers import CGSolver
 
 # KernelFunction must stay importable from this module: models pickled before it moved to
 # `network` refer to it here.
 
 BOUNDS = {"W_std": (0.1, 10.0), "b_std": (1e-4, 10.0), "diag_reg": (1e-8, 10.0)}
-CG_THRESHOLD = 20000  # solver='auto' solves by conjugate gradients above this many rows
-PREDICT_TILE = 256  # test rows per prediction step (fixed, so a row's result never depends on
-#                     which other rows came with it)
 _warned = set()
 
 
@@ -62,7 +64,7 @@ def compute_dtype(x):
 def check_architecture(est):
     """Validate the architecture arguments (at fit, as scikit-learn does)."""
     if est.network is not None:
-        if not (isinstance(est.network, nn.Layer) or callable(est.network)):
+        if not (isinstance(est.network, Layer) or callable(est.network)):
             raise TypeError("`network` must be None, an ntkgp.nn network (Layer), or a "
                             "function network(W_std, b_std) -> Layer; got "
                             f"{type(est.network).__name__}.")
@@ -97,7 +99,9 @@ def check_fit_options(est):
 class NeuralKernelEstimator(BaseEstimator):
     """Common base: the architecture and training-time arguments; see `NTKRegressor`."""
 
-    _mode = "ntk"  # 'ntk' (trained network / NTK) or 'nngp' (Bayesian posterior / readout)
+    #: the posterior this estimator predicts with (fixed per class): 'ntk', the network trained
+    #: by gradient descent, or 'nngp', the Bayesian posterior
+    mode = "ntk"
 
     def __init__(self, activation="relu", *, depth=1, W_std=1.5, b_std=0.05,
                  parameterization="ntk", width=1024, network=None, t=None, diag_reg=1e-2,
@@ -121,7 +125,7 @@ class NeuralKernelEstimator(BaseEstimator):
 
     # -- hyperparameters ---------------------------------------------------------------------
     def _free_names(self):
-        return ("diag_reg",) if isinstance(self.network, nn.Layer) else NAMES
+        return ("diag_reg",) if isinstance(self.network, Layer) else NAMES
 
     def _arch(self, hp):
         return dict(activation=self.activation, depth=self.depth, W_std=hp["W_std"],
@@ -130,7 +134,7 @@ class NeuralKernelEstimator(BaseEstimator):
 
     def _lml(self, names):
         """``(theta, fixed, x, y) -> log p(y)``, jitted and cached per architecture."""
-        return lml_function(self._mode, self.activation, self.depth, self.parameterization,
+        return lml_function(self.mode, self.activation, self.depth, self.parameterization,
                             self.width, self.network, tuple(names))
 
     def _fixed(self, dtype):
@@ -182,7 +186,7 @@ class NeuralKernelEstimator(BaseEstimator):
                 best = res
         if not last:
             self._check_scale(x, hp)
-            raise linalg.NotPositiveDefiniteError(
+            raise NotPositiveDefiniteError(
                 "the kernel of the training data could not be factorized for any "
                 "hyperparameters tried; raise `diag_reg`, remove duplicate rows, or enable "
                 "x64.")
@@ -215,9 +219,9 @@ class NeuralKernelEstimator(BaseEstimator):
         KernelFunction(self._arch(hp))(X[big])
 
     def _factor(self, X, Y, hp, alpha=None, solver=None):
-        """Factor (or, for ``solver_ == 'cg'``, solve with) the training kernel at the
-        hyperparameters ``hp``; ``alpha`` and ``solver`` restore a saved model (its CG
-        solution to start from, and the solver it used)."""
+        """Build the posterior of the training kernel at the hyperparameters ``hp``; ``alpha``
+        and ``solver`` restore a saved model (its CG solution to start from, and the solver it
+        used)."""
         self.targets_ = Y
         self.hyperparameters_ = hp
         self.hyperparameter_names_ = self._free_names()
@@ -225,42 +229,32 @@ class NeuralKernelEstimator(BaseEstimator):
         self.kernel_ = KernelFunction(self._arch(hp), self.tile_size)
         self.X_train_ = X
         self.solver_ = solver or self._pick_solver(X.shape[0])
-        self.ensemble_ = None
         if self.solver_ == "cg":
             self._check_scale(X, hp)
-            self.posterior_ = predict.cg_inference(
-                self.kernel_.raw, X, Y, get=self._mode, diag_reg=hp["diag_reg"],
-                tile_size=self.tile_size, x0=alpha)
-            self.log_marginal_likelihood_value_ = float("nan")
-            return self
-        linalg.check_fits_in_memory(X.shape[0], X.dtype, 2 if self._mode == "nngp" else 4,
-                                    "the training kernel(s) and their factorization")
-        get = ("nngp",) if self._mode == "nngp" else ("ntk", "ntkgp")
-        k = self.kernel_(X, None, ("nngp",) if self._mode == "nngp" else ("nngp", "ntk"))
-        post = predict.gp_inference(k, Y, diag_reg=hp["diag_reg"], get=get)
-        self.log_marginal_likelihood_value_ = float(
-            post.log_marginal_likelihood("nngp" if self._mode == "nngp" else "ntkgp"))
-        self.posterior_ = jax.tree_util.tree_map(np.asarray, post)
-        self.ensemble_ = None
-        if self.t is not None and np.isfinite(self.t):
-            self.ensemble_ = predict.gradient_descent_mse_ensemble(
-                self.kernel_, X, Y, diag_reg=hp["diag_reg"])
+        self.posterior_ = Posterior(
+            self.kernel_, X, Y, mode=self.mode, diag_reg=hp["diag_reg"],
+            solver=CGSolver(x0=alpha) if self.solver_ == "cg" else self.solver_,
+            tile_size=self.tile_size)
+        self.log_marginal_likelihood_value_ = (
+            float(self.posterior_.log_marginal_likelihood()) if self.posterior_.solver.dense
+            else float("nan"))
         return self
 
     def _pick_solver(self, n):
-        """'cholesky' or 'cg' for ``n`` training rows (see ``solver``); says when it switches."""
-        if self.solver not in ("auto", "cholesky", "cg"):
-            raise ValueError(f"`solver` must be 'auto', 'cholesky' or 'cg'; got "
-                             f"{self.solver!r}.")
+        """'cholesky', 'eigh' (a finite training time) or 'cg' for ``n`` training rows (see
+        ``solver``); says when it switches to 'cg'."""
+        checks.check_choice(self.solver, "solver", ("auto", "cholesky", "cg"))
         finite_t = self.t is not None and np.isfinite(self.t)
         if self.solver == "cg" and finite_t:
             raise ValueError("solver='cg' predicts the network trained to convergence (t=None "
                              f"or inf) only; got t={self.t!r}. Use solver='cholesky' for a "
                              "finite training time.")
+        if finite_t:
+            return "eigh"
         if self.solver != "auto":
             return self.solver
-        if n > CG_THRESHOLD and not finite_t:
-            warnings.warn(f"{n} training rows > {CG_THRESHOLD}: solving by preconditioned "
+        if n > DENSE_MAX_N:
+            warnings.warn(f"{n} training rows > {DENSE_MAX_N}: solving by preconditioned "
                           "conjugate gradients on kernel tiles (solver='cg'; no N x N matrix is "
                           "held; predictive variances cost one more solve, full covariances "
                           "are not available). Pass solver='cholesky' for the exact "
@@ -277,40 +271,10 @@ class NeuralKernelEstimator(BaseEstimator):
         """Mean ``(M, K)`` of the outputs (normalized units) and their variance ``(M,)`` or
         covariance ``(M, M)`` (shared by the ``K`` outputs)."""
         X = self._check_x(X)
-        if getattr(self, "solver_", "cholesky") == "cg":
-            if cov:
-                raise ValueError("this model was solved by conjugate gradients (solver='cg'), "
-                                 "which gives predictive variances (return_std) but not full "
-                                 "covariances; refit with solver='cholesky' for those.")
-            out = self.posterior_.predict(X, compute_var=var)
-            mean, v = out if var else (out, None)
-            mean = mean[:, None] if mean.ndim == 1 else mean
-            return mean, v
-        if cov:
-            return self._moments(X, True)
-        means, variances = [], []
-        for i in range(0, X.shape[0], PREDICT_TILE):
-            rows = X[i:i + PREDICT_TILE]
-            n = rows.shape[0]
-            tile = np.concatenate([rows, np.repeat(rows[-1:], PREDICT_TILE - n, axis=0)])
-            mean, c = self._moments(tile, var)
-            means.append(mean[:n])
-            if var:
-                variances.append(np.diagonal(c)[:n])
-        return np.concatenate(means), (np.maximum(np.concatenate(variances), 0.0) if var
-                                       else None)
-
-    def _moments(self, X, with_cov):
-        get = self._mode
-        if self.ensemble_ is not None:
-            out = self.ensemble_(t=self.t, x_test=X, get=get, compute_cov=with_cov)
-        else:
-            k_td = self.kernel_(X, self.X_train_, ("nngp",) if get == "nngp" else ("nngp", "ntk"))
-            k_tt = self.kernel_(X, None, "nngp") if with_cov else None
-            out = self.posterior_.predict(k_td, k_tt, get=get)
-        if with_cov:
-            mean, c = out
-            return np.asarray(mean), np.asarray(linalg.clip_covariance(c))
+        out = self.posterior_.predict(X, self.t, return_var=var, return_cov=cov)
+        if var or cov:
+            mean, second = out
+            return np.asarray(mean), np.asarray(second)
         return np.asarray(out), None
 
     def log_marginal_likelihood(self, theta=None, eval_gradient=False):
@@ -332,7 +296,7 @@ class NeuralKernelEstimator(BaseEstimator):
             A float, and an array of shape ``(len(theta),)`` when ``eval_gradient``.
         """
         check_is_fitted(self, "posterior_")
-        if theta is not None and getattr(self, "solver_", "cholesky") == "cg":
+        if theta is not None and not self.posterior_.solver.dense:
             raise ValueError("this model was solved by conjugate gradients (solver='cg'): its "
                              "training kernel is never held, so the evidence at other "
                              "`theta` is not available; refit with solver='cholesky' (or on a "
@@ -348,7 +312,7 @@ class NeuralKernelEstimator(BaseEstimator):
             raise ValueError(f"`theta` must have shape ({len(names)},), the logs of "
                              f"{', '.join(names)}; got shape {theta.shape}.")
         x = self.X_train_
-        y = np.asarray(self.posterior_.y_train)
+        y = np.asarray(self.targets_)
         value, value_and_grad = self._lml(names)
         args = (jnp.asarray(theta, x.dtype), self._fixed(x.dtype), x, y)
         if eval_gradient:

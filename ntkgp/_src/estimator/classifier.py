@@ -123,7 +123,7 @@ class NTKClassifier(_Classifier):
         >>> clf.predict_proba(X[:2]).shape, clf.score(X, y) > 0.9
         ((2, 3), True)
 """
-    _mode = "ntk"
+    mode = "ntk"
 
 
 class NNGPClassifier(_Classifier):
@@ -135,4 +135,4 @@ class NNGPClassifier(_Classifier):
     References:
         Lee et al. 2018, https://arxiv.org/abs/1711.00165.
 """
-    _mode = "nngp"
+    mode = "nngp"

@@ -14,9 +14,9 @@ from ntkgp._src.nn.core import Layer
 from ntkgp._src.nn.spec import mlp
 from ntkgp._src.predict.gp import gp_inference
 from ntkgp._src.scale import batching
+from ntkgp._src.scale.tiles import DENSE_ROWS
 
 NAMES = ("W_std", "b_std", "diag_reg")
-LARGE = 2048        # above this many rows (of either input) kernels are computed in tiles
 
 
 def build_network(activation, depth, W_std, b_std, parameterization, width, network):
@@ -67,8 +67,9 @@ def kernel_function(activation, depth, parameterization, width, network):
 
 class KernelFunction:
     """``kernel(x1, x2=None, get) -> Kernel`` of fixed hyperparameters; computed in tiles (with
-    a progress bar when there are many) once an input has more than ``LARGE`` rows, or always
-    when ``tile_size`` is given. Picklable (it holds the architecture's description)."""
+    a progress bar when there are many) once an input has more than ``tiles.DENSE_ROWS``
+    rows, or always when ``tile_size`` is given. Picklable (it holds the architecture's
+    description)."""
 
     def __init__(self, arch: dict, tile_size=None):
         self.arch = dict(arch)
@@ -79,17 +80,14 @@ class KernelFunction:
         return kernel_function(a["activation"], a["depth"], a["parameterization"], a["width"],
                                a["network"])
 
-    def raw(self, x1, x2, get):
-        """The kernel of two blocks of rows in one piece (traceable: for kernel operators)."""
-        a = self.arch
-        return self._fn()(jnp.asarray([a["W_std"], a["b_std"]], x1.dtype), x1, x2, get)
-
     def __call__(self, x1, x2=None, get=("nngp", "ntk")):
         a = self.arch
         fn = self._fn()
         hp = jnp.asarray([a["W_std"], a["b_std"]], x1.dtype)
+        if not checks.is_concrete(x1):  # traced (a tile of a kernel operator): in one piece
+            return fn(hp, x1, x2, get)
         rows = max(x1.shape[0], 0 if x2 is None else x2.shape[0])
-        if rows <= LARGE and self.tile_size is None:
+        if rows <= DENSE_ROWS and self.tile_size is None:
             out = fn(hp, x1, x2, get)
         else:
             out = _tiled(fn, self.tile_size)(x1, x2, hp, get=get)

@@ -101,7 +101,7 @@ def save_model(model, path: str, info: Optional[dict] = None, overwrite: bool = 
         if classes.dtype == object:
             classes = classes.astype(str)
         arrays["classes"] = classes
-    if getattr(est, "solver_", "cholesky") == "cg":
+    if est.posterior_.alpha is not None:  # a matrix-free solve: its solution is the model
         arrays["alpha"] = est.posterior_.alpha
     if scaler is not None:
         arrays.update(scaler_mean=scaler.mean_, scaler_scale=scaler.scale_,
@@ -292,7 +292,7 @@ def _check(path, meta, files) -> SavedModel:
     if not isinstance(info, dict) or not isinstance(extra, dict):
         _fail(path, "its info is not a JSON object")
     solver = meta.get("solver")
-    if solver not in ("cholesky", "cg") or (solver == "cg") != ("alpha" in files):
+    if solver not in ("cholesky", "eigh", "cg") or (solver == "cg") != ("alpha" in files):
         _fail(path, f"unknown solver {solver!r}")
     return SavedModel(path, name, params, hp, x.dtype.name, info, str(meta.get("version")),
                       files, extra, solver)

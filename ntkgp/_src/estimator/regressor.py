@@ -35,9 +35,10 @@ ARGS_DOC = r"""
             in memory-sized tiles (with a progress bar) beyond.
         solver: ``'cholesky'`` (exact factorization of the training kernel), ``'cg'``
             (preconditioned conjugate gradients on kernel tiles recomputed on the fly:
-            memory ``O(N)``, for N too large to factor; `ntkgp.predict.cg_inference`), or
-            ``'auto'`` (default): ``'cg'`` above ``CG_THRESHOLD`` (20000) training rows when
-            ``t`` is ``None``/``inf``, with a warning saying so.
+            memory ``O(N)``, for N too large to factor; `ntkgp.linalg.CGSolver`), or
+            ``'auto'`` (default): ``'cg'`` above 20,000 training rows when ``t`` is
+            ``None``/``inf``, with a warning saying so. A finite ``t`` is always solved by
+            eigendecomposition.
         random_state: seed or ``RandomState`` for the subset and the restarts.
 """
 
@@ -52,9 +53,9 @@ _REG_ATTRS = """
         hyperparameters_: dict of the fitted ``W_std``, ``b_std``, ``diag_reg``.
         theta_: their logs, in the order ``hyperparameter_names_``.
         log_marginal_likelihood_value_: at ``theta_``.
-        posterior_: the factored training kernel(s) (`ntkgp.predict.Posterior`), or the
-            `ntkgp.predict.IterativePosterior` when ``solver_ == 'cg'``.
-        solver_: ``'cholesky'`` or ``'cg'``, the solver used. With ``'cg'``,
+        posterior_: the `ntkgp.predict.Posterior` of the training kernel at the fitted
+            hyperparameters (mode ``mode``), which makes every prediction.
+        solver_: ``'cholesky'``, ``'eigh'`` or ``'cg'``, the solver used. With ``'cg'``,
             ``log_marginal_likelihood_value_`` is NaN (no log-determinant is computed).
         kernel_: the kernel function of the fitted architecture.
         X_train_, y_mean_, y_scale_, n_features_in_.
@@ -181,7 +182,7 @@ class NTKRegressor(_Regressor):
         >>> mean.shape, std.shape, reg.score(X, y) > 0.9
         ((5,), (5,), True)
 """
-    _mode = "ntk"
+    mode = "ntk"
 
 
 class NNGPRegressor(_Regressor):
@@ -206,4 +207,4 @@ class NNGPRegressor(_Regressor):
         >>> sorted(gp.hyperparameters_)
         ['W_std', 'b_std', 'diag_reg']
 """
-    _mode = "nngp"
+    mode = "nngp"

@@ -30,12 +30,11 @@ import jax.numpy as jnp
 import numpy as np
 
 from ntkgp._src import checks
-from ntkgp._src.predict.common import check_targets
 from ntkgp._src.predict.dynamics import gradient_descent_mse, max_learning_rate
 from ntkgp._src.predict.ensemble import gradient_descent_mse_ensemble
 from ntkgp._src.predict.gp import gp_inference
 from ntkgp._src.progress import progress_bar
-from ntkgp._src.train.training import OPTIMIZERS, center, linearize, ntk_drift, train
+from ntkgp._src.train.training import center, linearize, ntk_drift, train
 from ntkgp._src.util import RowsJson
 
 DISTANCES = ("dist_net_linearized", "dist_net_closed_form", "param_change", "ntk_drift")
@@ -201,14 +200,14 @@ def width_sweep(make_net: Callable[[int], object], widths: Sequence[int], x_trai
         raise ValueError("`widths` must list at least one width, e.g. [64, 256, 1024].")
     seeds = checks.check_positive_int(seeds, "seeds")
     steps = checks.check_positive_int(steps, "steps")
-    checks.check_choice(optimizer, "optimizer", OPTIMIZERS)
+    checks.check_choice(optimizer, "optimizer", checks.OPTIMIZERS[:3])  # closed forms
     beta = float(momentum) if optimizer == "momentum" else 0.0
     if optimizer == "sgd" and batch_size is None:
         raise ValueError("optimizer='sgd' needs a `batch_size`; use optimizer='gd' for full "
                          "batches.")
     x_train, x_test = checks.check_inputs(x_train, x_test)
-    y_train = check_targets(y_train, x_train.shape[0])[0].astype(x_train.dtype)
-    y_test = check_targets(y_test, x_test.shape[0], "y_test")[0].astype(x_train.dtype)
+    y_train = checks.check_targets(y_train, x_train.shape[0])[0].astype(x_train.dtype)
+    y_test = checks.check_targets(y_test, x_test.shape[0], "y_test")[0].astype(x_train.dtype)
     key = jax.random.PRNGKey(0) if key is None else key
     _check_width_independent(make_net, widths, x_train[:4])
     analytic = make_net(widths[0]).kernel

@@ -31,7 +31,6 @@ import jax
 import numpy as np
 
 from ntkgp._src import checks
-from ntkgp._src.predict.common import check_targets
 from ntkgp._src.predict.dynamics import max_learning_rate
 from ntkgp._src.predict.ensemble import gradient_descent_mse_ensemble
 from ntkgp._src.predict.gp import gp_inference
@@ -162,7 +161,7 @@ def ensemble_sweep(make_net: Callable[[int], object], widths: Sequence[int], x_t
                          f"two draws); got {seeds}.")
     steps = checks.check_positive_int(steps, "steps")
     x_train, x_test = checks.check_inputs(x_train, x_test)
-    y, _ = check_targets(y_train, x_train.shape[0])
+    y, _ = checks.check_targets(y_train, x_train.shape[0])
     key = jax.random.PRNGKey(0) if key is None else key
     net0 = make_net(widths[0])
     k_dd = net0.kernel(x_train, None)

@@ -43,18 +43,8 @@ from ntkgp._src.experiments.boolean import (
 from ntkgp._src.predict.dynamics import max_learning_rate
 from ntkgp._src.predict.orthant import check_orthant, ep_log_probabilities
 from ntkgp._src.progress import progress_bar
-from ntkgp._src.train.training import PlainApply, mse_loss
+from ntkgp._src.train.training import PlainApply, make_optimizer, mse_loss
 from ntkgp._src.util import RowsJson
-
-OPTIMIZERS = ("sgd", "momentum", "adam")
-
-
-def _optimizer(name, learning_rate):
-    if name == "adam":
-        return optax.adam(learning_rate)
-    if name == "momentum":
-        return optax.sgd(learning_rate, momentum=0.9)
-    return optax.sgd(learning_rate)
 
 
 @functools.partial(jax.jit, static_argnames=("optimizer", "batch_size", "max_epochs"))
@@ -63,7 +53,7 @@ def _fit_until_correct(apply, optimizer, learning_rate, params0, keys, x, y, x_t
     """For each seed: SGD epochs (a fresh permutation each, ``n // batch_size`` steps) until
     ``sign f = y`` on every training point or ``max_epochs``; returns the held-out signs
     (``f > 0``), the epochs used and whether the run fitted."""
-    opt = _optimizer(optimizer, learning_rate)
+    opt = make_optimizer(optimizer, learning_rate)
     n = x.shape[0]
     n_batches = n // batch_size
 
@@ -151,7 +141,7 @@ def sample_sgd_functions(net, problem: BooleanProblem, *, runs: int = 1000,
     Returns:
         An `SGDSample`.
     """
-    checks.check_choice(optimizer, "optimizer", OPTIMIZERS)
+    checks.check_choice(optimizer, "optimizer", checks.OPTIMIZERS)
     runs = checks.check_positive_int(runs, "runs")
     chunk = checks.check_positive_int(chunk, "chunk")
     max_epochs = checks.check_positive_int(max_epochs, "max_epochs")
@@ -361,7 +351,7 @@ def sgd_vs_bayes(problem: Optional[BooleanProblem] = None, *,
     make_net = default_net if make_net is None else make_net
     widths = [checks.check_positive_int(w, "width") for w in widths]
     for o in optimizers:
-        checks.check_choice(o, "optimizer", OPTIMIZERS)
+        checks.check_choice(o, "optimizer", checks.OPTIMIZERS)
     min_count = checks.check_positive_int(min_count, "min_count")
     top = checks.check_positive_int(top, "top")
     k0 = _check_net(make_net(widths[0]), problem)

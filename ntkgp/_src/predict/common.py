@@ -18,7 +18,8 @@ prior covariance, and ``m`` the number of target entries (``N`` times outputs). 
 from __future__ import annotations
 
 import functools
-from typing import NamedTuple, Optional
+import warnings
+from typing import Callable, NamedTuple, Optional
 
 import jax
 import jax.numpy as jnp
@@ -28,6 +29,52 @@ from ntkgp._src import checks
 from ntkgp._src.solve.linalg import clip_covariance
 
 Array = jax.Array
+
+
+#: the kernel that drives training, and the prior covariance of the initial outputs, per mode
+DRIVER = {"nngp": "nngp", "ntk": "ntk", "ntkgp": "ntk"}
+PRIOR = {"nngp": "nngp", "ntk": "nngp", "ntkgp": "ntk"}
+
+
+def kernel_callable(kernel_fn) -> Callable:
+    """``kernel_fn(x1, x2, get)`` from an ``ntkgp.nn`` network or a kernel function."""
+    fn = getattr(kernel_fn, "kernel", kernel_fn)
+    if not callable(fn):
+        raise TypeError("`kernel_fn` must be an ntkgp.nn network or a function "
+                        f"kernel_fn(x1, x2, get) -> Kernel; got {type(kernel_fn).__name__}.")
+    return fn
+
+
+def kernel_part(k, kind: str, what: str):
+    """The ``kind`` array of a kernel function's output (a `Kernel` or an array)."""
+    if hasattr(k, "nngp") and hasattr(k, "ntk"):
+        v = getattr(k, kind)
+        if v is None:
+            raise ValueError(f"{what} has no {kind} kernel; compute it with get=('nngp', "
+                             "'ntk') (e.g. `net.kernel(x1, x2)`).")
+        return v
+    if k is None:
+        raise ValueError(f"{what} is missing.")
+    return k
+
+
+def check_learning_rate(learning_rate, momentum):
+    """``(learning_rate or None, momentum)`` checked: a positive step or gradient flow, and
+    heavy-ball momentum in [0, 1), which needs a step."""
+    if learning_rate is not None:
+        checks.check_scalar(learning_rate, "learning_rate")
+        if learning_rate <= 0:
+            raise ValueError("`learning_rate` must be None (gradient flow) or a positive number "
+                             f"(gradient descent with that step); got {learning_rate!r}.")
+        learning_rate = float(learning_rate)
+    checks.check_scalar(momentum, "momentum")
+    if not 0.0 <= momentum < 1.0:
+        raise ValueError(f"`momentum` must be a number in [0, 1); got {momentum!r}.")
+    if momentum and learning_rate is None:
+        raise ValueError("`momentum` needs a `learning_rate`: heavy-ball dynamics are defined "
+                         "step by step (with learning_rate=None, gradient flow, leave "
+                         "momentum=0).")
+    return learning_rate, float(momentum)
 
 
 class Gaussian(NamedTuple):
@@ -43,20 +90,10 @@ class Gaussian(NamedTuple):
     mean: Array
     cov: Array
 
-
-def check_targets(y, n: int, name: str = "y_train"):
-    """``(y2d, was_1d)``: ``y`` of shape ``(n,)`` or ``(n, K)`` as a float array ``(n, K)``."""
-    y = checks.as_float_array(y, name)
-    if y.ndim not in (1, 2):
-        raise ValueError(f"`{name}` must have shape (N,) or (N, K) (K outputs); got shape "
-                         f"{tuple(y.shape)}.")
-    if y.shape[0] != n:
-        raise ValueError(f"`{name}` must have {n} rows, one per training point of the kernel; "
-                         f"got shape {tuple(y.shape)}.")
-    if y.size == 0:
-        raise ValueError(f"`{name}` is empty (shape {tuple(y.shape)}).")
-    checks.check_finite(y, name)
-    return (y[:, None], True) if y.ndim == 1 else (y, False)
+    @property
+    def covariance(self) -> Array:
+        """The covariance (neural-tangents' name for ``cov``)."""
+        return self.cov
 
 
 def check_matrix(k, shape: tuple, name: str, hint: str = ""):
@@ -66,6 +103,28 @@ def check_matrix(k, shape: tuple, name: str, hint: str = ""):
         raise ValueError(f"`{name}` must have shape {tuple(shape)}; got {tuple(k.shape)}.{hint}")
     checks.check_finite(k, name)
     return k
+
+
+def given_kernels(mode, n, k_test_train, k_test_test, want):
+    """``(d_td, p_td, p_tt)`` from test kernels given by the caller, checked."""
+    d_name, p_name = DRIVER[mode], PRIOR[mode]
+    d_td = checks.as_float_array(kernel_part(k_test_train, d_name, "`k_test_train`"),
+                                 "k_test_train")
+    m = d_td.shape[0] if d_td.ndim == 2 else -1
+    d_td = check_matrix(d_td, (m, n), "k_test_train",
+                               f" It is the kernel of M test points (rows) against the {n} "
+                               "training points (columns).")
+    p_td, p_tt = d_td, None
+    if want is not None:
+        if k_test_test is None:
+            raise ValueError("variances and covariances need the test kernel "
+                             "`k_test_test` too.")
+        p_tt = check_matrix(kernel_part(k_test_test, p_name, "`k_test_test`"),
+                                   (m, m), "k_test_test")
+        if p_name != d_name:
+            p_td = check_matrix(kernel_part(k_test_train, p_name, "`k_test_train`"),
+                                       (m, n), f"k_test_train.{p_name}")
+    return d_td, p_td, p_tt
 
 
 def normalize_times(t):
@@ -247,11 +306,40 @@ def rotate(evecs, p_dd):
     return jnp.matmul(evecs.T, jnp.matmul(p_dd, evecs, precision=hi), precision=hi)
 
 
-def finish(mean, cov, scalar: bool, was_1d: bool, compute_cov: bool):
-    """Drop the time axis for a scalar ``t`` and the output axis for 1-D targets."""
-    if scalar and mean.ndim == 3:
+def check_steps(ts, learning_rate):
+    """With a learning rate, times must be whole numbers of steps (or infinite)."""
+    if learning_rate is None or not checks.is_concrete(ts):
+        return
+    t = np.asarray(ts, np.float64)
+    t = t[np.isfinite(t)]
+    steps = t / learning_rate
+    if np.any(np.abs(steps - np.round(steps)) > 1e-6 * np.maximum(1.0, steps)):
+        raise ValueError(f"With learning_rate={learning_rate}, `t` = learning_rate x steps must "
+                         f"be a whole number of steps; got t={t} ({steps} steps). Pass "
+                         "learning_rate=None for continuous-time gradient flow.")
+
+
+def warn_if_divergent(evals, m, learning_rate, momentum=0.0):
+    """Warn when gradient descent with this step diverges on a kernel with these eigenvalues."""
+    if learning_rate is None or not checks.is_concrete(evals):
+        return
+    lr_max = 2.0 * (1.0 + momentum) * m / float(jnp.max(evals))
+    if learning_rate >= lr_max:
+        warnings.warn(f"learning_rate={learning_rate} is at or above the largest stable step "
+                      f"{lr_max:.4g} for this kernel (2 (1 + momentum) m / lambda_max); "
+                      "gradient descent diverges, and so do the predicted outputs.",
+                      RuntimeWarning, stacklevel=4)
+
+
+def finish(mean, second, scalar: bool, was_1d: bool, want):
+    """The result of a prediction: drop the time axis for a scalar ``t`` and the output axis
+    for 1-D targets; ``mean``, ``(mean, var)`` or a `Gaussian` as ``want`` is None, 'var',
+    'cov'."""
+    if scalar:
         mean = mean[0]
-        cov = None if cov is None else cov[0]
+        second = None if second is None else second[0]
     if was_1d:
         mean = mean[..., 0]
-    return Gaussian(mean, cov) if compute_cov else mean
+    if want == "cov":
+        return Gaussian(mean, second)
+    return (mean, second) if want == "var" else mean

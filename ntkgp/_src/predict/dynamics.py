@@ -9,19 +9,20 @@ import jax.numpy as jnp
 
 from ntkgp._src import checks
 from ntkgp._src.predict import common
-from ntkgp._src.predict.ensemble import (
-    check_learning_rate,
-    check_momentum,
-    check_steps,
-    rate,
-    warn_if_divergent,
-)
-from ntkgp._src.solve import linalg
+from ntkgp._src.predict.common import check_learning_rate
+from ntkgp._src.predict.posterior import Posterior
+from ntkgp._src.solve.operators import DenseKernelOperator
+from ntkgp._src.solve.solvers import CholeskySolver, EigenSolver
 
 
 class LinearizedDynamics:
     r"""Outputs of one linearized network during gradient descent; made by
-    `gradient_descent_mse`. Call it as ``dyn(t, fx_train_0, fx_test_0, k_test_train)``."""
+    `gradient_descent_mse`. Call it as ``dyn(t, fx_train_0, fx_test_0, k_test_train)``.
+
+    A thin wrapper of `Posterior` (mode ``'ntkgp'``: only its mean, on the residual targets
+    :math:`y - f_0`): the NTK is factored once per solver (Cholesky for :math:`t=\infty`,
+    eigendecomposition for finite times) and reused for every set of initial outputs.
+    """
 
     def __init__(self, k_train_train, y_train, *, learning_rate=None, momentum=0.0,
                  diag_reg=0.0, diag_reg_absolute_scale=False, jitter=None):
@@ -29,15 +30,23 @@ class LinearizedDynamics:
                                 "NTK of the training points")
         checks.check_finite(k, "k_train_train")
         self.k_train_train = k
-        self.y_train, self._y_was_1d = common.check_targets(y_train, k.shape[0])
-        self.y_train = self.y_train.astype(k.dtype)
-        self.m = self.y_train.size
-        self.learning_rate = check_learning_rate(learning_rate)
-        self.momentum = check_momentum(momentum, self.learning_rate)
-        self.diag_reg = checks.check_nonneg(diag_reg, "diag_reg")
-        self.absolute = bool(diag_reg_absolute_scale)
-        self.jitter = jitter
-        self._chol = self._eig = None
+        y, self._y_was_1d = checks.check_targets(y_train, k.shape[0])
+        self.y_train = y.astype(k.dtype)
+        self.learning_rate, self.momentum = check_learning_rate(learning_rate, momentum)
+        self._options = dict(diag_reg=checks.check_nonneg(diag_reg, "diag_reg"),
+                             diag_reg_absolute_scale=bool(diag_reg_absolute_scale),
+                             learning_rate=self.learning_rate, momentum=self.momentum)
+        self._jitter = jitter
+        self._posteriors = {}
+
+    def _posterior(self, at_inf: bool) -> Posterior:
+        name = "cholesky" if at_inf else "eigh"
+        if name not in self._posteriors:
+            solver = CholeskySolver(self._jitter) if at_inf else EigenSolver()
+            self._posteriors[name] = Posterior.from_kernels(
+                {"ntk": DenseKernelOperator(self.k_train_train, name="NTK")}, self.y_train,
+                mode="ntkgp", solver=solver, **self._options)
+        return self._posteriors[name]
 
     def _outputs(self, f, shape, name):
         if f is None or (not hasattr(f, "shape") and f == 0):
@@ -72,41 +81,20 @@ class LinearizedDynamics:
         """
         n, k = self.y_train.shape
         ts, scalar = common.normalize_times(t)
-        check_steps(ts, self.learning_rate)
+        common.check_steps(ts, self.learning_rate)
         f0 = self._outputs(fx_train_0, (n, k), "fx_train_0")
-        d_td = f0_test = None
+        # the outputs move by the zero-initialized solution for the residual targets y - f0
+        post = self._posterior(common.is_infinite(ts) and scalar).with_targets(
+            self.y_train - f0)
+        lead = () if scalar else (1,)  # a time axis for an array of times
+        out = [f0.reshape(lead + f0.shape) + post.predict(None, t)]
         if k_test_train is not None:
             d_td = checks.as_float_array(getattr(k_test_train, "ntk", k_test_train),
                                          "k_test_train")
             mt = d_td.shape[0] if d_td.ndim == 2 else -1
             d_td = common.check_matrix(d_td, (mt, n), "k_test_train").astype(f0.dtype)
             f0_test = self._outputs(fx_test_0, (mt, k), "fx_test_0")
-        # The outputs move by the zero-initialized solution for the residual targets y - f0.
-        r = self.y_train - f0
-        if common.is_infinite(ts) and scalar:
-            if self._chol is None:
-                self._chol = linalg.cholesky(self.k_train_train, self.diag_reg,
-                                             diag_reg_absolute_scale=self.absolute,
-                                             jitter=self.jitter, name="NTK")
-            train = self.y_train[None]
-            test = None if d_td is None else (f0_test + common.moments_cholesky(
-                self._chol, r, d_td, None, None, None, False)[0])[None]
-        else:
-            if self._eig is None:
-                self._eig = linalg.eigh(self.k_train_train, self.diag_reg,
-                                        diag_reg_absolute_scale=self.absolute, name="NTK")
-            e = self._eig
-            warn_if_divergent(e.evals, self.m, self.learning_rate, self.momentum)
-            train = f0[None] + common.moments_train(e.evals, e.evecs, e.evals, r, ts, self.m,
-                                                    rate(self.learning_rate, self.momentum),
-                                                    False)[0]
-            test = None if d_td is None else f0_test[None] + common.moments_eigh(
-                e.evals, e.evecs, e.evals, r, d_td, d_td, None, ts, self.m,
-                rate(self.learning_rate, self.momentum),
-                False)[0]
-        out = [train, test] if test is not None else [train]
-        if scalar:
-            out = [o[0] for o in out]
+            out.append(f0_test.reshape(lead + f0_test.shape) + post.predict(t=t, k_test_train=d_td))
         if self._y_was_1d:
             out = [o[..., 0] for o in out]
         return tuple(out) if len(out) == 2 else out[0]

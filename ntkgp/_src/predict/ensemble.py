@@ -1,135 +1,72 @@
 r"""`gradient_descent_mse_ensemble`: the outputs of infinitely wide networks trained by gradient
-descent on MSE, over random initializations, at any training time."""
+descent on MSE, over random initializations, at any training time (neural-tangents' function,
+a thin wrapper of `Posterior`)."""
 
 from __future__ import annotations
 
-import warnings
-from typing import Callable, Optional
-
-import jax.numpy as jnp
-import numpy as np
+from typing import Optional
 
 from ntkgp._src import checks
 from ntkgp._src.predict import common
-from ntkgp._src.solve import linalg
+from ntkgp._src.predict.common import check_learning_rate, kernel_callable
+from ntkgp._src.predict.posterior import Posterior
+from ntkgp._src.solve.operators import DenseKernelOperator
+from ntkgp._src.solve.solvers import CholeskySolver, EigenSolver
 from ntkgp._src.util import check_fits_in_memory
 
 GETS = ("nngp", "ntk")
 
 
-def _kernel_callable(kernel_fn) -> Callable:
-    fn = getattr(kernel_fn, "kernel", kernel_fn)  # an ntkgp.nn Layer, or kernel_fn itself
-    if not callable(fn):
-        raise TypeError("`kernel_fn` must be an ntkgp.nn network or a function "
-                        f"kernel_fn(x1, x2, get) -> Kernel; got {type(kernel_fn).__name__}.")
-    return fn
-
-
-def check_learning_rate(learning_rate):
-    if learning_rate is None:
-        return None
-    checks.check_scalar(learning_rate, "learning_rate")
-    if learning_rate <= 0:
-        raise ValueError("`learning_rate` must be None (gradient flow) or a positive number "
-                         f"(gradient descent with that step); got {learning_rate!r}.")
-    return float(learning_rate)
-
-
-def check_momentum(momentum, learning_rate):
-    """``momentum`` as a float in [0, 1); it needs a discrete ``learning_rate``."""
-    checks.check_scalar(momentum, "momentum")
-    if not 0.0 <= momentum < 1.0:
-        raise ValueError(f"`momentum` must be a number in [0, 1); got {momentum!r}.")
-    if momentum and learning_rate is None:
-        raise ValueError("`momentum` needs a `learning_rate`: heavy-ball dynamics are defined "
-                         "step by step (with learning_rate=None, gradient flow, leave "
-                         "momentum=0).")
-    return float(momentum)
-
-
-def rate(learning_rate, momentum):
-    """The static time argument of `common.spectral`: ``None``, a step, or (step, momentum)."""
-    return (learning_rate, momentum) if momentum else learning_rate
-
-
-def check_steps(ts, learning_rate):
-    """With a learning rate, times must be whole numbers of steps (or infinite)."""
-    if learning_rate is None or not checks.is_concrete(ts):
-        return
-    t = np.asarray(ts, np.float64)
-    t = t[np.isfinite(t)]
-    steps = t / learning_rate
-    if np.any(np.abs(steps - np.round(steps)) > 1e-6 * np.maximum(1.0, steps)):
-        raise ValueError(f"With learning_rate={learning_rate}, `t` = learning_rate x steps must "
-                         f"be a whole number of steps; got t={t} ({steps} steps). Pass "
-                         "learning_rate=None for continuous-time gradient flow.")
-
-
-def warn_if_divergent(evals, m, learning_rate, momentum=0.0):
-    if learning_rate is None:
-        return
-    lr_max = 2.0 * (1.0 + momentum) * m / float(jnp.max(evals))
-    if learning_rate >= lr_max:
-        warnings.warn(f"learning_rate={learning_rate} is at or above the largest stable step "
-                      f"{lr_max:.4g} for this kernel (2 (1 + momentum) m / lambda_max); "
-                      "gradient descent diverges, and so do the predicted outputs.",
-                      RuntimeWarning, stacklevel=4)
-
-
 class Ensemble:
-    r"""Predictions of `gradient_descent_mse_ensemble`; factorizations are made on first use and
-    reused (Cholesky for :math:`t=\infty`, eigendecomposition for finite times), so new test
-    points or times cost only their kernels and matrix products.
+    r"""Predictions of `gradient_descent_mse_ensemble`: one `Posterior` per mode (``get``) and
+    solver, each made on first use and reused (Cholesky for :math:`t=\infty`,
+    eigendecomposition for finite times), so new test points or times cost only their
+    kernels and matrix products.
 
     Call it as ``ensemble(t=None, x_test=None, get='ntk', compute_cov=False)``.
     """
 
     def __init__(self, kernel_fn, x_train, y_train, *, learning_rate=None, momentum=0.0,
                  diag_reg=0.0, diag_reg_absolute_scale=False, jitter=None):
-        self._kfn = _kernel_callable(kernel_fn)
+        self._kfn = kernel_callable(kernel_fn)
         x_train, _ = checks.check_inputs(x_train, None, ndim=None)
         n = x_train.shape[0]
         check_fits_in_memory(n, x_train.dtype, 5, "the training kernels (NNGP and NTK), "
                              "their factorizations and work space")
         self.x_train = x_train
-        self.y_train, self._y_was_1d = common.check_targets(y_train, n)
-        self.learning_rate = check_learning_rate(learning_rate)
-        self.momentum = check_momentum(momentum, self.learning_rate)
-        self.diag_reg = checks.check_nonneg(diag_reg, "diag_reg")
-        self.absolute = bool(diag_reg_absolute_scale)
-        self.jitter = jitter
+        checks.check_targets(y_train, n)
+        self.learning_rate, self.momentum = check_learning_rate(learning_rate, momentum)
+        self._options = dict(diag_reg=checks.check_nonneg(diag_reg, "diag_reg"),
+                             diag_reg_absolute_scale=bool(diag_reg_absolute_scale),
+                             learning_rate=self.learning_rate, momentum=self.momentum)
+        self._jitter = jitter
         k = self._kfn(x_train, None, ("nngp", "ntk"))
         self.k_train_train = {"nngp": getattr(k, "nngp", None), "ntk": getattr(k, "ntk", None)}
-        # ntkgp kernels of x with itself are exactly symmetric by construction
-        self._symmetric = bool(getattr(k, "x1_is_x2", False))
         for g, v in self.k_train_train.items():
             if v is None:
                 raise ValueError(f"`kernel_fn(x_train, None, ('nngp', 'ntk'))` returned no {g}; "
                                  "it must return a Kernel with both.")
-        self.y_train = self.y_train.astype(self.k_train_train["nngp"].dtype)
-        self.m = self.y_train.size
-        self._chol, self._eig = {}, {}
+        # ntkgp kernels of x with itself are exactly symmetric by construction
+        sym = bool(getattr(k, "x1_is_x2", False))
+        self._ops = {g: DenseKernelOperator(v, sym, g.upper())
+                     for g, v in self.k_train_train.items()}
+        self.y_train = y_train
+        self._posteriors = {}
 
-    def _cholesky(self, get):
-        if get not in self._chol:
-            self._chol[get] = linalg.cholesky(
-                self.k_train_train[get], self.diag_reg, diag_reg_absolute_scale=self.absolute,
-                jitter=self.jitter, name=get.upper(), symmetrize=not self._symmetric)
-        return self._chol[get]
-
-    def _eigh(self, get):
-        if get not in self._eig:
-            e = linalg.eigh(self.k_train_train[get], self.diag_reg,
-                            diag_reg_absolute_scale=self.absolute, name=get.upper())
-            w = e.evals if get == "nngp" else common.rotate(e.evecs, self.k_train_train["nngp"])
-            self._eig[get] = (e, w)
-        warn_if_divergent(self._eig[get][0].evals, self.m, self.learning_rate, self.momentum)
-        return self._eig[get]
+    def posterior(self, get: str = "ntk", solver: str = "cholesky") -> Posterior:
+        """The `Posterior` of mode ``get`` solved by ``solver`` (``'cholesky'`` or
+        ``'eigh'``), made once."""
+        if (get, solver) not in self._posteriors:
+            s = CholeskySolver(self._jitter) if solver == "cholesky" else EigenSolver()
+            self._posteriors[get, solver] = Posterior.from_kernels(
+                self._ops, self.y_train, mode=get, solver=s, kernel_fn=self._kfn,
+                x_train=self.x_train, **self._options)
+        return self._posteriors[get, solver]
 
     @property
     def n_factorizations(self) -> int:
         """How many factorizations this predictor has made (each is made once)."""
-        return len(self._chol) + len(self._eig)
+        return len(self._posteriors)
 
     def __call__(self, t=None, x_test=None, get: str = "ntk", compute_cov: bool = False):
         r"""Mean (and covariance) of the outputs at training time ``t``.
@@ -148,37 +85,9 @@ class Ensemble:
         """
         checks.check_choice(get, "get", GETS)
         ts, scalar = common.normalize_times(t)
-        check_steps(ts, self.learning_rate)
-        compute_cov = bool(compute_cov)
-        y = self.y_train
-        if x_test is None:
-            if common.is_infinite(ts) and scalar:
-                self._cholesky(get)  # the same checks (and warnings) as test predictions
-                n = y.shape[0]
-                mean = y
-                cov = jnp.zeros((n, n), y.dtype) if compute_cov else None
-            else:
-                e, w = self._eigh(get)
-                mean, cov = common.moments_train(e.evals, e.evecs, w, y, ts, self.m,
-                                                 rate(self.learning_rate, self.momentum),
-                                                 compute_cov)
-            return common.finish(mean, cov, scalar, self._y_was_1d, compute_cov)
-        x_test, _ = checks.check_inputs(x_test, self.x_train[:1], ndim=None)
-        x_test = x_test.astype(self.x_train.dtype)
-        k_td = self._kfn(x_test, self.x_train, (("nngp", "ntk") if get == "ntk" else ("nngp",)))
-        d_td = getattr(k_td, get)
-        p_td = k_td.nngp
-        p_tt = self._kfn(x_test, None, "nngp") if compute_cov else None
-        if common.is_infinite(ts) and scalar:
-            p_dd = self.k_train_train["nngp"] if get == "ntk" else None
-            mean, cov = common.moments_cholesky(self._cholesky(get), y, d_td, p_td, p_tt,
-                                                p_dd, compute_cov)
-        else:
-            e, w = self._eigh(get)
-            mean, cov = common.moments_eigh(e.evals, e.evecs, w, y, d_td, p_td, p_tt, ts,
-                                            self.m, rate(self.learning_rate, self.momentum),
-                                            compute_cov)
-        return common.finish(mean, cov, scalar, self._y_was_1d, compute_cov)
+        common.check_steps(ts, self.learning_rate)
+        solver = "cholesky" if common.is_infinite(ts) and scalar else "eigh"
+        return self.posterior(get, solver).predict(x_test, t, return_cov=bool(compute_cov))
 
     predict = __call__
 
@@ -246,5 +155,5 @@ def gradient_descent_mse_ensemble(kernel_fn, x_train, y_train, *,
         ((3, 2, 3), (3, 2, 2))
     """
     return Ensemble(kernel_fn, x_train, y_train, learning_rate=learning_rate, momentum=momentum,
-                    diag_reg=diag_reg,
-                    diag_reg_absolute_scale=diag_reg_absolute_scale, jitter=jitter)
+                    diag_reg=diag_reg, diag_reg_absolute_scale=diag_reg_absolute_scale,
+                    jitter=jitter)

@@ -1,20 +1,19 @@
-r"""Bayesian inference with NNGP/NTK kernels: `gp_inference` and its `Posterior`."""
+r"""Bayesian inference with NNGP/NTK kernels: neural-tangents' `gp_inference`, a thin wrapper of
+`Posterior` on kernels already computed."""
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Optional
 
 import jax
-import jax.numpy as jnp
 
 from ntkgp._src import checks
-from ntkgp._src.predict import common
-from ntkgp._src.solve import linalg
+from ntkgp._src.predict.common import DRIVER, PRIOR
+from ntkgp._src.predict.posterior import Posterior
+from ntkgp._src.solve.operators import DenseKernelOperator
+from ntkgp._src.solve.solvers import CholeskySolver
 
-Array = jax.Array
-MODES = ("nngp", "ntk", "ntkgp")
-_NEEDS = {"nngp": ("nngp",), "ntkgp": ("ntk",), "ntk": ("ntk", "nngp")}
+MODES = checks.MODES
 
 
 def _parts(k, name):
@@ -27,43 +26,37 @@ def _parts(k, name):
     return {"nngp": k, "ntk": None}
 
 
-def _check_mode(get, parts, what):
+def _check_get(get):
     if get not in MODES:
         raise ValueError(f"`get` must be one of {MODES}; got {get!r}. 'nngp': GP posterior "
                          "with the NNGP prior; 'ntkgp': GP posterior with the NTK as prior; "
                          "'ntk': infinitely wide network trained by gradient descent to "
                          "convergence (needs NNGP and NTK).")
-    missing = [p for p in _NEEDS[get] if parts.get(p) is None]
-    if missing:
-        raise ValueError(f"get={get!r} needs the {' and '.join(missing)} kernel of {what}, "
-                         f"which was not given. Pass a Kernel computed with get=('nngp', 'ntk') "
-                         "(e.g. `net.kernel(x_train, None)`), or use a mode that it has.")
 
 
-@dataclasses.dataclass(frozen=True)
-class Posterior:
-    r"""Factored training kernels and targets; predicts at any test points without refactoring.
-
-    Made by `gp_inference`. A pytree (it can be passed through ``jax.jit`` and
+class GPInference:
+    """What `gp_inference` factored: one `Posterior` per mode, the NTK factored once for
+    ``'ntk'`` and ``'ntkgp'``. A pytree (it can be passed through ``jax.jit`` and
     differentiated).
 
     Attributes:
-        y_train: array of shape ``(N, K)``.
-        nngp: `ntkgp.linalg.Cholesky` of the regularized NNGP, or ``None``.
-        ntk: `ntkgp.linalg.Cholesky` of the regularized NTK, or ``None``.
-        k_nngp: array of shape ``(N, N)``, the NNGP of the training points without
-            regularization (the prior of the initial outputs in mode ``'ntk'``), or ``None``.
-        y_was_1d: static; whether ``y_train`` was given with shape ``(N,)``.
+        posteriors: ``{mode: Posterior}`` for the modes prepared.
     """
 
-    y_train: Array
-    nngp: Optional[linalg.Cholesky]
-    ntk: Optional[linalg.Cholesky]
-    k_nngp: Optional[Array]
-    y_was_1d: bool = False
+    def __init__(self, posteriors: dict):
+        self.posteriors = dict(posteriors)
 
-    def _factor(self, get):
-        return self.nngp if get == "nngp" else self.ntk
+    def _posterior(self, get):
+        _check_get(get)
+        if get not in self.posteriors:
+            raise ValueError(f"This posterior was not prepared for get={get!r}; call "
+                             f"gp_inference(..., get={get!r}) with a kernel that has it.")
+        return self.posteriors[get]
+
+    @property
+    def y_train(self):
+        """The targets ``(N, K)``."""
+        return next(iter(self.posteriors.values())).y_train
 
     def predict(self, k_test_train, k_test_test=None, get: str = "nngp"):
         r"""Posterior mean (and covariance) of the outputs at test points.
@@ -75,9 +68,7 @@ class Posterior:
                   \Sigma = K_{tt} - K_{td} K_\mathrm{reg}^{-1} K_{dt}.
 
         For ``'ntk'`` the mean is the same with :math:`\Theta`, and the covariance is that of
-        the ensemble of infinitely wide networks trained to convergence,
-        :math:`K_{tt} + Z^\top K Z - Z^\top K_{dt} - K_{td} Z`, :math:`Z = \Theta_\mathrm{reg}^{-1}
-        \Theta_{dt}` (`gradient_descent_mse_ensemble` at :math:`t=\infty`).
+        the ensemble of infinitely wide networks trained to convergence (`Posterior`).
 
         Args:
             k_test_train: array of shape ``(M, N)``, or a `Kernel` (``net.kernel(x_test,
@@ -90,44 +81,20 @@ class Posterior:
             The mean, of shape ``(M, K)`` (``(M,)`` for 1-D targets), or a `Gaussian`
             ``(mean, cov)`` with ``cov`` of shape ``(M, M)`` when ``k_test_test`` is given.
         """
-        parts = _parts(k_test_train, "k_test_train")
-        _check_mode(get, parts, "the test points (`k_test_train`)")
-        if self._factor(get) is None or (get == "ntk" and self.k_nngp is None):
-            raise ValueError(f"This posterior was not prepared for get={get!r}; call "
-                             f"gp_inference(..., get={get!r}) with a kernel that has it.")
-        n = self.y_train.shape[0]
-        kind = "nngp" if get == "nngp" else "ntk"
-        d_td = checks.as_float_array(parts[kind], "k_test_train")
-        m = d_td.shape[0] if d_td.ndim == 2 else -1
-        d_td = common.check_matrix(d_td, (m, n), "k_test_train",
-                                   f" It is the kernel of M test points (rows) against the {n} "
-                                   "training points (columns).")
-        compute_cov = k_test_test is not None
-        p_td, p_tt = d_td, None
-        if compute_cov:
-            want = "ntk" if get == "ntkgp" else "nngp"
-            is_kernel = hasattr(k_test_test, "nngp") and hasattr(k_test_test, "ntk")
-            p_tt = getattr(k_test_test, want) if is_kernel else k_test_test
-            if p_tt is None:
-                raise ValueError(f"get={get!r} needs the {want} kernel of the test points in "
-                                 "`k_test_test`.")
-            p_tt = common.check_matrix(p_tt, (m, m), "k_test_test")
-            if get == "ntk":
-                p_td = common.check_matrix(parts["nngp"], (m, n), "k_test_train.nngp")
-        p_dd = self.k_nngp if get == "ntk" else None
-        mean, cov = common.moments_cholesky(self._factor(get), self.y_train, d_td, p_td,
-                                            p_tt, p_dd, compute_cov)
-        return common.finish(mean, cov, True, self.y_was_1d, compute_cov)
+        post = self._posterior(get)
+        if get == "ntk":
+            parts = _parts(k_test_train, "k_test_train")
+            missing = [p for p in ("ntk", "nngp") if parts[p] is None]
+            if missing:
+                raise ValueError(f"get='ntk' needs the {' and '.join(missing)} kernel of the "
+                                 "test points (`k_test_train`), which was not given. Pass a "
+                                 "Kernel computed with get=('nngp', 'ntk').")
+        return post.predict(k_test_train=k_test_train, k_test_test=k_test_test,
+                            return_cov=k_test_test is not None)
 
-    def log_marginal_likelihood(self, get: str = "nngp") -> Array:
-        r"""Log evidence of the targets under the GP prior, summed over the ``K`` outputs.
-
-        .. math:: \log p(y) = -\tfrac12 \sum_k y_k^\top K_\mathrm{reg}^{-1} y_k
-                  - \tfrac{K}{2}\log\det K_\mathrm{reg} - \tfrac{NK}{2}\log 2\pi
-
-        Differentiable with respect to everything that made the kernel (e.g. ``W_std`` of the
-        layers, and ``diag_reg``). Inside ``jax.jit``, a kernel that cannot be factorized gives
-        NaN.
+    def log_marginal_likelihood(self, get: str = "nngp"):
+        r"""Log evidence of the targets under the GP prior (`Posterior.log_marginal_likelihood`),
+        summed over the ``K`` outputs.
 
         Args:
             get: ``'nngp'`` (NNGP prior) or ``'ntkgp'`` (NTK prior).
@@ -152,21 +119,18 @@ class Posterior:
         if get not in ("nngp", "ntkgp"):
             raise ValueError(f"`get` must be 'nngp' or 'ntkgp' (a GP prior) for the marginal "
                              f"likelihood; got {get!r}.")
-        f = self._factor(get)
-        if f is None:
+        if get not in self.posteriors and not (get == "ntkgp" and "ntk" in self.posteriors):
             raise ValueError(f"This posterior was not factored for get={get!r}.")
-        n, k = self.y_train.shape
-        white = f.solve_lower(self.y_train)
-        return (-0.5 * jnp.sum(white ** 2) - 0.5 * k * f.logdet()
-                - 0.5 * n * k * jnp.log(2 * jnp.pi).astype(white.dtype))
+        return self.posteriors.get(get, self.posteriors.get("ntk")).log_marginal_likelihood()
 
 
-jax.tree_util.register_dataclass(Posterior, data_fields=["y_train", "nngp", "ntk", "k_nngp"],
-                                 meta_fields=["y_was_1d"])
+jax.tree_util.register_pytree_node(
+    GPInference, lambda g: (tuple(g.posteriors.values()), tuple(g.posteriors)),
+    lambda modes, posts: GPInference(dict(zip(modes, posts))))
 
 
 def gp_inference(k_train_train, y_train, *, diag_reg=0.0, diag_reg_absolute_scale: bool = False,
-                 jitter: Optional[float] = None, get=None) -> Posterior:
+                 jitter: Optional[float] = None, get=None) -> GPInference:
     r"""Factor the training kernels once for exact posterior predictions.
 
     The NNGP is the prior over functions of an infinitely wide network at initialization; the
@@ -191,8 +155,9 @@ def gp_inference(k_train_train, y_train, *, diag_reg=0.0, diag_reg_absolute_scal
             kernel is factored once, whatever the modes.
 
     Returns:
-        A `Posterior`; call ``.predict(k_test_train, k_test_test, get)`` and
-        ``.log_marginal_likelihood(get)``.
+        A `GPInference`; call ``.predict(k_test_train, k_test_test, get)`` and
+        ``.log_marginal_likelihood(get)``. (neural-tangents' function, a thin wrapper of
+        `Posterior`, which predicts from test inputs as well.)
 
     Raises:
         ValueError: for shapes that disagree, NaN/inf, or a mode whose kernel is missing.
@@ -214,28 +179,29 @@ def gp_inference(k_train_train, y_train, *, diag_reg=0.0, diag_reg_absolute_scal
     """
     parts = _parts(k_train_train, "k_train_train")
     if get is None:
-        modes = tuple(g for g in MODES if all(parts.get(p) is not None for p in _NEEDS[g]))
+        modes = tuple(g for g in MODES if parts[DRIVER[g]] is not None
+                      and parts[PRIOR[g]] is not None)
         if not modes:
             raise ValueError("`k_train_train` has neither an NNGP nor an NTK.")
     else:
         modes = (get,) if isinstance(get, str) else tuple(get)
         for g in modes:
-            _check_mode(g, parts, "the training points")
-    kinds = {p for g in modes for p in (("nngp",) if g == "nngp" else ("ntk",))}
-    n = None
-    for p in ("nngp", "ntk"):
-        if parts[p] is not None:
-            parts[p] = checks.check_square(parts[p], f"k_train_train.{p}")
-            n = parts[p].shape[0]
-    y, was_1d = common.check_targets(y_train, n)
-    symmetric = bool(getattr(k_train_train, "x1_is_x2", False))  # exact by construction
-    factors = {p: linalg.cholesky(parts[p], diag_reg, diag_reg_absolute_scale=
-                                  diag_reg_absolute_scale, jitter=jitter, name=f"{p.upper()}",
-                                  symmetrize=not symmetric)
-               for p in ("nngp", "ntk") if p in kinds}
-    y = y.astype(jnp.result_type(*[f.chol.dtype for f in factors.values()]))
-    k_nngp = parts["nngp"] if "ntk" in modes else None
-    return Posterior(y_train=y, nngp=factors.get("nngp"), ntk=factors.get("ntk"),
-                     k_nngp=k_nngp, y_was_1d=was_1d)
-
-
+            _check_get(g)
+            missing = [p for p in sorted({DRIVER[g], PRIOR[g]}) if parts[p] is None]
+            if missing:
+                raise ValueError(f"get={g!r} needs the {' and '.join(missing)} kernel of the "
+                                 "training points, which was not given. Pass a Kernel computed "
+                                 "with get=('nngp', 'ntk') (e.g. `net.kernel(x_train, None)`), "
+                                 "or use a mode that it has.")
+    sym = bool(getattr(k_train_train, "x1_is_x2", False))  # exact by construction
+    ops = {p: DenseKernelOperator(v, sym, f"k_train_train.{p}")
+           for p, v in parts.items() if v is not None}
+    posts = {}
+    for g in sorted(modes, key=("ntk", "nngp", "ntkgp").index):  # 'ntk' before 'ntkgp'
+        if g == "ntkgp" and "ntk" in posts:  # the same factor of the NTK
+            posts[g] = posts["ntk"].as_mode("ntkgp")
+        else:
+            posts[g] = Posterior.from_kernels(
+                ops, y_train, mode=g, solver=CholeskySolver(jitter), diag_reg=diag_reg,
+                diag_reg_absolute_scale=diag_reg_absolute_scale)
+    return GPInference({g: posts[g] for g in modes})

@@ -1,10 +1,11 @@
-r"""Kernel regression and GP inference for large N without the ``N x N`` matrix.
+r"""Kernel regression and GP inference for large N without the ``N x N`` matrix: `cg_inference`,
+a shorthand for a `Posterior` solved by conjugate gradients.
 
 `cg_inference` solves :math:`(K + \sigma^2 I)\,\alpha = y` by preconditioned conjugate
 gradients on kernel-vector products recomputed tile by tile (`ntkgp.linalg.cg_solve`); the
 posterior mean at any number of test points is :math:`K_{*X}\,\alpha`, computed tile by tile
-too. Predictive variances need one more solve with the ``M`` test columns as right-hand sides
-(a block solve: one kernel pass per iteration for all of them), so they are meant for a modest
+too. Predictive variances need one more solve with the test columns as right-hand sides (a
+block solve: one kernel pass per iteration for all of them), so they are meant for a modest
 test set (``M`` up to a few thousand).
 
 Memory: ``O(N (r + C))`` for a rank-``r`` preconditioner and ``C`` right-hand sides, plus one
@@ -13,83 +14,11 @@ kernel tile per device. Time: ``N^2/2`` kernel evaluations per CG iteration.
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Callable, Optional
 
-import numpy as np
-
 from ntkgp._src import checks
-from ntkgp._src.solve.cg import CGResult, cg_solve
-from ntkgp._src.solve.operators import KernelOperator, TiledKernelOperator
-
-MODES = ("nngp", "ntkgp", "ntk")
-VAR_CHUNK = 512  # test points per variance solve: bounds its memory to N x VAR_CHUNK
-
-
-@dataclasses.dataclass(frozen=True)
-class IterativePosterior:
-    r"""What `cg_inference` solved: predicts at any test points without solving again.
-
-    Attributes:
-        alpha: ``(N, K)`` float64, :math:`(K + \sigma^2 I)^{-1} y`.
-        operator: the training kernel (`TiledKernelOperator`) of the mode's kernel.
-        nngp_operator: the NNGP operator (mode ``'ntk'`` only, for variances), else ``None``.
-        noise: :math:`\sigma^2` on the diagonal, in the kernel's units.
-        get: ``'nngp'``, ``'ntkgp'`` or ``'ntk'``.
-        cg: the `CGResult` of the solve (iterations, residuals, convergence).
-        y_was_1d: whether ``y_train`` was 1-D.
-        solve_options: ``tol``, ``max_iter`` used again for variance solves.
-    """
-
-    alpha: np.ndarray
-    operator: KernelOperator
-    nngp_operator: Optional[KernelOperator]
-    noise: float
-    get: str
-    cg: CGResult
-    y_was_1d: bool
-    solve_options: dict
-
-    def predict(self, x_test, compute_var: bool = False, progress: Optional[bool] = None):
-        r"""Posterior mean :math:`\mu = K_{*X}\alpha` and, optionally, the variances.
-
-        Variances: ``'nngp'``/``'ntkgp'``: :math:`k_{**} - k_{*X} (K+\sigma^2 I)^{-1} k_{X*}`;
-        ``'ntk'``: the variance of the infinite ensemble trained to convergence,
-        :math:`\mathcal K_{**} + z^\top \mathcal K z - 2\, \mathcal K_{*X} z` with
-        :math:`z = (\Theta + \sigma^2 I)^{-1}\Theta_{X*}` and :math:`\mathcal K` the NNGP.
-
-        Args:
-            x_test: ``(M, ...)`` test inputs.
-            compute_var: also return the ``(M,)`` variances: a block CG solve per
-                ``VAR_CHUNK`` test points (memory ``O(N x VAR_CHUNK)``, each chunk a full solve:
-                keep ``M`` modest).
-            progress: show progress bars.
-
-        Returns:
-            The mean ``(M, K)`` (``(M,)`` for 1-D targets), or a tuple ``(mean, var)`` with
-            ``var`` of shape ``(M,)`` (shared by the ``K`` outputs).
-        """
-        op = self.operator
-        x_test, _ = checks.check_inputs(x_test, None, ndim=None)
-        mean = op.cross(x_test, self.alpha, progress=progress)
-        if self.y_was_1d:
-            mean = mean[:, 0]
-        if not compute_var:
-            return mean
-        var = np.concatenate([self._variances(x_test[i:i + VAR_CHUNK], progress)
-                              for i in range(0, len(x_test), VAR_CHUNK)])
-        return mean, np.maximum(var, 0.0)
-
-    def _variances(self, x_test, progress):
-        op = self.operator
-        k_xs = op.cross_columns(x_test)  # (N, m), m <= VAR_CHUNK
-        z = cg_solve(op, k_xs, self.noise, preconditioner=self.cg.preconditioner,
-                     progress=progress, **self.solve_options).x
-        if self.get == "ntk":
-            g = self.nngp_operator
-            return (g.test_diagonal(x_test) + np.sum(z * g.matmat(z), axis=0)
-                    - 2.0 * np.sum(g.cross_columns(x_test) * z, axis=0))
-        return op.test_diagonal(x_test) - np.sum(k_xs * z, axis=0)
+from ntkgp._src.predict.posterior import Posterior
+from ntkgp._src.solve.solvers import CGSolver
 
 
 def cg_inference(kernel_fn: Callable, x_train, y_train, *, get: str = "ntk",
@@ -97,7 +26,7 @@ def cg_inference(kernel_fn: Callable, x_train, y_train, *, get: str = "ntk",
                  tile_size: Optional[int] = None, devices=None,
                  preconditioner: Optional[str] = "auto", rank: int = 256,
                  tol: float = 1e-6, max_iter: int = 1000, x0=None,
-                 progress: Optional[bool] = None) -> IterativePosterior:
+                 progress: Optional[bool] = None) -> Posterior:
     r"""Kernel regression / GP posterior for large ``N`` by preconditioned conjugate gradients.
 
     Solves :math:`(K + \sigma^2 I)\,\alpha = y` with :math:`\sigma^2 = \lambda \bar k`
@@ -128,7 +57,8 @@ def cg_inference(kernel_fn: Callable, x_train, y_train, *, get: str = "ntk",
         progress: progress bars (default: for large problems).
 
     Returns:
-        `IterativePosterior`; its ``cg`` attribute has the iteration count and residuals.
+        A `Posterior` solved by `ntkgp.linalg.CGSolver` (this function is its shorthand);
+        ``post.solve_result`` has the iterations and residuals, ``post.alpha`` the solution.
         Warns `ntkgp.linalg.CGConvergenceWarning` when ``tol`` was not met.
 
     Example:
@@ -143,29 +73,9 @@ def cg_inference(kernel_fn: Callable, x_train, y_train, *, get: str = "ntk",
         ...                  rtol=1e-3, atol=1e-4))
         True
     """
-    if get not in MODES:
-        raise ValueError(f"`get` must be one of {MODES}; got {get!r}.")
-    checks.check_nonneg(diag_reg, "diag_reg")
-    y = checks.as_float_array(y_train, "y_train")
-    checks.check_finite(y, "y_train")
-    y = np.asarray(y, np.float64)
-    was_1d = y.ndim == 1
-    y = y[:, None] if was_1d else y
-    n = np.shape(x_train)[0]
-    if y.ndim != 2 or y.shape[0] != n:
-        raise ValueError(f"`y_train` must have shape ({n},) or ({n}, K), one row per training "
-                         f"input; got shape {np.shape(y_train)}.")
-    kind = "nngp" if get == "nngp" else "ntk"
-    op = TiledKernelOperator(kernel_fn, x_train, get=kind, tile_size=tile_size,
-                             devices=devices, progress=progress)
-    mean_diag = float(np.mean(op.diagonal()))
-    noise = float(diag_reg) * (1.0 if diag_reg_absolute_scale else mean_diag)
-    opts = dict(tol=tol, max_iter=max_iter)
-    res = cg_solve(op, y, noise, preconditioner=preconditioner, rank=rank, progress=progress,
-                   x0=x0, **opts)
-    g = None
-    if get == "ntk":
-        g = TiledKernelOperator(kernel_fn, x_train, get="nngp", tile_size=tile_size,
-                                devices=devices, progress=progress)
-    return IterativePosterior(alpha=res.x, operator=op, nngp_operator=g, noise=noise, get=get,
-                              cg=res, y_was_1d=was_1d, solve_options=opts)
+    checks.check_choice(get, "get", checks.MODES)
+    solver = CGSolver(tol=tol, max_iter=max_iter, preconditioner=preconditioner, rank=rank,
+                      x0=x0, progress=progress)
+    return Posterior(kernel_fn, x_train, y_train, mode=get, solver=solver, diag_reg=diag_reg,
+                     diag_reg_absolute_scale=diag_reg_absolute_scale, tile_size=tile_size,
+                     devices=devices)

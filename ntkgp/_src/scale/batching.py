@@ -25,10 +25,10 @@ import numpy as np
 from ntkgp._src import checks
 from ntkgp._src.kernels.kernel import Kernel
 from ntkgp._src.progress import progress_counter
+from ntkgp._src.scale import tiles as tiling
 from ntkgp._src.scale.store import StoreError, digest, fingerprint, open_store_dir
-from ntkgp._src.util import device_free_memory_bytes, pad_rows, write_atomic
-
-MAX_TILE = 4096
+from ntkgp._src.scale.tiles import MAX_TILE, pad_rows
+from ntkgp._src.util import device_free_memory_bytes, write_atomic
 
 
 def _block_transpose(a, meta=None):
@@ -169,7 +169,7 @@ def batch(kernel_fn: Callable, tile_size: Optional[int] = None,
                 kernel_fn, store_key, x1, x2, jax.tree.leaves(args),
                 str(jax.tree.structure(args)), sorted((k, repr(v)) for k, v in kwargs.items()),
                 t1, t2))
-        devs = list(devices) if devices is not None else jax.local_devices()
+        devs = tiling.devices(devices)
         show = len(tiles) > 16 if progress is None else progress
         out = None
         bar = progress_counter(len(tiles), desc="kernel tiles", enabled=show)

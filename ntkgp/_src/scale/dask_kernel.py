@@ -26,8 +26,8 @@ import numpy as np
 from ntkgp._src import checks
 from ntkgp._src.progress import progress_counter
 from ntkgp._src.scale.store import StoreError, digest, fingerprint, open_store_dir, read_manifest
-from ntkgp._src.solve.operators import StoredKernelOperator, as_kernel_function
-from ntkgp._src.util import pad_rows, write_atomic
+from ntkgp._src.scale.tiles import as_kernel_function, pad_rows
+from ntkgp._src.util import write_atomic
 
 FORMAT = "ntkgp-zarr-2"
 _PROGRAMS = {}  # per worker process: jitted tile programs, by kernel function and `get`
@@ -82,7 +82,7 @@ def _tile_task(path, fp, kernel_fn, get, x1, x2, i, j, t, mirror):
     return i, j
 
 
-def _check_tile(path, fp, i, j, block, symmetric):
+def check_tile(path, fp, i, j, block, symmetric):
     """Raise `StoreError` unless ``block`` (the stored values of tile (i, j)) matches the
     checksum in its done marker (below the diagonal of a symmetric store: its mirror's)."""
     rows, cols = block.shape
@@ -102,7 +102,7 @@ def _check_tile(path, fp, i, j, block, symmetric):
                          "call kernel_to_zarr again to compute the tile anew.")
 
 
-def _client(client):
+def connect(client):
     """``(client, owned)`` from a Client, a scheduler address or None (a new LocalCluster whose
     workers run one single-threaded JAX each, with the caller's x64 setting)."""
     distributed = _need("distributed")
@@ -186,7 +186,7 @@ def kernel_to_zarr(kernel_fn: Callable, x1, x2=None, *, path: str, get: Optional
     todo = [(i, j) for i, j in tiles if not os.path.exists(_marker(path, i, j))]
     if todo:
         distributed = _need("distributed")
-        cl, owned = _client(client)
+        cl, owned = connect(client)
         bar = progress_counter(len(tiles), desc="kernel tiles (dask)",
                                enabled=len(tiles) > 4 if progress is None else progress)
         bar.update(len(tiles) - len(todo))
@@ -214,7 +214,8 @@ def kernel_to_zarr(kernel_fn: Callable, x1, x2=None, *, path: str, get: Optional
     return open_kernel(path, verify=sorted(set(tiles) - set(todo)))
 
 
-def _read_manifest(path):
+def zarr_manifest(path):
+    """``(n1, n2, tile, fingerprint, symmetric)`` from a zarr store's manifest."""
     info = read_manifest(path, FORMAT)
     try:
         (n1, n2), t = info["shape"], int(info["tile_size"])
@@ -225,7 +226,8 @@ def _read_manifest(path):
     return int(n1), int(n2), t, info["fingerprint"], symmetric
 
 
-def _tiles(n1, n2, t, rows=None):
+def tile_origins(n1, n2, t, rows=None):
+    """``(i, j)`` of the tiles of rows ``rows`` (default all)."""
     rows = range(0, n1, t) if rows is None else rows
     return [(i, j) for i in rows for j in range(0, n2, t)]
 
@@ -250,8 +252,8 @@ def open_kernel(path: str, verify=True):
     """
     zarr = _need("zarr")
     path = os.fspath(path)
-    n1, n2, t, fp, symmetric = _read_manifest(path)
-    need = [(i, j) for i, j in _tiles(n1, n2, t) if not symmetric or j >= i]
+    n1, n2, t, fp, symmetric = zarr_manifest(path)
+    need = [(i, j) for i, j in tile_origins(n1, n2, t) if not symmetric or j >= i]
     missing = sum(not os.path.exists(_marker(path, i, j)) for i, j in need)
     if missing:
         raise RuntimeError(f"the kernel store {path!r} is incomplete: {missing} of "
@@ -263,61 +265,12 @@ def open_kernel(path: str, verify=True):
             raise ValueError(f"shape {arr.shape}, manifest {(n1, n2)}")
         check = need if verify is True else list(verify or [])
         for i, j in check:
-            _check_tile(path, fp, i, j, arr[i:i + t, j:j + t], symmetric)
+            check_tile(path, fp, i, j, arr[i:i + t, j:j + t], symmetric)
             if symmetric and i != j:
-                _check_tile(path, fp, j, i, arr[j:j + t, i:i + t], symmetric)
+                check_tile(path, fp, j, i, arr[j:j + t, i:i + t], symmetric)
     except StoreError:
         raise
     except Exception as e:  # zarr's own errors for damaged chunks and metadata vary
         raise StoreError(f"the kernel store {path!r} cannot be read ({type(e).__name__}: "
                          f"{e}); delete it and compute it again.") from None
     return arr
-
-
-def _band_task(path, r0, r1, v):
-    """``band @ v`` for rows ``r0:r1`` of the store, each tile of the band checked first."""
-    import zarr
-
-    n1, n2, t, fp, symmetric = _read_manifest(path)
-    band = zarr.open_array(os.path.join(path, "kernel"), mode="r")[r0:r1]
-    if r0 % t == 0 and r1 - r0 <= t:  # one row of tiles
-        for _, j in _tiles(n1, n2, t, rows=[r0]):
-            _check_tile(path, fp, r0, j, band[:, j:j + t], symmetric)
-    band = np.asarray(band, np.float64)
-    if not np.all(np.isfinite(band)):
-        raise ValueError(f"rows {r0}..{r1 - 1} of the stored kernel hold NaN or inf.")
-    return band @ v
-
-
-class DaskKernelOperator(StoredKernelOperator):
-    """A zarr kernel store as a `KernelOperator` whose products run as Dask tasks.
-
-    Each product :math:`K V` is one task per band of ``block_rows`` rows (the store's tile
-    height), run where the workers are and returning ``band @ V``; ``V`` is scattered once per
-    product. For `ntkgp.linalg.cg_solve` on kernels computed by `kernel_to_zarr`.
-
-    Args:
-        path: a finished store (`kernel_to_zarr`).
-        client: a ``distributed.Client`` or a scheduler address.
-        block_rows: rows per task (default: the tile size).
-    """
-
-    def __init__(self, path: str, client, block_rows: Optional[int] = None,
-                 progress: Optional[bool] = None):
-        # the tasks check each tile as they read it when bands are rows of tiles; other
-        # band heights are checked here once
-        tile = _read_manifest(os.fspath(path))[2]
-        aligned = block_rows is None or block_rows == tile
-        super().__init__(open_kernel(path, verify=not aligned), block_rows or tile, progress)
-        self.path = os.fspath(path)
-        self.client, _ = _client(client)
-
-    def matmat(self, v):
-        v, squeeze = self._check_block(v)
-        vf = self.client.scatter(v, broadcast=True, hash=False)
-        bands = [(r, min(r + self.block_rows, self.n)) for r in range(0, self.n,
-                                                                     self.block_rows)]
-        futs = [self.client.submit(_band_task, self.path, r0, r1, vf, pure=False)
-                for r0, r1 in bands]
-        out = np.concatenate(self.client.gather(futs))
-        return out[:, 0] if squeeze else out

@@ -30,6 +30,7 @@ import scipy.linalg
 
 from ntkgp._src.progress import progress_counter
 from ntkgp._src.solve.operators import KernelOperator
+from ntkgp._src.solve.result import SolveResult
 
 
 class CGConvergenceWarning(UserWarning):
@@ -180,28 +181,6 @@ def make_preconditioner(op: KernelOperator, noise: float, method: Optional[str] 
     return LowRankPreconditioner(lt, float(noise), method)
 
 
-@dataclasses.dataclass(frozen=True)
-class CGResult:
-    """Solution of :math:`(K + \\sigma^2 I) X = B` by conjugate gradients.
-
-    Attributes:
-        x: ``(N,)`` or ``(N, C)`` float64 solution.
-        iterations: kernel-vector products used (one per iteration).
-        residuals: ``(iterations + 1,)``, the largest relative residual
-            :math:`\\max_c \\|b_c - A x_c\\| / \\|b_c\\|` after each iteration.
-        converged: whether every column met ``tol``.
-        tol: the tolerance asked for.
-        preconditioner: the `LowRankPreconditioner` used (or ``None``).
-    """
-
-    x: np.ndarray
-    iterations: int
-    residuals: np.ndarray
-    converged: bool
-    tol: float
-    preconditioner: Optional[LowRankPreconditioner] = None
-
-
 def _check_options(tol, max_iter, rank):
     if isinstance(tol, bool) or not np.isscalar(tol) or not np.isreal(tol) or \
             not (np.isfinite(tol) and tol > 0):
@@ -219,7 +198,8 @@ def cg_solve(op: KernelOperator, b, noise: float,
              preconditioner: Union[LowRankPreconditioner, str, None] = "auto",
              rank: int = 256, tol: float = 1e-6, max_iter: int = 1000, x0=None,
              progress: Optional[bool] = None,
-             callback: Optional[Callable[[int, np.ndarray, float], None]] = None) -> CGResult:
+             callback: Optional[Callable[[int, np.ndarray, float], Optional[bool]]] = None
+             ) -> SolveResult:
     r"""Solve :math:`(K + \sigma^2 I) X = B` with preconditioned conjugate gradients.
 
     Args:
@@ -237,18 +217,20 @@ def cg_solve(op: KernelOperator, b, noise: float,
         x0: starting point, the shape of ``b`` (default zeros).
         progress: show a progress bar over iterations (default: when ``N > 4096``).
         callback: ``callback(iteration, x, residual)`` after every iteration, with the
-            current iterate (a copy is yours to keep): a checkpoint for long solves. A
+            current iterate (a copy is yours to keep): a checkpoint for long solves. It may
+            return ``True`` to stop now (the result then says ``stopped``). A
             KeyboardInterrupt propagates; continue later with ``x0`` set to the last
             iterate the callback saw.
 
     Returns:
-        `CGResult`. Warns `CGConvergenceWarning` when ``tol`` was not met.
+        A `SolveResult` (``solver='cg'``) with the solution ``x``. Warns
+        `CGConvergenceWarning` when ``tol`` was not met (and no callback asked to stop).
 
     Raises:
         ValueError: for invalid options, or ``b``/``x0`` of the wrong shape or not finite.
         numpy.linalg.LinAlgError: when the system is not positive definite.
     """
-    b2, squeeze = op._check_block(b, "`b` (the right-hand sides)")
+    b2, squeeze = op.check_block(b, "`b` (the right-hand sides)")
     if isinstance(noise, bool) or not np.isscalar(noise) or not (np.isfinite(noise)
                                                                    and noise >= 0):
         raise ValueError(f"`noise` must be a finite number >= 0; got {noise!r}.")
@@ -285,6 +267,7 @@ def cg_solve(op: KernelOperator, b, noise: float,
     show = op.n > 4096 if progress is None else progress
     bar = progress_counter(max_iter, desc="conjugate gradients", enabled=show)
     it = 0
+    stopped = False
     try:
         while history[-1] > tol and it < max_iter:
             ap = apply(p)
@@ -306,16 +289,18 @@ def cg_solve(op: KernelOperator, b, noise: float,
             history.append(float(np.max(np.linalg.norm(r, axis=0) / bnorm)))
             bar.update(1)
             bar.set_postfix(residual=f"{history[-1]:.1e}")
-            if callback is not None:
-                callback(it, x.copy(), history[-1])
+            if callback is not None and callback(it, x.copy(), history[-1]) is True:
+                stopped = history[-1] > tol
+                break
     finally:
         bar.close()
     converged = history[-1] <= tol
-    if not converged:
+    if not converged and not stopped:
         warnings.warn(
             f"conjugate gradients stopped after {it} iterations with relative residual "
             f"{history[-1]:.2e} > tol={tol:.0e}; raise `max_iter` or the preconditioner's "
             "`rank`, or raise `diag_reg` (a better-conditioned system).",
             CGConvergenceWarning, stacklevel=2)
-    return CGResult(x=x[:, 0] if squeeze else x, iterations=it, residuals=np.array(history),
-                    converged=converged, tol=tol, preconditioner=preconditioner)
+    return SolveResult("cg", converged=converged, iterations=it, residual=history[-1],
+                       stopped=stopped, tol=tol, x=x[:, 0] if squeeze else x,
+                       residuals=np.array(history), preconditioner=preconditioner)

@@ -1,4 +1,5 @@
-r"""Factorizations of kernel matrices: the one place where ntkgp inverts a kernel.
+r"""Dense factorizations of kernel matrices (Cholesky, eigendecomposition) with their
+regularization and checks; `ntkgp.linalg.CholeskySolver` and `EigenSolver` use them.
 
 Every factorization first symmetrizes :math:`K \leftarrow (K + K^\top)/2` and adds a diagonal
 
@@ -30,11 +31,10 @@ import jax.numpy as jnp
 import numpy as np
 
 from ntkgp._src import checks
+from ntkgp._src.scale.tiles import CHOLESKY_BLOCK, LARGE_LAPACK_N
 
 Array = jax.Array
 MAX_JITTER = 1e-2  # relative to the mean diagonal; beyond this the answer is a different model
-LARGE_LAPACK_N = 8192  # above this, on CPU, Cholesky is blocked (see _blocked_cholesky)
-CHOLESKY_BLOCK = 2048
 
 
 class NotPositiveDefiniteError(np.linalg.LinAlgError):
@@ -82,11 +82,15 @@ class Cholesky:
             that is transposed for it.
         added: scalar, what was added to the diagonal of :math:`K` (``diag_reg`` term plus any
             jitter), in the kernel's units.
+        jitter: the relative jitter that was needed (0 when none).
+        attempts: factorizations tried (more than 1 when the jitter was escalated).
     """
 
     chol: Array
     chol_t: Array
     added: Array
+    jitter: float = 0.0
+    attempts: int = 1
 
     def solve_lower(self, b: Array) -> Array:
         r""":math:`L^{-1} b` for ``b`` of shape ``(N,)`` or ``(N, M)``."""
@@ -106,7 +110,7 @@ class Cholesky:
 
 
 jax.tree_util.register_dataclass(Cholesky, data_fields=["chol", "chol_t", "added"],
-                                 meta_fields=[])
+                                 meta_fields=["jitter", "attempts"])
 
 
 @dataclasses.dataclass(frozen=True)
@@ -222,7 +226,7 @@ def cholesky(k, diag_reg=0.0, *, diag_reg_absolute_scale: bool = False,
     eps = float(jnp.finfo(k.dtype).eps)
     tries = [jitter] if jitter is not None else [0.0] + list(
         np.sqrt(eps) * 10.0 ** np.arange(0, 1 + np.floor(np.log10(MAX_JITTER / np.sqrt(eps)))))
-    for j in tries:
+    for attempt, j in enumerate(tries, 1):
         chol, chol_t, added, ok, finite = _cholesky(k, diag_reg, j, absolute, bool(symmetrize))
         ok, finite = jax.device_get((ok, finite))  # one host round trip
         if ok or (jitter is not None and finite):
@@ -234,7 +238,7 @@ def cholesky(k, diag_reg=0.0, *, diag_reg_absolute_scale: bool = False,
                     "(relative to the mean diagonal), remove duplicate points, or enable "
                     "float64 (jax.config.update('jax_enable_x64', True)).",
                     JitterWarning, stacklevel=3)
-            return Cholesky(chol, chol_t, added)
+            return Cholesky(chol, chol_t, added, float(j), attempt)
     raise NotPositiveDefiniteError(
         f"The {name} matrix of {k.shape[0]} points ({k.dtype}) is not positive definite to "
         f"working precision" + (f", even with jitter up to {tries[-1]:.1e} x mean(diag) on its "

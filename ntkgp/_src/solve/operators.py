@@ -1,82 +1,59 @@
-r"""Kernel matrices as linear operators that never exist whole in memory.
+r"""Kernel matrices as linear operators, with one interface for every source.
 
-A `KernelOperator` of :math:`N` training points offers what a matrix-free solver needs:
-:math:`K V` for a block of vectors ``V`` of shape ``(N, C)``, the diagonal of :math:`K`, and
-selected columns :math:`K[:, p]`. Two sources:
+A `KernelOperator` is an ``(N, N)`` symmetric positive semi-definite kernel matrix offering
+what solvers need: :math:`K V` for a block ``V`` of shape ``(N, C)`` (`matmat`, `matvec`), the
+diagonal, selected columns, ``shape`` and ``dtype``, and, when it fits in memory, the whole
+matrix (`dense`). The sources:
 
-- `TiledKernelOperator`: the kernel is recomputed tile by tile on every product (memory: one
-  tile per device plus ``O(N C)``); only tiles on and above the diagonal are computed, each
-  used twice (:math:`K_{ij} v_j` and :math:`K_{ij}^\top v_i`). Tiles are spread over all
-  local devices with ``jax.shard_map`` (the same program on 1 CPU or 8 GPUs).
-- `StoredKernelOperator`: a kernel already on disk or in memory (a NumPy array or memmap, a
-  zarr array written by `ntkgp.distributed.kernel_to_zarr`, an HDF5 dataset), read one band
-  of rows at a time.
+- `DenseKernelOperator`: a matrix in memory (``net.kernel(x, None, 'ntk')``); it may be a
+  traced JAX array, so posteriors built on it can be differentiated and jitted.
+- `TiledKernelOperator` (``ntkgp._src.solve.tiled``): recomputed tile by tile on every
+  product, spread over all local devices; nothing of size ``N x N`` is ever held.
+- `StoredKernelOperator`: a kernel on disk or in memory (NumPy array or memmap, zarr array,
+  HDF5 dataset) read one band of rows at a time; ``ntkgp.distributed.DaskKernelOperator``
+  runs those bands as Dask tasks.
 
-Tiles may be float32; their products are summed in float64 on the host, and every vector the
-solver keeps is float64.
+Products return float64 NumPy arrays (tiles may be float32; their products are summed in
+float64), so the vectors an iterative solver keeps are float64.
 """
 
 from __future__ import annotations
 
-import functools
-from typing import Callable, Optional, Sequence
+from typing import Optional, Sequence
 
-import jax
 import jax.numpy as jnp
 import numpy as np
-from jax.sharding import Mesh, PartitionSpec
 
 from ntkgp._src import checks
-from ntkgp._src.kernels.kernel import Kernel
 from ntkgp._src.progress import progress_counter
-from ntkgp._src.util import pad_rows
-
-DEFAULT_TILE = 2048
-PAIRS_PER_CALL = 4  # tile pairs each device computes per dispatched program
-
-
-def _kernel_array(out, get):
-    """A kernel function's output as an array: a `Kernel` gives its ``get`` entry."""
-    if isinstance(out, Kernel):
-        name = get if isinstance(get, str) else "ntk"
-        val = getattr(out, name, None)
-        if val is None:
-            raise ValueError(f"the kernel function returned a Kernel without `{name}`; pass "
-                             "get='ntk' or get='nngp'.")
-        return val
-    return out
-
-
-def as_kernel_function(kernel_fn: Callable, get: Optional[str]) -> Callable:
-    """``f(x1, x2) -> (N1, N2)`` array from ``kernel_fn(x1, x2[, get=get])``."""
-    if not callable(kernel_fn):
-        raise TypeError(f"`kernel_fn` must be callable, e.g. `net.kernel`; got "
-                        f"{type(kernel_fn).__name__}.")
-    if get is None:
-        return lambda u, v: _kernel_array(kernel_fn(u, v), None)
-    return lambda u, v: _kernel_array(kernel_fn(u, v, get=get), get)
-
-
-def _zero_pad(v, size):
-    """``v`` (float64, ``(N, C)``) with zero rows appended up to ``size`` rows: padded
-    points then add nothing to any product."""
-    return np.concatenate([v, np.zeros((size - v.shape[0],) + v.shape[1:])]) if size > len(v) \
-        else v
+from ntkgp._src.scale import tiles
+from ntkgp._src.scale.tiles import as_kernel_function  # noqa: F401 (re-exported)
+from ntkgp._src.util import check_fits_in_memory
 
 
 class KernelOperator:
-    """An ``(N, N)`` symmetric positive semi-definite kernel matrix, matrix-free.
+    """An ``(N, N)`` symmetric positive semi-definite kernel matrix.
 
-    Subclasses implement `matmat`, `diagonal` and `columns`; all return float64 NumPy arrays.
+    Subclasses implement `matmat`, `_compute_diagonal` and `columns`, and `dense` when the
+    matrix can be materialized; all but `dense` return float64 NumPy arrays.
+
+    Attributes:
+        shape: ``(N, N)``.
+        dtype: the element type of the kernel's values.
+        symmetric: whether the matrix is exactly symmetric by construction (a dense
+            factorization then skips symmetrizing it).
     """
 
     shape: tuple
+    dtype = np.dtype(np.float64)
+    symmetric: bool = False
     #: whether single columns are cheap (recomputed) rather than a pass over stored data;
-    #: picks the preconditioner ``'auto'`` means (pivoted Cholesky if so, else Nyström)
+    #: picks the preconditioner ``'auto'`` means (pivoted Cholesky if so, else Nystrom)
     cheap_columns: bool = False
 
     @property
     def n(self) -> int:
+        """``N``, the number of points."""
         return self.shape[0]
 
     def diagonal(self) -> np.ndarray:
@@ -89,6 +66,16 @@ class KernelOperator:
         """:math:`K V` for ``V`` of shape ``(N, C)``; returns ``(N, C)`` float64."""
         raise NotImplementedError
 
+    def matvec(self, v: np.ndarray) -> np.ndarray:
+        """:math:`K v` for ``v`` of shape ``(N,)``; returns ``(N,)`` float64."""
+        return self.matmat(np.asarray(v)[:, None])[:, 0]
+
+    def dense(self):
+        """The whole ``(N, N)`` matrix (for a direct solver); raises ``MemoryError`` when it
+        would not fit in memory."""
+        check_fits_in_memory(self.n, self.dtype, 3, "the kernel matrix and its factorization")
+        return self.columns(np.arange(self.n))
+
     def _compute_diagonal(self) -> np.ndarray:
         raise NotImplementedError
 
@@ -96,7 +83,7 @@ class KernelOperator:
         """:math:`K[:, idx]`, shape ``(N, len(idx))``."""
         raise NotImplementedError
 
-    def _check_block(self, v, name="the vectors"):
+    def check_block(self, v, name="the vectors"):
         """``(V as (N, C) float64, whether it was 1-D)``; raises on a wrong shape or NaN."""
         v = np.asarray(v, np.float64)
         squeeze = v.ndim == 1
@@ -109,195 +96,39 @@ class KernelOperator:
         return v2, squeeze
 
 
-class TiledKernelOperator(KernelOperator):
-    r"""The kernel of ``x`` recomputed tile by tile on every product.
+class DenseKernelOperator(KernelOperator):
+    """A kernel matrix held whole in memory.
 
     Args:
-        kernel_fn: ``kernel_fn(x1, x2)`` (or ``kernel_fn(x1, x2, get=get)`` when ``get`` is
-            given) returning an ``(N1, N2)`` array or a `Kernel`, e.g. ``net.kernel`` with
-            ``get='ntk'``; ``x2=None`` means ``x1`` with itself (used for diagonal tiles, as
-            by every ntkgp kernel). It must be traceable by JAX.
-        x: inputs, shape ``(N, ...)``; their dtype is the tiles' dtype.
-        get: ``'ntk'`` or ``'nngp'`` (passed to ``kernel_fn``), or ``None``.
-        tile_size: rows per tile (default ``min(N, 2048)``); memory is one ``tile_size`` x
-            ``tile_size`` tile and its intermediates per device.
-        devices: JAX devices to shard the tiles over (default: all local devices).
-        progress: show a progress bar per product (default: when it has over 64 tile pairs).
-
-    Cost per product: :math:`N^2/2` kernel evaluations (the tiles on and above the diagonal).
+        k: array of shape ``(N, N)`` (NumPy or JAX; a traced array is kept as it is, so what
+            is built on it stays differentiable).
+        symmetric: whether ``k`` is exactly symmetric by construction (``net.kernel(x,
+            None)``); otherwise a dense factorization symmetrizes it first.
+        name: what the matrix is, for messages.
     """
 
     cheap_columns = True
 
-    def __init__(self, kernel_fn: Callable, x, get: Optional[str] = None,
-                 tile_size: Optional[int] = None, devices: Optional[Sequence] = None,
-                 progress: Optional[bool] = None):
-        x, _ = checks.check_inputs(x, None, ndim=None)
-        self.x = x
-        self.shape = (x.shape[0], x.shape[0])
-        as_kernel_function(kernel_fn, get)  # checks it is callable
-        self.t = min(checks.check_positive_int(tile_size or DEFAULT_TILE, "tile_size"),
-                     x.shape[0])
-        self.kernel_fn, self.get = kernel_fn, get
-        self.progress = progress
-        self.blocks = -(-self.n // self.t)
-        self._setup(devices)
+    def __init__(self, k, symmetric: bool = False, name: str = "kernel"):
+        self.k = checks.check_square(k, name)
+        self.shape = tuple(self.k.shape)
+        self.dtype = np.dtype(self.k.dtype)
+        self.symmetric = bool(symmetric)
+        self.name = name
 
-    def _setup(self, devices):
-        self.f = as_kernel_function(self.kernel_fn, self.get)
-        self.devices = list(devices) if devices is not None else jax.local_devices()
-        nb = self.blocks
-        self.xb = jnp.asarray(pad_rows(self.x, nb * self.t).reshape((nb, self.t)
-                                                                     + self.x.shape[1:]))
-        self.dtype = self.xb.dtype
-        self.mesh = Mesh(np.array(self.devices), ("d",))
-
-    def __getstate__(self):  # picklable when kernel_fn is: devices and programs are rebuilt
-        keep = ("x", "shape", "kernel_fn", "get", "t", "progress", "blocks", "_diag")
-        return {k: (np.asarray(v) if k == "x" else v) for k, v in self.__dict__.items()
-                if k in keep}
-
-    def __setstate__(self, state):
-        self.__dict__.update(state)
-        self._setup(None)
-
-    # -- compiled programs (one per operator) ---------------------------------------------
-    @functools.cached_property
-    def _pairs_program(self):
-        f, nd = self.f, len(self.devices)
-
-        def local(i, j, kind, xb, vb):  # (P,) x 3, (B, t, ...), (B, t, C)
-            def one(args):
-                a, b, c = args
-                zero = jnp.zeros(vb.shape[1:], vb.dtype)
-
-                def products(k):
-                    k = k.astype(vb.dtype)
-                    return k @ vb[b], k.T @ vb[a]
-                # kind 0: padding (nothing computed); 1: a diagonal tile, by the x2=None path
-                # (exact self-correlations: in float32 a pair of equal inputs is off by ~1e-4
-                # on the diagonal, arccos near 1); 2: an off-diagonal tile
-                return jax.lax.switch(c, [lambda: (zero, zero),
-                                          lambda: products(f(xb[a], None)),
-                                          lambda: products(f(xb[a], xb[b]))])
-            return jax.lax.map(one, (i, j, kind))
-
-        spec = PartitionSpec("d")
-        prog = jax.shard_map(local, mesh=self.mesh, in_specs=(spec, spec, spec,
-                                                             PartitionSpec(), PartitionSpec()),
-                             out_specs=(spec, spec), check_vma=False)
-        return jax.jit(prog), nd * PAIRS_PER_CALL
-
-    @functools.cached_property
-    def _column_program(self):
-        f = self.f
-        return jax.jit(lambda xb, xp: jax.lax.map(lambda blk: f(blk, xp), xb))
-
-    @functools.cached_property
-    def _diag_program(self):
-        f = self.f
-        return jax.jit(lambda xb: jax.lax.map(lambda blk: jnp.diagonal(f(blk, None)), xb))
-
-    # -- operator interface ----------------------------------------------------------------
     def matmat(self, v):
-        v, squeeze = self._check_block(v)
-        c, t, nb = v.shape[1], self.t, self.blocks
-        vb = jnp.asarray(_zero_pad(v, nb * t).reshape(nb, t, c), self.dtype)
-        prog, per_call = self._pairs_program
-        pairs = [(i, j) for i in range(nb) for j in range(i, nb)]
-        out = np.zeros((nb, t, c), np.float64)
-        show = len(pairs) > 64 if self.progress is None else self.progress
-        bar = progress_counter(len(pairs), desc="kernel-vector product", enabled=show)
-        pending = []
+        v, squeeze = self.check_block(v)
+        out = np.asarray(self.k, np.float64) @ v
+        return out[:, 0] if squeeze else out
 
-        def drain():
-            for ii, jj, real, (a, b) in pending:
-                a, b = np.asarray(a, np.float64)[:real], np.asarray(b, np.float64)[:real]
-                np.add.at(out, ii, a)
-                off = ii != jj
-                np.add.at(out, jj[off], b[off])
-                bar.update(real)
-            pending.clear()
-
-        for g in range(0, len(pairs), per_call):
-            chunk = pairs[g:g + per_call]
-            real = len(chunk)
-            chunk = chunk + [chunk[-1]] * (per_call - real)  # padding pairs, dropped below
-            ii = np.array([p[0] for p in chunk], np.int32)
-            jj = np.array([p[1] for p in chunk], np.int32)
-            kind = np.where(ii == jj, 1, 2).astype(np.int32)
-            kind[real:] = 0
-            pending.append((ii[:real], jj[:real], real, prog(ii, jj, kind, self.xb, vb)))
-            if len(pending) >= 4:  # keep a few programs in flight, bound the host memory
-                drain()
-        drain()
-        bar.close()
-        res = out.reshape(nb * t, c)[:self.n]
-        return res[:, 0] if squeeze else res
+    def dense(self):
+        return self.k
 
     def _compute_diagonal(self):
-        return np.asarray(self._diag_program(self.xb), np.float64).reshape(-1)[:self.n]
+        return np.asarray(jnp.diagonal(self.k), np.float64)
 
     def columns(self, idx):
-        idx = np.atleast_1d(np.asarray(idx, np.int64))
-        xp = jnp.asarray(self.x[idx])
-        cols = self._column_program(self.xb, xp)  # (B, t, len(idx))
-        cols = np.array(cols, np.float64).reshape(-1, len(idx))[:self.n]
-        # each point with itself by the x2=None path, as on the diagonal of the products
-        cols[idx, np.arange(len(idx))] = np.asarray(self._self_program(xp), np.float64)
-        return cols
-
-    @functools.cached_property
-    def _self_program(self):
-        f = self.f
-        return jax.jit(lambda xp: jnp.diagonal(f(xp, None)))
-
-    def cross(self, x_test, v, progress: Optional[bool] = None) -> np.ndarray:
-        r""":math:`K(x_\mathrm{test}, x) \, V` for ``V`` of shape ``(N, C)``: ``(M, C)``
-        float64, tile by tile (the posterior mean of any number of test points)."""
-        v, squeeze = self._check_block(v)
-        x_test, _ = checks.check_inputs(x_test, None, ndim=None)
-        if x_test.shape[1:] != self.x.shape[1:]:
-            raise ValueError(f"test inputs must have the training inputs' feature shape "
-                             f"{self.x.shape[1:]}; got {x_test.shape[1:]}.")
-        t, nb, c = self.t, self.blocks, v.shape[1]
-        vb = jnp.asarray(_zero_pad(v, nb * t).reshape(nb, t, c), self.dtype)
-        prog = self._cross_program
-        m = x_test.shape[0]
-        out = []
-        rows = range(0, m, t)
-        bar = progress_counter(len(rows), desc="test rows",
-                               enabled=len(rows) > 16 if progress is None else progress)
-        for r in rows:
-            a = jnp.asarray(pad_rows(x_test[r:r + t], t).astype(self.dtype))
-            out.append(np.asarray(prog(a, self.xb, vb), np.float64).sum(0)[:min(t, m - r)])
-            bar.update(1)
-        bar.close()
-        res = np.concatenate(out)
-        return res[:, 0] if squeeze else res
-
-    @functools.cached_property
-    def _cross_program(self):
-        f = self.f
-
-        def prog(a, xb, vb):
-            return jax.lax.map(lambda jv: f(a, jv[0]).astype(vb.dtype) @ jv[1], (xb, vb))
-        return jax.jit(prog)
-
-    def cross_columns(self, x_test) -> np.ndarray:
-        r""":math:`K(x, x_\mathrm{test})`, shape ``(N, M)`` float64 (modest ``M``)."""
-        x_test, _ = checks.check_inputs(x_test, None, ndim=None)
-        return np.asarray(self._column_program(self.xb, jnp.asarray(x_test, self.dtype)),
-                          np.float64).reshape(-1, x_test.shape[0])[:self.n]
-
-    def test_diagonal(self, x_test) -> np.ndarray:
-        """:math:`k(x_*, x_*)` for each test point, shape ``(M,)``."""
-        x_test, _ = checks.check_inputs(x_test, None, ndim=None)
-        m, t = x_test.shape[0], self.t
-        nb = -(-m // t)
-        xb = jnp.asarray(pad_rows(x_test, nb * t).reshape((nb, t) + x_test.shape[1:]),
-                         self.dtype)
-        return np.asarray(self._diag_program(xb), np.float64).reshape(-1)[:m]
+        return np.asarray(self.k, np.float64)[:, np.atleast_1d(np.asarray(idx, np.int64))]
 
 
 class StoredKernelOperator(KernelOperator):
@@ -318,8 +149,9 @@ class StoredKernelOperator(KernelOperator):
                              f"{shape}.")
         self.k = k
         self.shape = shape
+        self.dtype = np.dtype(getattr(k, "dtype", np.float64))
         chunks = getattr(k, "chunks", None)
-        default = chunks[0] if isinstance(chunks, tuple) and chunks else DEFAULT_TILE
+        default = chunks[0] if isinstance(chunks, tuple) and chunks else tiles.TILE
         self.block_rows = checks.check_positive_int(block_rows or default, "block_rows")
         self.progress = progress
 
@@ -338,7 +170,7 @@ class StoredKernelOperator(KernelOperator):
         bar.close()
 
     def matmat(self, v):
-        v, squeeze = self._check_block(v)
+        v, squeeze = self.check_block(v)
         out = np.empty_like(v)
         for r, band in self._bands("kernel-vector product"):
             out[r:r + band.shape[0]] = band @ v

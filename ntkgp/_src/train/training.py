@@ -19,10 +19,8 @@ import optax
 
 from ntkgp._src import checks
 from ntkgp._src.empirical.empirical import as_apply_fn
-from ntkgp._src.predict.common import check_targets
 
 Array = jax.Array
-OPTIMIZERS = ("gd", "sgd", "momentum")
 
 
 def mse_loss(outputs, targets):
@@ -146,17 +144,21 @@ jax.tree_util.register_dataclass(PlainApply, data_fields=[], meta_fields=["apply
 
 
 def make_optimizer(optimizer: str, learning_rate, momentum: Optional[float] = 0.9):
-    """An optax optimizer: ``'gd'``/``'sgd'`` plain steps, ``'momentum'`` heavy ball.
+    """An optax optimizer: ``'gd'``/``'sgd'`` plain steps, ``'momentum'`` heavy ball,
+    ``'adam'`` Adam.
 
     Args:
-        optimizer: ``'gd'``, ``'sgd'`` or ``'momentum'``.
+        optimizer: one of ``checks.OPTIMIZERS``: ``'gd'``, ``'sgd'``, ``'momentum'`` or
+            ``'adam'``.
         learning_rate: step size (a float or an optax schedule).
         momentum: heavy-ball coefficient for ``'momentum'``.
 
     Returns:
         An ``optax.GradientTransformation``.
     """
-    checks.check_choice(optimizer, "optimizer", OPTIMIZERS)
+    checks.check_choice(optimizer, "optimizer", checks.OPTIMIZERS)
+    if optimizer == "adam":
+        return optax.adam(learning_rate)
     if optimizer == "momentum":
         return optax.sgd(learning_rate, momentum=momentum)
     return optax.sgd(learning_rate)
@@ -325,10 +327,10 @@ def train(f: Callable, params0, x_train, y_train, *, steps: int,
         ((3,), True)
     """
     model = f if isinstance(f, (Linearized, Centered)) else PlainApply(as_apply_fn(f))
-    checks.check_choice(optimizer, "optimizer", OPTIMIZERS)
+    checks.check_choice(optimizer, "optimizer", checks.OPTIMIZERS)
     steps = checks.check_positive_int(steps, "steps")
     x_train, x_test = checks.check_inputs(x_train, x_test, ndim=None)
-    y, _ = check_targets(y_train, x_train.shape[0])  # (N,) is one output, as in predict
+    y, _ = checks.check_targets(y_train, x_train.shape[0])  # (N,) is one output, as in predict
     if learning_rate is None:
         learning_rate = default_learning_rate(
             model, params0, x_train, n_outputs=y.shape[1],
