@@ -21,7 +21,7 @@ from ntkgp._src.nn.spec import ACTIVATIONS
 from ntkgp._src.predict.posterior import Posterior
 from ntkgp._src.scale.tiles import DENSE_MAX_N
 from ntkgp._src.solve.linalg import NotPositiveDefiniteError
-from ntkgp._src.solve.solvers import CGSolver
+from ntkgp._src.solve.solvers import as_solver
 
 # KernelFunction must stay importable from this module: models pickled before it moved to
 # `network` refer to it here.
@@ -228,13 +228,14 @@ class NeuralKernelEstimator(BaseEstimator):
         self.theta_ = np.log([hp[n] for n in self.hyperparameter_names_])
         self.kernel_ = KernelFunction(self._arch(hp), self.tile_size)
         self.X_train_ = X
-        self.solver_ = solver or self._pick_solver(X.shape[0])
-        if self.solver_ == "cg":
+        # a saved model's solution is where an iterative solver starts
+        solver = as_solver(solver or self._pick_solver(X.shape[0]), X.shape[0]).starting_from(
+            alpha)
+        self.solver_ = solver.name
+        if not solver.dense:  # a matrix-free solve never checks the whole kernel
             self._check_scale(X, hp)
-        self.posterior_ = Posterior(
-            self.kernel_, X, Y, mode=self.mode, diag_reg=hp["diag_reg"],
-            solver=CGSolver(x0=alpha) if self.solver_ == "cg" else self.solver_,
-            tile_size=self.tile_size)
+        self.posterior_ = Posterior(self.kernel_, X, Y, mode=self.mode, diag_reg=hp["diag_reg"],
+                                    solver=solver, tile_size=self.tile_size)
         self.log_marginal_likelihood_value_ = (
             float(self.posterior_.log_marginal_likelihood()) if self.posterior_.solver.dense
             else float("nan"))

@@ -16,8 +16,11 @@ The noise :math:`\sigma^2` is ``diag_reg`` times the mean of the kernel's diagon
 (``absolute=False``, as neural-tangents) or ``diag_reg`` itself.
 
 Adding a solver: subclass `Solver`, set ``name`` and what it can do (``finite_time``,
-``dense``), and return from `Solver.factor` an object with ``solve(b)``, ``added`` and
-``result()``; `ntkgp.predict.Posterior` then uses it wherever its capabilities allow.
+``dense``), and return from `Solver.factor` a factor that `ntkgp.predict.Posterior` knows: a
+dense `ntkgp.linalg.Cholesky` or `Eigh` (the moments use their triangular or spectral form), or,
+matrix-free, an object like `CGFactor` with ``solve(b)``, ``added``, ``op`` and ``result()``
+(mean and variances by solves). A factor of another form needs its moments in
+``predict/posterior.py``.
 """
 
 from __future__ import annotations
@@ -55,6 +58,11 @@ class Solver:
                name: str = "kernel"):
         """Factor :math:`K + \\sigma^2 I` of the operator ``op`` (see the module docs)."""
         raise NotImplementedError
+
+    def starting_from(self, x0) -> Solver:
+        """This solver, starting its first solve from ``x0`` where it iterates (``None``:
+        from zero); a direct solver needs no start and is returned as it is."""
+        return self
 
 
 @dataclasses.dataclass(frozen=True)
@@ -110,6 +118,9 @@ class CGSolver(Solver):
     progress: Optional[bool] = None
     name = "cg"
     dense = False
+
+    def starting_from(self, x0) -> CGSolver:
+        return dataclasses.replace(self, x0=x0)
 
     def factor(self, op, diag_reg=0.0, absolute=False, name="kernel"):
         checks.check_nonneg(diag_reg, "diag_reg")

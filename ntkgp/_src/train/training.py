@@ -302,7 +302,8 @@ def train(f: Callable, params0, x_train, y_train, *, steps: int,
         learning_rate: the step size :math:`\eta`; default `default_learning_rate` (half the
             largest stable step of the network's own NTK at ``params0``, estimated by power
             iteration; times :math:`1-\beta` with momentum).
-        optimizer: ``'gd'``, ``'sgd'`` or ``'momentum'``.
+        optimizer: ``'gd'``, ``'sgd'``, ``'momentum'`` or ``'adam'`` (no closed form at
+            infinite width).
         batch_size: minibatch size for ``'sgd'`` (and optionally ``'momentum'``); ``None`` is
             full batch.
         momentum: the momentum coefficient for ``'momentum'``.
