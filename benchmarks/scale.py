@@ -137,8 +137,8 @@ def run_case(case, repeats):
             import distributed
 
             from ntkgp import distributed as nd
-            from ntkgp._src.scale.dask_kernel import _client
-            cl, _ = _client(None)
+            from ntkgp._src.scale.dask_kernel import connect
+            cl, _ = connect(None)
             cl.wait_for_workers(2)
             start_s = time.perf_counter() - t0
             with tempfile.TemporaryDirectory() as d:

@@ -7,6 +7,7 @@ import os
 import tempfile
 
 import jax.numpy as jnp
+import numpy as np
 
 
 def write_atomic(target: str, write) -> None:
@@ -29,9 +30,12 @@ def write_atomic(target: str, write) -> None:
 
 def pad_rows(x, size: int):
     """``x`` with its last row repeated until it has ``size`` rows (real data, never zeros, so
-    that padding never creates a zero-variance special case)."""
+    that padding never creates a zero-variance special case); a NumPy array stays one."""
     pad = size - x.shape[0]
-    return jnp.concatenate([x, jnp.repeat(x[-1:], pad, axis=0)]) if pad else x
+    if not pad:
+        return x
+    xp = np if isinstance(x, np.ndarray) else jnp
+    return xp.concatenate([x, xp.repeat(x[-1:], pad, axis=0)])
 
 
 def free_memory_bytes() -> int:

@@ -299,6 +299,33 @@ def moments_train(evals, evecs, w, y, ts, m, learning_rate, compute_cov):
     return mean, jax.lax.map(one, decay)
 
 
+def _shape(mean, c, scalar, was_1d, want):
+    """Final shapes inside a compiled program: no time axis for a scalar ``t``, no output
+    axis for 1-D targets, variances from the covariance's diagonal."""
+    if c is not None and want == "var":
+        c = jnp.diagonal(c, axis1=-2, axis2=-1)
+    if scalar:
+        mean, c = mean[0], (None if c is None else c[0])
+    return (mean[..., 0] if was_1d else mean), c
+
+
+@functools.partial(jax.jit, static_argnames=("times", "scalar", "was_1d", "want"))
+def at_infinity(factor, y, d_td, p_td, p_tt, p_dd, times, scalar, was_1d, want):
+    """`moments_cholesky` for ``times`` infinite times, in final shapes (see `_shape`)."""
+    mean, c = moments_cholesky(factor, y, d_td, p_td, p_tt, p_dd, want is not None)
+    mean = jnp.broadcast_to(mean, (times,) + mean.shape)
+    c = None if c is None else jnp.broadcast_to(c, (times,) + c.shape)
+    return _shape(mean, c, scalar, was_1d, want)
+
+
+@functools.partial(jax.jit, static_argnames=("learning_rate", "scalar", "was_1d", "want"))
+def at_times(evals, evecs, w, y, d_td, p_td, p_tt, ts, m, learning_rate, scalar, was_1d, want):
+    """`moments_eigh` in final shapes (see `_shape`)."""
+    mean, c = moments_eigh(evals, evecs, w, y, d_td, p_td, p_tt, ts, m, learning_rate,
+                           want is not None)
+    return _shape(mean, c, scalar, was_1d, want)
+
+
 @jax.jit
 def rotate(evecs, p_dd):
     """:math:`V^\\top P V`."""
@@ -329,6 +356,13 @@ def warn_if_divergent(evals, m, learning_rate, momentum=0.0):
                       f"{lr_max:.4g} for this kernel (2 (1 + momentum) m / lambda_max); "
                       "gradient descent diverges, and so do the predicted outputs.",
                       RuntimeWarning, stacklevel=4)
+
+
+def result(mean, second, want):
+    """``mean``, ``(mean, var)`` or a `Gaussian` as ``want`` is None, 'var', 'cov'."""
+    if want == "cov":
+        return Gaussian(mean, second)
+    return (mean, second) if want == "var" else mean
 
 
 def finish(mean, second, scalar: bool, was_1d: bool, want):

@@ -29,13 +29,7 @@ import numpy as np
 from ntkgp._src import checks
 from ntkgp._src.predict import common
 from ntkgp._src.predict import moments_cg as cg_moments
-from ntkgp._src.predict.common import (
-    DRIVER,
-    PRIOR,
-    check_learning_rate,
-    kernel_callable,
-    kernel_part,
-)
+from ntkgp._src.predict.common import DRIVER, PRIOR, kernel_callable, kernel_part
 from ntkgp._src.scale import tiles
 from ntkgp._src.solve import linalg
 from ntkgp._src.solve.operators import DenseKernelOperator, KernelOperator
@@ -159,7 +153,8 @@ class Posterior:
                momentum, kfn, x_train):
         checks.check_nonneg(diag_reg, "diag_reg")
         self.mode, self.solver = mode, solver
-        self.learning_rate, self.momentum = check_learning_rate(learning_rate, momentum)
+        self.learning_rate, self.momentum = common.check_learning_rate(learning_rate,
+                                                                      momentum)
         self.kernel_fn, self.x_train = kfn, x_train
         d = ops[DRIVER[mode]]
         y, self.y_was_1d = checks.check_targets(y_train, d.n)
@@ -268,50 +263,51 @@ class Posterior:
         elif k_test_train is not None:
             d_td, p_td, p_tt = common.given_kernels(self.mode, self.y_train.shape[0],
                                                     k_test_train, k_test_test, want)
-            mean, second = self._dense(d_td, p_td, p_tt, ts, inf, want)
+            return self._dense(d_td, p_td, p_tt, ts, inf, scalar, want)
         else:
-            mean, second = self._dense_from_inputs(x_test, ts, inf, want)
+            return self._dense_from_inputs(x_test, ts, inf, scalar, want)
         return common.finish(mean, second, scalar, self.y_was_1d, want)
 
-    def _dense(self, d_td, p_td, p_tt, ts, at_inf, want):
-        """Moments ``(T, M, K)`` and ``(T, M, M)`` (or None) from test kernels."""
-        f, cov = self.factor, want is not None
+    def _dense(self, d_td, p_td, p_tt, ts, at_inf, scalar, want):
+        """The result from test kernels, in its final shapes (one compiled program)."""
+        f = self.factor
         if at_inf and isinstance(f, linalg.Cholesky):
-            mean, c = common.moments_cholesky(f, self.y_train, d_td, p_td, p_tt, self.prior,
-                                              cov)
-            t = ts.shape[0]
-            mean = jnp.broadcast_to(mean, (t,) + mean.shape)
-            c = None if c is None else jnp.broadcast_to(c, (t,) + c.shape)
+            mean, c = common.at_infinity(f, self.y_train, d_td, p_td, p_tt, self.prior,
+                                         ts.shape[0], scalar, self.y_was_1d, want)
         else:
-            if isinstance(f, linalg.Cholesky):
-                raise ValueError("a finite training time needs solver='eigh'.")
             w = f.evals if self.prior is None else self.prior
             common.warn_if_divergent(f.evals, self.m, self.learning_rate, self.momentum)
-            mean, c = common.moments_eigh(f.evals, f.evecs, w, self.y_train, d_td, p_td, p_tt,
-                                          ts, self.m, self._rate(), cov)
-        if want == "var":
-            c = jnp.diagonal(c, axis1=-2, axis2=-1)
-        return mean, c
+            mean, c = common.at_times(f.evals, f.evecs, w, self.y_train, d_td, p_td, p_tt, ts,
+                                      self.m, self._rate(), scalar, self.y_was_1d, want)
+        return common.result(mean, c, want)
 
-    def _dense_from_inputs(self, x_test, ts, at_inf, want):
+    def _dense_from_inputs(self, x_test, ts, at_inf, scalar, want):
         if self.kernel_fn is None:
             raise ValueError("this posterior was built from kernels alone: pass the test "
                              "kernels (`k_test_train=`, and `k_test_test=` for (co)variances).")
         x_test, _ = checks.check_inputs(x_test, self.x_train[:1], ndim=None)
         x_test = x_test.astype(self.x_train.dtype)
         if want == "cov":
-            return self._dense(*self._input_kernels(x_test, True), ts, at_inf, want)
-        # fixed-size chunks of test rows: memory bounded, and one compiled program for any M
-        means, seconds = [], []
-        rows = tiles.TEST_ROWS
+            return self._dense(*self._input_kernels(x_test, True), ts, at_inf, scalar, want)
+        # fixed-size chunks of test rows: memory bounded, one compiled program for any M; cut
+        # and joined on the host when concrete (no small programs to compile)
+        parts, rows = [], tiles.TEST_ROWS
+        x_test = np.asarray(x_test) if checks.is_concrete(x_test) else x_test
         for a, b in tiles.row_chunks(x_test.shape[0], rows):
-            chunk = tiles.pad_rows(x_test[a:b], rows)
-            mean, s = self._dense(*self._input_kernels(chunk, want == "var"), ts, at_inf, want)
-            means.append(mean[:, :b - a])
-            if s is not None:
-                seconds.append(s[:, :b - a])
-        return (jnp.concatenate(means, axis=1),
-                jnp.maximum(jnp.concatenate(seconds, axis=1), 0.0) if seconds else None)
+            out = self._dense(*self._input_kernels(tiles.pad_rows(x_test[a:b], rows),
+                                                   want == "var"), ts, at_inf, scalar, want)
+            parts.append((out, b - a))
+        first = parts[0][0]
+        xp = np if all(checks.is_concrete(v) for v in ([first] if want is None else first)) \
+            else jnp
+
+        def join(k):
+            got = [(xp.asarray(o if want is None else o[k]), n) for o, n in parts]
+            return xp.concatenate([g[:n] if scalar else g[:, :n] for g, n in got],
+                                  axis=0 if scalar else 1)
+        if want is None:
+            return jnp.asarray(join(0))
+        return jnp.asarray(join(0)), jnp.asarray(xp.maximum(join(1), 0.0))
 
     def _input_kernels(self, x_test, second: bool):
         """``(d_td, p_td, p_tt)`` of test inputs by the kernel function."""
