@@ -29,7 +29,6 @@ from ntkgp._src.nn.layers import LayerNorm as LayerNorm
 from ntkgp._src.nn.layers import LeakyRelu as LeakyRelu
 from ntkgp._src.nn.layers import Relu as Relu
 from ntkgp._src.nn.layers import Sin as Sin
-from ntkgp._src.nn.spec import ACTIVATIONS as ACTIVATIONS
 from ntkgp._src.nn.spec import from_spec as from_spec
 from ntkgp._src.nn.spec import mlp as mlp
 from ntkgp._src.nn.spec import parse_spec as parse_spec

@@ -156,7 +156,7 @@ def test_cg_warns_when_the_tolerance_is_not_met_and_rejects_bad_input():
                       ({"tol": 0.0}, "`tol` must be a finite number > 0.*got 0.0"),
                       ({"tol": -1e-6}, "`tol` must be a finite number > 0"),
                       ({"tol": float("nan")}, "`tol` must be a finite number > 0"),
-                      ({"rank": -1}, "`rank` .* must be an integer >= 0"),
+                      ({"rank": -1}, "`rank` must be an integer >= 0"),
                       ({"x0": np.ones(99)}, "`x0` must be a finite array of the shape of `b`"),
                       ({"x0": np.full(100, np.inf)}, "with NaN or inf")]:
         with pytest.raises(ValueError, match=match):

@@ -78,7 +78,7 @@ def test_distance_slopes_are_about_minus_one_half():
 
 def test_bad_arguments():
     x, y, xt, yt = _data(8, 4)
-    with pytest.raises(ValueError, match="`widths` must be a positive integer"):
+    with pytest.raises(ValueError, match="`widths` must be an integer >= 1"):
         compare.width_sweep(make_net, [0, 8], x, y, xt, yt)
     with pytest.raises(ValueError, match=r"`y_test` must have 4 rows"):
         compare.width_sweep(make_net, [8], x, y, xt, yt[:2])

@@ -60,7 +60,7 @@ def test_unknown_parameterization():
 
 @pytest.mark.parametrize("kw", [{"W_std": -1.0}, {"b_std": float("nan")}])
 def test_bad_hyperparameters(kw):
-    with pytest.raises(ValueError, match=r"must be a finite non-negative scalar"):
+    with pytest.raises(ValueError, match=r"must be a finite number >= 0"):
         nn.Dense(3, **kw)
 
 
@@ -72,7 +72,7 @@ def test_hyperparameters_of_the_wrong_type(kw):
 
 @pytest.mark.parametrize("n", [0, -2, 2.5, True])
 def test_bad_width(n):
-    with pytest.raises(ValueError, match=r"`out_dim` must be a positive integer"):
+    with pytest.raises(ValueError, match=r"`out_dim` must be an integer >= 1"):
         nn.Dense(n)
 
 
@@ -135,12 +135,12 @@ def test_empirical_errors():
 def test_monte_carlo_errors():
     with pytest.raises(TypeError, match=r"`net` must be an ntkgp.nn network or an"):
         empirical.monte_carlo_kernel(3, jax.random.PRNGKey(0), 2, np.ones((2, 2)))
-    with pytest.raises(ValueError, match=r"`n_samples` must be a positive integer"):
+    with pytest.raises(ValueError, match=r"`n_samples` must be an integer >= 1"):
         empirical.monte_carlo_kernel(nn.Dense(2), jax.random.PRNGKey(0), 0, np.ones((2, 2)))
 
 
 def test_batching_errors(net):
-    with pytest.raises(ValueError, match=r"`tile_size` must be a positive integer"):
+    with pytest.raises(ValueError, match=r"`tile_size` must be an integer >= 1"):
         batching.batch(net.kernel, tile_size=0)
     with pytest.raises(ValueError, match=r"contains 1 NaN"):
         batching.batch(net.kernel, 2)(np.array([[1.0, np.nan]]))

@@ -48,7 +48,7 @@ CASES = {
     "Erf a=NaN": (lambda: nn.Erf(a=float("nan")), ValueError, "`a` must be a finite number"),
     "Sin b as a string": (lambda: nn.Sin(b="1"), TypeError, "`b` must be a number"),
     "Gelu degree 0": (lambda: nn.Gelu(degree=0), ValueError,
-                      "`degree` must be a positive integer; got 0"),
+                      "`degree` must be an integer >= 1; got 0"),
     "LayerNorm eps NaN": (lambda: nn.LayerNorm(eps=float("nan")), ValueError,
                           "`eps` must be a finite number > 0"),
     "Elementwise(log): undefined below 0": (lambda: nn.Elementwise(jnp.log), ValueError,

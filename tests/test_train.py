@@ -131,7 +131,7 @@ def test_bad_arguments(data):
              (dict(optimizer="sgd", batch_size=4), "`key` is required"),
              (dict(batch_size=99, key=jax.random.PRNGKey(0)), r"exceeds the 16"),
              (dict(learning_rate=-1.0), "`learning_rate` must be a positive"),
-             (dict(steps=0), "`steps` must be a positive integer")]
+             (dict(steps=0), "`steps` must be an integer >= 1")]
     for kw, match in cases:
         args = {"steps": 2, "learning_rate": 0.1, **kw}
         with pytest.raises(ValueError, match=match):

@@ -208,8 +208,7 @@ def check_scalar(value, name: str, low: Optional[float] = None, strict: bool = F
             raise TypeError(f"`{name}` must be a real scalar; got {value!r} (dtype "
                             f"{arr.dtype}, shape {arr.shape}).")
         if not np.isfinite(arr) or (low is not None and (arr < low or (strict and arr == low))):
-            what = ("non-negative scalar" if low == 0 and not strict else "number" if low is None
-                    else f"number {'>' if strict else '>='} {low:g}")
+            what = ("number" if low is None else f"number {'>' if strict else '>='} {low:g}")
             raise ValueError(f"`{name}` must be a finite {what}; got {value!r}.")
     return value
 
@@ -219,10 +218,16 @@ def check_nonneg(value, name: str, allow_none: bool = False):
     return check_scalar(value, name, low=0.0, allow_none=allow_none)
 
 
-def check_positive_int(value, name: str):
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ValueError(f"`{name}` must be a positive integer; got {value!r}.")
+def check_int(value, name: str, low: int = 1):
+    """``value`` as an int, which must be a whole number (not a bool) and at least ``low``."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
+        raise ValueError(f"`{name}` must be an integer >= {low}; got {value!r}.")
     return int(value)
+
+
+def check_positive_int(value, name: str):
+    """``value`` as an int >= 1 (`check_int`)."""
+    return check_int(value, name, 1)
 
 
 def check_feature_count(input_shape, layer: str) -> int:

@@ -225,7 +225,7 @@ def test_bad_use(data):
                       ({"network": 3}, "`network` must be None"),
                       ({"max_fit_samples": 0}, "`max_fit_samples` must be an integer >= 1"),
                       ({"n_restarts_optimizer": -1}, "`n_restarts_optimizer` must be an"),
-                      ({"tile_size": 0}, "`tile_size` must be None or an integer >= 1")]:
+                      ({"tile_size": 0}, "`tile_size` must be an integer >= 1")]:
         with pytest.raises((ValueError, TypeError), match=match):
             NTKRegressor(**kw).fit(x, y)
     with pytest.raises(ValueError, match=r"`theta` must have shape \(3,\)"):

@@ -106,7 +106,7 @@ def test_mlp_is_the_serial_network_and_the_spec():
         assert rel_err(net.apply(p, x), by_hand.apply(q, x)) < RTOL
     with pytest.raises(ValueError, match="unknown activation 'tanh'"):
         nn.mlp(1, 8, "tanh")
-    with pytest.raises(ValueError, match="`depth` must be a whole number >= 0"):
+    with pytest.raises(ValueError, match="`depth` must be an integer >= 0"):
         nn.mlp(-1)
 
 

@@ -129,7 +129,7 @@ def test_memory_guard():
     (dict(y_train=np.ones((19, 2))), r"`y_train` must have 20 rows"),
     (dict(y_train=np.ones((20, 2, 1))), r"shape \(N,\) or \(N, K\)"),
     (dict(y_train=np.full((20, 1), np.nan)), r"`y_train` contains 20 NaN"),
-    (dict(diag_reg=-1.0), r"`diag_reg` must be a finite non-negative"),
+    (dict(diag_reg=-1.0), r"`diag_reg` must be a finite number >= 0"),
     (dict(learning_rate=0.0), r"`learning_rate` must be None"),
 ])
 def test_ensemble_bad_arguments(data, kwargs, match):
@@ -184,7 +184,7 @@ def test_dynamics_bad_calls(data):
     dyn = predict.gradient_descent_mse(NET.kernel(x, None, "ntk"), y)
     with pytest.raises(ValueError, match=r"`fx_train_0` must have shape \(20, 2\)"):
         dyn(1.0, np.zeros((20, 3), DTYPE))
-    with pytest.raises(ValueError, match=r"`n_outputs` must be a positive integer"):
+    with pytest.raises(ValueError, match=r"`n_outputs` must be an integer >= 1"):
         predict.max_learning_rate(np.eye(3, dtype=DTYPE), n_outputs=0)
     with pytest.raises(ValueError, match=r"`momentum` must be in \[0, 1\)"):
         predict.max_learning_rate(np.eye(3, dtype=DTYPE), momentum=1.0)

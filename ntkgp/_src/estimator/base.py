@@ -73,27 +73,18 @@ def check_architecture(est):
         raise ValueError(f"`activation` must be one of {sorted(ACTIVATIONS)}; got "
                          f"{est.activation!r}. For another architecture pass `network=`.")
     for name in ("depth", "width"):
-        v = getattr(est, name)
-        if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
-            raise ValueError(f"`{name}` must be an integer >= 1; got {v!r}.")
-    if est.parameterization not in ("ntk", "standard"):
-        raise ValueError("`parameterization` must be 'ntk' or 'standard'; got "
-                         f"{est.parameterization!r}.")
+        checks.check_int(getattr(est, name), name, 1)
+    checks.check_choice(est.parameterization, "parameterization", ("ntk", "standard"))
     for name in ("W_std", "b_std"):
-        v = getattr(est, name)
-        if isinstance(v, bool) or not np.isscalar(v) or not np.isfinite(v) or v < 0:
-            raise ValueError(f"`{name}` must be a finite number >= 0; got {v!r}.")
+        checks.check_nonneg(getattr(est, name), name)
 
 
 def check_fit_options(est):
     """Validate the options of the fit itself (at fit, as scikit-learn does)."""
     for name, low in (("max_fit_samples", 1), ("n_restarts_optimizer", 0)):
-        v = getattr(est, name)
-        if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < low:
-            raise ValueError(f"`{name}` must be an integer >= {low}; got {v!r}.")
-    v = est.tile_size
-    if v is not None and (isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1):
-        raise ValueError(f"`tile_size` must be None or an integer >= 1; got {v!r}.")
+        checks.check_int(getattr(est, name), name, low)
+    if est.tile_size is not None:
+        checks.check_int(est.tile_size, "tile_size", 1)
 
 
 class NeuralKernelEstimator(BaseEstimator):
@@ -200,9 +191,7 @@ class NeuralKernelEstimator(BaseEstimator):
         if self.t is not None and not (np.isscalar(self.t) and self.t >= 0):
             raise ValueError(f"`t` must be None (trained to convergence) or a number >= 0; "
                              f"got {self.t!r}.")
-        if not (np.isscalar(self.diag_reg) and np.isfinite(self.diag_reg)
-                and self.diag_reg >= 0):
-            raise ValueError(f"`diag_reg` must be a finite number >= 0; got {self.diag_reg!r}.")
+        checks.check_nonneg(self.diag_reg, "diag_reg")
         X, y = validate_data(self, X, y, dtype=[np.float64, np.float32], **kw)
         warn_float32_once(X)
         return X.astype(compute_dtype(X)), y

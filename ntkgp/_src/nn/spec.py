@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 from typing import Callable, Optional, Union
 
+from ntkgp._src import checks
 from ntkgp._src.nn import layers
 from ntkgp._src.nn.combinators import serial
 from ntkgp._src.nn.core import Layer
@@ -127,8 +128,7 @@ def mlp(depth: int, width: int = 1, activation: Union[str, Callable[[], Layer]] 
     elif not callable(activation):
         raise TypeError("`activation` must be a name like 'relu' or a function returning a "
                         f"layer (e.g. nn.Relu); got {type(activation).__name__}.")
-    if isinstance(depth, bool) or not isinstance(depth, int) or depth < 0:
-        raise ValueError(f"`depth` must be a whole number >= 0 (hidden layers); got {depth!r}.")
+    checks.check_int(depth, "depth", 0)
     hidden = []
     for _ in range(depth):
         hidden += [layers.Dense(width, W_std=W_std, b_std=b_std,

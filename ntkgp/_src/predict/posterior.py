@@ -115,8 +115,13 @@ class Posterior:
                 ``(N, N)`` array (the kernel of the mode: NNGP for ``'nngp'``, NTK otherwise),
                 a `KernelOperator` (e.g. `StoredKernelOperator` on a zarr store), or a dict
                 ``{'nngp': ..., 'ntk': ...}`` of arrays or operators.
-            y_train, mode, solver, diag_reg, diag_reg_absolute_scale, learning_rate,
-                momentum: as for `Posterior`.
+            y_train: targets ``(N,)`` or ``(N, K)``.
+            mode: as for `Posterior`.
+            solver: as for `Posterior` (default ``'cholesky'``).
+            diag_reg: as for `Posterior`.
+            diag_reg_absolute_scale: as for `Posterior`.
+            learning_rate: as for `Posterior`.
+            momentum: as for `Posterior`.
             kernel_fn: optional kernel function for test points.
             x_train: the training inputs of ``kernel_fn``.
 
@@ -217,7 +222,6 @@ class Posterior:
         """The static time argument of the moments: ``None``, a step, or (step, momentum)."""
         return (self.learning_rate, self.momentum) if self.momentum else self.learning_rate
 
-    # -- prediction ----------------------------------------------------------------------------
     def predict(self, x_test=None, t=None, *, return_var: bool = False,
                 return_cov: bool = False, k_test_train=None, k_test_test=None):
         r"""Mean (and variance or covariance) of the outputs at test points, at time ``t``.

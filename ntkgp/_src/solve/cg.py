@@ -28,6 +28,7 @@ from typing import Callable, Optional, Union
 import numpy as np
 import scipy.linalg
 
+from ntkgp._src import checks
 from ntkgp._src.progress import progress_counter
 from ntkgp._src.solve.operators import KernelOperator
 from ntkgp._src.solve.result import SolveResult
@@ -182,16 +183,9 @@ def make_preconditioner(op: KernelOperator, noise: float, method: Optional[str] 
 
 
 def _check_options(tol, max_iter, rank):
-    if isinstance(tol, bool) or not np.isscalar(tol) or not np.isreal(tol) or \
-            not (np.isfinite(tol) and tol > 0):
-        raise ValueError(f"`tol` must be a finite number > 0, the relative residual at which "
-                         f"to stop (e.g. 1e-6); got {tol!r}.")
-    if isinstance(max_iter, bool) or not isinstance(max_iter, (int, np.integer)) or \
-            max_iter < 1:
-        raise ValueError(f"`max_iter` must be an integer >= 1; got {max_iter!r}.")
-    if isinstance(rank, bool) or not isinstance(rank, (int, np.integer)) or rank < 0:
-        raise ValueError(f"`rank` (of the preconditioner) must be an integer >= 0; got "
-                         f"{rank!r}.")
+    checks.check_scalar(tol, "tol", low=0.0, strict=True)
+    checks.check_int(max_iter, "max_iter", 1)
+    checks.check_int(rank, "rank", 0)
 
 
 def cg_solve(op: KernelOperator, b, noise: float,
