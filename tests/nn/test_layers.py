@@ -2,6 +2,7 @@
 kernel map, against closed forms written out here in NumPy (independent of ntkgp's code)."""
 
 import jax
+import jax.flatten_util
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -129,3 +130,18 @@ def test_a_wide_relu_layer_averages_to_its_kernel():
     se = samples.std(0, ddof=1) / np.sqrt(draws)
     assert np.all(err <= 5 * se + 1e-6), (err, se)
     assert rel_err(jnp.asarray(samples.mean(0)), want) < 0.05
+
+
+def test_avg_pool_is_differentiable_inside_jit():
+    """The empirical NTK (reverse mode, under jit) of a network with AvgPool is J J^T; the
+    pooling's zero once became traced under jit and its window sum had no transpose rule."""
+    from ntkgp import empirical
+    x = np.random.default_rng(4).standard_normal((3, 5, 5, 2)).astype(DTYPE)
+    net = nn.serial(nn.Conv(3, (3, 3), padding="CIRCULAR"), nn.Erf(),
+                    nn.AvgPool((2, 2), padding="SAME"), nn.Flatten(), nn.Dense(1))
+    _, p = net.init(KEY, x.shape)
+    flat, unravel = jax.flatten_util.ravel_pytree(p)
+    jac = np.asarray(jax.jacrev(lambda q: net.apply(unravel(q), x)[:, 0])(flat), np.float64)
+    for impl in ("jacobian", "ntvp"):
+        k = empirical.empirical_ntk_fn(net, implementation=impl)(x, None, p)
+        assert rel_err(k, jac @ jac.T) < RTOL, impl

@@ -258,7 +258,9 @@ def AvgPool(window_shape: Sequence[int], strides: Optional[Sequence[int]] = None
         st = (1,) + strides + (1,)
         pads = [(0, 0)] + [spatial.out_size_and_pads(n, w, s, padding)[1]
                            for n, w, s in zip(x.shape[1:-1], window, strides)] + [(0, 0)]
-        total = jax.lax.reduce_window(x, jnp.zeros((), x.dtype), jax.lax.add, win, st, pads)
+        # a concrete zero (np, not jnp: under jit jnp.zeros is traced) makes this the summing
+        # reduce_window, which has a transpose rule: reverse-mode autodiff works through it
+        total = jax.lax.reduce_window(x, np.zeros((), x.dtype), jax.lax.add, win, st, pads)
         return total / np.prod(window)
 
     def kernel_map(k: Kernel) -> Kernel:
