@@ -1,10 +1,8 @@
 r"""`Posterior`: what an infinitely wide network predicts, from a kernel operator and a solver.
 
-One object serves every prediction of ntkgp: the Bayesian posterior of the NNGP
-(``mode='nngp'``), the infinitely wide network trained by gradient descent on MSE, at any
-training time (``'ntk'``), and the Bayesian posterior with the NTK as its prior (``'ntkgp'``);
-on kernels in memory, recomputed tile by tile, or stored on disk; solved by Cholesky,
-eigendecomposition or conjugate gradients. All of them are Gaussian processes over outputs with
+Every prediction of ntkgp (modes ``'nngp'``, ``'ntk'`` at any training time, ``'ntkgp'``;
+kernels in memory, in tiles or on disk; Cholesky, eigendecomposition or CG) is a Gaussian
+process over outputs with
 
 .. math::
     \mu_t(x) = D_{xX} D^{-1}(I - e^{-tD/m})\,y, \qquad
@@ -13,9 +11,8 @@ eigendecomposition or conjugate gradients. All of them are Gaussian processes ov
 
 where ``D`` is the regularized kernel that drives training (NNGP for ``'nngp'``, NTK
 otherwise), ``P`` the prior covariance of the initial outputs (the NNGP, or ``D`` itself for
-``'nngp'``/``'ntkgp'``, where :math:`t=\infty` gives the familiar
-:math:`K_{xx} - K_{xX}(K + \sigma^2 I)^{-1}K_{Xx}`) and ``m`` the number of target entries
-(Lee et al. 2019, eqs. 15-16).
+``'nngp'``/``'ntkgp'``: the Bayesian posterior at :math:`t=\infty`) and ``m`` the number of
+target entries (Lee et al. 2019, eqs. 15-16).
 """
 
 from __future__ import annotations
@@ -193,8 +190,7 @@ class Posterior:
     def with_targets(self, y_train) -> Posterior:
         """The same factored kernels with other targets (no new factorization; conjugate
         gradients solve once more)."""
-        new = Posterior.__new__(Posterior)
-        new.__dict__.update(self.__dict__)
+        new = self._copy()
         y, new.y_was_1d = checks.check_targets(y_train, self.y_train.shape[0])
         if isinstance(self.factor, CGFactor):
             new.y_train = np.asarray(y, np.float64)
@@ -211,11 +207,15 @@ class Posterior:
         if DRIVER[mode] != DRIVER[self.mode] or (mode == "ntk" and self.mode != "ntk"):
             raise ValueError(f"a {self.mode!r} posterior cannot serve mode {mode!r}; build one "
                              "for it.")
-        new = Posterior.__new__(Posterior)
-        new.__dict__.update(self.__dict__)
+        new = self._copy()
         new.mode = mode
         if mode != "ntk":
             new.prior = None
+        return new
+
+    def _copy(self) -> Posterior:
+        new = Posterior.__new__(Posterior)
+        new.__dict__.update(self.__dict__)
         return new
 
     def _rate(self):

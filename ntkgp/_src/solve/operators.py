@@ -116,9 +116,15 @@ class DenseKernelOperator(KernelOperator):
         self.symmetric = bool(symmetric)
         self.name = name
 
+    def _host(self) -> np.ndarray:
+        """The matrix as float64 on the host, copied once (products are summed in float64)."""
+        if getattr(self, "_k64", None) is None:
+            self._k64 = np.asarray(self.k, np.float64)
+        return self._k64
+
     def matmat(self, v):
         v, squeeze = self.check_block(v)
-        out = np.asarray(self.k, np.float64) @ v
+        out = self._host() @ v
         return out[:, 0] if squeeze else out
 
     def dense(self):
@@ -128,7 +134,7 @@ class DenseKernelOperator(KernelOperator):
         return np.asarray(jnp.diagonal(self.k), np.float64)
 
     def columns(self, idx):
-        return np.asarray(self.k, np.float64)[:, np.atleast_1d(np.asarray(idx, np.int64))]
+        return self._host()[:, np.atleast_1d(np.asarray(idx, np.int64))]
 
 
 class StoredKernelOperator(KernelOperator):
