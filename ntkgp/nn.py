@@ -6,16 +6,15 @@ Every layer is a `Layer` with ``init``, ``apply`` and ``kernel`` (it unpacks as 
     init, apply, kernel = nn.serial(nn.Dense(512, W_std=1.5, b_std=0.05), nn.Relu(), nn.Dense(1))
 """
 
+from ntkgp._src.nn.attention import GlobalSelfAttention as GlobalSelfAttention
+from ntkgp._src.nn.attention import transformer as transformer
 from ntkgp._src.nn.combinators import FanInConcat as FanInConcat
 from ntkgp._src.nn.combinators import FanInSum as FanInSum
 from ntkgp._src.nn.combinators import FanOut as FanOut
 from ntkgp._src.nn.combinators import parallel as parallel
 from ntkgp._src.nn.combinators import repeat as repeat
 from ntkgp._src.nn.combinators import serial as serial
-from ntkgp._src.nn.conv import AvgPool as AvgPool
 from ntkgp._src.nn.conv import Conv as Conv
-from ntkgp._src.nn.conv import Flatten as Flatten
-from ntkgp._src.nn.conv import GlobalAvgPool as GlobalAvgPool
 from ntkgp._src.nn.conv import myrtle as myrtle
 from ntkgp._src.nn.core import Layer as Layer
 from ntkgp._src.nn.layers import ABRelu as ABRelu
@@ -25,10 +24,14 @@ from ntkgp._src.nn.layers import Elementwise as Elementwise
 from ntkgp._src.nn.layers import Erf as Erf
 from ntkgp._src.nn.layers import Gelu as Gelu
 from ntkgp._src.nn.layers import Identity as Identity
-from ntkgp._src.nn.layers import LayerNorm as LayerNorm
 from ntkgp._src.nn.layers import LeakyRelu as LeakyRelu
 from ntkgp._src.nn.layers import Relu as Relu
 from ntkgp._src.nn.layers import Sin as Sin
+from ntkgp._src.nn.norm import LayerNorm as LayerNorm
+from ntkgp._src.nn.pooling import AvgPool as AvgPool
+from ntkgp._src.nn.pooling import Flatten as Flatten
+from ntkgp._src.nn.pooling import GlobalAvgPool as GlobalAvgPool
+from ntkgp._src.nn.pooling import GlobalSumPool as GlobalSumPool
 from ntkgp._src.nn.spec import from_spec as from_spec
 from ntkgp._src.nn.spec import mlp as mlp
 from ntkgp._src.nn.spec import parse_spec as parse_spec

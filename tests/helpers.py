@@ -3,6 +3,7 @@
 import json
 import os
 
+import jax.numpy as jnp
 import numpy as np
 
 from ntkgp import nn
@@ -10,9 +11,13 @@ from ntkgp import nn
 DATA = os.path.join(os.path.dirname(__file__), "data")
 
 
-def load_reference():
-    ref = np.load(os.path.join(DATA, "nt_reference.npz"))
-    with open(os.path.join(DATA, "nt_reference.json")) as fh:
+# named positional-embedding decay functions of the attention references
+DECAYS = {"exp3": lambda d: jnp.exp(-d / 3.0)}
+
+
+def load_reference(name="nt_reference"):
+    ref = np.load(os.path.join(DATA, f"{name}.npz"))
+    with open(os.path.join(DATA, f"{name}.json")) as fh:
         meta = json.load(fh)
     return ref, meta
 
@@ -27,6 +32,8 @@ def build(specs):
         kw = {k: tuple(v) if isinstance(v, list) else v for k, v in arg.items()}
         if name == "Gelu":
             kw.pop("approximate", None)
+        if "pos_emb_decay_fn" in kw:
+            kw["pos_emb_decay_fn"] = DECAYS[kw["pos_emb_decay_fn"]]
         layers.append(getattr(nn, name)(**kw))
     return nn.serial(*layers)
 

@@ -39,6 +39,9 @@ class Kernel:
             have shape ``(N1, N2, *S)`` and ``cov1`` ``(N1, *S)``. ``False``: every pair of
             positions (needed before pooling): ``nngp``/``ntk`` ``(N1, N2, *S, *S)`` and
             ``cov1`` the self-covariance of each input ``(N1, *S, *S)``.
+        mask1: boolean array of shape ``(N1, *S)``, ``True`` at positions of ``x1`` that are
+            absent (padding, see ``mask_constant``), or ``None`` without masking.
+        mask2: the same for ``x2`` (``None`` when ``x2`` is ``x1`` or without masking).
 
     References:
         Lee et al. 2018, https://arxiv.org/abs/1711.00165;
@@ -54,6 +57,8 @@ class Kernel:
     width: Optional[int] = None
     spatial_ndim: int = 0
     diagonal_spatial: bool = False
+    mask1: Optional[Array] = None
+    mask2: Optional[Array] = None
 
     @property
     def shape(self) -> tuple:
@@ -109,7 +114,7 @@ def swap_inputs(a: Array, k: Kernel) -> Array:
 
 jax.tree_util.register_dataclass(
     Kernel,
-    data_fields=["nngp", "ntk", "cov1", "cov2"],
+    data_fields=["nngp", "ntk", "cov1", "cov2", "mask1", "mask2"],
     meta_fields=["x1_is_x2", "is_gaussian", "width", "spatial_ndim", "diagonal_spatial"],
 )
 

@@ -44,13 +44,19 @@ def serial(*layers: Layer) -> Layer:
             params.append(p)
         return shape, tuple(params)
 
-    def apply(params, x, **kwargs):
+    def apply(params, x, mask=None, **kwargs):
         if len(params) != len(layers):
             raise ValueError(f"serial of {len(layers)} layers got {len(params)} parameter "
                              "entries; pass the params returned by this network's `init`.")
         for layer, p in zip(layers, params):
-            x = layer.apply(p, x, **kwargs)
+            x = layer.apply(p, x, mask=mask, **kwargs)
+            mask = None if mask is None else layer.mask_map(mask)
         return x
+
+    def mask_map(mask):
+        for layer in layers:
+            mask = None if mask is None else layer.mask_map(mask)
+        return mask
 
     def diag_ok(out_ok):
         for layer in reversed(layers):
@@ -93,7 +99,8 @@ def serial(*layers: Layer) -> Layer:
     return make_layer(name, init, apply, kernel_map,
                       structured=all(layer.structured for layer in layers),
                       heavy=any(layer.heavy for layer in layers), diag_ok=diag_ok,
-                      spatial=any(layer.spatial for layer in layers))
+                      spatial=any(layer.spatial for layer in layers), mask_map=mask_map,
+                      combinator=True)
 
 
 def parallel(*layers: Layer) -> Layer:
@@ -121,9 +128,14 @@ def parallel(*layers: Layer) -> Layer:
                zip(layers, jax.random.split(key, len(layers)), input_shapes)]
         return [o[0] for o in out], tuple(o[1] for o in out)
 
-    def apply(params, xs, **kwargs):
+    def apply(params, xs, mask=None, **kwargs):
         _check_len(xs, "inputs")
-        return [layer.apply(p, x, **kwargs) for layer, p, x in zip(layers, params, xs)]
+        ms = [None] * len(layers) if mask is None else mask
+        return [layer.apply(p, x, mask=m, **kwargs)
+                for layer, p, x, m in zip(layers, params, xs, ms)]
+
+    def mask_map(ms):
+        return [None if m is None else layer.mask_map(m) for layer, m in zip(layers, ms)]
 
     def kernel_map(ks):
         _check_len(ks, "inputs")
@@ -134,7 +146,8 @@ def parallel(*layers: Layer) -> Layer:
                       structured=all(layer.structured for layer in layers),
                       heavy=any(layer.heavy for layer in layers),
                       diag_ok=lambda out_ok: all(layer.diag_ok(out_ok) for layer in layers),
-                      spatial=any(layer.spatial for layer in layers))
+                      spatial=any(layer.spatial for layer in layers), mask_map=mask_map,
+                      combinator=True)
 
 
 def FanOut(num: int) -> Layer:
@@ -149,7 +162,19 @@ def FanOut(num: int) -> Layer:
     """
     num = checks.check_positive_int(num, "num")
     return make_layer(f"FanOut({num})", lambda key, s: ([tuple(s)] * num, ()),
-                      lambda p, x, **kw: [x] * num, lambda k: [k] * num)
+                      lambda p, x, **kw: [x] * num, lambda k: [k] * num,
+                      mask_map=lambda m: [m] * num)
+
+
+def _joined_mask(ms):
+    """A position of the joined branches is absent when it is absent in every branch."""
+    present = [m for m in ms if m is not None]
+    if not present:
+        return None
+    out = present[0]
+    for m in present[1:]:
+        out = out & m
+    return out
 
 
 def _check_branches(xs, who):
@@ -196,7 +221,7 @@ def FanInSum() -> Layer:
         return first.replace(nngp=add("nngp"), ntk=add("ntk"), cov1=add("cov1"),
                              cov2=add("cov2"), is_gaussian=all(k.is_gaussian for k in ks))
 
-    return make_layer("FanInSum()", init, apply, kernel_map)
+    return make_layer("FanInSum()", init, apply, kernel_map, mask_map=_joined_mask)
 
 
 def FanInConcat(axis: int = -1) -> Layer:
@@ -240,7 +265,7 @@ def FanInConcat(axis: int = -1) -> Layer:
                              cov2=mix("cov2"), is_gaussian=all(k.is_gaussian for k in ks),
                              width=total)
 
-    return make_layer("FanInConcat()", init, apply, kernel_map)
+    return make_layer("FanInConcat()", init, apply, kernel_map, mask_map=_joined_mask)
 
 
 def repeat(layer: Layer, n: int) -> Layer:

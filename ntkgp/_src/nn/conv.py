@@ -1,4 +1,4 @@
-"""Convolutional layers and pooling, with their infinite-width kernels (CNTK)."""
+"""Convolutional layers with their infinite-width kernels (CNTK), and the Myrtle CNN."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ntkgp._src import checks
-from ntkgp._src.kernels import spatial
+from ntkgp._src.kernels import masks, spatial
 from ntkgp._src.kernels.kernel import Kernel
 from ntkgp._src.nn.core import Layer, make_layer
 from ntkgp._src.nn.layers import format_number
@@ -18,7 +18,7 @@ _DIMS = {1: ("NWC", "WIO", "NWC"), 2: ("NHWC", "HWIO", "NHWC")}
 _IMAGE = {1: "(N, L, C) signals", 2: "(N, H, W, C) images"}
 
 
-def _int_tuple(v, r: int, name: str) -> tuple:
+def int_tuple(v, r: int, name: str) -> tuple:
     if v is None:
         return (1,) * r
     if isinstance(v, (int, np.integer)):
@@ -32,7 +32,7 @@ def _int_tuple(v, r: int, name: str) -> tuple:
     return v
 
 
-def _window(shape, name: str, rank_msg: str):
+def window_arg(shape, name: str, rank_msg: str):
     """``(r, shape)`` for a 1-D or 2-D filter or pooling window given as a tuple."""
     try:
         r = len(shape)
@@ -41,16 +41,16 @@ def _window(shape, name: str, rank_msg: str):
                         f"{shape!r}.") from None
     if r not in (1, 2):
         raise ValueError(f"{rank_msg}; got {name}={shape!r}.")
-    return r, _int_tuple(shape, r, name)
+    return r, int_tuple(shape, r, name)
 
 
-def _check_padding(padding: str) -> str:
+def check_padding(padding: str) -> str:
     if not isinstance(padding, str) or padding.upper() not in spatial.PADDINGS:
         raise ValueError(f"`padding` must be one of {spatial.PADDINGS}; got {padding!r}.")
     return padding.upper()
 
 
-def _check_rank(shape, r: int, who: str):
+def check_rank(shape, r: int, who: str):
     """Inputs ``(N, *S, C)`` with ``r`` spatial axes; returns S."""
     if len(shape) != r + 2:
         raise ValueError(f"{who} takes {_IMAGE[r]} ({r + 2} axes, channels last); got inputs "
@@ -60,7 +60,7 @@ def _check_rank(shape, r: int, who: str):
     return tuple(shape[1:-1])
 
 
-def _check_fits(s, window, strides, padding, who, what):
+def check_fits(s, window, strides, padding, who, what):
     out = []
     for size, f, st in zip(s, window, strides):
         if padding == "VALID" and f > size:
@@ -71,7 +71,7 @@ def _check_fits(s, window, strides, padding, who, what):
     return tuple(out)
 
 
-def _kernel_spatial(k: Kernel, r: int, who: str):
+def kernel_spatial(k: Kernel, r: int, who: str):
     if k.spatial_ndim != r:
         got = ("(N, d) features" if k.spatial_ndim == 0 else
                f"inputs with {k.spatial_ndim} spatial "
@@ -82,7 +82,7 @@ def _kernel_spatial(k: Kernel, r: int, who: str):
     return k.spatial_shape
 
 
-def _map_kernel(k: Kernel, fn, **changes) -> Kernel:
+def map_kernel(k: Kernel, fn, **changes) -> Kernel:
     """Apply a spatial op ``fn(a, lead)`` to nngp/ntk (lead 2) and the variances (lead 1)."""
     def f(a, lead):
         return None if a is None else fn(a, lead)
@@ -132,9 +132,9 @@ def Conv(out_chan: int, filter_shape: Sequence[int], strides: Optional[Sequence[
         https://arxiv.org/abs/1904.11955.
     """
     out_chan = checks.check_positive_int(out_chan, "out_chan")
-    r, filt = _window(filter_shape, "filter_shape", "Conv supports 1-D and 2-D filters")
-    strides = _int_tuple(strides, r, "strides")
-    padding = _check_padding(padding)
+    r, filt = window_arg(filter_shape, "filter_shape", "Conv supports 1-D and 2-D filters")
+    strides = int_tuple(strides, r, "strides")
+    padding = check_padding(padding)
     checks.check_nonneg(W_std, "W_std")
     checks.check_nonneg(b_std, "b_std", allow_none=True)
     checks.check_choice(parameterization, "parameterization", ("ntk", "standard"))
@@ -146,8 +146,8 @@ def Conv(out_chan: int, filter_shape: Sequence[int], strides: Optional[Sequence[
             + (", standard)" if standard else ")"))
 
     def out_shape(input_shape):
-        s = _check_rank(input_shape, r, name)
-        return (input_shape[0],) + _check_fits(s, filt, strides, padding, name, "filter") + (
+        s = check_rank(input_shape, r, name)
+        return (input_shape[0],) + check_fits(s, filt, strides, padding, name, "filter") + (
             out_chan,)
 
     def init(key, input_shape):
@@ -186,8 +186,8 @@ def Conv(out_chan: int, filter_shape: Sequence[int], strides: Optional[Sequence[
         return h
 
     def kernel_map(k: Kernel) -> Kernel:
-        s = _kernel_spatial(k, r, name)
-        _check_fits(s, filt, strides, padding, name, "filter")
+        s = kernel_spatial(k, r, name)
+        check_fits(s, filt, strides, padding, name, "filter")
         full = k.full_spatial
         w2 = W_std ** 2
         b2 = b_std ** 2 if has_bias else 0.0
@@ -212,136 +212,11 @@ def Conv(out_chan: int, filter_shape: Sequence[int], strides: Optional[Sequence[
         return k.replace(nngp=nngp, ntk=ntk, cov1=cov1, cov2=cov2, is_gaussian=True,
                          width=out_chan)
 
-    return make_layer(name, init, apply, kernel_map, structured=False, spatial=True)
+    def mask_map(m):
+        return masks.window_mask(m, filt, strides, padding)
 
-
-# ---------------------------------------------------------------------------------------------
-def AvgPool(window_shape: Sequence[int], strides: Optional[Sequence[int]] = None,
-            padding: str = "VALID") -> Layer:
-    r"""Average pooling over spatial windows (channels-last inputs).
-
-    .. math:: K'_{pq} = \frac{1}{|w|^2} \sum_{a, b \in w} K_{sp + a,\, sq + b}
-
-    (zero padding counts towards the mean with ``'SAME'``, as in the finite layer). The kernel
-    needs every pair of positions of its input.
-
-    Args:
-        window_shape: ``(w,)`` or ``(wh, ww)``.
-        strides: default: the window shape (non-overlapping windows).
-        padding: ``'VALID'`` or ``'SAME'``.
-
-    Returns:
-        A `Layer` (no parameters) mapping ``(N, *S, C)`` to ``(N, *S', C)``, ``S'`` the
-        number of windows along each spatial axis.
-
-    Raises:
-        ValueError: a window larger than the input with ``'VALID'``, or inputs of the wrong rank.
-    """
-    r, window = _window(window_shape, "window_shape", "AvgPool supports 1-D and 2-D windows")
-    strides = window if strides is None else _int_tuple(strides, r, "strides")
-    padding = _check_padding(padding)
-    if padding == "CIRCULAR":
-        raise ValueError("AvgPool supports padding 'VALID' or 'SAME'; got 'CIRCULAR'.")
-    name = f"AvgPool({window}, strides={strides}, {padding})"
-
-    def out_shape(input_shape):
-        s = _check_rank(input_shape, r, name)
-        return (input_shape[0],) + _check_fits(s, window, strides, padding, name, "window") + (
-            input_shape[-1],)
-
-    def init(key, input_shape):
-        return out_shape(input_shape), ()
-
-    def apply(params, x, **kwargs):
-        out_shape(x.shape)
-        win = (1,) + window + (1,)
-        st = (1,) + strides + (1,)
-        pads = [(0, 0)] + [spatial.out_size_and_pads(n, w, s, padding)[1]
-                           for n, w, s in zip(x.shape[1:-1], window, strides)] + [(0, 0)]
-        # a concrete zero (np, not jnp: under jit jnp.zeros is traced) makes this the summing
-        # reduce_window, which has a transpose rule: reverse-mode autodiff works through it
-        total = jax.lax.reduce_window(x, np.zeros((), x.dtype), jax.lax.add, win, st, pads)
-        return total / np.prod(window)
-
-    def kernel_map(k: Kernel) -> Kernel:
-        s = _kernel_spatial(k, r, name)
-        _check_fits(s, window, strides, padding, name, "window")
-        if not k.full_spatial:  # not reachable through the public kernel functions
-            raise ValueError(f"{name} needs the covariance of every pair of positions.")
-        return _map_kernel(k, lambda a, lead: spatial.pool(a, lead, r, window, strides, padding))
-
-    return make_layer(name, init, apply, kernel_map, diag_ok=lambda out_ok: False,
-                      spatial=True)
-
-
-def GlobalAvgPool() -> Layer:
-    r"""Average over all spatial positions: ``(N, *S, C) -> (N, C)``.
-
-    .. math:: K' = \frac{1}{|S|^2}\sum_{p, q} K_{pq}
-
-    (the kernel needs every pair of positions; this is what makes the CNTK of pooled networks
-    costly, Arora et al. 2019).
-
-    Returns:
-        A `Layer` (no parameters) mapping ``(N, *S, C)`` to ``(N, C)``.
-    """
-    name = "GlobalAvgPool()"
-
-    def init(key, input_shape):
-        if len(input_shape) < 3:
-            raise ValueError(f"{name} takes (N, *S, C) inputs with spatial axes; got shape "
-                             f"{tuple(input_shape)}.")
-        return (input_shape[0], input_shape[-1]), ()
-
-    def apply(params, x, **kwargs):
-        if x.ndim < 3:
-            raise ValueError(f"{name} takes (N, *S, C) inputs with spatial axes; got shape "
-                             f"{tuple(x.shape)}.")
-        return jnp.mean(x, axis=tuple(range(1, x.ndim - 1)))
-
-    def kernel_map(k: Kernel) -> Kernel:
-        if k.spatial_ndim == 0:
-            raise ValueError(f"{name} needs inputs with spatial axes ((N, L, C) or "
-                             "(N, H, W, C)); here its input is (N, d) features.")
-        if not k.full_spatial:
-            raise ValueError(f"{name} needs the covariance of every pair of positions.")
-        r = k.spatial_ndim
-        return _map_kernel(k, lambda a, lead: spatial.mean_spatial(a, lead, r, True, False),
-                           spatial_ndim=0, diagonal_spatial=False)
-
-    return make_layer(name, init, apply, kernel_map, diag_ok=lambda out_ok: False,
-                      spatial=True)
-
-
-def Flatten() -> Layer:
-    r"""Flatten each example: ``(N, *S, C) -> (N, |S| C)``.
-
-    A following Dense layer averages over all features, so the kernel is the mean over
-    positions of the same-position covariance, :math:`K' = \frac{1}{|S|}\sum_p K_{pp}`: only
-    those pairs are needed before it (the cheap readout). ``(N, d)`` inputs pass unchanged.
-
-    Returns:
-        A `Layer` (no parameters) mapping ``(N, *S, C)`` to ``(N, |S| C)``.
-    """
-    name = "Flatten()"
-
-    def init(key, input_shape):
-        return (input_shape[0], int(np.prod(input_shape[1:]))), ()
-
-    def apply(params, x, **kwargs):
-        return x.reshape(x.shape[0], -1)
-
-    def kernel_map(k: Kernel) -> Kernel:
-        if k.spatial_ndim == 0:
-            return k
-        r, full = k.spatial_ndim, k.full_spatial
-        p = int(np.prod(k.spatial_shape))
-        width = None if k.width is None else k.width * p
-        return _map_kernel(k, lambda a, lead: spatial.mean_spatial(a, lead, r, full, True),
-                           spatial_ndim=0, diagonal_spatial=False, width=width)
-
-    return make_layer(name, init, apply, kernel_map, diag_ok=lambda out_ok: True,
-                      spatial=True)
+    return make_layer(name, init, apply, kernel_map, structured=False, spatial=True,
+                      mask_map=mask_map, remask=True)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -377,6 +252,7 @@ def myrtle(depth: int = 5, width: int = 128, n_out: int = 1, W_std: float = np.s
         raise ValueError(f"`depth` must be one of {sorted(MYRTLE_STAGES)}; got {depth!r}.")
     from ntkgp._src.nn.combinators import serial
     from ntkgp._src.nn.layers import Dense, Relu
+    from ntkgp._src.nn.pooling import AvgPool, GlobalAvgPool
 
     act = activation if activation is not None else Relu()
     layers = []

@@ -11,6 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ntkgp._src import checks
+from ntkgp._src.kernels import masks
 from ntkgp._src.kernels.kernel import Kernel, input_kernel, swap_inputs
 from ntkgp._src.util import pad_rows
 
@@ -18,6 +19,16 @@ from ntkgp._src.util import pad_rows
 def keep_diag(out_ok: bool) -> bool:
     """The `Layer.diag_ok` of position-wise layers: the input needs what the output needs."""
     return out_ok
+
+
+def keep_mask(mask):
+    """The `Layer.mask_map` of layers that keep the positions of their inputs."""
+    return mask
+
+
+def drop_mask(mask):
+    """The `Layer.mask_map` of layers whose outputs have no positions (pooling, Flatten)."""
+    return None
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -47,6 +58,9 @@ class Layer:
             needs.
         spatial: ``True`` when the network has layers for spatial inputs (Conv, pooling,
             Flatten); a network without any takes ``(N, d)`` inputs only.
+        mask_map: ``mask_map(mask) -> mask``: the position mask ``(N, *S)`` of the layer's
+            outputs given that of its inputs (lists for multi-branch layers; ``None`` when
+            the outputs have no positions); see ``mask_constant``.
     """
 
     init: Callable
@@ -58,6 +72,7 @@ class Layer:
     heavy: bool = False
     diag_ok: Callable = keep_diag
     spatial: bool = False
+    mask_map: Callable = keep_mask
 
     def __iter__(self):
         return iter((self.init, self.apply, self.kernel))
@@ -85,22 +100,33 @@ def make_kernel_fn(kernel_map: Callable, name: str, diag_ok: Callable = keep_dia
     # The outputs themselves are returned with every pair of positions (when spatial).
     diagonal = bool(diag_ok(False))
 
-    def _run(x1, x2, compute_ntk):
-        out = kernel_map(input_kernel(x1, x2, compute_ntk=compute_ntk,
-                                      diagonal_spatial=diagonal))
+    def _run(x1, x2, compute_ntk, mask_constant=None):
+        m1 = m2 = None
+        if mask_constant is not None:
+            x1, e1 = masks.mask_inputs(x1, mask_constant)
+            m1 = masks.position_mask(e1)
+            if x2 is not None:
+                x2, e2 = masks.mask_inputs(x2, mask_constant)
+                m2 = masks.position_mask(e2)
+        k = input_kernel(x1, x2, compute_ntk=compute_ntk, diagonal_spatial=diagonal)
+        out = kernel_map(masks.remask(k.replace(mask1=m1, mask2=m2)))
         if isinstance(out, (list, tuple)):
             raise ValueError(f"The network {name} ends with {len(out)} parallel branches; join "
                              "them with FanInSum() or FanInConcat() before taking its kernel.")
-        return out
+        return out.replace(mask1=None, mask2=None)
 
-    @functools.partial(jax.jit, static_argnames=("get",))
-    def _core(x1, x2, get):
-        k = row_chunked(_run, x1, x2, "ntk" in get, per_pair(x1, diagonal))
+    @functools.partial(jax.jit, static_argnames=("get", "masked"))
+    def _core(x1, x2, get, mask_constant, masked):
+        run = functools.partial(_run_masked, mask_constant=mask_constant) if masked else _run
+        k = row_chunked(run, x1, x2, "ntk" in get, per_pair(x1, diagonal))
         # finite iff every entry is (or the sum itself overflowed: then an exact check)
         total = sum(jnp.sum(a) for a in jax.tree.leaves(k) if hasattr(a, "dtype"))
         return k, jnp.isfinite(total)
 
-    def kernel(x1, x2=None, get=None) -> Any:
+    def _run_masked(x1, x2, compute_ntk, mask_constant):
+        return _run(x1, x2, compute_ntk, mask_constant)
+
+    def kernel(x1, x2=None, get=None, *, mask_constant=None) -> Any:
         r"""Infinite-width NNGP and NTK of the network.
 
         Args:
@@ -110,6 +136,10 @@ def make_kernel_fn(kernel_map: Callable, name: str, diag_ok: Callable = keep_dia
                 itself (symmetric).
             get: ``'nngp'`` or ``'ntk'`` (returns that array of shape ``(N1, N2)``), a tuple of
                 them, or ``None`` for both (returns a `Kernel`).
+            mask_constant: entries of ``x1``/``x2`` equal to it are absent (e.g. the padding
+                of sequences of different lengths; may be ``nan``): they are zeroed, and a
+                spatial position with all channels absent takes no part in attention, pooling
+                or normalization over positions, and its kernel entries are zero.
 
         Returns:
             A `Kernel`, or an array of shape ``(N1, N2)`` when ``get`` is a string (shape
@@ -121,12 +151,26 @@ def make_kernel_fn(kernel_map: Callable, name: str, diag_ok: Callable = keep_dia
                 largest input and what to do.
         """
         names, single = checks.normalize_get(get)
+        raw1, raw2 = x1, x2
+        if mask_constant is not None:
+            _check_mask_constant(mask_constant)
+            x1 = masks.mask_inputs(checks.as_float_array(x1, "x1"), mask_constant)[0]
+            if x2 is not None:
+                x2 = masks.mask_inputs(checks.as_float_array(x2, "x2"), mask_constant)[0]
         x1, x2 = checks.check_inputs(x1, x2, ndim=None if spatial else 2)
         if x1.ndim < 2:
             raise ValueError(f"`x1` must have shape (N, d) (or (N, *S, C) for images and "
                              f"signals); got shape {tuple(x1.shape)}. Add a batch axis, e.g. "
                              "`x[None]` for one example or `x[:, None]` for one feature.")
-        k, finite = _core(x1, x2, names)
+        if mask_constant is None:
+            k, finite = _core(x1, x2, names, None, False)
+        else:
+            for raw, nm in ((raw1, "x1"), (raw2, "x2")):
+                if raw is not None and checks.is_concrete(raw):
+                    masks.check_some_present(raw, mask_constant, nm)
+            raw1 = jnp.asarray(raw1, x1.dtype)
+            raw2 = None if raw2 is None else jnp.asarray(raw2, x1.dtype)
+            k, finite = _core(raw1, raw2, names, jnp.asarray(mask_constant, x1.dtype), True)
         out = _select(k, names, single)
         if not checks.is_concrete(finite) or bool(finite):
             return out
@@ -269,20 +313,78 @@ def _symmetric_blocks(run, x, compute_ntk, block) -> Kernel:
 
 def make_layer(name: str, init: Callable, apply: Callable, kernel_map: Callable,
                structured: bool = True, heavy: bool = False,
-               diag_ok: Callable = keep_diag, spatial: bool = False) -> Layer:
-    apply = _tag(apply, name)
+               diag_ok: Callable = keep_diag, spatial: bool = False,
+               mask_map: Callable = keep_mask, remask: bool = False,
+               combinator: bool = False) -> Layer:
+    """A `Layer` from its functions.
+
+    Leaf layers (``combinator=False``) get their masks handled here: the output kernel carries
+    ``mask_map`` of the input masks, and with ``remask`` its entries at absent positions are
+    zeroed, as are the finite layer's outputs there. Combinators pass masks to their layers.
+    """
+    if not combinator:
+        kernel_map = _masked_kernel_map(kernel_map, mask_map, remask)
+    apply = _tag(apply, name, None if combinator else mask_map, remask)
     layer = Layer(init=init, apply=apply,
                   kernel=make_kernel_fn(kernel_map, name, diag_ok, spatial),
                   name=name, kernel_map=kernel_map, structured=structured, heavy=heavy,
-                  diag_ok=diag_ok, spatial=spatial)
+                  diag_ok=diag_ok, spatial=spatial, mask_map=mask_map)
     apply._ntkgp_layer = layer  # lets ntkgp.empirical find the structure behind `layer.apply`
     return layer
 
 
-def _tag(apply, name):
+def _masks_of(k, field):
+    if isinstance(k, Kernel):
+        return getattr(k, field)
+    return [getattr(v, field) for v in k]
+
+
+def _any_mask(m):
+    return m is not None and not (isinstance(m, list) and all(v is None for v in m))
+
+
+def _masked_kernel_map(kernel_map, mask_map, remask):
+    def mapped(k):
+        out = kernel_map(k)
+        m1 = _masks_of(k, "mask1")
+        if not _any_mask(m1):
+            return out
+        o1 = mask_map(m1)
+        m2 = _masks_of(k, "mask2")
+        o2 = mask_map(m2) if _any_mask(m2) else None
+        if isinstance(out, Kernel):
+            out = out.replace(mask1=o1, mask2=o2)
+            return masks.remask(out) if remask else out
+        o2 = [None] * len(out) if o2 is None else o2
+        return [v.replace(mask1=a, mask2=b) for v, a, b in zip(out, o1, o2)]
+
+    return mapped
+
+
+def _check_mask_constant(c):
+    if isinstance(c, (bool, np.bool_)) or not isinstance(c, (int, float, np.number)):
+        raise TypeError(f"`mask_constant` must be a real number (the value that marks absent "
+                        f"entries, e.g. 0.0, -1e9 or float('nan')); got {c!r}.")
+
+
+def _tag(apply, name, mask_map, remask):
     @functools.wraps(apply)
-    def tagged(params, x, **kwargs):
-        return apply(params, x, **kwargs)
+    def tagged(params, x, *, mask_constant=None, mask=None, **kwargs):
+        if mask_constant is not None:
+            _check_mask_constant(mask_constant)
+            x = jnp.asarray(x)
+            if checks.is_concrete(x):
+                masks.check_some_present(x, mask_constant, "x")
+            x, entry = masks.mask_inputs(x, mask_constant)
+            mask = masks.position_mask(entry)
+        if mask is None:
+            return apply(params, x, **kwargs)
+        y = apply(params, x, mask=mask, **kwargs)
+        if remask and mask_map is not None:
+            out = mask_map(mask)
+            if out is not None:
+                y = jnp.where(out[..., None], jnp.zeros((), y.dtype), y)
+        return y
 
     tagged.__name__ = f"apply[{name}]"
     return tagged

@@ -1,4 +1,4 @@
-"""Layers: Dense, nonlinearities, LayerNorm, Identity."""
+"""Layers: Dense, nonlinearities, Identity."""
 
 from __future__ import annotations
 
@@ -13,7 +13,6 @@ import numpy as np
 from ntkgp._src import checks
 from ntkgp._src.kernels import activations as act
 from ntkgp._src.kernels.kernel import Kernel
-from ntkgp._src.kernels.special import safe_rsqrt
 from ntkgp._src.nn.core import Layer, make_layer
 
 
@@ -117,8 +116,7 @@ def Dense(out_dim: int, W_std: float = 1.0, b_std: Optional[float] = 0.0,
     name = (f"Dense({out_dim}, W_std={format_number(W_std)}, b_std="
             f"{'None' if b_std is None else format_number(b_std)}"
             + (", standard)" if standard else ")"))
-    layer = make_layer(name, init, apply, kernel_map)
-    return layer
+    return make_layer(name, init, apply, kernel_map, remask=True)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -132,7 +130,7 @@ def _elementwise_layer(name: str, fn: Callable, pair: Callable, diag: Callable) 
     def kernel_map(k: Kernel) -> Kernel:
         return act.apply_activation(k, pair, diag)
 
-    return make_layer(name, init, apply, kernel_map, heavy=True)
+    return make_layer(name, init, apply, kernel_map, heavy=True, remask=True)
 
 
 def ABRelu(a: float, b: float) -> Layer:
@@ -326,63 +324,3 @@ def Identity() -> Layer:
     """
     return make_layer("Identity()", lambda key, s: (tuple(s), ()), lambda p, x, **kw: x,
                       lambda k: k)
-
-
-def LayerNorm(axis: int = -1, eps: float = 1e-12) -> Layer:
-    r"""Normalize each example over its features: :math:`y = (x - \bar x)/\sqrt{\mathrm{var}(x)
-    + \epsilon}`.
-
-    At infinite width after an affine layer (zero-mean Gaussian features) the mean vanishes
-    and the kernel is rescaled: :math:`K'_{12} = K_{12}/\sqrt{K_{11}K_{22}}`, and the same for
-    :math:`\Theta`.
-
-    Args:
-        axis: the feature axis (normalized over).
-        eps: added to the variance in the finite layer.
-
-    Returns:
-        A `Layer` (no parameters); output shape = input shape.
-
-    Raises:
-        ValueError: (when the kernel is taken) if the input is not the output of an affine
-            layer, where the feature mean does not vanish and this limit would be wrong.
-    """
-    checks.check_scalar(eps, "eps", low=0.0, strict=True)
-    if axis not in (-1,):
-        raise ValueError(f"LayerNorm supports the feature axis (-1) of (N, d) inputs; got "
-                         f"axis={axis!r}.")
-
-    def apply(params, x, **kwargs):
-        mean = jnp.mean(x, axis=axis, keepdims=True)
-        var = jnp.var(x, axis=axis, keepdims=True)
-        return (x - mean) * jax.lax.rsqrt(var + eps)
-
-    def kernel_map(k: Kernel) -> Kernel:
-        if not k.is_gaussian:
-            raise ValueError("LayerNorm's infinite-width kernel needs zero-mean Gaussian inputs, "
-                             "i.e. it must follow a Dense layer; here it follows a nonlinearity "
-                             "or the raw inputs. Put a Dense layer before it.")
-        # per position: divide by the standard deviations of the two positions paired
-        v1, v2 = k.variances(1), k.variances(2)
-        s1, s2 = act.pair_broadcast(k, v1, v2)
-        scale = safe_rsqrt(s1) * safe_rsqrt(s2)
-        nngp = k.nngp * scale
-        if k.x1_is_x2:
-            nngp = jnp.where(act.pair_eye(k), jnp.where(s1 > 0, 1.0, 0.0), nngp)
-
-        def normalized(cov, v):
-            if cov is None:
-                return None
-            if not k.full_spatial:
-                return jnp.where(cov > 0, 1.0, 0.0).astype(cov.dtype)
-
-            def fn(c, a, b, eye):
-                return jnp.where(eye, jnp.where(a > 0, 1.0, 0.0), c * safe_rsqrt(a)
-                                 * safe_rsqrt(b)).astype(c.dtype)
-            return act.self_pair(fn, cov, v, k.spatial_ndim)
-
-        return k.replace(nngp=nngp, ntk=None if k.ntk is None else k.ntk * scale,
-                         cov1=normalized(k.cov1, v1), cov2=normalized(k.cov2, v2))
-
-    return make_layer(f"LayerNorm(axis={axis})", lambda key, s: (tuple(s), ()), apply,
-                      kernel_map)

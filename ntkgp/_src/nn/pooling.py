@@ -1,0 +1,192 @@
+"""Pooling and flattening of spatial inputs, with their infinite-width kernels."""
+
+from __future__ import annotations
+
+from typing import Optional, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from ntkgp._src.kernels import masks, spatial
+from ntkgp._src.kernels.kernel import Kernel
+from ntkgp._src.nn.conv import (
+    check_fits,
+    check_padding,
+    check_rank,
+    int_tuple,
+    kernel_spatial,
+    map_kernel,
+    window_arg,
+)
+from ntkgp._src.nn.core import Layer, drop_mask, make_layer
+
+
+# ---------------------------------------------------------------------------------------------
+def AvgPool(window_shape: Sequence[int], strides: Optional[Sequence[int]] = None,
+            padding: str = "VALID") -> Layer:
+    r"""Average pooling over spatial windows (channels-last inputs).
+
+    .. math:: K'_{pq} = \frac{1}{|w|^2} \sum_{a, b \in w} K_{sp + a,\, sq + b}
+
+    (zero padding counts towards the mean with ``'SAME'``, as in the finite layer). The kernel
+    needs every pair of positions of its input.
+
+    Args:
+        window_shape: ``(w,)`` or ``(wh, ww)``.
+        strides: default: the window shape (non-overlapping windows).
+        padding: ``'VALID'`` or ``'SAME'``.
+
+    Returns:
+        A `Layer` (no parameters) mapping ``(N, *S, C)`` to ``(N, *S', C)``, ``S'`` the
+        number of windows along each spatial axis.
+
+    Raises:
+        ValueError: a window larger than the input with ``'VALID'``, or inputs of the wrong rank.
+    """
+    r, window = window_arg(window_shape, "window_shape", "AvgPool supports 1-D and 2-D windows")
+    strides = window if strides is None else int_tuple(strides, r, "strides")
+    padding = check_padding(padding)
+    if padding == "CIRCULAR":
+        raise ValueError("AvgPool supports padding 'VALID' or 'SAME'; got 'CIRCULAR'.")
+    name = f"AvgPool({window}, strides={strides}, {padding})"
+
+    def out_shape(input_shape):
+        s = check_rank(input_shape, r, name)
+        return (input_shape[0],) + check_fits(s, window, strides, padding, name, "window") + (
+            input_shape[-1],)
+
+    def init(key, input_shape):
+        return out_shape(input_shape), ()
+
+    def apply(params, x, **kwargs):
+        out_shape(x.shape)
+        win = (1,) + window + (1,)
+        st = (1,) + strides + (1,)
+        pads = [(0, 0)] + [spatial.out_size_and_pads(n, w, s, padding)[1]
+                           for n, w, s in zip(x.shape[1:-1], window, strides)] + [(0, 0)]
+        # a concrete zero (np, not jnp: under jit jnp.zeros is traced) makes this the summing
+        # reduce_window, which has a transpose rule: reverse-mode autodiff works through it
+        total = jax.lax.reduce_window(x, np.zeros((), x.dtype), jax.lax.add, win, st, pads)
+        return total / np.prod(window)
+
+    def kernel_map(k: Kernel) -> Kernel:
+        s = kernel_spatial(k, r, name)
+        check_fits(s, window, strides, padding, name, "window")
+        if not k.full_spatial:  # not reachable through the public kernel functions
+            raise ValueError(f"{name} needs the covariance of every pair of positions.")
+        return map_kernel(k, lambda a, lead: spatial.pool(a, lead, r, window, strides, padding))
+
+    def mask_map(m):
+        return masks.window_mask(m, window, strides, padding)
+
+    return make_layer(name, init, apply, kernel_map, diag_ok=lambda out_ok: False,
+                      spatial=True, mask_map=mask_map, remask=True)
+
+
+def GlobalAvgPool() -> Layer:
+    r"""Average over all spatial positions: ``(N, *S, C) -> (N, C)``.
+
+    .. math:: K'_{12} = \frac{1}{n_1 n_2}\sum_{p, q} K_{pq}
+
+    over the :math:`n_1, n_2` present positions of the two inputs (all :math:`|S|` without
+    masks). The kernel needs every pair of positions; this is what makes the CNTK of pooled
+    networks costly (Arora et al. 2019).
+
+    Returns:
+        A `Layer` (no parameters) mapping ``(N, *S, C)`` to ``(N, C)``.
+    """
+    return _global_pool("GlobalAvgPool()", average=True)
+
+
+def GlobalSumPool() -> Layer:
+    r"""Sum over all spatial positions: ``(N, *S, C) -> (N, C)``, :math:`K' = \sum_{p,q} K_{pq}`
+    (absent positions contribute zero).
+
+    Returns:
+        A `Layer` (no parameters) mapping ``(N, *S, C)`` to ``(N, C)``.
+    """
+    return _global_pool("GlobalSumPool()", average=False)
+
+
+def _global_pool(name: str, average: bool) -> Layer:
+    def init(key, input_shape):
+        if len(input_shape) < 3:
+            raise ValueError(f"{name} takes (N, *S, C) inputs with spatial axes; got shape "
+                             f"{tuple(input_shape)}.")
+        return (input_shape[0], input_shape[-1]), ()
+
+    def apply(params, x, mask=None, **kwargs):
+        if x.ndim < 3:
+            raise ValueError(f"{name} takes (N, *S, C) inputs with spatial axes; got shape "
+                             f"{tuple(x.shape)}.")
+        axes = tuple(range(1, x.ndim - 1))
+        if mask is None:
+            return jnp.mean(x, axis=axes) if average else jnp.sum(x, axis=axes)
+        total = jnp.sum(jnp.where(mask[..., None], jnp.zeros((), x.dtype), x), axis=axes)
+        return total / masks.present_count(mask)[:, None] if average else total
+
+    def kernel_map(k: Kernel) -> Kernel:
+        if k.spatial_ndim == 0:
+            raise ValueError(f"{name} needs inputs with spatial axes ((N, L, C) or "
+                             "(N, H, W, C)); here its input is (N, d) features.")
+        if not k.full_spatial:
+            raise ValueError(f"{name} needs the covariance of every pair of positions.")
+        r = k.spatial_ndim
+        size = float(np.prod(k.spatial_shape))
+        out = map_kernel(k, lambda a, lead: spatial.mean_spatial(a, lead, r, True, False),
+                         spatial_ndim=0, diagonal_spatial=False)
+        if k.mask1 is None:
+            if average:
+                return out
+            n1 = n2 = jnp.asarray(1.0 / size, out.cov1.dtype)
+        else:
+            n1 = masks.present_count(k.mask1).astype(out.cov1.dtype) / size
+            n2 = n1 if k.mask2 is None else (
+                masks.present_count(k.mask2).astype(out.cov1.dtype) / size)
+            if not average:
+                n1, n2 = jnp.ones_like(n1) / size, jnp.ones_like(n2) / size
+        two = n2 if k.cov2 is not None else n1
+
+        def scale(a, c):
+            return None if a is None else a * c
+
+        c12 = 1.0 / (n1[:, None] * two[None, :]) if n1.ndim else 1.0 / (n1 * n1)
+        return out.replace(nngp=scale(out.nngp, c12), ntk=scale(out.ntk, c12),
+                           cov1=out.cov1 / (n1 * n1), cov2=scale(out.cov2, 1.0 / (two * two)))
+
+    return make_layer(name, init, apply, kernel_map, diag_ok=lambda out_ok: False,
+                      spatial=True, mask_map=drop_mask)
+
+
+def Flatten() -> Layer:
+    r"""Flatten each example: ``(N, *S, C) -> (N, |S| C)``.
+
+    A following Dense layer averages over all features, so the kernel is the mean over
+    positions of the same-position covariance, :math:`K' = \frac{1}{|S|}\sum_p K_{pp}`: only
+    those pairs are needed before it (the cheap readout). ``(N, d)`` inputs pass unchanged.
+
+    Returns:
+        A `Layer` (no parameters) mapping ``(N, *S, C)`` to ``(N, |S| C)``.
+    """
+    name = "Flatten()"
+
+    def init(key, input_shape):
+        return (input_shape[0], int(np.prod(input_shape[1:]))), ()
+
+    def apply(params, x, **kwargs):
+        return x.reshape(x.shape[0], -1)
+
+    def kernel_map(k: Kernel) -> Kernel:
+        if k.spatial_ndim == 0:
+            return k
+        r, full = k.spatial_ndim, k.full_spatial
+        p = int(np.prod(k.spatial_shape))
+        width = None if k.width is None else k.width * p
+        return map_kernel(k, lambda a, lead: spatial.mean_spatial(a, lead, r, full, True),
+                           spatial_ndim=0, diagonal_spatial=False, width=width)
+
+    return make_layer(name, init, apply, kernel_map, diag_ok=lambda out_ok: True,
+                      spatial=True, mask_map=drop_mask)
+
+
