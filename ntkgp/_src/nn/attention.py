@@ -10,7 +10,6 @@ import numpy as np
 
 from ntkgp._src import checks
 from ntkgp._src.kernels import attention as att
-from ntkgp._src.kernels import masks
 from ntkgp._src.kernels.kernel import Kernel
 from ntkgp._src.nn.core import Layer, make_layer
 from ntkgp._src.nn.layers import format_number
