@@ -18,6 +18,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 NTREF_PYTHON = os.environ.get("NTREF_PYTHON", "/tmp/ntref/venv/bin/python")
 NT_SCRIPT = os.path.join(ROOT, "..", "shared", "ntref", "nt_baseline.py")
+BACKEND = "ntkgp"  # the library a child process measures ("nt" in the reference venv)
 
 # suite -> (script, [(section title, id regex)]); the targets are in targets.py
 SUITES = {
@@ -49,6 +50,12 @@ SUITES = {
          "regression (FC NTK, 1 hidden ReLU layer, time end to end incl. 1000 test means, one "
          "run each), and kernel tiles in one process vs a 2-worker Dask LocalCluster",
          r".")]),
+    "attention": ("attention.py", [
+        ("Transformer kernels, `kernel(x, x)` (NNGP + NTK): Dense embedding, 2 blocks of "
+         "[residual softmax self-attention (4 heads, summed positional embeddings) + "
+         "LayerNorm, residual ReLU MLP + LayerNorm], GlobalAvgPool, Dense; L=16, C=32. "
+         "`limit` = the least time this machine needs for the kernel's matrix products (at "
+         "its measured float32 matmul peak) plus one write of the outputs", r".")]),
     "tabular": ("tabular.py", []),  # accuracy tables, rendered by tabular.py ("markdown")
 }
 
@@ -295,10 +302,13 @@ def main(suite, all_cases, run_case, script, doc):
     ap.add_argument("--render", action="store_true",
                     help="only rewrite RESULTS.md from the saved rows (no runs)")
     ap.add_argument("--_child", default=None, help=argparse.SUPPRESS)
+    ap.add_argument("--backend", default="ntkgp", help=argparse.SUPPRESS)
     a = ap.parse_args()
     cases = [c for c in all_cases() if re.search(a.cases, c["id"])]
     if a._child:
         case = next(c for c in all_cases() if c["id"] == a._child)
+        global BACKEND
+        BACKEND = a.backend
         print("@@ROW " + json.dumps(run_case(case, a.repeats)), flush=True)
         return
     if a.list:
@@ -327,7 +337,9 @@ def main(suite, all_cases, run_case, script, doc):
         reps = str(max(a.repeats, c.get("min_repeats", 0)))
         nt_id = c.get("nt_id", c["id"])
         if use_nt and nt_id and re.search(a.nt_cases, c["id"]):
-            row["nt"] = subprocess_row([NTREF_PYTHON, NT_SCRIPT, "--_child", nt_id, "--repeats",
+            # a suite whose neural-tangents side the shared baseline lacks runs it itself
+            nt_script = os.path.abspath(script) if c.get("nt_self") else NT_SCRIPT
+            row["nt"] = subprocess_row([NTREF_PYTHON, nt_script, "--_child", nt_id, "--repeats",
                                         reps, "--backend", "nt"], a.timeout)
         row["ntkgp"] = subprocess_row([sys.executable, os.path.abspath(script), "--_child",
                                        c["id"], "--repeats", reps], a.timeout)

@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ntkgp import nn
-from ntkgp._src.nn import core
+from ntkgp._src.nn import blocking
 from tests.conftest import DTYPE, X64, needs_x64, rel_err
 
 ACTS = {
@@ -134,7 +134,7 @@ def test_row_chunked_equals_direct(monkeypatch, rng, x2_none, rows):
     x2 = None if x2_none else rng.standard_normal((9, 4)).astype(DTYPE)
     direct = deep(nn.Relu).kernel(x1, x2)
     n2 = 23 if x2_none else 9
-    monkeypatch.setattr(core, "CHUNK_ELEMENTS", rows * n2)
+    monkeypatch.setattr(blocking, "CHUNK_ELEMENTS", rows * n2)
     chunked = deep(nn.Relu).kernel(x1, x2)  # a new net: a new jit that sees the patched size
     for g in ("nngp", "ntk", "cov1"):
         np.testing.assert_allclose(getattr(chunked, g), getattr(direct, g), rtol=1e-6)
@@ -143,6 +143,29 @@ def test_row_chunked_equals_direct(monkeypatch, rng, x2_none, rows):
         np.testing.assert_array_equal(chunked.ntk, np.asarray(chunked.ntk).T)
         np.testing.assert_array_equal(chunked.nngp, np.asarray(chunked.nngp).T)
         np.testing.assert_allclose(np.diag(chunked.nngp), chunked.cov1, rtol=1e-6)
+
+
+@pytest.mark.parametrize("block", [2, 5])
+def test_square_blocks_equal_direct(monkeypatch, rng, block):
+    """x2 given, when fewer than MIN_ROWS rows of x1 fit against all of x2: square blocks of
+    both inputs (the last block of each axis overlapping), for a spatial attention kernel."""
+    x1 = rng.standard_normal((11, 4, 3)).astype(DTYPE)
+    x2 = rng.standard_normal((7, 4, 3)).astype(DTYPE)
+
+    def net():
+        return nn.serial(nn.Dense(4), nn.GlobalSelfAttention(4, 4, 4, 1), nn.Relu(),
+                         nn.GlobalAvgPool())
+
+    direct = net().kernel(x1, x2)
+    monkeypatch.setattr(blocking, "CHUNK_ELEMENTS", block * block * 16)
+    monkeypatch.setattr(blocking, "MAX_CHUNK_ELEMENTS", 16)
+    called = []
+    monkeypatch.setattr(blocking, "_grid_blocks", lambda *a, _g=blocking._grid_blocks: (
+        called.append(1), _g(*a))[1])
+    blocked = net().kernel(x1, x2)
+    for g in ("nngp", "ntk", "cov1", "cov2"):
+        np.testing.assert_allclose(getattr(blocked, g), getattr(direct, g), rtol=1e-6)
+    assert called
 
 
 def test_no_retrace_for_same_shapes(rng):

@@ -11,7 +11,8 @@ import jax.numpy as jnp
 from ntkgp._src import checks
 from ntkgp._src.kernels.kernel import Kernel
 from ntkgp._src.kernels.spatial import kernel_to_diagonal
-from ntkgp._src.nn.core import Layer, make_layer, materialized
+from ntkgp._src.nn.blocking import materialized
+from ntkgp._src.nn.core import Layer, make_layer
 
 
 def _check_layers(layers, who):

@@ -12,8 +12,8 @@ import numpy as np
 
 from ntkgp._src import checks
 from ntkgp._src.kernels import masks
-from ntkgp._src.kernels.kernel import Kernel, input_kernel, swap_inputs
-from ntkgp._src.util import pad_rows
+from ntkgp._src.kernels.kernel import Kernel, input_kernel
+from ntkgp._src.nn.blocking import per_pair, row_chunked
 
 
 def keep_diag(out_ok: bool) -> bool:
@@ -180,135 +180,6 @@ def make_kernel_fn(kernel_map: Callable, name: str, diag_ok: Callable = keep_dia
     kernel.__name__ = "kernel"
     kernel._ntkgp_name = name  # identifies the architecture (ntkgp.batching's tile store)
     return kernel
-
-
-def materialized(fn: Callable, k):
-    """``fn(k)`` computed as a separate XLA computation whose outputs are stored.
-
-    XLA's CPU fusion duplicates elementwise producers into every consumer; over a deep
-    recursion each layer's fusion then recomputes all earlier layers (measured, kernel of a
-    10-hidden-layer ReLU net at N=4000, f32: 2.42 s with no boundary, 0.74 s with one after
-    each nonlinearity, 0.48 s with one after each Dense+nonlinearity segment).
-    ``optimization_barrier`` is dropped by XLA here; a ``lax.cond`` on a runtime predicate is a
-    real boundary and stays differentiable. The predicate is "the first entry of the first
-    array is not NaN"; the other branch returns NaNs. Inputs are checked for NaN at the public
-    entry, so the NaN branch is only taken under a user's jit with NaN inputs, where the result
-    would be NaN anyway (then entirely NaN rather than partly).
-    """
-    leaves = [x for x in jax.tree.leaves(k) if x.ndim >= 1 and x.size]
-    if not leaves:
-        return fn(k)
-    pred = ~jnp.isnan(leaves[0].reshape(-1)[0])
-
-    def nan_branch(k):
-        out = jax.eval_shape(fn, k)
-        return jax.tree.map(lambda s: jnp.full(s.shape, jnp.nan, s.dtype), out)
-
-    return jax.lax.cond(pred, fn, nan_branch, k)
-
-
-CHUNK_ELEMENTS = 1 << 18  # entries per row chunk: a few arrays of this size stay in cache
-
-
-def per_pair(x, diagonal: bool) -> int:
-    """Kernel entries per pair of inputs: 1 for ``(N, d)``; positions (or their pairs) for
-    ``(N, *S, C)``."""
-    p = int(np.prod(x.shape[1:-1], dtype=int)) if x.ndim > 2 else 1
-    return p if diagonal else p * p
-
-
-def row_chunked(run: Callable, x1, x2, compute_ntk: bool, entries: int = 1) -> Kernel:
-    """``run(x1, x2, compute_ntk)`` computed over cache-sized blocks of pairs.
-
-    The kernel recursion is elementwise per pair of inputs, so blocks of pairs are independent.
-    Blocks of about ``CHUNK_ELEMENTS`` pairs keep every layer's intermediates in cache and bound
-    the temporary memory to a few blocks instead of several N1 x N2 arrays per layer (measured,
-    10-hidden-layer ReLU net, N=4000, f32: 0.41 s blocked vs 0.47 s whole with ``x2`` given;
-    0.32 s vs 0.72 s for ``x2=None``, where the blocks also halve the work). Padding repeats the
-    last row (never zeros, whose zero variance would be a special case) and is dropped.
-
-    ``entries`` is the number of kernel entries per pair (spatial positions). ``x2`` given:
-    blocks of rows of ``x1`` against all of ``x2``. ``x2 is None``: square blocks
-    on and above the diagonal only (about half the work), mirrored; diagonal blocks are
-    computed as kernels of a block with itself, so the self-kernel on the diagonal is exact.
-    """
-    n1 = x1.shape[0]
-    xr = x1 if x2 is None else x2
-    n2 = xr.shape[0]
-    pairs = max(1, CHUNK_ELEMENTS // entries)
-    if x2 is None:
-        block = max(1, int(pairs ** 0.5))
-        if block * 2 > n1:
-            return _symmetrized(run(x1, None, compute_ntk))
-        return _symmetric_blocks(run, x1, compute_ntk, block)
-    rows = max(1, pairs // n2)
-    if rows * 2 > n1:
-        return run(x1, x2, compute_ntk)
-    n_chunks = -(-n1 // rows)
-    blocks = pad_rows(x1, n_chunks * rows).reshape((n_chunks, rows) + x1.shape[1:])
-
-    def one(xb):
-        k = run(xb, xr, compute_ntk)
-        return k.nngp, k.ntk, k.cov1
-
-    nngp, ntk, cov1 = jax.lax.map(one, blocks)
-    nngp = nngp.reshape((n_chunks * rows,) + nngp.shape[2:])[:n1]
-    cov1 = cov1.reshape((n_chunks * rows,) + cov1.shape[2:])[:n1]
-    if ntk is not None:
-        ntk = ntk.reshape((n_chunks * rows,) + ntk.shape[2:])[:n1]
-    meta = run(xr[:1], xr, compute_ntk)  # the static fields, and cov2 of x2
-    return meta.replace(nngp=nngp, ntk=ntk, cov1=cov1, cov2=meta.cov2)
-
-
-def _symmetrized(k: Kernel) -> Kernel:
-    """Exactly symmetric kernels of x with itself, whatever the rounding of each pair."""
-    return k.replace(nngp=0.5 * (k.nngp + swap_inputs(k.nngp, k)),
-                     ntk=None if k.ntk is None else 0.5 * (k.ntk + swap_inputs(k.ntk, k)))
-
-
-def _symmetric_blocks(run, x, compute_ntk, block) -> Kernel:
-    """Blocks (i, j), j >= i, of size ``block``; the last block starts at ``n - block`` rather
-    than being padded, so results are written straight into (n, n) arrays. Overlapping blocks
-    recompute the same pairs; the scan runs in row-major order, so the last diagonal block
-    (exact self-kernel, symmetrized) is written last."""
-    n = x.shape[0]
-    nb = -(-n // block)
-    ii, jj = np.triu_indices(nb)
-    starts = np.minimum(np.arange(nb) * block, n - block)
-
-    def pair(si, sj, same):
-        xi = jax.lax.dynamic_slice_in_dim(x, si, block)
-        xj = jax.lax.dynamic_slice_in_dim(x, sj, block)
-
-        def diagonal():
-            k = _symmetrized(run(xi, None, compute_ntk))
-            return k.nngp, k.ntk
-
-        def off_diagonal():
-            k = run(xi, xj, compute_ntk)
-            return k.nngp, k.ntk
-
-        return jax.lax.cond(same, diagonal, off_diagonal)
-
-    shapes = jax.eval_shape(pair, 0, 0, True)
-    meta = run(x[:1], x, compute_ntk)  # the static fields, and the variances of all of x
-
-    def step(carry, ij):
-        si, sj, same = ij
-        out = []
-        for acc, v in zip(carry, pair(si, sj, same)):
-            if acc is not None:
-                zeros = (0,) * (v.ndim - 2)
-                acc = jax.lax.dynamic_update_slice(acc, v, (si, sj) + zeros)
-                acc = jax.lax.dynamic_update_slice(acc, swap_inputs(v, meta), (sj, si) + zeros)
-            out.append(acc)
-        return tuple(out), None
-
-    carry = tuple(None if s is None else jnp.zeros((n, n) + s.shape[2:], s.dtype)
-                  for s in shapes)
-    xs = (jnp.asarray(starts[ii]), jnp.asarray(starts[jj]), jnp.asarray(ii == jj))
-    (nngp, ntk), _ = jax.lax.scan(step, carry, xs)
-    return meta.replace(nngp=nngp, ntk=ntk, cov1=meta.cov2, cov2=None, x1_is_x2=True)
 
 
 def make_layer(name: str, init: Callable, apply: Callable, kernel_map: Callable,
