@@ -53,6 +53,8 @@ PLAN = {
     "scale": (["--repeats", "1", "--timeout", "3000"],  # N=100,000 takes ~25 min
               ["--repeats", "1",
                "--cases", r"^(exact|cg)_N(2000|5000|10000)_f64$|^cg_noprec|^dask_"]),
+    "attention": (["--repeats", "5"],
+                  ["--repeats", "5", "--cases", r"^transformer2_(masked_)?N(100|400)_f32$"]),
     "tabular": ([],
                 ["--datasets", r"^(heart|MASS/cpus)$", "--models", "ntk,nngp,rf,hgb,svc,gpr"]),
 }

@@ -124,6 +124,10 @@ TARGETS = [
      nt_ratio(f"cnn3_{key}_N{n}_f32"), (LE, 0.1))
     for key, ro in (("gap", "GlobalAvgPool"), ("flatten", "Flatten")) for n in (50, 100, 200)
 ] + [
+    ("attention", f"transformer kernel (2 blocks, softmax attention, L=16, C=32), N={n}, "
+     "f32: time vs neural-tangents", nt_ratio(f"transformer2_N{n}_f32"), (LE, 0.3))
+    for n in (100, 400)
+] + [
     ("scale", f"CG vs exact solve, N={n}, float64: max relative difference of the test "
      "means", field(f"cg_N{n}_f64", "rel_diff_exact"), (LE, 1e-6))
     for n in (2000, 5000, 10000)

@@ -164,7 +164,8 @@ def test_square_blocks_equal_direct(monkeypatch, rng, block):
         called.append(1), _g(*a))[1])
     blocked = net().kernel(x1, x2)
     for g in ("nngp", "ntk", "cov1", "cov2"):
-        np.testing.assert_allclose(getattr(blocked, g), getattr(direct, g), rtol=1e-6)
+        # float32: the attention's matrix products round differently in other block shapes
+        assert rel_err(getattr(blocked, g), getattr(direct, g)) <= (1e-12 if X64 else 1e-5)
     assert called
 
 
