@@ -51,3 +51,30 @@ def check_convergence_rate(errors_at, x, widths, n_samples, label):
     for small, big in zip(errs, errs[1:]):
         assert np.all(big <= 0.6 * small), (label, widths, errs)
     return errs
+
+
+def rms_kernel_errors(make_net, analytic, x, width, n_samples, apply=None, seed=0):
+    """sqrt(mean over sampled networks of ||K_s - K||_F^2) / ||K||_F for the NNGP and the NTK.
+
+    ``make_net(width, n_out)`` builds the finite network; ``analytic`` is its `Kernel` on
+    ``x``. The empirical NNGP is that of a readout with ``width`` outputs (one output's
+    f(x1) f(x2) has O(1) variance at any width); the NTK that of one output, which already
+    converges (it sums over all parameters). ``apply(net)`` gives the function to
+    differentiate (default the network itself).
+    """
+    import jax
+
+    from ntkgp import empirical
+
+    se = np.zeros(2)
+    for i, (g, out, make_fn) in enumerate((("nngp", width, empirical.empirical_nngp_fn),
+                                           ("ntk", 1, empirical.empirical_ntk_fn))):
+        net = make_net(width, out)
+        f = jax.jit(make_fn(net if apply is None else apply(net)))
+        init = jax.jit(lambda k, net=net: net.init(k, x.shape)[1])
+        ref = np.asarray(getattr(analytic, g), np.float64)
+        for s in range(n_samples):
+            key = jax.random.fold_in(jax.random.PRNGKey(seed), s)
+            d = np.asarray(f(x, None, init(key)), np.float64) - ref
+            se[i] += np.sum(d * d) / np.sum(ref ** 2)
+    return np.sqrt(se / n_samples)

@@ -1,12 +1,11 @@
 """Finite CNNs converge to the analytic CNTK as the number of channels grows."""
 
-import jax
 import numpy as np
 import pytest
 
-from ntkgp import empirical, nn
+from ntkgp import nn
 from tests.conftest import DTYPE, ONLY_X64_PASS
-from tests.helpers import check_convergence_rate
+from tests.helpers import check_convergence_rate, rms_kernel_errors
 
 ARCHS = ("gap", "flatten", "circular_erf_avgpool", "residual_layernorm")
 
@@ -38,26 +37,10 @@ def make_net(name, width, out=None):
 
 
 def rms_errors(name, width, x, n_samples):
-    """sqrt(mean over networks of ||K_s - K||_F^2) / ||K||_F for the NNGP and the NTK (see
-    tests/kernels/test_monte_carlo.py for why per-network errors).
-
-    The empirical NNGP is that of a readout with ``width`` outputs (one output's f(x1) f(x2)
-    has O(1) variance at any width); the NTK is that of one output, which already converges
-    (it sums over all parameters), and costs ``width`` times less to differentiate.
-    """
-    ana = make_net(name, 1).kernel(x, None)
-    se = np.zeros(2)
-    for i, (g, out, make_fn) in enumerate((("nngp", width, empirical.empirical_nngp_fn),
-                                           ("ntk", 1, empirical.empirical_ntk_fn))):
-        net = make_net(name, width, out)
-        f = jax.jit(make_fn(net))
-        init = jax.jit(lambda k: net.init(k, x.shape)[1])
-        ref = np.asarray(getattr(ana, g), np.float64)
-        for s in range(n_samples):
-            d = np.asarray(f(x, None, init(jax.random.fold_in(jax.random.PRNGKey(0), s))),
-                           np.float64) - ref
-            se[i] += np.sum(d * d) / np.sum(ref ** 2)
-    return np.sqrt(se / n_samples)
+    """Per-network relative errors of the NNGP and the NTK (see tests/helpers.py and
+    tests/kernels/test_monte_carlo.py for why per-network errors)."""
+    return rms_kernel_errors(lambda w, out: make_net(name, w, out),
+                             make_net(name, 1).kernel(x, None), x, width, n_samples)
 
 
 def _check_rate(name, widths, n_samples):

@@ -7,9 +7,9 @@ import jax
 import numpy as np
 import pytest
 
-from ntkgp import empirical, nn
+from ntkgp import nn
 from tests.conftest import DTYPE, ONLY_X64_PASS
-from tests.helpers import check_convergence_rate
+from tests.helpers import check_convergence_rate, rms_kernel_errors
 
 MASK = -5.0
 
@@ -40,22 +40,12 @@ def inputs():
 
 
 def rms_errors(name, width, x, n_samples):
-    """Per-network relative Frobenius errors of the empirical NNGP (readout of ``width``
-    outputs) and NTK (one output) against the analytic kernel, with masks."""
-    ana = make_net(name, 1, 1).kernel(x, None, mask_constant=MASK)
-    se = np.zeros(2)
-    for i, (g, out, make_fn) in enumerate((("nngp", width, empirical.empirical_nngp_fn),
-                                           ("ntk", 1, empirical.empirical_ntk_fn))):
-        net = make_net(name, width, out)
-        apply = functools.partial(net.apply, mask_constant=MASK)
-        f = jax.jit(make_fn(apply) if g == "nngp" else make_fn(apply, implementation="jacobian"))
-        init = jax.jit(lambda k: net.init(k, x.shape)[1])
-        ref = np.asarray(getattr(ana, g), np.float64)
-        for s in range(n_samples):
-            d = np.asarray(f(x, None, init(jax.random.fold_in(jax.random.PRNGKey(1), s))),
-                           np.float64) - ref
-            se[i] += np.sum(d * d) / np.sum(ref ** 2)
-    return np.sqrt(se / n_samples)
+    """Per-network relative errors of the empirical NNGP and NTK against the analytic kernel,
+    all with masks."""
+    return rms_kernel_errors(
+        lambda w, out: make_net(name, w, out),
+        make_net(name, 1, 1).kernel(x, None, mask_constant=MASK), x, width, n_samples,
+        apply=lambda net: functools.partial(net.apply, mask_constant=MASK), seed=1)
 
 
 def _check(name, widths, n_samples):
