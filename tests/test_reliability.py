@@ -380,11 +380,14 @@ def test_an_interrupted_cg_fit_propagates_and_leaves_no_fitted_model(monkeypatch
     assert not hasattr(est, "posterior_")
 
 
-COMPARE = ["compare", "--quiet"]  # the default run: interrupted during its second width
+# the default run with 10x the steps: its first width is saved as soon as the default's, and the
+# later widths take over a minute (17 s at the default steps), so the interrupt lands in
+# training however fast the machine is (the default once finished before it, exit 0)
+COMPARE = ["compare", "--quiet", "--steps", "1000"]
 
 
 def _interrupt_compare(out):
-    """Run `ntkgp compare` as a user would and press Ctrl-C 2 s after its first width is
+    """Run `ntkgp compare` as a user would and press Ctrl-C 3 s after its first width is
     saved."""
     script = os.path.join(os.path.dirname(sys.executable), "ntkgp")
     if not os.path.exists(script):
