@@ -65,7 +65,9 @@ def test_attention_convergence_rate_reduced(name):
 @pytest.mark.parametrize("name", ["softmax_sum_pe", "relu_concat_decay_layernorm",
                                   "transformer"])
 def test_attention_convergence_rate(name):
-    _check(name, (64, 256, 1024), n_samples=32)
+    # 64 networks per width: with 32 the transformer's 64 -> 256 ratio came out at 0.602
+    # (bound 0.6; 0.44 for 256 -> 1024), a sampling fluctuation of the error estimate
+    _check(name, (64, 256, 1024), n_samples=64)
 
 
 def test_masked_positions_do_not_change_outputs():
