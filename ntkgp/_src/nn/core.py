@@ -117,14 +117,11 @@ def make_kernel_fn(kernel_map: Callable, name: str, diag_ok: Callable = keep_dia
 
     @functools.partial(jax.jit, static_argnames=("get", "masked"))
     def _core(x1, x2, get, mask_constant, masked):
-        run = functools.partial(_run_masked, mask_constant=mask_constant) if masked else _run
+        run = functools.partial(_run, mask_constant=mask_constant) if masked else _run
         k = row_chunked(run, x1, x2, "ntk" in get, per_pair(x1, diagonal))
         # finite iff every entry is (or the sum itself overflowed: then an exact check)
         total = sum(jnp.sum(a) for a in jax.tree.leaves(k) if hasattr(a, "dtype"))
         return k, jnp.isfinite(total)
-
-    def _run_masked(x1, x2, compute_ntk, mask_constant):
-        return _run(x1, x2, compute_ntk, mask_constant)
 
     def kernel(x1, x2=None, get=None, *, mask_constant=None) -> Any:
         r"""Infinite-width NNGP and NTK of the network.
