@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Callable, Optional
 
 import jax
@@ -145,6 +146,13 @@ def GlobalSelfAttention(n_chan_out: int, n_chan_key: int, n_chan_val: int, n_hea
             params["pos_emb"] = jax.random.normal(kp, shape)
         return tuple(input_shape[:-1]) + (n_chan_out,), params
 
+    @functools.lru_cache(maxsize=4)
+    def pos_emb_root(s):
+        """A square root of the embeddings' covariance over positions ``s`` (computed once
+        per shape, not on every call of ``apply``)."""
+        w, u = np.linalg.eigh(att.pos_emb_covariance(s, pos_emb_p_norm, pos_emb_decay_fn))
+        return u * np.sqrt(np.maximum(w, 0.0))
+
     def embeddings(params, x, mask):
         z = params["pos_emb"]
         s = x.shape[1:-1]
@@ -153,10 +161,8 @@ def GlobalSelfAttention(n_chan_out: int, n_chan_key: int, n_chan_val: int, n_hea
                              f"inputs of shape {tuple(x.shape)}; re-run `init` with the input "
                              "shape you apply it to (pad sequences to one length and mask).")
         if pos_emb_decay_fn is not None:
-            p = int(np.prod(s))
-            w, u = np.linalg.eigh(att.pos_emb_covariance(s, pos_emb_p_norm, pos_emb_decay_fn))
-            root = jnp.asarray(u * np.sqrt(np.maximum(w, 0.0)), x.dtype)
-            z = (root @ z.reshape(p, -1)).reshape(z.shape)
+            root = jnp.asarray(pos_emb_root(s), x.dtype)
+            z = (root @ z.reshape(root.shape[0], -1)).reshape(z.shape)
         z = W_pos_emb_std * jnp.broadcast_to(z, x.shape[:-1] + z.shape[-1:])
         if mask is not None:
             z = jnp.where(mask[..., None], jnp.zeros((), z.dtype), z)

@@ -133,27 +133,28 @@ def _global_pool(name: str, average: bool) -> Layer:
         if not k.full_spatial:
             raise ValueError(f"{name} needs the covariance of every pair of positions.")
         r = k.spatial_ndim
-        size = float(np.prod(k.spatial_shape))
+        # the mean over all |S|^2 pairs, rescaled to the sum (|S|^2) or to the mean over
+        # the present positions of each input (|S|^2 / (n1 n2))
         out = map_kernel(k, lambda a, lead: spatial.mean_spatial(a, lead, r, True, False),
                          spatial_ndim=0, diagonal_spatial=False)
-        if k.mask1 is None:
-            if average:
-                return out
-            n1 = n2 = jnp.asarray(1.0 / size, out.cov1.dtype)
-        else:
-            n1 = masks.present_count(k.mask1).astype(out.cov1.dtype) / size
-            n2 = n1 if k.mask2 is None else (
-                masks.present_count(k.mask2).astype(out.cov1.dtype) / size)
+        if average and k.mask1 is None:
+            return out
+        size, dt = float(np.prod(k.spatial_shape)), out.cov1.dtype
+        n = out.cov1.shape[0] if k.cov2 is None else out.cov2.shape[0]
+
+        def factor(mask, count):  # |S| / (present positions), per example
             if not average:
-                n1, n2 = jnp.ones_like(n1) / size, jnp.ones_like(n2) / size
-        two = n2 if k.cov2 is not None else n1
+                return jnp.full((count,), size, dt)
+            return size / masks.present_count(mask).astype(dt)
 
-        def scale(a, c):
-            return None if a is None else a * c
-
-        c12 = 1.0 / (n1[:, None] * two[None, :]) if n1.ndim else 1.0 / (n1 * n1)
-        return out.replace(nngp=scale(out.nngp, c12), ntk=scale(out.ntk, c12),
-                           cov1=out.cov1 / (n1 * n1), cov2=scale(out.cov2, 1.0 / (two * two)))
+        f1 = factor(k.mask1, out.cov1.shape[0])
+        f2 = f1 if k.cov2 is None else factor(
+            k.mask1 if k.mask2 is None else k.mask2, n)
+        f12 = f1[:, None] * f2[None, :]
+        return out.replace(nngp=None if out.nngp is None else out.nngp * f12,
+                           ntk=None if out.ntk is None else out.ntk * f12,
+                           cov1=out.cov1 * f1 * f1,
+                           cov2=None if out.cov2 is None else out.cov2 * f2 * f2)
 
     return make_layer(name, init, apply, kernel_map, diag_ok=lambda out_ok: False,
                       spatial=True, mask_map=drop_mask)
