@@ -6,6 +6,18 @@ Every layer is a `Layer` with ``init``, ``apply`` and ``kernel`` (it unpacks as 
     init, apply, kernel = nn.serial(nn.Dense(512, W_std=1.5, b_std=0.05), nn.Relu(), nn.Dense(1))
 """
 
+from ntkgp._src.nn.activations import Cos as Cos
+from ntkgp._src.nn.activations import Exp as Exp
+from ntkgp._src.nn.activations import ExpNormalized as ExpNormalized
+from ntkgp._src.nn.activations import Gabor as Gabor
+from ntkgp._src.nn.activations import Gaussian as Gaussian
+from ntkgp._src.nn.activations import Hermite as Hermite
+from ntkgp._src.nn.activations import Monomial as Monomial
+from ntkgp._src.nn.activations import Polynomial as Polynomial
+from ntkgp._src.nn.activations import Rbf as Rbf
+from ntkgp._src.nn.activations import RectifiedMonomial as RectifiedMonomial
+from ntkgp._src.nn.activations import Sigmoid_like as Sigmoid_like
+from ntkgp._src.nn.activations import Sign as Sign
 from ntkgp._src.nn.attention import GlobalSelfAttention as GlobalSelfAttention
 from ntkgp._src.nn.attention import transformer as transformer
 from ntkgp._src.nn.combinators import FanInConcat as FanInConcat
@@ -17,10 +29,11 @@ from ntkgp._src.nn.combinators import serial as serial
 from ntkgp._src.nn.conv import Conv as Conv
 from ntkgp._src.nn.conv import myrtle as myrtle
 from ntkgp._src.nn.core import Layer as Layer
+from ntkgp._src.nn.elementwise import Elementwise as Elementwise
+from ntkgp._src.nn.elementwise import ElementwiseNumerical as ElementwiseNumerical
 from ntkgp._src.nn.layers import ABRelu as ABRelu
 from ntkgp._src.nn.layers import Abs as Abs
 from ntkgp._src.nn.layers import Dense as Dense
-from ntkgp._src.nn.layers import Elementwise as Elementwise
 from ntkgp._src.nn.layers import Erf as Erf
 from ntkgp._src.nn.layers import Gelu as Gelu
 from ntkgp._src.nn.layers import Identity as Identity

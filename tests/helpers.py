@@ -3,6 +3,7 @@
 import json
 import os
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 
@@ -13,6 +14,18 @@ DATA = os.path.join(os.path.dirname(__file__), "data")
 
 # named positional-embedding decay functions of the attention references
 DECAYS = {"exp3": lambda d: jnp.exp(-d / 3.0)}
+
+
+def _erf_dual(c, v1, v2):
+    return jnp.arcsin(2 * c / jnp.sqrt((1 + 2 * v1) * (1 + 2 * v2))) * 2 / np.pi
+
+
+def _erf_d_dual(c, v1, v2):
+    return 4 / np.pi / jnp.sqrt((1 + 2 * v1) * (1 + 2 * v2) - 4 * c * c)
+
+
+# named functions of the activation references' Elementwise layers
+FUNCTIONS = {"erf": jax.scipy.special.erf, "erf_dual": _erf_dual, "erf_d_dual": _erf_d_dual}
 
 
 def load_reference(name="nt_reference"):
@@ -34,6 +47,9 @@ def build(specs):
             kw.pop("approximate", None)
         if "pos_emb_decay_fn" in kw:
             kw["pos_emb_decay_fn"] = DECAYS[kw["pos_emb_decay_fn"]]
+        for k in ("fn", "nngp_fn", "d_nngp_fn"):
+            if k in kw:
+                kw[k] = FUNCTIONS[kw[k]]
         layers.append(getattr(nn, name)(**kw))
     return nn.serial(*layers)
 
@@ -78,3 +94,15 @@ def rms_kernel_errors(make_net, analytic, x, width, n_samples, apply=None, seed=
             d = np.asarray(f(x, None, init(key)), np.float64) - ref
             se[i] += np.sum(d * d) / np.sum(ref ** 2)
     return np.sqrt(se / n_samples)
+
+
+def gauss_hermite_expect(phi, s1, s2, c, degree=120, phi2=None):
+    """E[phi(u) phi2(v)] (phi2 defaults to phi) for (u, v) Gaussian with variances s1, s2 and
+    covariance c, by NumPy 2-D Gauss-Hermite quadrature (float64)."""
+    t, w = np.polynomial.hermite.hermgauss(degree)
+    z, w = np.sqrt(2) * t, w / np.sqrt(np.pi)
+    l11 = np.sqrt(s1)
+    l21, l22 = c / l11, np.sqrt(max(s2 - c ** 2 / s1, 0.0))
+    u = l11 * z[:, None]
+    v = l21 * z[:, None] + l22 * z[None, :]
+    return float(np.sum(w[:, None] * w[None, :] * phi(u) * (phi2 or phi)(v)))

@@ -16,6 +16,7 @@ from scipy.special import erf as np_erf
 from ntkgp import nn
 from ntkgp._src.kernels import activations as act
 from tests.conftest import DTYPE, X64, needs_x64, rel_err
+from tests.helpers import gauss_hermite_expect as _gh_expect
 
 TOL = 1e-9 if X64 else 2e-4
 
@@ -64,16 +65,6 @@ def test_one_hidden_layer_numpy(layer, expect, h):
 # ---------------------------------------------------------------------------------------------
 # Each activation's E[phi(u)phi(v)] and E[phi'(u)phi'(v)] against NumPy 2-D Gauss-Hermite at
 # high degree (smooth activations) or the ReLU decomposition (piecewise linear).
-def _gh_expect(phi, s1, s2, c, degree=120):
-    t, w = np.polynomial.hermite.hermgauss(degree)
-    z, w = np.sqrt(2) * t, w / np.sqrt(np.pi)
-    l11 = np.sqrt(s1)
-    l21, l22 = c / l11, np.sqrt(max(s2 - c ** 2 / s1, 0.0))
-    u = l11 * z[:, None]
-    v = l21 * z[:, None] + l22 * z[None, :]
-    return float(np.sum(w[:, None] * w[None, :] * phi(u) * phi(v)))
-
-
 def _gelu(x):
     return 0.5 * x * (1 + np_erf(x / np.sqrt(2)))
 
