@@ -55,6 +55,7 @@ PLAN = {
                "--cases", r"^(exact|cg)_N(2000|5000|10000)_f64$|^cg_noprec|^dask_"]),
     "attention": (["--repeats", "5"],
                   ["--repeats", "5", "--cases", r"^transformer2_(masked_)?N(100|400)_f32$"]),
+    "activations": (["--repeats", "7"], ["--repeats", "5"]),
     "tabular": ([],
                 ["--datasets", r"^(heart|MASS/cpus)$", "--models", "ntk,nngp,rf,hgb,svc,gpr"]),
 }

@@ -56,6 +56,10 @@ SUITES = {
          "LayerNorm, residual ReLU MLP + LayerNorm], GlobalAvgPool, Dense; L=16, C=32. "
          "`limit` = the least time this machine needs for the kernel's matrix products (at "
          "its measured float32 matmul peak) plus one write of the outputs", r".")]),
+    "activations": ("activations.py", [
+        ("Closed-form activation kernels, `kernel(x, x)` (NNGP + NTK): 3 x [Dense(512, 1.5, "
+         "0.05) + activation] + Dense(1), N=4000, d=784, float32; `relu` is the baseline of "
+         "the time-vs-ReLU targets", r".")]),
     "tabular": ("tabular.py", []),  # accuracy tables, rendered by tabular.py ("markdown")
 }
 

@@ -13,6 +13,9 @@ from _common import median as _median
 from _common import nt_ratio as _nt_ratio
 
 LE, GE, IN = "≤", "≥", "in"
+_ACTIVATIONS = ("sign", "cos", "rbf", "exp", "gaussian", "gabor", "sigmoid_like",
+                "exp_normalized", "polynomial", "monomial3", "hermite3", "rectified_monomial2",
+                "elementwise_closed_form")
 
 
 def nt_ratio(case):
@@ -64,6 +67,17 @@ def field_ratio(num, den, key):
         if a is None or not b:
             return None
         return a / b, rows[num].get("date"), f"{a} / {b}"
+    measure.cases = [num, den]
+    return measure
+
+
+def time_ratio(num, den):
+    """ntkgp median of case ``num`` / ntkgp median of case ``den`` (same run)."""
+    def measure(rows):
+        a, b = _median(rows.get(num), "ntkgp"), _median(rows.get(den), "ntkgp")
+        if a is None or not b:
+            return None
+        return a / b, rows[num].get("date"), f"{a:.3g} s / {b:.3g} s"
     measure.cases = [num, den]
     return measure
 
@@ -127,6 +141,14 @@ TARGETS = [
     ("attention", f"transformer kernel (2 blocks, softmax attention, L=16, C=32), N={n}, "
      "f32: time vs neural-tangents", nt_ratio(f"transformer2_N{n}_f32"), (LE, 0.3))
     for n in (100, 400)
+] + [
+    ("activations", f"{act} kernel (3 layers, N=4000, f32): time vs the ReLU network's",
+     time_ratio(f"act_{act}_N4000_f32", "act_relu_N4000_f32"), (LE, 2.0))
+    for act in _ACTIVATIONS
+] + [
+    ("activations", f"{act} kernel (3 layers, N=4000, f32): time vs neural-tangents",
+     nt_ratio(f"act_{act}_N4000_f32"), (LE, 1.0))
+    for act in _ACTIVATIONS
 ] + [
     ("scale", f"CG vs exact solve, N={n}, float64: max relative difference of the test "
      "means", field(f"cg_N{n}_f64", "rel_diff_exact"), (LE, 1e-6))

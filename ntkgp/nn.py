@@ -21,6 +21,7 @@ from ntkgp._src.nn.activations import Sign as Sign
 from ntkgp._src.nn.attention import GlobalSelfAttention as GlobalSelfAttention
 from ntkgp._src.nn.attention import transformer as transformer
 from ntkgp._src.nn.combinators import FanInConcat as FanInConcat
+from ntkgp._src.nn.combinators import FanInProd as FanInProd
 from ntkgp._src.nn.combinators import FanInSum as FanInSum
 from ntkgp._src.nn.combinators import FanOut as FanOut
 from ntkgp._src.nn.combinators import parallel as parallel
@@ -34,6 +35,7 @@ from ntkgp._src.nn.elementwise import ElementwiseNumerical as ElementwiseNumeric
 from ntkgp._src.nn.layers import ABRelu as ABRelu
 from ntkgp._src.nn.layers import Abs as Abs
 from ntkgp._src.nn.layers import Dense as Dense
+from ntkgp._src.nn.layers import Dropout as Dropout
 from ntkgp._src.nn.layers import Erf as Erf
 from ntkgp._src.nn.layers import Gelu as Gelu
 from ntkgp._src.nn.layers import Identity as Identity
@@ -45,6 +47,7 @@ from ntkgp._src.nn.pooling import AvgPool as AvgPool
 from ntkgp._src.nn.pooling import Flatten as Flatten
 from ntkgp._src.nn.pooling import GlobalAvgPool as GlobalAvgPool
 from ntkgp._src.nn.pooling import GlobalSumPool as GlobalSumPool
+from ntkgp._src.nn.pooling import SumPool as SumPool
 from ntkgp._src.nn.spec import from_spec as from_spec
 from ntkgp._src.nn.spec import mlp as mlp
 from ntkgp._src.nn.spec import parse_spec as parse_spec

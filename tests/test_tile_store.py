@@ -12,7 +12,7 @@ from ntkgp import batching, nn
 from tests.conftest import DTYPE, ONLY_X32_PASS, ONLY_X64_PASS, X64
 
 CNN = nn.serial(nn.Conv(4, (3, 3), padding="SAME", W_std=1.5, b_std=0.1), nn.Relu(),
-                nn.AvgPool((2, 2)), nn.Conv(4, (2, 2), padding="VALID"), nn.Relu(),
+                nn.AvgPool((2, 2), (2, 2)), nn.Conv(4, (2, 2), padding="VALID"), nn.Relu(),
                 nn.GlobalAvgPool(), nn.Dense(1))
 FLAT = nn.serial(nn.Conv(4, (3,), padding="CIRCULAR"), nn.Erf(), nn.Flatten(), nn.Dense(1))
 TOL = dict(rtol=1e-6, atol=1e-12) if X64 else dict(rtol=1e-5, atol=1e-6)

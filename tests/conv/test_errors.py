@@ -49,7 +49,7 @@ def test_filter_larger_than_input_with_valid():
 
 
 def test_pooling_window_that_does_not_fit():
-    net = cnn(nn.AvgPool((3, 3)), nn.Conv(2, (2, 2), padding="VALID"))
+    net = cnn(nn.AvgPool((3, 3), (3, 3)), nn.Conv(2, (2, 2), padding="VALID"))
     x = np.ones((2, 4, 4, 1), DTYPE)  # 4x4 -> pool 3x3 stride 3 -> 1x1 -> 2x2 VALID filter
     with pytest.raises(ValueError, match=r"filter \(2, 2\) is larger"):
         net.kernel(x)
@@ -64,7 +64,8 @@ def test_pooling_window_that_does_not_fit():
     (lambda: nn.Conv(4, (3, 0)), "positive integers"),
     (lambda: nn.Conv(4, 3), "`filter_shape` must be a tuple"),
     (lambda: nn.Conv(4, (3, 3), strides=(1,)), "`strides` must be a tuple of 2"),
-    (lambda: nn.AvgPool((2, 2), padding="CIRCULAR"), "'VALID' or 'SAME'"),
+    (lambda: nn.AvgPool((2, 2), padding="REFLECT"), "`padding` must be one of"),
+    (lambda: nn.SumPool((2, 2, 2)), "1-D and 2-D windows"),
 ])
 def test_bad_layer_arguments(make, match):
     with pytest.raises((ValueError, TypeError), match=match):

@@ -24,7 +24,7 @@ def make_net(name, width, out=None):
                          nn.Flatten(), nn.Dense(out, **c))
     if name == "circular_erf_avgpool":
         return nn.serial(nn.Conv(width, (3, 3), padding="CIRCULAR", **c), nn.Erf(),
-                         nn.AvgPool((2, 2), padding="SAME"),
+                         nn.AvgPool((2, 2), (2, 2), padding="SAME"),
                          nn.Conv(width, (2, 2), padding="VALID", **c), nn.Erf(),
                          nn.Flatten(), nn.Dense(out, **c))
     if name == "residual_layernorm":

@@ -55,7 +55,7 @@ def test_flatten_net_tracks_only_same_position_pairs():
     """A net that ends in Flatten needs the diagonal spatial covariance only; pooling needs all
     pairs. Both give the kernel a direct sum over positions would."""
     flat = nn.serial(nn.Conv(4, (3,), padding="SAME"), nn.Relu(), nn.Flatten(), nn.Dense(1))
-    pooled = nn.serial(nn.Conv(4, (3,), padding="SAME"), nn.Relu(), nn.AvgPool((2,)),
+    pooled = nn.serial(nn.Conv(4, (3,), padding="SAME"), nn.Relu(), nn.AvgPool((2,), (2,)),
                        nn.Flatten(), nn.Dense(1))
     assert flat.diag_ok(False) is True
     assert pooled.diag_ok(False) is False
@@ -124,7 +124,7 @@ def test_myrtle_builds_runs_and_matches_its_layers(depth, rng):
     layers = []
     for n in {5: (2, 1, 1), 7: (2, 2, 2)}[depth]:
         layers += [nn.Conv(1, (3, 3), padding="SAME", W_std=s2), nn.Relu()] * n
-        layers.append(nn.AvgPool((2, 2), padding="SAME"))
+        layers.append(nn.AvgPool((2, 2), strides=(2, 2), padding="SAME"))
     ref = nn.serial(*layers, nn.GlobalAvgPool(), nn.Dense(1, W_std=s2)).kernel(x, None)
     k = net.kernel(x, None)
     np.testing.assert_allclose(k.ntk, ref.ntk, rtol=1e-6)

@@ -138,7 +138,7 @@ def test_avg_pool_is_differentiable_inside_jit():
     from ntkgp import empirical
     x = np.random.default_rng(4).standard_normal((3, 5, 5, 2)).astype(DTYPE)
     net = nn.serial(nn.Conv(3, (3, 3), padding="CIRCULAR"), nn.Erf(),
-                    nn.AvgPool((2, 2), padding="SAME"), nn.Flatten(), nn.Dense(1))
+                    nn.AvgPool((2, 2), (2, 2), padding="SAME"), nn.Flatten(), nn.Dense(1))
     _, p = net.init(KEY, x.shape)
     flat, unravel = jax.flatten_util.ravel_pytree(p)
     jac = np.asarray(jax.jacrev(lambda q: net.apply(unravel(q), x)[:, 0])(flat), np.float64)

@@ -24,6 +24,7 @@ from typing import Sequence, Tuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 PADDINGS = ("SAME", "VALID", "CIRCULAR")
 
@@ -70,18 +71,36 @@ def conv(a, lead: int, r: int, full: bool, filter_shape, strides, padding: str):
     return a
 
 
-def pool(a, lead: int, r: int, window, strides, padding: str):
-    """Average pooling of both positions of each pair (full layout only): zero padding counts
-    towards the window mean, as in the finite layer."""
+def window_counts(size: int, w: int, s: int, padding: str, edges: bool) -> np.ndarray:
+    """The divisor of each output of a pooling window along one axis: the window size, or
+    (``edges``, with ``'SAME'`` padding) the number of input positions the window covers."""
+    n, (low, _) = out_size_and_pads(size, w, s, padding)
+    if not edges or padding != "SAME":
+        return np.full(n, float(w))
+    start = np.arange(n) * s - low
+    return (np.minimum(start + w, size) - np.maximum(start, 0)).astype(float)
+
+
+def pool(a, lead: int, r: int, window, strides, padding: str, average: bool = True,
+         normalize_edges: bool = False):
+    """Sum or average pooling of both positions of each pair (full layout only). Zero padding
+    counts towards the window mean, as in the finite layer, unless ``normalize_edges`` (then
+    each window is divided by the positions it covers); ``'CIRCULAR'`` wraps around."""
     for i, (w, s) in enumerate(zip(window, strides)):
         for ax in (lead + i, lead + r + i):
-            n, pads = out_size_and_pads(a.shape[ax], w, s, padding)
-            a = _pad(a, (ax,), pads, False)
+            size = a.shape[ax]
+            n, pads = out_size_and_pads(size, w, s, padding)
+            a = _pad(a, (ax,), pads, padding == "CIRCULAR")
             acc = None
             for d in range(w):
                 v = _slice(a, [(ax, d)], s, n)
                 acc = v if acc is None else acc + v
-            a = acc * (1.0 / w)
+            if average:
+                counts = window_counts(size, w, s, padding, normalize_edges)
+                shape = [1] * acc.ndim
+                shape[ax] = n
+                acc = acc * jnp.asarray((1.0 / counts).reshape(shape), acc.dtype)
+            a = acc
     return a
 
 

@@ -10,7 +10,6 @@ import jax.numpy as jnp
 import numpy as np
 
 from ntkgp._src.kernels.kernel import Kernel, swap_inputs
-from ntkgp._src.util import pad_rows
 
 
 def materialized(fn: Callable, k):
@@ -57,8 +56,7 @@ def row_chunked(run: Callable, x1, x2, compute_ntk: bool, entries: int = 1) -> K
     Blocks of about ``CHUNK_ELEMENTS`` pairs keep every layer's intermediates in cache and bound
     the temporary memory to a few blocks instead of several N1 x N2 arrays per layer (measured,
     10-hidden-layer ReLU net, N=4000, f32: 0.41 s blocked vs 0.47 s whole with ``x2`` given;
-    0.32 s vs 0.72 s for ``x2=None``, where the blocks also halve the work). Padding repeats the
-    last row (never zeros, whose zero variance would be a special case) and is dropped.
+    0.32 s vs 0.72 s for ``x2=None``, where the blocks also halve the work).
 
     ``entries`` is the number of kernel entries per pair (spatial positions). ``x2`` given:
     blocks of rows of ``x1`` against all of ``x2`` or, when fewer than ``MIN_ROWS`` rows would
@@ -90,25 +88,15 @@ def row_chunked(run: Callable, x1, x2, compute_ntk: bool, entries: int = 1) -> K
         return _grid_blocks(run, x1, x2, compute_ntk, b1, b2)
     if rows * 2 > n1:
         return run(x1, x2, compute_ntk)
-    n_chunks = -(-n1 // rows)
-    blocks = pad_rows(x1, n_chunks * rows).reshape((n_chunks, rows) + x1.shape[1:])
-
-    def one(xb):
-        k = run(xb, xr, compute_ntk)
-        return k.nngp, k.ntk, k.cov1
-
-    nngp, ntk, cov1 = jax.lax.map(one, blocks)
-    nngp = nngp.reshape((n_chunks * rows,) + nngp.shape[2:])[:n1]
-    cov1 = cov1.reshape((n_chunks * rows,) + cov1.shape[2:])[:n1]
-    if ntk is not None:
-        ntk = ntk.reshape((n_chunks * rows,) + ntk.shape[2:])[:n1]
-    meta = run(xr[:1], xr, compute_ntk)  # the static fields, and cov2 of x2
-    return meta.replace(nngp=nngp, ntk=ntk, cov1=cov1, cov2=meta.cov2)
+    return _grid_blocks(run, x1, x2, compute_ntk, rows, n2)
 
 
 def _grid_blocks(run, x1, x2, compute_ntk, b1, b2) -> Kernel:
-    """All blocks (i, j) of ``b1`` rows of x1 against ``b2`` rows of x2; the last block along
-    each axis starts at ``n - b`` rather than being padded (overlaps recompute equal pairs)."""
+    """All blocks (i, j) of ``b1`` rows of x1 against ``b2`` rows of x2 (``b2 = N2``: blocks of
+    rows), written in place into the (N1, N2) outputs; the last block along each axis starts
+    at ``n - b`` rather than being padded (overlaps recompute equal pairs), so the outputs
+    need no copy to drop padding (measured, 3 x [Dense + Relu] net at N=4000, x2 given, f32:
+    0.24 s with padded row blocks stacked by ``lax.map``, 0.20 s written in place)."""
     n1, n2 = x1.shape[0], x2.shape[0]
     s1 = np.minimum(np.arange(-(-n1 // b1)) * b1, n1 - b1)
     s2 = np.minimum(np.arange(-(-n2 // b2)) * b2, n2 - b2)

@@ -7,6 +7,7 @@ from typing import List, Sequence
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from ntkgp._src import checks
 from ntkgp._src.kernels.kernel import Kernel
@@ -49,8 +50,8 @@ def serial(*layers: Layer) -> Layer:
         if len(params) != len(layers):
             raise ValueError(f"serial of {len(layers)} layers got {len(params)} parameter "
                              "entries; pass the params returned by this network's `init`.")
-        for layer, p in zip(layers, params):
-            x = layer.apply(p, x, mask=mask, **kwargs)
+        for i, (layer, p) in enumerate(zip(layers, params)):
+            x = layer.apply(p, x, mask=mask, **_own_rng(kwargs, i))
             mask = None if mask is None else layer.mask_map(mask)
         return x
 
@@ -132,8 +133,8 @@ def parallel(*layers: Layer) -> Layer:
     def apply(params, xs, mask=None, **kwargs):
         _check_len(xs, "inputs")
         ms = [None] * len(layers) if mask is None else mask
-        return [layer.apply(p, x, mask=m, **kwargs)
-                for layer, p, x, m in zip(layers, params, xs, ms)]
+        return [layer.apply(p, x, mask=m, **_own_rng(kwargs, i))
+                for i, (layer, p, x, m) in enumerate(zip(layers, params, xs, ms))]
 
     def mask_map(ms):
         return [None if m is None else layer.mask_map(m) for layer, m in zip(layers, ms)]
@@ -165,6 +166,25 @@ def FanOut(num: int) -> Layer:
     return make_layer(f"FanOut({num})", lambda key, s: ([tuple(s)] * num, ()),
                       lambda p, x, **kw: [x] * num, lambda k: [k] * num,
                       mask_map=lambda m: [m] * num)
+
+
+def _own_rng(kwargs, i):
+    """``kwargs`` with the ``rng`` of the i-th layer: the network's key folded with ``i``, so
+    that every layer (e.g. each `Dropout`) draws independently and reproducibly."""
+    if kwargs.get("rng") is None:
+        return kwargs
+    return dict(kwargs, rng=jax.random.fold_in(kwargs["rng"], i))
+
+
+def _any_mask(ms):
+    """A position of a product of branches is absent (zero) when it is absent in any."""
+    present = [m for m in ms if m is not None]
+    if not present:
+        return None
+    out = present[0]
+    for m in present[1:]:
+        out = out | m
+    return out
 
 
 def _joined_mask(ms):
@@ -225,6 +245,58 @@ def FanInSum() -> Layer:
     return make_layer("FanInSum()", init, apply, kernel_map, mask_map=_joined_mask)
 
 
+def FanInProd() -> Layer:
+    r"""Multiply the branches elementwise.
+
+    For independent Gaussian branches (e.g. each ending in its own Dense layer) the kernel
+    of the product is the product of kernels, and its NTK follows by the product rule:
+
+    .. math:: K = \prod_i K_i, \qquad \Theta = \sum_i \Theta_i \prod_{j \ne i} K_j .
+
+    Returns:
+        A `Layer` mapping a list of arrays of one shape to their product (same shape).
+    """
+
+    def init(key, input_shapes):
+        _check_branches(input_shapes, "FanInProd")
+        if len({tuple(s[1:]) for s in input_shapes}) != 1:
+            raise ValueError(f"FanInProd needs branches of one shape; got {input_shapes}.")
+        return tuple(input_shapes[0]), ()
+
+    def apply(params, xs, **kwargs):
+        _check_branches(xs, "FanInProd")
+        out = xs[0]
+        for x in xs[1:]:
+            out = out * x
+        return out
+
+    def kernel_map(ks: Sequence[Kernel]) -> Kernel:
+        _check_branches(ks, "FanInProd")
+        if len({k.nngp.shape for k in ks}) != 1:
+            raise ValueError("FanInProd needs branches of one shape; got kernels of shapes "
+                             f"{[k.nngp.shape for k in ks]}.")
+
+        def prod(name):
+            vals = [getattr(k, name) for k in ks]
+            if vals[0] is None:
+                return None
+            out = vals[0]
+            for v in vals[1:]:
+                out = out * v
+            return out
+
+        ntk = None
+        if ks[0].ntk is not None:
+            nngp_acc, ntk = ks[0].nngp, ks[0].ntk
+            for k in ks[1:]:
+                ntk = ntk * k.nngp + nngp_acc * k.ntk
+                nngp_acc = nngp_acc * k.nngp
+        return ks[0].replace(nngp=prod("nngp"), ntk=ntk, cov1=prod("cov1"), cov2=prod("cov2"),
+                             is_gaussian=len(ks) == 1 and ks[0].is_gaussian)
+
+    return make_layer("FanInProd()", init, apply, kernel_map, mask_map=_any_mask, remask=True)
+
+
 def FanInConcat(axis: int = -1) -> Layer:
     r"""Concatenate the branches along the feature axis.
 
@@ -274,11 +346,15 @@ def repeat(layer: Layer, n: int) -> Layer:
 
     Args:
         layer: the `Layer` to repeat (for ``n > 1`` its outputs must be valid inputs to it).
-        n: number of copies, ``n >= 1``.
+        n: number of copies, ``n >= 0`` (``0``: the identity, as in neural-tangents).
 
     Returns:
-        A `Layer`, as `serial`.
+        A `Layer`, as `serial` (``n = 0``: an `Identity` with no parameters).
     """
-    n = checks.check_positive_int(n, "n")
+    if isinstance(n, (bool, np.bool_)) or not isinstance(n, (int, np.integer)) or n < 0:
+        raise ValueError(f"repeat needs a non-negative integer number of copies `n`; got {n!r}.")
     _check_layers([layer], "repeat")
-    return serial(*([layer] * n))
+    if n == 0:
+        return make_layer(f"repeat({layer.name}, 0)", lambda key, s: (tuple(s), ()),
+                          lambda p, x, **kw: x, lambda k: k)
+    return serial(*([layer] * int(n)))

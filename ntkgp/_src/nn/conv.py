@@ -259,6 +259,6 @@ def myrtle(depth: int = 5, width: int = 128, n_out: int = 1, W_std: float = np.s
     for n_conv in MYRTLE_STAGES[depth]:
         for _ in range(n_conv):
             layers += [Conv(width, (3, 3), padding="SAME", W_std=W_std, b_std=b_std), act]
-        layers.append(AvgPool((2, 2), padding="SAME"))
+        layers.append(AvgPool((2, 2), strides=(2, 2), padding="SAME"))
     layers += [GlobalAvgPool(), Dense(n_out, W_std=W_std, b_std=b_std)]
     return serial(*layers)

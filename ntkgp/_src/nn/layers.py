@@ -275,3 +275,69 @@ def Identity() -> Layer:
     """
     return make_layer("Identity()", lambda key, s: (tuple(s), ()), lambda p, x, **kw: x,
                       lambda k: k)
+
+
+# ---------------------------------------------------------------------------------------------
+def Dropout(rate: float, mode: str = "train") -> Layer:
+    r"""Dropout with *keep* probability ``rate`` (neural-tangents' and ``jax.example_libraries``'
+    convention: ``rate=1`` keeps everything): in training, each entry is kept with probability
+    ``rate`` and divided by it.
+
+    Kernel (``mode='train'``, the average over masks, independent per entry): an entry paired
+    with itself gains the factor :math:`1/\text{rate}` —
+
+    .. math:: K'(x, x) = K(x, x)/\text{rate}, \qquad K'(x, x') = K(x, x') \ (x \ne x'),
+
+    likewise the NTK; on images only a position paired with itself. Only kernels of ``x1``
+    with itself (``x2=None``) have such pairs: with ``x2`` given, the inputs are taken to be
+    different examples, as in neural-tangents. ``mode='test'``: the identity.
+
+    Args:
+        rate: keep probability, in (0, 1].
+        mode: ``'train'`` or ``'test'``.
+
+    Returns:
+        A `Layer` (no parameters). ``apply(params, x, rng=key)`` needs a PRNG key in
+        ``'train'`` mode (`serial` and `parallel` give each layer its own); masks are drawn
+        per entry of the batch, so examples get independent masks. (`ntkgp.empirical`
+        evaluates a function one example at a time: with one fixed key every example would
+        get the same mask, and its kernels would not be the ones above.)
+    """
+    checks.check_scalar(rate, "rate")
+    if not 0.0 < float(rate) <= 1.0:
+        raise ValueError(f"Dropout's `rate` is the probability of keeping an entry, in (0, 1] "
+                         f"(neural-tangents' convention: rate=1 keeps everything); got "
+                         f"{rate!r}. For a drop probability p, pass rate=1 - p.")
+    checks.check_choice(mode, "mode", ("train", "test"))
+    name = f"Dropout({format_number(rate)}, {mode})"
+    if mode == "test":
+        return make_layer(name, lambda key, s: (tuple(s), ()), lambda p, x, **kw: x, lambda k: k)
+
+    def apply(params, x, rng=None, **kwargs):
+        if rng is None:
+            raise ValueError(f"{name} needs a PRNG key in training mode: call "
+                             "`apply(params, x, rng=jax.random.PRNGKey(...))`, or build the "
+                             "layer with mode='test'.")
+        keep = jax.random.bernoulli(rng, rate, x.shape)
+        return jnp.where(keep, x / rate, jnp.zeros((), x.dtype))
+
+    def kernel_map(k: Kernel) -> Kernel:
+        factor = 1.0 / rate
+
+        def self_pairs(a, eye):
+            return None if a is None else jnp.where(eye, a * factor, a)
+
+        if k.full_spatial:
+            cov_eye = act.spatial_eye(k.spatial_shape, 1)
+            cov1 = self_pairs(k.cov1, cov_eye)
+            cov2 = self_pairs(k.cov2, cov_eye)
+        else:
+            cov1 = k.cov1 * factor
+            cov2 = None if k.cov2 is None else k.cov2 * factor
+        nngp, ntk = k.nngp, k.ntk
+        if k.x1_is_x2:
+            eye = act.pair_eye(k)
+            nngp, ntk = self_pairs(nngp, eye), self_pairs(ntk, eye)
+        return k.replace(nngp=nngp, ntk=ntk, cov1=cov1, cov2=cov2, is_gaussian=False)
+
+    return make_layer(name, lambda key, s: (tuple(s), ()), apply, kernel_map, remask=True)

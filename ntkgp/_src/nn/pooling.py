@@ -24,18 +24,23 @@ from ntkgp._src.nn.core import Layer, drop_mask, make_layer
 
 # ---------------------------------------------------------------------------------------------
 def AvgPool(window_shape: Sequence[int], strides: Optional[Sequence[int]] = None,
-            padding: str = "VALID") -> Layer:
+            padding: str = "VALID", normalize_edges: bool = False) -> Layer:
     r"""Average pooling over spatial windows (channels-last inputs).
 
-    .. math:: K'_{pq} = \frac{1}{|w|^2} \sum_{a, b \in w} K_{sp + a,\, sq + b}
+    .. math:: K'_{pq} = \frac{1}{|w_p| |w_q|} \sum_{a \in w_p, b \in w_q} K_{ab}
 
-    (zero padding counts towards the mean with ``'SAME'``, as in the finite layer). The kernel
-    needs every pair of positions of its input.
+    with :math:`|w|` the window size: zero padding counts towards the mean with ``'SAME'``,
+    as in the finite layer, unless ``normalize_edges`` (then :math:`|w_p|` is the number of
+    input positions window :math:`p` covers). The kernel needs every pair of positions of its
+    input.
 
     Args:
         window_shape: ``(w,)`` or ``(wh, ww)``.
-        strides: default: the window shape (non-overlapping windows).
-        padding: ``'VALID'`` or ``'SAME'``.
+        strides: default 1 along each axis (overlapping windows), as neural-tangents.
+        padding: ``'VALID'``, ``'SAME'`` or ``'CIRCULAR'`` (``'SAME'``'s output size, with the
+            input wrapped around instead of zeros).
+        normalize_edges: with ``'SAME'``, divide each window by the positions it covers
+            instead of the window size.
 
     Returns:
         A `Layer` (no parameters) mapping ``(N, *S, C)`` to ``(N, *S', C)``, ``S'`` the
@@ -44,12 +49,33 @@ def AvgPool(window_shape: Sequence[int], strides: Optional[Sequence[int]] = None
     Raises:
         ValueError: a window larger than the input with ``'VALID'``, or inputs of the wrong rank.
     """
-    r, window = window_arg(window_shape, "window_shape", "AvgPool supports 1-D and 2-D windows")
-    strides = window if strides is None else int_tuple(strides, r, "strides")
+    return _pool_layer("AvgPool", window_shape, strides, padding, True, normalize_edges)
+
+
+def SumPool(window_shape: Sequence[int], strides: Optional[Sequence[int]] = None,
+            padding: str = "VALID") -> Layer:
+    r"""Sum pooling over spatial windows: :math:`K'_{pq} = \sum_{a \in w_p, b \in w_q}
+    K_{ab}` (padding contributes zeros; ``'CIRCULAR'`` wraps around).
+
+    Args:
+        window_shape: ``(w,)`` or ``(wh, ww)``.
+        strides: default 1 along each axis.
+        padding: ``'VALID'``, ``'SAME'`` or ``'CIRCULAR'``.
+
+    Returns:
+        A `Layer` (no parameters) mapping ``(N, *S, C)`` to ``(N, *S', C)``.
+    """
+    return _pool_layer("SumPool", window_shape, strides, padding, False, False)
+
+
+def _pool_layer(kind, window_shape, strides, padding, average, normalize_edges) -> Layer:
+    r, window = window_arg(window_shape, "window_shape",
+                           f"{kind} supports 1-D and 2-D windows")
+    strides = (1,) * r if strides is None else int_tuple(strides, r, "strides")
     padding = check_padding(padding)
-    if padding == "CIRCULAR":
-        raise ValueError("AvgPool supports padding 'VALID' or 'SAME'; got 'CIRCULAR'.")
-    name = f"AvgPool({window}, strides={strides}, {padding})"
+    edges = bool(normalize_edges)
+    name = (f"{kind}({window}, strides={strides}, {padding}"
+            + (", normalize_edges=True)" if edges else ")"))
 
     def out_shape(input_shape):
         s = check_rank(input_shape, r, name)
@@ -61,21 +87,31 @@ def AvgPool(window_shape: Sequence[int], strides: Optional[Sequence[int]] = None
 
     def apply(params, x, **kwargs):
         out_shape(x.shape)
-        win = (1,) + window + (1,)
-        st = (1,) + strides + (1,)
-        pads = [(0, 0)] + [spatial.out_size_and_pads(n, w, s, padding)[1]
-                           for n, w, s in zip(x.shape[1:-1], window, strides)] + [(0, 0)]
+        sizes = x.shape[1:-1]
+        pads = [spatial.out_size_and_pads(n, w, s, padding)[1]
+                for n, w, s in zip(sizes, window, strides)]
+        if padding == "CIRCULAR":
+            x = jnp.pad(x, [(0, 0)] + pads + [(0, 0)], mode="wrap")
+            pads = [(0, 0)] * r
         # a concrete zero (np, not jnp: under jit jnp.zeros is traced) makes this the summing
         # reduce_window, which has a transpose rule: reverse-mode autodiff works through it
-        total = jax.lax.reduce_window(x, np.zeros((), x.dtype), jax.lax.add, win, st, pads)
-        return total / np.prod(window)
+        y = jax.lax.reduce_window(x, np.zeros((), x.dtype), jax.lax.add, (1,) + window + (1,),
+                                  (1,) + strides + (1,), [(0, 0)] + pads + [(0, 0)])
+        if average:
+            for i, (n, w, s) in enumerate(zip(sizes, window, strides)):
+                counts = spatial.window_counts(n, w, s, padding, edges)
+                shape = [1] * y.ndim
+                shape[1 + i] = counts.size
+                y = y * jnp.asarray((1.0 / counts).reshape(shape), y.dtype)
+        return y
 
     def kernel_map(k: Kernel) -> Kernel:
         s = kernel_spatial(k, r, name)
         check_fits(s, window, strides, padding, name, "window")
         if not k.full_spatial:  # not reachable through the public kernel functions
             raise ValueError(f"{name} needs the covariance of every pair of positions.")
-        return map_kernel(k, lambda a, lead: spatial.pool(a, lead, r, window, strides, padding))
+        return map_kernel(k, lambda a, lead: spatial.pool(a, lead, r, window, strides, padding,
+                                                          average, edges))
 
     def mask_map(m):
         return masks.window_mask(m, window, strides, padding)

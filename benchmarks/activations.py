@@ -1,0 +1,90 @@
+#!/usr/bin/env python
+"""Closed-form activation kernels: each against ReLU's (ntkgp, same session) and against
+neural-tangents 0.6.5's kernel of the same network.
+
+Cases (each in its own subprocess, neural-tangents first; this script is also the
+neural-tangents side, run in its reference venv with `--backend nt`):
+  act_<name>_N4000_f32   `kernel(x, x)` (NNGP + NTK) of Dense(512, 1.5, 0.05) + act, three
+                         times, + Dense(1) on x of shape (4000, 784), float32 (inputs scaled
+                         to unit mean square so that Exp and Gaussian stay finite); `relu` is
+                         the baseline of the "vs ReLU" targets
+
+Usage:
+  python benchmarks/activations.py [--cases REGEX] [--repeats 3] [--no-nt]
+The reference venv: `NTREF_LIGHT=1 bash ../shared/ntref/ntref_setup.sh /tmp/ntref`, then
+`NTREF_PYTHON=/tmp/ntref/bin/python`.
+"""
+
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import _common  # noqa: E402
+from _common import main, time_compiled, timing_row  # noqa: E402
+
+N, D, DEPTH = 4000, 784, 3
+
+# name -> (layer name, keyword arguments): the same call in both libraries
+ACTIVATIONS = {
+    "relu": ("Relu", {}), "sign": ("Sign", {}), "cos": ("Cos", dict(a=1.2, b=0.8, c=0.3)),
+    "rbf": ("Rbf", dict(gamma=0.6)), "exp": ("Exp", dict(a=0.9, b=0.5)),
+    "gaussian": ("Gaussian", dict(a=1.1, b=-0.7)), "gabor": ("Gabor", {}),
+    "sigmoid_like": ("Sigmoid_like", {}),
+    "exp_normalized": ("ExpNormalized", dict(gamma=1.3, shift=-0.5)),
+    "polynomial": ("Polynomial", dict(coef=[0.1, 1.0, -0.3, 0.2])),
+    "monomial3": ("Monomial", dict(degree=3)), "hermite3": ("Hermite", dict(degree=3)),
+    "rectified_monomial2": ("RectifiedMonomial", dict(degree=2)),
+    "elementwise_closed_form": ("Elementwise", "erf"),
+}
+NEW = [a for a in ACTIVATIONS if a != "relu"]
+
+
+def all_cases():
+    return [dict(id=f"act_{a}_N{N}_f32", act=a, nt_self=True) for a in ACTIVATIONS]
+
+
+def _erf_dual(np_):
+    def nngp_fn(c, v1, v2):
+        return np_.arcsin(2 * c / np_.sqrt((1 + 2 * v1) * (1 + 2 * v2))) * 2 / 3.141592653589793
+    return nngp_fn
+
+
+def network(lib, act):
+    """``lib`` is ntkgp's `nn` or neural-tangents' `stax`."""
+    import jax
+    import jax.numpy as jnp
+    name, kw = ACTIVATIONS[act]
+    if kw == "erf":
+        # both libraries' Elementwise with a closed form and the derivative by autodiff
+        layer = lambda: lib.Elementwise(jax.scipy.special.erf, _erf_dual(jnp))  # noqa: E731
+    else:
+        layer = lambda: getattr(lib, name)(**kw)  # noqa: E731
+    layers = []
+    for _ in range(DEPTH):
+        layers += [lib.Dense(512, W_std=1.5, b_std=0.05), layer()]
+    return lib.serial(*layers, lib.Dense(1, W_std=1.5, b_std=0.05))
+
+
+def run_case(case, repeats):
+    import warnings
+
+    import jax.numpy as jnp
+    import numpy as np
+    warnings.filterwarnings("ignore")  # neural-tangents' Elementwise warns about autodiff
+    rng = np.random.default_rng(0)
+    x = jnp.asarray(rng.standard_normal((N, D)) / 1.5 ** 2, jnp.float32)
+    if _common.BACKEND == "nt":
+        from neural_tangents import stax
+        kernel_fn = network(stax, case["act"])[2]
+        run = lambda a, b: kernel_fn(a, b, ("nngp", "ntk"))  # noqa: E731
+    else:
+        from ntkgp import nn
+        net = network(nn, case["act"])
+        run = lambda a, b: net.kernel(a, b)  # noqa: E731
+    compile_s, ts, out = time_compiled(run, (x, x), repeats)
+    return timing_row(case["id"], compile_s, ts, check=float(np.mean(out.ntk)),
+                      finite=bool(np.all(np.isfinite(np.asarray(out.ntk)))))
+
+
+if __name__ == "__main__":
+    main("activations", all_cases, run_case, __file__, __doc__)

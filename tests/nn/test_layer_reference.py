@@ -1,0 +1,131 @@
+"""Pooling variants (neural-tangents' default strides, normalize_edges, CIRCULAR, SumPool),
+Dropout and FanInProd: kernels against neural-tangents 0.6.5 reference values
+(tests/data/nt_layers.py), and their finite layers."""
+
+import jax
+import numpy as np
+import pytest
+
+from ntkgp import nn
+from tests.conftest import DTYPE, X64, rel_err
+from tests.helpers import build, load_reference
+
+REF, META = load_reference("nt_layers")
+CASES = sorted(META["cases"])
+# float64: 1e-6 is the bar. Observed <= 3.4e-9, on diagonal entries only: neural-tangents'
+# correlation of an input with itself is 1 only to rounding, which arccos' slope amplifies to
+# ~sqrt(eps) (ntkgp sets it to 1 exactly). float32: rounding of the recursion.
+TOL = 1e-8 if X64 else 2e-4
+
+
+def test_reference_covers_the_layers():
+    names = {s[0] for c in META["cases"].values() for s in c["layers"]}
+    assert {"AvgPool", "SumPool", "Dropout", "FanInProd"} <= names
+    pools = [s[1] for c in META["cases"].values() for s in c["layers"] if s[0] == "AvgPool"]
+    assert any("strides" not in p for p in pools)  # neural-tangents' default strides
+    assert any(p.get("normalize_edges") for p in pools)
+    assert any(p.get("padding") == "CIRCULAR" for p in pools)
+
+
+@pytest.mark.parametrize("case", CASES)
+@pytest.mark.parametrize("tag", ["12", "11", "22"])
+def test_kernel_matches_neural_tangents(case, tag):
+    net = build(META["cases"][case]["layers"])
+    x1, x2 = REF[f"{case}__x1"].astype(DTYPE), REF[f"{case}__x2"].astype(DTYPE)
+    a, b = {"12": (x1, x2), "11": (x1, None), "22": (x2, None)}[tag]
+    k = net.kernel(a, b)
+    for g in ("nngp", "ntk"):
+        ref = REF[f"{case}__{g}_{tag}"]
+        assert k.nngp.shape == ref.shape
+        err = rel_err(getattr(k, g), ref)
+        assert err <= TOL, (g, err)
+
+
+def test_dropout_changes_only_self_pairs():
+    """Train-mode dropout scales an example paired with itself by 1/rate, nothing else (the
+    references above would also pass with the factor on every entry of a 5x5 kernel only
+    if that factor were 1)."""
+    case = "dropout_fc"
+    a, b = REF[f"{case}__nngp_11"], REF[f"{case}__nngp_12"]
+    net_test = build([s if s[0] != "Dropout" else ["Dropout", dict(s[1], mode="test")]
+                      for s in META["cases"][case]["layers"]])
+    x1 = REF[f"{case}__x1"].astype(DTYPE)
+    kt = net_test.kernel(x1)
+    assert rel_err(np.diag(a), np.diag(kt.nngp)) > 0.05  # the diagonal changed
+    assert b.shape == (5, 3)
+
+
+@pytest.mark.parametrize("padding", ["VALID", "SAME", "CIRCULAR"])
+@pytest.mark.parametrize("kind", ["avg", "avg_edges", "sum"])
+def test_finite_pooling_is_the_mean_or_sum_of_its_window(kind, padding):
+    """The finite layer against a direct loop over windows (wrap-around for CIRCULAR)."""
+    x = np.random.default_rng(0).standard_normal((2, 7, 3)).astype(DTYPE)
+    w, s = 3, 2
+    layer = {"avg": nn.AvgPool((w,), (s,), padding),
+             "avg_edges": nn.AvgPool((w,), (s,), padding, normalize_edges=True),
+             "sum": nn.SumPool((w,), (s,), padding)}[kind]
+    y = np.asarray(layer.apply((), x))
+    n = 7
+    if padding == "VALID":
+        starts, out = np.arange(0, n - w + 1, s), (n - w) // s + 1
+    else:
+        out = -(-n // s)
+        low = max((out - 1) * s + w - n, 0) // 2
+        starts = np.arange(out) * s - low
+    want = []
+    for st in starts[:out]:
+        idx = np.arange(st, st + w)
+        if padding == "CIRCULAR":
+            vals, cnt = x[:, idx % n], w
+        else:
+            ok = (idx >= 0) & (idx < n)
+            vals, cnt = x[:, idx[ok]], (ok.sum() if kind == "avg_edges" else w)
+        total = vals.sum(axis=1)
+        want.append(total if kind == "sum" else total / cnt)
+    np.testing.assert_allclose(y, np.stack(want, axis=1), rtol=1e-6, atol=1e-6)
+
+
+def test_dropout_finite_layer():
+    x = np.ones((4, 1000), DTYPE)
+    layer = nn.Dropout(0.75)
+    y = np.asarray(layer.apply((), x, rng=jax.random.PRNGKey(0)))
+    kept = y != 0
+    assert abs(kept.mean() - 0.75) < 0.02
+    np.testing.assert_allclose(y[kept], 1 / 0.75, rtol=1e-6)
+    with pytest.raises(ValueError, match="needs a PRNG key"):
+        layer.apply((), x)
+    np.testing.assert_array_equal(nn.Dropout(0.5, "test").apply((), x), x)
+    # serial gives each dropout layer its own key
+    net = nn.serial(nn.Dropout(0.5), nn.Dropout(0.5))
+    _, p = net.init(jax.random.PRNGKey(1), x.shape)
+    y2 = np.asarray(net.apply(p, x, rng=jax.random.PRNGKey(0)))
+    assert abs((y2 != 0).mean() - 0.25) < 0.02
+
+
+@pytest.mark.parametrize("make,match", [
+    (lambda: nn.Dropout(0.0), r"in \(0, 1\]"),
+    (lambda: nn.Dropout(1.5), r"in \(0, 1\]"),
+    (lambda: nn.Dropout(-0.1), "rate=1 - p"),
+    (lambda: nn.Dropout(0.5, mode="eval"), "mode"),
+    (lambda: nn.repeat(nn.Relu(), -1), "non-negative integer"),
+    (lambda: nn.AvgPool((2, 2), padding="REFLECT"), "padding"),
+])
+def test_bad_arguments(make, match):
+    with pytest.raises((ValueError, TypeError), match=match):
+        make()
+
+
+def test_repeat_zero_is_the_identity():
+    x = np.random.default_rng(1).standard_normal((3, 4)).astype(DTYPE)
+    net = nn.serial(nn.Dense(4, 1.3, 0.1), nn.repeat(nn.serial(nn.Dense(4), nn.Relu()), 0),
+                    nn.Dense(1))
+    ref = nn.serial(nn.Dense(4, 1.3, 0.1), nn.Dense(1))
+    np.testing.assert_allclose(net.kernel(x).ntk, ref.kernel(x).ntk, rtol=1e-6)
+    _, p = net.init(jax.random.PRNGKey(0), x.shape)
+    assert p[1] == ()
+
+
+def test_faninprod_of_mismatched_branches_is_a_clear_error():
+    net = nn.serial(nn.FanOut(2), nn.parallel(nn.Dense(3), nn.Dense(4)), nn.FanInProd())
+    with pytest.raises(ValueError, match="one shape"):
+        net.init(jax.random.PRNGKey(0), (2, 5))
