@@ -55,8 +55,15 @@ def _check(name, widths, n_samples, ratio):
     return errs
 
 
+# The CI version covers one activation of each kind of closed form (the others' formulas are
+# checked against quadrature to 1e-10 in tests/kernels/test_closed_forms_more.py and share
+# these code paths); the slow version covers all.
+REDUCED = ["sign", "rbf", "gabor", "exp_normalized", "polynomial", "rectified_monomial2",
+           "user_closed_form"]
+
+
 @ONLY_X64_PASS
-@pytest.mark.parametrize("name", sorted(ACTS))
+@pytest.mark.parametrize("name", REDUCED)
 def test_activation_convergence_rate_reduced(name):
     """The CI version: 32 -> 512 units, 12 networks each."""
     errs = _check(name, (32, 512), n_samples=12, ratio=0.65)

@@ -74,12 +74,15 @@ def _check(name, widths, n_samples, ratio):
 @ONLY_X64_PASS
 @pytest.mark.parametrize("name", ["dropout", "faninprod", "pool_variants"])
 def test_layer_convergence_rate_reduced(name):
-    """The CI version: 32 -> 512 units, 12 networks each."""
-    errs = _check(name, (32, 512), n_samples=12, ratio=0.65)
+    """The CI version: 32 -> 512 units, 8 networks each."""
+    errs = _check(name, (32, 512), n_samples=8, ratio=0.65)
     assert np.all(errs[-1] < 0.3), errs
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name", ["dropout", "faninprod", "pool_variants"])
 def test_layer_convergence_rate(name):
-    _check(name, (64, 256, 1024, 4096), n_samples=64, ratio=0.6)
+    # the convolutional net's Jacobians at 4096 channels would take minutes; 64 networks: a
+    # product of Gaussians has heavy tails (32 left FanInProd's NTK at 0.37x for 16x width)
+    widths = (64, 256, 1024) if name == "pool_variants" else (64, 256, 1024, 4096)
+    _check(name, widths, n_samples=64, ratio=0.6)
