@@ -102,27 +102,32 @@ def _grid_blocks(run, x1, x2, compute_ntk, b1, b2) -> Kernel:
     s2 = np.minimum(np.arange(-(-n2 // b2)) * b2, n2 - b2)
     ii, jj = (a.ravel() for a in np.meshgrid(s1, s2, indexing="ij"))
 
+    rows = b2 == n2  # blocks of rows: each block also gives the variances of its rows
+
     def pair(si, sj):
         k = run(jax.lax.dynamic_slice_in_dim(x1, si, b1),
                 jax.lax.dynamic_slice_in_dim(x2, sj, b2), compute_ntk)
-        return k.nngp, k.ntk
+        return k.nngp, k.ntk, (k.cov1 if rows else None)
 
     shapes = jax.eval_shape(pair, 0, 0)
 
     def step(carry, ij):
         si, sj = ij
         out = []
-        for acc, v in zip(carry, pair(si, sj)):
+        for i, (acc, v) in enumerate(zip(carry, pair(si, sj))):
             if acc is not None:
-                acc = jax.lax.dynamic_update_slice(acc, v, (si, sj) + (0,) * (v.ndim - 2))
+                start = (si,) if i == 2 else (si, sj)  # cov1: rows only
+                acc = jax.lax.dynamic_update_slice(acc, v, start + (0,) * (v.ndim - len(start)))
             out.append(acc)
         return tuple(out), None
 
-    carry = tuple(None if s is None else jnp.zeros((n1, n2) + s.shape[2:], s.dtype)
-                  for s in shapes)
-    (nngp, ntk), _ = jax.lax.scan(step, carry, (jnp.asarray(ii), jnp.asarray(jj)))
+    carry = tuple(None if s is None else jnp.zeros((n1,) + s.shape[1:] if i == 2 else
+                                                   (n1, n2) + s.shape[2:], s.dtype)
+                  for i, s in enumerate(shapes))
+    (nngp, ntk, cov1), _ = jax.lax.scan(step, carry, (jnp.asarray(ii), jnp.asarray(jj)))
     meta = run(x1[:1], x2, compute_ntk)  # the static fields, and the variances of x2
-    cov1 = run(x1, x2[:1], compute_ntk).cov1
+    if not rows:
+        cov1 = run(x1, x2[:1], compute_ntk).cov1
     return meta.replace(nngp=nngp, ntk=ntk, cov1=cov1, cov2=meta.cov2)
 
 
