@@ -6,7 +6,6 @@ from __future__ import annotations
 import functools
 from typing import Sequence
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 
@@ -14,7 +13,7 @@ from ntkgp._src import checks
 from ntkgp._src.kernels import activations as act
 from ntkgp._src.kernels import closed_forms as cf
 from ntkgp._src.nn.core import Layer
-from ntkgp._src.nn.layers import Erf, dataclass_rename, elementwise_layer, format_number
+from ntkgp._src.nn.layers import Erf, Sin, dataclass_rename, elementwise_layer, format_number
 
 _SIGMOID_SCALE = 2.4020563531719796  # least-squares fit of erf(x / s) to tanh-sigmoid on [-5, 5]
 
@@ -55,12 +54,8 @@ def Cos(a: float = 1.0, b: float = 1.0, c: float = 0.0) -> Layer:
         A `Layer` (no parameters) acting elementwise on inputs of any shape.
     """
     _scalars(a=a, b=b, c=c)
-    c2 = c + np.pi / 2
-    return elementwise_layer(
-        f"Cos(a={format_number(a)}, b={format_number(b)}, c={format_number(c)})",
-        lambda x: a * jnp.cos(b * x + c),
-        functools.partial(act.sin_pair, a=a, b=b, c0=c2),
-        functools.partial(act.sin_diag, a=a, b=b, c0=c2))
+    name = f"Cos(a={format_number(a)}, b={format_number(b)}, c={format_number(c)})"
+    return dataclass_rename(Sin(a, b, c + np.pi / 2), name)
 
 
 def Rbf(gamma: float = 1.0) -> Layer:
@@ -76,8 +71,7 @@ def Rbf(gamma: float = 1.0) -> Layer:
         A `Layer` (no parameters) acting elementwise on inputs of any shape.
     """
     checks.check_nonneg(gamma, "gamma")
-    a, b = np.sqrt(2.0), np.sqrt(2.0 * gamma) if not isinstance(gamma, jax.Array) else \
-        jnp.sqrt(2.0 * gamma)
+    a, b = np.sqrt(2.0), (2.0 * gamma) ** 0.5  # gamma may be traced
     return elementwise_layer(
         f"Rbf(gamma={format_number(gamma)})",
         lambda x: a * jnp.sin(b * x + np.pi / 4),
