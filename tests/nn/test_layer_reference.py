@@ -42,17 +42,19 @@ def test_kernel_matches_neural_tangents(case, tag):
 
 
 def test_dropout_changes_only_self_pairs():
-    """Train-mode dropout scales an example paired with itself by 1/rate, nothing else (the
-    references above would also pass with the factor on every entry of a 5x5 kernel only
-    if that factor were 1)."""
-    case = "dropout_fc"
-    a, b = REF[f"{case}__nngp_11"], REF[f"{case}__nngp_12"]
-    net_test = build([s if s[0] != "Dropout" else ["Dropout", dict(s[1], mode="test")]
-                      for s in META["cases"][case]["layers"]])
-    x1 = REF[f"{case}__x1"].astype(DTYPE)
-    kt = net_test.kernel(x1)
-    assert rel_err(np.diag(a), np.diag(kt.nngp)) > 0.05  # the diagonal changed
-    assert b.shape == (5, 3)
+    """Train-mode dropout scales an example paired with itself by 1/rate and leaves every
+    other pair (and the kernel of x1 against a different x2) unchanged."""
+    x = np.random.default_rng(2).standard_normal((4, 3)).astype(DTYPE)
+    head = nn.serial(nn.Dense(5, 1.3, 0.1), nn.Relu())
+    with_dropout = nn.serial(head, nn.Dropout(0.8))
+    k0, k1 = head.kernel(x), with_dropout.kernel(x)
+    off = ~np.eye(4, dtype=bool)
+    for g in ("nngp", "ntk"):
+        a, b = np.asarray(getattr(k0, g)), np.asarray(getattr(k1, g))
+        np.testing.assert_array_equal(b[off], a[off])
+        np.testing.assert_allclose(np.diag(b), np.diag(a) / 0.8, rtol=1e-6)
+    np.testing.assert_array_equal(with_dropout.kernel(x, x[:2] + 1).nngp,
+                                  head.kernel(x, x[:2] + 1).nngp)
 
 
 @pytest.mark.parametrize("padding", ["VALID", "SAME", "CIRCULAR"])
