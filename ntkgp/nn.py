@@ -32,6 +32,7 @@ from ntkgp._src.nn.conv import myrtle as myrtle
 from ntkgp._src.nn.core import Layer as Layer
 from ntkgp._src.nn.elementwise import Elementwise as Elementwise
 from ntkgp._src.nn.elementwise import ElementwiseNumerical as ElementwiseNumerical
+from ntkgp._src.nn.graph import Aggregate as Aggregate
 from ntkgp._src.nn.layers import ABRelu as ABRelu
 from ntkgp._src.nn.layers import Abs as Abs
 from ntkgp._src.nn.layers import Dense as Dense

@@ -96,6 +96,33 @@ def rms_kernel_errors(make_net, analytic, x, width, n_samples, apply=None, seed=
     return np.sqrt(se / n_samples)
 
 
+def batch_kernel_errors(make_net, analytic, x, width, n_samples, kwargs_for, seed=3):
+    """Like `rms_kernel_errors`, with the whole batch applied at once as
+    ``apply(params, x, **kwargs_for(key))``: for layers whose apply takes per-batch
+    arguments (dropout's ``rng``, whose masks are independent per example; graphs'
+    ``pattern``, one graph per example), which ntkgp's empirical kernels, applying the
+    network one example at a time, do not pass."""
+    import jax
+
+    se = np.zeros(2)
+    for s in range(n_samples):
+        key = jax.random.fold_in(jax.random.PRNGKey(seed), s)
+        kw = kwargs_for(key)
+        wide = make_net(width, width)
+        _, p = wide.init(key, x.shape)
+        f = np.asarray(wide.apply(p, x, **kw), np.float64)
+        one = make_net(width, 1)
+        _, p1 = one.init(key, x.shape)
+        jac = jax.jacrev(lambda q: one.apply(q, x, **kw)[:, 0])(p1)
+        j = np.concatenate([np.asarray(a, np.float64).reshape(x.shape[0], -1)
+                            for a in jax.tree.leaves(jac)], axis=1)
+        for i, (emp, ref) in enumerate(((f @ f.T / width, analytic.nngp),
+                                        (j @ j.T, analytic.ntk))):
+            ref = np.asarray(ref, np.float64)
+            se[i] += np.sum((emp - ref) ** 2) / np.sum(ref ** 2)
+    return np.sqrt(se / n_samples)
+
+
 def gauss_hermite_expect(phi, s1, s2, c, degree=120, phi2=None):
     """E[phi(u) phi2(v)] (phi2 defaults to phi) for (u, v) Gaussian with variances s1, s2 and
     covariance c, by NumPy 2-D Gauss-Hermite quadrature (float64)."""

@@ -1,5 +1,5 @@
-"""Finite networks with Dropout, FanInProd and the pooling variants converge to their
-analytic kernels as their widths grow."""
+"""Finite networks with Dropout, FanInProd, the pooling variants and graph aggregation
+converge to their analytic kernels as their widths grow."""
 
 import jax
 import numpy as np
@@ -7,7 +7,7 @@ import pytest
 
 from ntkgp import nn
 from tests.conftest import DTYPE, ONLY_X64_PASS
-from tests.helpers import rms_kernel_errors
+from tests.helpers import batch_kernel_errors, rms_kernel_errors
 
 
 def make_net(name, width, out):
@@ -26,43 +26,52 @@ def make_net(name, width, out):
                          nn.Conv(width, (2,), padding="CIRCULAR"), nn.Erf(),
                          nn.SumPool((2,), padding="CIRCULAR"), nn.AvgPool((2,)),
                          nn.GlobalAvgPool(), nn.Dense(out))
+    if name == "graph":
+        return nn.serial(nn.Aggregate(to_dense=dense_graphs), nn.Dense(width, 1.4, 0.1),
+                         nn.Relu(),
+                         nn.Aggregate(implementation="SPARSE"), nn.Dense(width), nn.Erf(),
+                         nn.GlobalAvgPool(), nn.Dense(out, 1.0, 0.1))
     raise KeyError(name)
 
 
 def inputs(name):
-    shape = (4, 7, 3) if name == "pool_variants" else (4, 3)
+    shape = {"pool_variants": (4, 7, 3), "graph": (4, 6, 3)}.get(name, (4, 3))
     return np.random.default_rng(6).standard_normal(shape).astype(DTYPE)
 
 
-def _dropout_errors(x, analytic, width, n_samples):
-    """Like `rms_kernel_errors`, with the kernels of the whole batch applied at once: the
-    dropout masks are independent per entry of the batch (per example), which the analytic
-    kernel assumes; ntkgp's empirical kernels apply the network one example at a time, so
-    one key would give every example the same mask."""
-    se = np.zeros(2)
-    for s in range(n_samples):
-        key = jax.random.fold_in(jax.random.PRNGKey(3), s)
-        rng = jax.random.fold_in(key, 1)
-        wide = make_net("dropout", width, width)
-        _, p = wide.init(key, x.shape)
-        f = np.asarray(wide.apply(p, x, rng=rng), np.float64)
-        one = make_net("dropout", width, 1)
-        _, p1 = one.init(key, x.shape)
-        jac = jax.jacrev(lambda q: one.apply(q, x, rng=rng)[:, 0])(p1)
-        j = np.concatenate([np.asarray(a, np.float64).reshape(x.shape[0], -1)
-                            for a in jax.tree.leaves(jac)], axis=1)
-        for i, (emp, ref) in enumerate(((f @ f.T / width, analytic.nngp),
-                                        (j @ j.T, analytic.ntk))):
-            ref = np.asarray(ref, np.float64)
-            se[i] += np.sum((emp - ref) ** 2) / np.sum(ref ** 2)
-    return np.sqrt(se / n_samples)
+def dense_graphs(edges):
+    """``to_dense`` of the first aggregation: adjacency counts from the edge lists."""
+    heads = jax.numpy.where(edges[..., 1] < 0, 6, edges[..., 1])
+    return jax.vmap(lambda t, h: jax.numpy.zeros((7, 7)).at[t, h].add(1.0))(
+        edges[..., 0], heads)[:, :6, :6]
+
+
+def graphs():
+    """Edge lists (with a repeated edge and a padding edge): the second aggregation takes
+    them as they are, the first decodes them with ``to_dense`` (every Aggregate layer gets the
+    same ``pattern`` argument)."""
+    rng = np.random.default_rng(7)
+    edges = rng.integers(0, 6, (4, 10, 2)).astype(np.int32)
+    edges[:, 1] = edges[:, 0]
+    edges[:, -1, 1] = -1
+    return edges
+
+
+def kwargs_for(name):
+    if name == "dropout":  # masks independent per example: the whole batch applied at once
+        return lambda key: {"rng": jax.random.fold_in(key, 1)}
+    if name == "graph":
+        return lambda key: {"pattern": graphs()}
+    return None
 
 
 def _check(name, widths, n_samples, ratio):
     x = inputs(name)
-    analytic = make_net(name, 1, 1).kernel(x)
-    if name == "dropout":
-        errs = [_dropout_errors(x, analytic, w, n_samples) for w in widths]
+    kw = kwargs_for(name)
+    analytic = make_net(name, 1, 1).kernel(x, pattern=None if name != "graph" else graphs())
+    if kw is not None:
+        errs = [batch_kernel_errors(lambda w, out: make_net(name, w, out), analytic, x, w,
+                                    n_samples, kw) for w in widths]
     else:
         errs = [rms_kernel_errors(lambda w, out: make_net(name, w, out), analytic, x, w,
                                   n_samples, seed=3) for w in widths]
@@ -72,7 +81,7 @@ def _check(name, widths, n_samples, ratio):
 
 
 @ONLY_X64_PASS
-@pytest.mark.parametrize("name", ["dropout", "faninprod", "pool_variants"])
+@pytest.mark.parametrize("name", ["dropout", "faninprod", "pool_variants", "graph"])
 def test_layer_convergence_rate_reduced(name):
     """The CI version: 32 -> 512 units, 8 networks each."""
     errs = _check(name, (32, 512), n_samples=8, ratio=0.65)
@@ -80,7 +89,7 @@ def test_layer_convergence_rate_reduced(name):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", ["dropout", "faninprod", "pool_variants"])
+@pytest.mark.parametrize("name", ["dropout", "faninprod", "pool_variants", "graph"])
 def test_layer_convergence_rate(name):
     # the convolutional net's Jacobians at 4096 channels would take minutes; 64 networks: a
     # product of Gaussians has heavy tails (32 left FanInProd's NTK at 0.37x for 16x width)

@@ -42,6 +42,9 @@ class Kernel:
         mask1: boolean array of shape ``(N1, *S)``, ``True`` at positions of ``x1`` that are
             absent (padding, see ``mask_constant``), or ``None`` without masking.
         mask2: the same for ``x2`` (``None`` when ``x2`` is ``x1`` or without masking).
+        pattern1: the graphs of ``x1`` (see `ntkgp.nn.Aggregate`), carried unchanged from
+            the inputs to the layers that use them; ``None`` without graphs.
+        pattern2: the graphs of ``x2`` (``None`` when ``x2`` is ``x1`` or without graphs).
 
     References:
         Lee et al. 2018, https://arxiv.org/abs/1711.00165;
@@ -59,6 +62,8 @@ class Kernel:
     diagonal_spatial: bool = False
     mask1: Optional[Array] = None
     mask2: Optional[Array] = None
+    pattern1: Optional[Array] = None
+    pattern2: Optional[Array] = None
 
     @property
     def shape(self) -> tuple:
@@ -114,7 +119,7 @@ def swap_inputs(a: Array, k: Kernel) -> Array:
 
 jax.tree_util.register_dataclass(
     Kernel,
-    data_fields=["nngp", "ntk", "cov1", "cov2", "mask1", "mask2"],
+    data_fields=["nngp", "ntk", "cov1", "cov2", "mask1", "mask2", "pattern1", "pattern2"],
     meta_fields=["x1_is_x2", "is_gaussian", "width", "spatial_ndim", "diagonal_spatial"],
 )
 

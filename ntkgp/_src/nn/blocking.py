@@ -32,7 +32,8 @@ def materialized(fn: Callable, k):
 
     def nan_branch(k):
         out = jax.eval_shape(fn, k)
-        return jax.tree.map(lambda s: jnp.full(s.shape, jnp.nan, s.dtype), out)
+        return jax.tree.map(lambda s: jnp.full(s.shape, jnp.nan if jnp.issubdtype(
+            s.dtype, jnp.inexact) else 0, s.dtype), out)  # graphs' integer edges: zeros
 
     return jax.lax.cond(pred, fn, nan_branch, k)
 
@@ -49,6 +50,20 @@ def per_pair(x, diagonal: bool) -> int:
     return p if diagonal else p * p
 
 
+def _rows(x):
+    """The number of examples of ``x``: an array, or a pytree of arrays that share their first
+    axis (inputs with their graphs)."""
+    return jax.tree.leaves(x)[0].shape[0]
+
+
+def _slice(x, start, size: int):
+    return jax.tree.map(lambda a: jax.lax.dynamic_slice_in_dim(a, start, size), x)
+
+
+def _head(x):
+    return jax.tree.map(lambda a: a[:1], x)
+
+
 def row_chunked(run: Callable, x1, x2, compute_ntk: bool, entries: int = 1) -> Kernel:
     """``run(x1, x2, compute_ntk)`` computed over cache-sized blocks of pairs.
 
@@ -58,6 +73,7 @@ def row_chunked(run: Callable, x1, x2, compute_ntk: bool, entries: int = 1) -> K
     10-hidden-layer ReLU net, N=4000, f32: 0.41 s blocked vs 0.47 s whole with ``x2`` given;
     0.32 s vs 0.72 s for ``x2=None``, where the blocks also halve the work).
 
+    ``x1``/``x2`` may be pytrees of arrays with a shared first axis, sliced together.
     ``entries`` is the number of kernel entries per pair (spatial positions). ``x2`` given:
     blocks of rows of ``x1`` against all of ``x2`` or, when fewer than ``MIN_ROWS`` rows would
     fit in ``MAX_CHUNK_ELEMENTS`` (spatial kernels, large ``N2``), square blocks of both
@@ -67,9 +83,8 @@ def row_chunked(run: Callable, x1, x2, compute_ntk: bool, entries: int = 1) -> K
     on and above the diagonal only (about half the work), mirrored; diagonal blocks are
     computed as kernels of a block with itself, so the self-kernel on the diagonal is exact.
     """
-    n1 = x1.shape[0]
-    xr = x1 if x2 is None else x2
-    n2 = xr.shape[0]
+    n1 = _rows(x1)
+    n2 = _rows(x1 if x2 is None else x2)
     pairs = max(1, CHUNK_ELEMENTS // entries)
     if x2 is None:
         block = max(1, int(pairs ** 0.5))
@@ -97,7 +112,7 @@ def _grid_blocks(run, x1, x2, compute_ntk, b1, b2) -> Kernel:
     at ``n - b`` rather than being padded (overlaps recompute equal pairs), so the outputs
     need no copy to drop padding (measured, 3 x [Dense + Relu] net at N=4000, x2 given, f32:
     0.24 s with padded row blocks stacked by ``lax.map``, 0.20 s written in place)."""
-    n1, n2 = x1.shape[0], x2.shape[0]
+    n1, n2 = _rows(x1), _rows(x2)
     s1 = np.minimum(np.arange(-(-n1 // b1)) * b1, n1 - b1)
     s2 = np.minimum(np.arange(-(-n2 // b2)) * b2, n2 - b2)
     ii, jj = (a.ravel() for a in np.meshgrid(s1, s2, indexing="ij"))
@@ -105,8 +120,7 @@ def _grid_blocks(run, x1, x2, compute_ntk, b1, b2) -> Kernel:
     rows = b2 == n2  # blocks of rows: each block also gives the variances of its rows
 
     def pair(si, sj):
-        k = run(jax.lax.dynamic_slice_in_dim(x1, si, b1),
-                jax.lax.dynamic_slice_in_dim(x2, sj, b2), compute_ntk)
+        k = run(_slice(x1, si, b1), _slice(x2, sj, b2), compute_ntk)
         return k.nngp, k.ntk, (k.cov1 if rows else None)
 
     shapes = jax.eval_shape(pair, 0, 0)
@@ -125,9 +139,9 @@ def _grid_blocks(run, x1, x2, compute_ntk, b1, b2) -> Kernel:
                                                    (n1, n2) + s.shape[2:], s.dtype)
                   for i, s in enumerate(shapes))
     (nngp, ntk, cov1), _ = jax.lax.scan(step, carry, (jnp.asarray(ii), jnp.asarray(jj)))
-    meta = run(x1[:1], x2, compute_ntk)  # the static fields, and the variances of x2
+    meta = run(_head(x1), x2, compute_ntk)  # the static fields, and the variances of x2
     if not rows:
-        cov1 = run(x1, x2[:1], compute_ntk).cov1
+        cov1 = run(x1, _head(x2), compute_ntk).cov1
     return meta.replace(nngp=nngp, ntk=ntk, cov1=cov1, cov2=meta.cov2)
 
 
@@ -142,14 +156,14 @@ def _symmetric_blocks(run, x, compute_ntk, block) -> Kernel:
     than being padded, so results are written straight into (n, n) arrays. Overlapping blocks
     recompute the same pairs; the scan runs in row-major order, so the last diagonal block
     (exact self-kernel, symmetrized) is written last."""
-    n = x.shape[0]
+    n = _rows(x)
     nb = -(-n // block)
     ii, jj = np.triu_indices(nb)
     starts = np.minimum(np.arange(nb) * block, n - block)
 
     def pair(si, sj, same):
-        xi = jax.lax.dynamic_slice_in_dim(x, si, block)
-        xj = jax.lax.dynamic_slice_in_dim(x, sj, block)
+        xi = _slice(x, si, block)
+        xj = _slice(x, sj, block)
 
         def diagonal():
             k = _symmetrized(run(xi, None, compute_ntk))
@@ -162,7 +176,7 @@ def _symmetric_blocks(run, x, compute_ntk, block) -> Kernel:
         return jax.lax.cond(same, diagonal, off_diagonal)
 
     shapes = jax.eval_shape(pair, 0, 0, True)
-    meta = run(x[:1], x, compute_ntk)  # the static fields, and the variances of all of x
+    meta = run(_head(x), x, compute_ntk)  # the static fields, and the variances of all of x
 
     def step(carry, ij):
         si, sj, same = ij

@@ -101,6 +101,7 @@ def make_kernel_fn(kernel_map: Callable, name: str, diag_ok: Callable = keep_dia
     diagonal = bool(diag_ok(False))
 
     def _run(x1, x2, compute_ntk, mask_constant=None):
+        (x1, p1), (x2, p2) = _split_graph(x1), _split_graph(x2)
         m1 = m2 = None
         if mask_constant is not None:
             x1, e1 = masks.mask_inputs(x1, mask_constant)
@@ -109,21 +110,26 @@ def make_kernel_fn(kernel_map: Callable, name: str, diag_ok: Callable = keep_dia
                 x2, e2 = masks.mask_inputs(x2, mask_constant)
                 m2 = masks.position_mask(e2)
         k = input_kernel(x1, x2, compute_ntk=compute_ntk, diagonal_spatial=diagonal)
-        out = kernel_map(masks.remask(k.replace(mask1=m1, mask2=m2)))
+        out = kernel_map(masks.remask(k.replace(mask1=m1, mask2=m2, pattern1=p1,
+                                                pattern2=p2)))
         if isinstance(out, (list, tuple)):
             raise ValueError(f"The network {name} ends with {len(out)} parallel branches; join "
                              "them with FanInSum() or FanInConcat() before taking its kernel.")
-        return out.replace(mask1=None, mask2=None)
+        return out.replace(mask1=None, mask2=None, pattern1=None, pattern2=None)
 
     @functools.partial(jax.jit, static_argnames=("get", "masked"))
-    def _core(x1, x2, get, mask_constant, masked):
+    def _core(x1, x2, get, mask_constant, masked, pattern1=None, pattern2=None):
         run = functools.partial(_run, mask_constant=mask_constant) if masked else _run
-        k = row_chunked(run, x1, x2, "ntk" in get, per_pair(x1, diagonal))
+        entries = per_pair(x1, diagonal)
+        if pattern1 is not None:  # sliced into blocks of rows with their inputs
+            x1 = (x1, pattern1)
+            x2 = None if x2 is None else (x2, pattern2)
+        k = row_chunked(run, x1, x2, "ntk" in get, entries)
         # finite iff every entry is (or the sum itself overflowed: then an exact check)
         total = sum(jnp.sum(a) for a in jax.tree.leaves(k) if hasattr(a, "dtype"))
         return k, jnp.isfinite(total)
 
-    def kernel(x1, x2=None, get=None, *, mask_constant=None) -> Any:
+    def kernel(x1, x2=None, get=None, *, mask_constant=None, pattern=None) -> Any:
         r"""Infinite-width NNGP and NTK of the network.
 
         Args:
@@ -137,6 +143,9 @@ def make_kernel_fn(kernel_map: Callable, name: str, diag_ok: Callable = keep_dia
                 of sequences of different lengths; may be ``nan``): they are zeroed, and a
                 spatial position with all channels absent takes no part in attention, pooling
                 or normalization over positions, and its kernel entries are zero.
+            pattern: the graphs of ``x1`` and ``x2`` for `Aggregate` layers, a pair
+                ``(pattern1, pattern2)`` (``pattern2`` ``None`` when ``x2`` is; one array is
+                taken as ``pattern1``), each with a first axis of examples.
 
         Returns:
             A `Kernel`, or an array of shape ``(N1, N2)`` when ``get`` is a string (shape
@@ -159,15 +168,17 @@ def make_kernel_fn(kernel_map: Callable, name: str, diag_ok: Callable = keep_dia
             raise ValueError(f"`x1` must have shape (N, d) (or (N, *S, C) for images and "
                              f"signals); got shape {tuple(x1.shape)}. Add a batch axis, e.g. "
                              "`x[None]` for one example or `x[:, None]` for one feature.")
+        p1, p2 = _check_pattern(pattern, x1, x2)
         if mask_constant is None:
-            k, finite = _core(x1, x2, names, None, False)
+            k, finite = _core(x1, x2, names, None, False, p1, p2)
         else:
             for raw, nm in ((raw1, "x1"), (raw2, "x2")):
                 if raw is not None and checks.is_concrete(raw):
                     masks.check_some_present(raw, mask_constant, nm)
             raw1 = jnp.asarray(raw1, x1.dtype)
             raw2 = None if raw2 is None else jnp.asarray(raw2, x1.dtype)
-            k, finite = _core(raw1, raw2, names, jnp.asarray(mask_constant, x1.dtype), True)
+            k, finite = _core(raw1, raw2, names, jnp.asarray(mask_constant, x1.dtype), True,
+                              p1, p2)
         out = _select(k, names, single)
         if not checks.is_concrete(finite) or bool(finite):
             return out
@@ -227,6 +238,39 @@ def _masked_kernel_map(kernel_map, mask_map, remask):
         return [v.replace(mask1=a, mask2=b) for v, a, b in zip(out, o1, o2)]
 
     return mapped
+
+
+def _split_graph(x):
+    """``(inputs, pattern)`` from what `row_chunked` passes: an array or an (array, pattern)
+    pair."""
+    if isinstance(x, tuple):
+        return x
+    return x, None
+
+
+def _check_pattern(pattern, x1, x2):
+    """``(pattern1, pattern2)`` as arrays, their first axes checked against the inputs'."""
+    if pattern is None:
+        return None, None
+    if isinstance(pattern, (tuple, list)):
+        if len(pattern) != 2:
+            raise ValueError(f"`pattern` must be a pair (pattern1, pattern2); got a sequence of "
+                             f"{len(pattern)}.")
+        p1, p2 = pattern
+    else:
+        p1, p2 = pattern, None
+    if p1 is None:
+        raise ValueError("`pattern=(pattern1, pattern2)`: pattern1 (the graphs of x1) is None.")
+    p1 = jnp.asarray(p1)
+    p2 = None if p2 is None or x2 is None else jnp.asarray(p2)
+    if x2 is not None and p2 is None:
+        raise ValueError("With x2 given, pass the graphs of both: pattern=(pattern1, "
+                         "pattern2).")
+    for p, x, nm in ((p1, x1, "pattern1"), (p2, x2, "pattern2")):
+        if p is not None and (p.ndim < 2 or p.shape[0] != x.shape[0]):
+            raise ValueError(f"`{nm}` must have one graph per example: a first axis of "
+                             f"{x.shape[0]}; got shape {tuple(p.shape)}.")
+    return p1, p2
 
 
 def _check_mask_constant(c):
