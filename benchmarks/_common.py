@@ -60,6 +60,10 @@ SUITES = {
         ("Closed-form activation kernels, `kernel(x, x)` (NNGP + NTK): 3 x [Dense(512, 1.5, "
          "0.05) + activation] + Dense(1), N=4000, d=784, float32; `relu` is the baseline of "
          "the time-vs-ReLU targets", r".")]),
+    "graphs": ("graphs.py", [
+        ("Graph network kernels, `kernel(x, x, pattern=(A, A))` (NNGP + NTK): 2 x [Aggregate + "
+         "Dense(512) + Relu] + GlobalAvgPool + Dense(1), 200 graphs of 24 nodes, 16 features, "
+         "float32; dense adjacency tensors or the same arcs as edge lists", r".")]),
     "tabular": ("tabular.py", []),  # accuracy tables, rendered by tabular.py ("markdown")
 }
 

@@ -150,6 +150,10 @@ TARGETS = [
      nt_ratio(f"act_{act}_N4000_f32"), (LE, 1.0))
     for act in _ACTIVATIONS
 ] + [
+    ("graphs", f"graph network kernel ({impl} patterns, 2 layers, N=200, V=24, f32): time vs "
+     "neural-tangents", nt_ratio(f"gcn2_{impl}_N200_V24_f32"), (LE, 1.0))
+    for impl in ("dense", "sparse")
+] + [
     ("scale", f"CG vs exact solve, N={n}, float64: max relative difference of the test "
      "means", field(f"cg_N{n}_f64", "rel_diff_exact"), (LE, 1e-6))
     for n in (2000, 5000, 10000)
