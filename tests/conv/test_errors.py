@@ -60,12 +60,12 @@ def test_pooling_window_that_does_not_fit():
 
 @pytest.mark.parametrize("make, match", [
     (lambda: nn.Conv(4, (3, 3), padding="REFLECT"), "`padding` must be one of"),
-    (lambda: nn.Conv(4, (3, 3, 3)), "1-D and 2-D filters"),
+    (lambda: nn.Conv(4, (3,) * 9), "1-D to 8-D filters"),
     (lambda: nn.Conv(4, (3, 0)), "positive integers"),
     (lambda: nn.Conv(4, 3), "`filter_shape` must be a tuple"),
     (lambda: nn.Conv(4, (3, 3), strides=(1,)), "`strides` must be a tuple of 2"),
     (lambda: nn.AvgPool((2, 2), padding="REFLECT"), "`padding` must be one of"),
-    (lambda: nn.SumPool((2, 2, 2)), "1-D and 2-D windows"),
+    (lambda: nn.SumPool((2,) * 9), "1-D to 8-D windows"),
 ])
 def test_bad_layer_arguments(make, match):
     with pytest.raises((ValueError, TypeError), match=match):
@@ -82,3 +82,16 @@ def test_dense_only_net_refuses_images():
     a per-position kernel nobody asked for."""
     with pytest.raises(ValueError, match=r"must have shape \(N, d\).*Flatten each example"):
         nn.serial(nn.Dense(3), nn.Relu(), nn.Dense(1)).kernel(np.ones((2, 4, 4, 1), DTYPE))
+
+
+def test_three_d_filters_on_two_d_images():
+    x = np.ones((2, 6, 6, 1), DTYPE)  # (N, H, W, C)
+    net = nn.serial(nn.Conv(4, (3, 3, 3)), nn.Relu(), nn.Flatten(), nn.Dense(1))
+    with pytest.raises(ValueError, match=r"takes \(N, D, H, W, C\) volumes; its input here is "
+                                         r"inputs with 2 spatial axes"):
+        net.kernel(x)
+    with pytest.raises(ValueError, match=r"takes \(N, D, H, W, C\) volumes \(5 axes, channels "
+                                         r"last\); got inputs of shape \(2, 6, 6, 1\)"):
+        net.init(jax.random.PRNGKey(0), x.shape)
+    with pytest.raises(ValueError, match=r"supports 1-D to 8-D windows"):
+        nn.AvgPool((2,) * 9)

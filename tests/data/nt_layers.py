@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Make float64 reference kernels of networks with neural-tangents 0.6.5's pooling variants
-(default strides, normalize_edges, CIRCULAR, SumPool), Dropout and FanInProd for ntkgp's
-tests.
+(default strides, normalize_edges, CIRCULAR, SumPool), Dropout, FanInProd and 3-D
+convolutions and pooling for ntkgp's tests.
 
 Run in the reference venv (../shared/ntref/ntref_setup.sh):
   /tmp/ntref/bin/python nt_layers.py [--out-dir DIR]
@@ -29,7 +29,7 @@ def L(name, **kw):
   return [name, kw]
 
 
-SEQ, IMG = (7, 3), (5, 5, 2)
+SEQ, IMG, VOL = (7, 3), (5, 5, 2), (4, 3, 3, 2)
 HEAD1 = [L("Conv", out_chan=4, filter_shape=[3], padding="SAME", W_std=1.3, b_std=0.1),
          L("Relu")]
 HEAD2 = [L("Conv", out_chan=3, filter_shape=[3, 3], padding="SAME", W_std=1.3, b_std=0.1),
@@ -80,6 +80,16 @@ CASES = {
                       [L("Conv", out_chan=4, filter_shape=[3], padding="SAME", b_std=0.2)],
                       [L("Identity")]]],
         L("FanInProd")] + TAIL),
+    "conv3d_avgpool": (VOL, [L("Conv", out_chan=4, filter_shape=[3, 2, 2], padding="SAME",
+                                W_std=1.3, b_std=0.1), L("Relu"),
+                              L("AvgPool", window_shape=[2, 2, 2], strides=[1, 2, 1],
+                                padding="SAME")] + TAIL),
+    "conv3d_circular_flatten": (VOL, [
+        L("Conv", out_chan=4, filter_shape=[2, 3, 2], strides=[1, 1, 2], padding="CIRCULAR",
+          W_std=1.2, b_std=0.2), L("Erf"), L("Flatten"), L("Dense", out_dim=1)]),
+    "conv3d_sumpool_valid": (VOL, [L("Conv", out_chan=4, filter_shape=[2, 2, 2],
+                                      padding="VALID", W_std=1.4), L("Relu"),
+                                    L("SumPool", window_shape=[2, 1, 2])] + TAIL),
 }
 
 

@@ -1,6 +1,6 @@
 """Pooling variants (neural-tangents' default strides, normalize_edges, CIRCULAR, SumPool),
-Dropout and FanInProd: kernels against neural-tangents 0.6.5 reference values
-(tests/data/nt_layers.py), and their finite layers."""
+Dropout, FanInProd and 3-D convolutions and pooling: kernels against neural-tangents 0.6.5
+reference values (tests/data/nt_layers.py), and their finite layers."""
 
 import jax
 import numpy as np
@@ -25,6 +25,8 @@ def test_reference_covers_the_layers():
     assert any("strides" not in p for p in pools)  # neural-tangents' default strides
     assert any(p.get("normalize_edges") for p in pools)
     assert any(p.get("padding") == "CIRCULAR" for p in pools)
+    convs = [s[1] for c in META["cases"].values() for s in c["layers"] if s[0] == "Conv"]
+    assert any(len(c["filter_shape"]) == 3 for c in convs)  # volumes (N, D, H, W, C)
 
 
 @pytest.mark.parametrize("case", CASES)

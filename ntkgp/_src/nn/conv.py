@@ -14,8 +14,29 @@ from ntkgp._src.kernels.kernel import Kernel
 from ntkgp._src.nn.core import Layer, make_layer
 from ntkgp._src.nn.layers import format_number
 
-_DIMS = {1: ("NWC", "WIO", "NWC"), 2: ("NHWC", "HWIO", "NHWC")}
-_IMAGE = {1: "(N, L, C) signals", 2: "(N, H, W, C) images"}
+_SPATIAL = "DHWXYZUV"  # lax's dimension letters for up to 8 spatial axes (the last r)
+
+
+def _dims(r: int) -> tuple:
+    """``lax.conv_general_dilated`` dimension numbers of channels-last inputs with ``r``
+    spatial axes (``("NHWC", "HWIO", "NHWC")`` for images)."""
+    sp = {1: "W", 2: "HW"}.get(r, _SPATIAL[:r])
+    return ("N" + sp + "C", sp + "IO", "N" + sp + "C")
+
+
+def _image(r: int) -> str:
+    """What inputs with ``r`` spatial axes are called, with their shape."""
+    if r == 1:
+        return "(N, L, C) signals"
+    if r == 2:
+        return "(N, H, W, C) images"
+    if r == 3:
+        return "(N, D, H, W, C) volumes"
+    return f"inputs with {r} spatial axes (N, *S, C)"
+
+
+def _shape_text(r: int) -> str:
+    return {1: "(N, L, C)", 2: "(N, H, W, C)", 3: "(N, D, H, W, C)"}.get(r, "(N, *S, C)")
 
 
 def int_tuple(v, r: int, name: str) -> tuple:
@@ -33,13 +54,14 @@ def int_tuple(v, r: int, name: str) -> tuple:
 
 
 def window_arg(shape, name: str, rank_msg: str):
-    """``(r, shape)`` for a 1-D or 2-D filter or pooling window given as a tuple."""
+    """``(r, shape)`` for a filter or pooling window given as a tuple, one size per spatial
+    axis (1-D to 8-D)."""
     try:
         r = len(shape)
     except TypeError:
-        raise TypeError(f"`{name}` must be a tuple such as (3,) or (3, 3); got "
+        raise TypeError(f"`{name}` must be a tuple such as (3,), (3, 3) or (3, 3, 3); got "
                         f"{shape!r}.") from None
-    if r not in (1, 2):
+    if not 1 <= r <= len(_SPATIAL):
         raise ValueError(f"{rank_msg}; got {name}={shape!r}.")
     return r, int_tuple(shape, r, name)
 
@@ -53,7 +75,7 @@ def check_padding(padding: str) -> str:
 def check_rank(shape, r: int, who: str):
     """Inputs ``(N, *S, C)`` with ``r`` spatial axes; returns S."""
     if len(shape) != r + 2:
-        raise ValueError(f"{who} takes {_IMAGE[r]} ({r + 2} axes, channels last); got inputs "
+        raise ValueError(f"{who} takes {_image(r)} ({r + 2} axes, channels last); got inputs "
                          f"of shape {tuple(shape)}."
                          + (" Add a channel axis, e.g. `x[..., None]`." if len(shape) == r + 1
                             else ""))
@@ -76,9 +98,9 @@ def kernel_spatial(k: Kernel, r: int, who: str):
         got = ("(N, d) features" if k.spatial_ndim == 0 else
                f"inputs with {k.spatial_ndim} spatial "
                f"{'axis' if k.spatial_ndim == 1 else 'axes'}")
-        raise ValueError(f"{who} takes {_IMAGE[r]}; its input here is {got}. Pass inputs of "
-                         f"shape {'(N, L, C)' if r == 1 else '(N, H, W, C)'} and keep the "
-                         "spatial axes until this layer (no Flatten before it).")
+        raise ValueError(f"{who} takes {_image(r)}; its input here is {got}. Pass inputs of "
+                         f"shape {_shape_text(r)} and keep the spatial axes until this layer "
+                         "(no Flatten before it).")
     return k.spatial_shape
 
 
@@ -95,7 +117,8 @@ def map_kernel(k: Kernel, fn, **changes) -> Kernel:
 def Conv(out_chan: int, filter_shape: Sequence[int], strides: Optional[Sequence[int]] = None,
          padding: str = "VALID", W_std: float = 1.0, b_std: Optional[float] = 0.0,
          parameterization: str = "ntk") -> Layer:
-    r"""1-D or 2-D convolution on channels-last inputs ``(N, L, C)`` or ``(N, H, W, C)``.
+    r"""Convolution on channels-last inputs: ``(N, L, C)`` signals, ``(N, H, W, C)`` images,
+    ``(N, D, H, W, C)`` volumes (any number of spatial axes).
 
     NTK parameterization: :math:`h_p = \frac{\sigma_w}{\sqrt{C |F|}} \sum_{d \in F}
     W_d\, x_{sp+d} + \sigma_b b`; standard: :math:`h_p = \sum_d W_d x_{sp+d} + b` with
@@ -112,7 +135,8 @@ def Conv(out_chan: int, filter_shape: Sequence[int], strides: Optional[Sequence[
 
     Args:
         out_chan: output channels.
-        filter_shape: ``(f,)`` or ``(fh, fw)``; its length sets the number of spatial axes.
+        filter_shape: ``(f,)``, ``(fh, fw)``, ``(fd, fh, fw)``, ...; its length sets the
+            number of spatial axes.
         strides: one per spatial axis (default 1).
         padding: ``'SAME'`` (zeros), ``'VALID'`` (none) or ``'CIRCULAR'`` (wrap around; output
             shape as ``'SAME'``).
@@ -132,7 +156,7 @@ def Conv(out_chan: int, filter_shape: Sequence[int], strides: Optional[Sequence[
         https://arxiv.org/abs/1904.11955.
     """
     out_chan = checks.check_positive_int(out_chan, "out_chan")
-    r, filt = window_arg(filter_shape, "filter_shape", "Conv supports 1-D and 2-D filters")
+    r, filt = window_arg(filter_shape, "filter_shape", "Conv supports 1-D to 8-D filters")
     strides = int_tuple(strides, r, "strides")
     padding = check_padding(padding)
     checks.check_nonneg(W_std, "W_std")
@@ -176,7 +200,7 @@ def Conv(out_chan: int, filter_shape: Sequence[int], strides: Optional[Sequence[
             x = jnp.pad(x, widths, mode="wrap")
             pad = "VALID"
         h = jax.lax.conv_general_dilated(x, w.astype(x.dtype), strides, pad,
-                                         dimension_numbers=_DIMS[r],
+                                         dimension_numbers=_dims(r),
                                          precision=jax.lax.Precision.HIGHEST)
         bias_shape = (1,) * (h.ndim - 1) + (out_chan,)
         if not standard:

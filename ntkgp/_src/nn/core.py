@@ -134,7 +134,7 @@ def make_kernel_fn(kernel_map: Callable, name: str, diag_ok: Callable = keep_dia
 
         Args:
             x1: array of shape ``(N1, d)``, or ``(N1, *S, C)`` for convolutional networks
-                (``S`` one or two spatial axes, ``C`` channels last).
+                (``S`` the spatial axes, ``C`` channels last).
             x2: array of shape ``(N2, ...)`` like ``x1``, or ``None`` for ``x1`` against
                 itself (symmetric).
             get: ``'nngp'`` or ``'ntk'`` (returns that array of shape ``(N1, N2)``), a tuple of

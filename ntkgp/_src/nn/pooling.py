@@ -35,7 +35,7 @@ def AvgPool(window_shape: Sequence[int], strides: Optional[Sequence[int]] = None
     input.
 
     Args:
-        window_shape: ``(w,)`` or ``(wh, ww)``.
+        window_shape: ``(w,)``, ``(wh, ww)``, ``(wd, wh, ww)``, ...: one size per spatial axis.
         strides: default 1 along each axis (overlapping windows), as neural-tangents.
         padding: ``'VALID'``, ``'SAME'`` or ``'CIRCULAR'`` (``'SAME'``'s output size, with the
             input wrapped around instead of zeros).
@@ -58,7 +58,7 @@ def SumPool(window_shape: Sequence[int], strides: Optional[Sequence[int]] = None
     K_{ab}` (padding contributes zeros; ``'CIRCULAR'`` wraps around).
 
     Args:
-        window_shape: ``(w,)`` or ``(wh, ww)``.
+        window_shape: ``(w,)``, ``(wh, ww)``, ``(wd, wh, ww)``, ...: one size per spatial axis.
         strides: default 1 along each axis.
         padding: ``'VALID'``, ``'SAME'`` or ``'CIRCULAR'``.
 
@@ -70,7 +70,7 @@ def SumPool(window_shape: Sequence[int], strides: Optional[Sequence[int]] = None
 
 def _pool_layer(kind, window_shape, strides, padding, average, normalize_edges) -> Layer:
     r, window = window_arg(window_shape, "window_shape",
-                           f"{kind} supports 1-D and 2-D windows")
+                           f"{kind} supports 1-D to 8-D windows")
     strides = (1,) * r if strides is None else int_tuple(strides, r, "strides")
     padding = check_padding(padding)
     edges = bool(normalize_edges)
