@@ -127,22 +127,25 @@ def check_square(k, name: str, what: str = "kernel matrix of the training points
     return k
 
 
-def normalize_get(get) -> tuple:
-    """``get`` as ``(tuple_of_names, single)``; ``single`` means return a bare array."""
+def normalize_get(get, variances: bool = False) -> tuple:
+    """``get`` as ``(tuple_of_names, single)``; ``single`` means return a bare array.
+    ``variances``: ``'cov1'``/``'cov2'`` (the per-example variances) may be asked for too."""
     if get is None:
         return GETS, False
+    allowed = GETS + (("cov1", "cov2") if variances else ())
+    what = "'nngp', 'ntk'" + (", 'cov1', 'cov2'" if variances else "")
     if isinstance(get, str):
-        if get not in GETS:
-            raise ValueError(f"`get` must be 'nngp', 'ntk' or a tuple of them; got {get!r}.")
+        if get not in allowed:
+            raise ValueError(f"`get` must be one of {what} or a tuple of them; got {get!r}.")
         return (get,), True
     try:
         names = tuple(get)
     except TypeError:
         raise TypeError("`get` must be a string or a tuple of strings; got "
                         f"{type(get).__name__}.") from None
-    bad = [g for g in names if g not in GETS]
+    bad = [g for g in names if g not in allowed]
     if bad or not names:
-        raise ValueError(f"`get` must name 'nngp' and/or 'ntk'; got {get!r}"
+        raise ValueError(f"`get` must name some of {what}; got {get!r}"
                          + (f" (unknown: {bad})." if bad else " (empty)."))
     return tuple(dict.fromkeys(names)), False
 

@@ -85,13 +85,16 @@ def test_finite_layer_sums_each_nodes_predecessors(shape, axis):
     np.testing.assert_allclose(np.asarray(sparse), want, atol=tol)
 
 
-def test_sparse_kernel_equals_dense_kernel_and_is_row_blocked_correctly():
+def test_sparse_kernel_equals_dense_kernel_and_is_row_blocked_correctly(monkeypatch):
     """Edge lists give the kernel of their adjacency counts, also when the kernel is computed
     in blocks of examples (the graphs are sliced with their inputs)."""
+    from ntkgp._src.nn import blocking
+    monkeypatch.setattr(blocking, "CHUNK_ELEMENTS", 25 * 16)  # blocks of a few examples
+    monkeypatch.setattr(blocking, "MAX_CHUNK_ELEMENTS", 25 * 16)
     rng = np.random.default_rng(1)
-    x1 = rng.standard_normal((40, 5, 2)).astype(DTYPE)
+    x1 = rng.standard_normal((20, 5, 2)).astype(DTYPE)
     x2 = rng.standard_normal((7, 5, 2)).astype(DTYPE)
-    e1, e2 = _random_edges(rng, 40, (5,), 8), _random_edges(rng, 7, (5,), 8)
+    e1, e2 = _random_edges(rng, 20, (5,), 8), _random_edges(rng, 7, (5,), 8)
     d1, d2 = (_dense_from_edges(e, (5,)).astype(DTYPE) for e in (e1, e2))
 
     def net(impl):

@@ -96,6 +96,174 @@ class Kernel:
             return cov
         return spatial_diagonal(cov, self.spatial_ndim)
 
+    # --- operations (neural-tangents' `Kernel` methods, and the sum of independent branches)
+    def slice(self, rows=slice(None), cols=slice(None)) -> Kernel:
+        """The kernel of ``x1[rows]`` against ``x2[cols]`` (``x1[cols]`` when ``x2`` is
+        ``x1``): neural-tangents' ``Kernel.slice(n1_slice, n2_slice)``.
+
+        Args:
+            rows: a slice, integer array or list selecting examples of ``x1``.
+            cols: the same for ``x2``.
+
+        Returns:
+            A `Kernel` of shape ``(len(rows), len(cols))``; of ``x1`` against itself only
+            when both select everything.
+        """
+        rows, cols = _example_index(rows), _example_index(cols)
+        if _is_all(rows) and _is_all(cols):
+            return self
+        cov2 = self.cov1 if self.cov2 is None else self.cov2
+        m2 = self.mask1 if self.mask2 is None else self.mask2
+        symmetric = self.x1_is_x2 and _same(rows, cols)  # x1[rows] against itself
+
+        def pair(a):
+            return None if a is None else a[rows][:, cols]
+
+        def take(a, idx):
+            return None if a is None else a[idx]
+
+        return self.replace(nngp=pair(self.nngp), ntk=pair(self.ntk), cov1=self.cov1[rows],
+                            cov2=None if symmetric else cov2[cols], x1_is_x2=symmetric,
+                            mask1=take(self.mask1, rows),
+                            mask2=None if symmetric else take(m2, cols),
+                            pattern1=None, pattern2=None)
+
+    def __getitem__(self, idx) -> Kernel:
+        """``k[examples]`` or ``k[examples, *positions]``: the same examples of both inputs
+        (neural-tangents' indexing by the inputs' axes), and optionally spatial positions
+        (slices) of both.
+
+        ``k[i:j]`` is ``k.slice(slice(i, j), slice(i, j))``. An integer example index is an
+        error, as in neural-tangents (it would drop the example axis): use ``k[i:i + 1]``.
+        """
+        idx = idx if isinstance(idx, tuple) else (idx,)
+        if isinstance(idx[0], (int, np.integer)):
+            raise TypeError(f"Index the examples of a Kernel with a slice or an array "
+                            f"(k[{idx[0]}:{idx[0] + 1}]), not an integer: the kernel keeps "
+                            "its example axes.")
+        out = self.slice(idx[0], idx[0])
+        positions = idx[1:]
+        if not positions:
+            return out
+        r = self.spatial_ndim
+        if len(positions) > r or not all(isinstance(p, slice) for p in positions):
+            raise IndexError(f"A Kernel with {r} spatial axes takes at most {r} slices of "
+                             f"positions after the examples; got {idx[1:]!r}.")
+        sp = tuple(positions) + (slice(None),) * (r - len(positions))
+        lay = sp + sp if out.full_spatial else sp
+        return out.replace(
+            nngp=None if out.nngp is None else out.nngp[(slice(None),) * 2 + lay],
+            ntk=None if out.ntk is None else out.ntk[(slice(None),) * 2 + lay],
+            cov1=out.cov1[(slice(None),) + lay],
+            cov2=None if out.cov2 is None else out.cov2[(slice(None),) + lay],
+            mask1=None if out.mask1 is None else out.mask1[(slice(None),) + sp],
+            mask2=None if out.mask2 is None else out.mask2[(slice(None),) + sp])
+
+    @property
+    def T(self) -> Kernel:
+        """The kernel of ``x2`` against ``x1``: example axes swapped (and the two halves of
+        the spatial axes with full spatial covariance)."""
+        if self.x1_is_x2:
+            return self
+        return self.replace(nngp=swap_inputs(self.nngp, self), ntk=swap_inputs(self.ntk, self),
+                            cov1=self.cov2_or_cov1, cov2=self.cov1, mask1=self.mask2,
+                            mask2=self.mask1, pattern1=self.pattern2, pattern2=self.pattern1)
+
+    def transpose(self, axes=None) -> Kernel:
+        """Permute the spatial axes (of both inputs) as neural-tangents' ``Kernel.transpose``:
+        ``axes`` a permutation of ``range(spatial_ndim)``; ``None`` keeps them (as
+        neural-tangents). The kernel of ``x2`` against ``x1`` is `T`."""
+        r = self.spatial_ndim
+        if axes is None:
+            return self
+        axes = tuple(int(a) for a in axes)
+        if sorted(axes) != list(range(r)):
+            raise ValueError(f"`axes` must be a permutation of the {r} spatial axes "
+                             f"{tuple(range(r))}; got {axes}.")
+        half = axes + tuple(r + a for a in axes) if self.full_spatial else axes
+
+        def perm(a, lead):
+            return None if a is None else jnp.transpose(
+                a, tuple(range(lead)) + tuple(lead + h for h in half))
+
+        def pm(m):
+            return None if m is None else jnp.transpose(m, (0,) + tuple(1 + a for a in axes))
+
+        return self.replace(nngp=perm(self.nngp, 2), ntk=perm(self.ntk, 2),
+                            cov1=perm(self.cov1, 1), cov2=perm(self.cov2, 1),
+                            mask1=pm(self.mask1), mask2=pm(self.mask2))
+
+    def __add__(self, other) -> Kernel:
+        """``k1 + k2``: the kernel of the sum of two independent networks' outputs on the same
+        inputs (every field adds). ``k + b`` with a number: neural-tangents' convention, the
+        kernel of ``f + b * eps`` (``b**2`` added to the NNGP and the variances, not the NTK).
+        """
+        if isinstance(other, Kernel):
+            if (self.shape != other.shape or self.x1_is_x2 != other.x1_is_x2
+                    or self.cov1.shape != other.cov1.shape):
+                raise ValueError(f"Kernels add only on the same inputs and layout: shapes "
+                                 f"{self.shape} and {other.shape}, variances "
+                                 f"{self.cov1.shape} and {other.cov1.shape}.")
+
+            def add(a, b):
+                if a is None or b is None:
+                    return None
+                return a + b
+
+            return self.replace(nngp=add(self.nngp, other.nngp), ntk=add(self.ntk, other.ntk),
+                                cov1=self.cov1 + other.cov1, cov2=add(self.cov2, other.cov2),
+                                is_gaussian=self.is_gaussian and other.is_gaussian,
+                                width=None)
+        if isinstance(other, (int, float, np.number)) and not isinstance(other, bool):
+            var = float(other) ** 2
+            return self.replace(nngp=None if self.nngp is None else self.nngp + var,
+                                cov1=self.cov1 + var,
+                                cov2=None if self.cov2 is None else self.cov2 + var)
+        return NotImplemented
+
+    def __radd__(self, other) -> Kernel:
+        if isinstance(other, (int, float)) and other == 0:  # sum(kernels)
+            return self
+        return self.__add__(other)
+
+    def __mul__(self, other) -> Kernel:
+        """``k * a``: the kernel of ``a * f`` (every field times ``a**2``), as neural-tangents."""
+        if not isinstance(other, (int, float, np.number)) or isinstance(other, bool):
+            return NotImplemented
+        var = float(other) ** 2
+
+        def mul(a):
+            return None if a is None else a * var
+
+        return self.replace(nngp=mul(self.nngp), ntk=mul(self.ntk), cov1=mul(self.cov1),
+                            cov2=mul(self.cov2))
+
+    __rmul__ = __mul__
+
+    def __truediv__(self, other) -> Kernel:
+        if not isinstance(other, (int, float, np.number)) or isinstance(other, bool):
+            return NotImplemented
+        return self.__mul__(1.0 / float(other))
+
+
+def _example_index(idx):
+    if isinstance(idx, slice):
+        return idx
+    if isinstance(idx, (int, np.integer)):
+        raise TypeError("Select examples with a slice or an integer array, not an integer "
+                        "(the kernel keeps its example axes).")
+    return np.asarray(idx)
+
+
+def _is_all(idx) -> bool:
+    return isinstance(idx, slice) and idx == slice(None)
+
+
+def _same(a, b) -> bool:
+    if isinstance(a, slice) or isinstance(b, slice):
+        return a == b
+    return a.shape == b.shape and bool(np.all(a == b))
+
 
 def spatial_diagonal(cov: Array, r: int) -> Array:
     """``(N, *S, *S) -> (N, *S)``: the entries that pair a position with itself."""

@@ -13,6 +13,7 @@ import numpy as np
 from ntkgp._src import checks
 from ntkgp._src.kernels import masks
 from ntkgp._src.kernels.kernel import Kernel, input_kernel
+from ntkgp._src.kernels.spatial import kernel_to_diagonal
 from ntkgp._src.nn.blocking import per_pair, row_chunked
 
 
@@ -89,6 +90,8 @@ class Layer:
 
 def _select(k: Kernel, get: tuple, single: bool):
     if single:
+        if get[0] == "cov2":
+            return k.cov2_or_cov1
         return getattr(k, get[0])
     return k.replace(nngp=k.nngp if "nngp" in get else None,
                      ntk=k.ntk if "ntk" in get else None)
@@ -97,10 +100,10 @@ def _select(k: Kernel, get: tuple, single: bool):
 def make_kernel_fn(kernel_map: Callable, name: str, diag_ok: Callable = keep_diag,
                    spatial: bool = False) -> Callable:
     """The public ``kernel(x1, x2=None, get=None)`` of a network from its ``kernel_map``."""
-    # The outputs themselves are returned with every pair of positions (when spatial).
-    diagonal = bool(diag_ok(False))
+    # The outputs themselves are returned with every pair of positions (when spatial), or
+    # (diagonal_spatial=True) only the pairs of a position with itself.
 
-    def _run(x1, x2, compute_ntk, mask_constant=None):
+    def _run(x1, x2, compute_ntk, mask_constant=None, diag_out=False):
         (x1, p1), (x2, p2) = _split_graph(x1), _split_graph(x2)
         m1 = m2 = None
         if mask_constant is not None:
@@ -109,18 +112,23 @@ def make_kernel_fn(kernel_map: Callable, name: str, diag_ok: Callable = keep_dia
             if x2 is not None:
                 x2, e2 = masks.mask_inputs(x2, mask_constant)
                 m2 = masks.position_mask(e2)
-        k = input_kernel(x1, x2, compute_ntk=compute_ntk, diagonal_spatial=diagonal)
+        k = input_kernel(x1, x2, compute_ntk=compute_ntk,
+                         diagonal_spatial=bool(diag_ok(diag_out)))
         out = kernel_map(masks.remask(k.replace(mask1=m1, mask2=m2, pattern1=p1,
                                                 pattern2=p2)))
         if isinstance(out, (list, tuple)):
             raise ValueError(f"The network {name} ends with {len(out)} parallel branches; join "
                              "them with FanInSum() or FanInConcat() before taking its kernel.")
+        if diag_out:
+            out = kernel_to_diagonal(out)
         return out.replace(mask1=None, mask2=None, pattern1=None, pattern2=None)
 
-    @functools.partial(jax.jit, static_argnames=("get", "masked"))
-    def _core(x1, x2, get, mask_constant, masked, pattern1=None, pattern2=None):
-        run = functools.partial(_run, mask_constant=mask_constant) if masked else _run
-        entries = per_pair(x1, diagonal)
+    @functools.partial(jax.jit, static_argnames=("get", "masked", "diag_out"))
+    def _core(x1, x2, get, mask_constant, masked, pattern1=None, pattern2=None,
+              diag_out=False):
+        run = functools.partial(_run, mask_constant=mask_constant if masked else None,
+                                diag_out=diag_out)
+        entries = per_pair(x1, bool(diag_ok(diag_out)))
         if pattern1 is not None:  # sliced into blocks of rows with their inputs
             x1 = (x1, pattern1)
             x2 = None if x2 is None else (x2, pattern2)
@@ -129,7 +137,8 @@ def make_kernel_fn(kernel_map: Callable, name: str, diag_ok: Callable = keep_dia
         total = sum(jnp.sum(a) for a in jax.tree.leaves(k) if hasattr(a, "dtype"))
         return k, jnp.isfinite(total)
 
-    def kernel(x1, x2=None, get=None, *, mask_constant=None, pattern=None) -> Any:
+    def kernel(x1, x2=None, get=None, *, mask_constant=None, pattern=None,
+               diagonal_spatial=None, diagonal_batch=None) -> Any:
         r"""Infinite-width NNGP and NTK of the network.
 
         Args:
@@ -137,8 +146,10 @@ def make_kernel_fn(kernel_map: Callable, name: str, diag_ok: Callable = keep_dia
                 (``S`` the spatial axes, ``C`` channels last).
             x2: array of shape ``(N2, ...)`` like ``x1``, or ``None`` for ``x1`` against
                 itself (symmetric).
-            get: ``'nngp'`` or ``'ntk'`` (returns that array of shape ``(N1, N2)``), a tuple of
-                them, or ``None`` for both (returns a `Kernel`).
+            get: ``'nngp'``, ``'ntk'``, ``'cov1'`` or ``'cov2'`` (returns that array:
+                ``(N1, N2)`` for the kernels, the per-example variances ``(N1,)``/``(N2,)``
+                for ``cov1``/``cov2``), a tuple of them, or ``None`` for both kernels (returns
+                a `Kernel`).
             mask_constant: entries of ``x1``/``x2`` equal to it are absent (e.g. the padding
                 of sequences of different lengths; may be ``nan``): they are zeroed, and a
                 spatial position with all channels absent takes no part in attention, pooling
@@ -146,6 +157,13 @@ def make_kernel_fn(kernel_map: Callable, name: str, diag_ok: Callable = keep_dia
             pattern: the graphs of ``x1`` and ``x2`` for `Aggregate` layers, a pair
                 ``(pattern1, pattern2)`` (``pattern2`` ``None`` when ``x2`` is; one array is
                 taken as ``pattern1``), each with a first axis of examples.
+            diagonal_spatial: for networks whose outputs keep spatial axes ``S``: ``True``
+                returns only the pairs of a position with itself, ``(N1, N2, *S)``, and
+                computes only those where no layer needs more; ``None``/``False``: every pair
+                of positions, ``(N1, N2, *S, *S)`` (neural-tangents' argument).
+            diagonal_batch: accepted for neural-tangents' code: ntkgp always keeps only the
+                per-example variances (``cov1`` of shape ``(N1, ...)``), and the kernels do
+                not depend on it.
 
         Returns:
             A `Kernel`, or an array of shape ``(N1, N2)`` when ``get`` is a string (shape
@@ -156,7 +174,13 @@ def make_kernel_fn(kernel_map: Callable, name: str, diag_ok: Callable = keep_dia
                 ``get``; and (outside ``jit``) when the kernel overflows (NaN/inf), naming the
                 largest input and what to do.
         """
-        names, single = checks.normalize_get(get)
+        names, single = checks.normalize_get(get, variances=True)
+        if diagonal_spatial not in (None, True, False) or \
+                diagonal_batch not in (None, True, False):
+            raise TypeError("`diagonal_spatial` and `diagonal_batch` must be True, False or "
+                            f"None; got {diagonal_spatial!r} and {diagonal_batch!r}.")
+        diag_out = bool(diagonal_spatial)
+        kernels = tuple(g for g in names if g in ("nngp", "ntk")) or ("nngp",)
         raw1, raw2 = x1, x2
         if mask_constant is not None:
             _check_mask_constant(mask_constant)
@@ -170,15 +194,15 @@ def make_kernel_fn(kernel_map: Callable, name: str, diag_ok: Callable = keep_dia
                              "`x[None]` for one example or `x[:, None]` for one feature.")
         p1, p2 = _check_pattern(pattern, x1, x2)
         if mask_constant is None:
-            k, finite = _core(x1, x2, names, None, False, p1, p2)
+            k, finite = _core(x1, x2, kernels, None, False, p1, p2, diag_out)
         else:
             for raw, nm in ((raw1, "x1"), (raw2, "x2")):
                 if raw is not None and checks.is_concrete(raw):
                     masks.check_some_present(raw, mask_constant, nm)
             raw1 = jnp.asarray(raw1, x1.dtype)
             raw2 = None if raw2 is None else jnp.asarray(raw2, x1.dtype)
-            k, finite = _core(raw1, raw2, names, jnp.asarray(mask_constant, x1.dtype), True,
-                              p1, p2)
+            k, finite = _core(raw1, raw2, kernels, jnp.asarray(mask_constant, x1.dtype), True,
+                              p1, p2, diag_out)
         out = _select(k, names, single)
         if not checks.is_concrete(finite) or bool(finite):
             return out
