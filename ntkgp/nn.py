@@ -20,13 +20,13 @@ from ntkgp._src.nn.activations import Sigmoid_like as Sigmoid_like
 from ntkgp._src.nn.activations import Sign as Sign
 from ntkgp._src.nn.attention import GlobalSelfAttention as GlobalSelfAttention
 from ntkgp._src.nn.attention import transformer as transformer
-from ntkgp._src.nn.combinators import FanInConcat as FanInConcat
 from ntkgp._src.nn.combinators import FanInProd as FanInProd
 from ntkgp._src.nn.combinators import FanInSum as FanInSum
 from ntkgp._src.nn.combinators import FanOut as FanOut
 from ntkgp._src.nn.combinators import parallel as parallel
 from ntkgp._src.nn.combinators import repeat as repeat
 from ntkgp._src.nn.combinators import serial as serial
+from ntkgp._src.nn.concat import FanInConcat as FanInConcat
 from ntkgp._src.nn.conv import Conv as Conv
 from ntkgp._src.nn.conv import myrtle as myrtle
 from ntkgp._src.nn.core import Layer as Layer

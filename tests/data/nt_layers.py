@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Make float64 reference kernels of networks with neural-tangents 0.6.5's pooling variants
-(default strides, normalize_edges, CIRCULAR, SumPool), Dropout, FanInProd and 3-D
-convolutions and pooling for ntkgp's tests.
+(default strides, normalize_edges, CIRCULAR, SumPool), Dropout, FanInProd, FanInConcat along
+spatial axes and 3-D convolutions and pooling for ntkgp's tests.
 
 Run in the reference venv (../shared/ntref/ntref_setup.sh):
   /tmp/ntref/bin/python nt_layers.py [--out-dir DIR]
@@ -36,6 +36,7 @@ HEAD2 = [L("Conv", out_chan=3, filter_shape=[3, 3], padding="SAME", W_std=1.3, b
          L("Erf")]
 TAIL = [L("Dense", out_dim=4, W_std=1.2, b_std=0.1), L("Relu"), L("GlobalAvgPool"),
         L("Dense", out_dim=1, W_std=1.1, b_std=0.1)]
+# each case's seed is its position here: add new cases at the end
 CASES = {
     "avgpool_default_strides": (SEQ, HEAD1 + [L("AvgPool", window_shape=[3])] + TAIL),
     "avgpool_same_default_strides": (IMG, HEAD2 + [L("AvgPool", window_shape=[2, 3],
@@ -90,6 +91,22 @@ CASES = {
     "conv3d_sumpool_valid": (VOL, [L("Conv", out_chan=4, filter_shape=[2, 2, 2],
                                       padding="VALID", W_std=1.4), L("Relu"),
                                     L("SumPool", window_shape=[2, 1, 2])] + TAIL),
+    "concat_spatial_pooled": (IMG, HEAD2 + [
+        L("FanOut", num=2),
+        ["parallel", [[L("Conv", out_chan=3, filter_shape=[2, 2], padding="SAME", b_std=0.1)],
+                      [L("Conv", out_chan=3, filter_shape=[3, 3], padding="SAME", W_std=1.2)]]],
+        L("FanInConcat", axis=2)] + TAIL),
+    "concat_spatial_flatten_1d": (SEQ, HEAD1 + [
+        L("FanOut", num=3),
+        ["parallel", [[L("Conv", out_chan=4, filter_shape=[2], padding="VALID")],
+                      [L("Conv", out_chan=4, filter_shape=[3], padding="SAME", b_std=0.2)],
+                      [L("Dense", out_dim=4, W_std=1.3)]]],
+        L("FanInConcat", axis=-2), L("Relu"), L("Flatten"), L("Dense", out_dim=1)]),
+    "concat_spatial_first_axis": (IMG, HEAD2 + [
+        L("FanOut", num=2),
+        ["parallel", [[L("Conv", out_chan=3, filter_shape=[2, 1], padding="VALID")],
+                      [L("Conv", out_chan=3, filter_shape=[2, 2], padding="SAME")]]],
+        L("FanInConcat", axis=1), L("Erf"), L("AvgPool", window_shape=[2, 2])] + TAIL),
 }
 
 

@@ -1,5 +1,6 @@
-"""Finite networks with Dropout, FanInProd, the pooling variants, 3-D convolutions and graph
-aggregation converge to their analytic kernels as their widths grow."""
+"""Finite networks with Dropout, FanInProd, the pooling variants, 3-D convolutions,
+concatenation along positions and graph aggregation converge to their analytic kernels as their
+widths grow."""
 
 import jax
 import numpy as np
@@ -8,6 +9,8 @@ import pytest
 from ntkgp import nn
 from tests.conftest import DTYPE, ONLY_X64_PASS
 from tests.helpers import batch_kernel_errors, rms_kernel_errors
+
+NAMES = ["dropout", "faninprod", "pool_variants", "graph", "conv3d", "concat_spatial"]
 
 
 def make_net(name, width, out):
@@ -26,6 +29,12 @@ def make_net(name, width, out):
                          nn.Conv(width, (2,), padding="CIRCULAR"), nn.Erf(),
                          nn.SumPool((2,), padding="CIRCULAR"), nn.AvgPool((2,)),
                          nn.GlobalAvgPool(), nn.Dense(out))
+    if name == "concat_spatial":
+        return nn.serial(nn.Conv(width, (2,), padding="SAME", W_std=1.3), nn.Relu(), nn.FanOut(2),
+                         nn.parallel(nn.Conv(width, (3,), padding="SAME", b_std=0.1),
+                                     nn.Conv(width, (2,), padding="VALID", W_std=1.2)),
+                         nn.FanInConcat(axis=1), nn.Relu(), nn.GlobalAvgPool(),
+                         nn.Dense(out, 1.0, 0.1))
     if name == "conv3d":
         return nn.serial(nn.Conv(width, (2, 3, 2), padding="SAME", W_std=1.3, b_std=0.1),
                          nn.Relu(), nn.AvgPool((2, 2, 1), (2, 1, 1), "SAME"),
@@ -39,8 +48,8 @@ def make_net(name, width, out):
 
 
 def inputs(name):
-    shape = {"pool_variants": (4, 7, 3), "graph": (4, 6, 3), "conv3d": (4, 3, 3, 2, 2)}.get(
-        name, (4, 3))
+    shape = {"pool_variants": (4, 7, 3), "graph": (4, 6, 3), "conv3d": (4, 3, 3, 2, 2),
+             "concat_spatial": (4, 5, 2)}.get(name, (4, 3))
     return np.random.default_rng(6).standard_normal(shape).astype(DTYPE)
 
 
@@ -86,7 +95,7 @@ def _check(name, widths, n_samples, ratio):
 
 
 @ONLY_X64_PASS
-@pytest.mark.parametrize("name", ["dropout", "faninprod", "pool_variants", "graph", "conv3d"])
+@pytest.mark.parametrize("name", NAMES)
 def test_layer_convergence_rate_reduced(name):
     """The CI version: 32 -> 512 units, 8 networks each."""
     errs = _check(name, (32, 512), n_samples=8, ratio=0.65)
@@ -94,9 +103,10 @@ def test_layer_convergence_rate_reduced(name):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", ["dropout", "faninprod", "pool_variants", "graph", "conv3d"])
+@pytest.mark.parametrize("name", NAMES)
 def test_layer_convergence_rate(name):
     # the convolutional net's Jacobians at 4096 channels would take minutes; 64 networks: a
     # product of Gaussians has heavy tails (32 left FanInProd's NTK at 0.37x for 16x width)
-    widths = (64, 256, 1024) if name in ("pool_variants", "conv3d") else (64, 256, 1024, 4096)
+    convolutional = ("pool_variants", "conv3d", "concat_spatial")
+    widths = (64, 256, 1024) if name in convolutional else (64, 256, 1024, 4096)
     _check(name, widths, n_samples=64, ratio=0.6)

@@ -1,6 +1,7 @@
 """Pooling variants (neural-tangents' default strides, normalize_edges, CIRCULAR, SumPool),
-Dropout, FanInProd and 3-D convolutions and pooling: kernels against neural-tangents 0.6.5
-reference values (tests/data/nt_layers.py), and their finite layers."""
+Dropout, FanInProd, FanInConcat along spatial axes, 3-D convolutions and pooling: kernels
+against neural-tangents 0.6.5 reference values (tests/data/nt_layers.py), and their finite
+layers."""
 
 import jax
 import numpy as np
@@ -27,6 +28,8 @@ def test_reference_covers_the_layers():
     assert any(p.get("padding") == "CIRCULAR" for p in pools)
     convs = [s[1] for c in META["cases"].values() for s in c["layers"] if s[0] == "Conv"]
     assert any(len(c["filter_shape"]) == 3 for c in convs)  # volumes (N, D, H, W, C)
+    concat = [s[1] for c in META["cases"].values() for s in c["layers"] if s[0] == "FanInConcat"]
+    assert {c["axis"] for c in concat} >= {1, 2, -2}  # spatial axes, also negative
 
 
 @pytest.mark.parametrize("case", CASES)

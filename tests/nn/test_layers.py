@@ -145,3 +145,23 @@ def test_avg_pool_is_differentiable_inside_jit():
     for impl in ("jacobian", "ntvp"):
         k = empirical.empirical_ntk_fn(net, implementation=impl)(x, None, p)
         assert rel_err(k, jac @ jac.T) < RTOL, impl
+
+
+def test_concatenation_along_positions_and_its_errors():
+    x = np.random.default_rng(0).standard_normal((2, 5, 3)).astype(DTYPE)
+    a, b = nn.Conv(4, (2,), padding="VALID"), nn.Conv(4, (3,), padding="SAME", b_std=0.1)
+    net = nn.serial(nn.FanOut(2), nn.parallel(a, b), nn.FanInConcat(axis=1))
+    shape, params = net.init(jax.random.PRNGKey(0), x.shape)
+    y = net.apply(params, x)
+    assert shape == y.shape == (2, 9, 4)
+    np.testing.assert_array_equal(y[:, :4], a.apply(params[1][0], x))
+    k = net.kernel(x)
+    assert k.nngp.shape == (2, 2, 9, 9)
+    np.testing.assert_array_equal(np.asarray(k.nngp)[:, :, :4, 4:], 0.0)  # independent
+    with pytest.raises(ValueError, match="zero-mean Gaussian layer"):
+        nn.serial(nn.FanOut(2), nn.parallel(nn.Relu(), b), nn.FanInConcat(axis=1)).kernel(x)
+    with pytest.raises(ValueError, match="the batch axis cannot be concatenated"):
+        nn.serial(nn.FanOut(2), nn.parallel(a, b), nn.FanInConcat(axis=0)).kernel(x)
+    with pytest.raises(ValueError, match="shapes agree except along axis 1"):
+        nn.serial(nn.FanOut(2), nn.parallel(a, nn.Conv(5, (2,))),
+                  nn.FanInConcat(axis=1)).init(jax.random.PRNGKey(0), x.shape)

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import functools
-from typing import List, Sequence
+from typing import Sequence
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 from ntkgp._src import checks
@@ -187,7 +186,7 @@ def _any_mask(ms):
     return out
 
 
-def _joined_mask(ms):
+def joined_mask(ms):
     """A position of the joined branches is absent when it is absent in every branch."""
     present = [m for m in ms if m is not None]
     if not present:
@@ -198,7 +197,7 @@ def _joined_mask(ms):
     return out
 
 
-def _check_branches(xs, who):
+def check_branches(xs, who):
     if not isinstance(xs, (list, tuple)) or len(xs) < 1:
         raise ValueError(f"{who} joins a list of branches (from FanOut + parallel); got a "
                          "single input.")
@@ -218,17 +217,17 @@ def FanInSum() -> Layer:
     """
 
     def init(key, input_shapes):
-        _check_branches(input_shapes, "FanInSum")
+        check_branches(input_shapes, "FanInSum")
         if len({tuple(s[1:]) for s in input_shapes}) != 1:
             raise ValueError(f"FanInSum needs branches of one shape; got {input_shapes}.")
         return tuple(input_shapes[0]), ()
 
     def apply(params, xs, **kwargs):
-        _check_branches(xs, "FanInSum")
+        check_branches(xs, "FanInSum")
         return sum(xs[1:], xs[0])
 
     def kernel_map(ks: Sequence[Kernel]) -> Kernel:
-        _check_branches(ks, "FanInSum")
+        check_branches(ks, "FanInSum")
         widths = {k.width for k in ks}
         if len(widths) > 1 and None not in widths:
             raise ValueError(f"FanInSum needs branches of one width; got widths "
@@ -242,7 +241,7 @@ def FanInSum() -> Layer:
         return first.replace(nngp=add("nngp"), ntk=add("ntk"), cov1=add("cov1"),
                              cov2=add("cov2"), is_gaussian=all(k.is_gaussian for k in ks))
 
-    return make_layer("FanInSum()", init, apply, kernel_map, mask_map=_joined_mask)
+    return make_layer("FanInSum()", init, apply, kernel_map, mask_map=joined_mask)
 
 
 def FanInProd() -> Layer:
@@ -258,20 +257,20 @@ def FanInProd() -> Layer:
     """
 
     def init(key, input_shapes):
-        _check_branches(input_shapes, "FanInProd")
+        check_branches(input_shapes, "FanInProd")
         if len({tuple(s[1:]) for s in input_shapes}) != 1:
             raise ValueError(f"FanInProd needs branches of one shape; got {input_shapes}.")
         return tuple(input_shapes[0]), ()
 
     def apply(params, xs, **kwargs):
-        _check_branches(xs, "FanInProd")
+        check_branches(xs, "FanInProd")
         out = xs[0]
         for x in xs[1:]:
             out = out * x
         return out
 
     def kernel_map(ks: Sequence[Kernel]) -> Kernel:
-        _check_branches(ks, "FanInProd")
+        check_branches(ks, "FanInProd")
         if len({k.nngp.shape for k in ks}) != 1:
             raise ValueError("FanInProd needs branches of one shape; got kernels of shapes "
                              f"{[k.nngp.shape for k in ks]}.")
@@ -295,50 +294,6 @@ def FanInProd() -> Layer:
                              is_gaussian=len(ks) == 1 and ks[0].is_gaussian)
 
     return make_layer("FanInProd()", init, apply, kernel_map, mask_map=_any_mask, remask=True)
-
-
-def FanInConcat(axis: int = -1) -> Layer:
-    r"""Concatenate the branches along the feature axis.
-
-    The kernel of the concatenation, as seen by a following Dense layer (which averages over
-    features), is the width-weighted mean :math:`K = \sum_i n_i K_i / \sum_i n_i`.
-
-    Args:
-        axis: the feature axis (the last; other axes must agree).
-
-    Returns:
-        A `Layer` mapping a list of ``(N, ..., n_i)`` arrays to one ``(N, ..., sum n_i)``.
-    """
-    if axis != -1:
-        raise ValueError(f"FanInConcat supports the feature axis (-1); got axis={axis!r}.")
-
-    def init(key, input_shapes):
-        _check_branches(input_shapes, "FanInConcat")
-        total = sum(s[-1] for s in input_shapes)
-        return tuple(input_shapes[0][:-1]) + (total,), ()
-
-    def apply(params, xs, **kwargs):
-        _check_branches(xs, "FanInConcat")
-        return jnp.concatenate(xs, axis=-1)
-
-    def kernel_map(ks: List[Kernel]) -> Kernel:
-        _check_branches(ks, "FanInConcat")
-        if any(k.width is None for k in ks):
-            raise ValueError("FanInConcat needs the width of each branch; end each branch "
-                             "with a Dense layer or an Identity of a Dense output.")
-        total = sum(k.width for k in ks)
-
-        def mix(name):
-            vals = [getattr(k, name) for k in ks]
-            if vals[0] is None:
-                return None
-            return sum(k.width / total * v for k, v in zip(ks, vals))
-
-        return ks[0].replace(nngp=mix("nngp"), ntk=mix("ntk"), cov1=mix("cov1"),
-                             cov2=mix("cov2"), is_gaussian=all(k.is_gaussian for k in ks),
-                             width=total)
-
-    return make_layer("FanInConcat()", init, apply, kernel_map, mask_map=_joined_mask)
 
 
 def repeat(layer: Layer, n: int) -> Layer:
