@@ -149,11 +149,12 @@ def Aggregate(aggregate_axis: Optional[Union[int, Sequence[int]]] = None, batch_
             a2 = dense(k.pattern2, (k.cov2.shape[0],) + s, "second").astype(dt)
 
         def pair(m):
-            return None if m is None else _contract_pair(m, a1, a2, axes, r)
+            return None if m is None else _contract_both(m, a1, a2, axes, r, False)
 
         return k.replace(nngp=pair(k.nngp), ntk=pair(k.ntk),
-                         cov1=_contract_self(k.cov1, a1, axes, r),
-                         cov2=None if k.cov2 is None else _contract_self(k.cov2, a2, axes, r))
+                         cov1=_contract_both(k.cov1, a1, a1, axes, r, True),
+                         cov2=None if k.cov2 is None else _contract_both(k.cov2, a2, a2, axes, r,
+                                                                          True))
 
     def init(key, input_shape):
         axes_for(len(input_shape) - 2)
@@ -219,27 +220,18 @@ def _contract_one(x, a, axes, r):
     return jnp.einsum(spec, x, a, precision=_HI)
 
 
-def _contract_pair(m, a1, a2, axes, r):
-    """``m'[i, j, P, Q] = sum a1[i, p, P] a2[j, q, Q] m[i, j, p, q]`` (aggregated axes)."""
+def _contract_both(m, a1, a2, axes, r, same_example: bool):
+    """Both position halves of a kernel aggregated: ``m'[i, j, P, Q] = sum a1[i, p, P]
+    a2[j, q, Q] m[i, j, p, q]`` for pairs of examples (nngp/ntk), or with ``i = j`` for the
+    variances of each example (``same_example``: ``m`` of shape ``(N, *S, *S)``)."""
     s, t, pool = _letters(r)
     h1 = {ax: next(pool) for ax in axes}
     h2 = {ax: next(pool) for ax in axes}
+    e1, e2 = ("A", "A") if same_example else ("A", "B")
+    lead = "A" if same_example else "AB"
     out1 = "".join(h1.get(i, s[i]) for i in range(r))
     out2 = "".join(h2.get(i, t[i]) for i in range(r))
-    spec = (f"AB{''.join(s)}{''.join(t)},"
-            f"A{''.join(s[i] for i in axes)}{''.join(h1[i] for i in axes)},"
-            f"B{''.join(t[i] for i in axes)}{''.join(h2[i] for i in axes)}->AB{out1}{out2}")
+    spec = (f"{lead}{''.join(s)}{''.join(t)},"
+            f"{e1}{''.join(s[i] for i in axes)}{''.join(h1[i] for i in axes)},"
+            f"{e2}{''.join(t[i] for i in axes)}{''.join(h2[i] for i in axes)}->{lead}{out1}{out2}")
     return jnp.einsum(spec, m, a1, a2, precision=_HI, optimize="optimal")
-
-
-def _contract_self(c, a, axes, r):
-    """``c'[n, P, Q] = sum a[n, p, P] a[n, q, Q] c[n, p, q]``."""
-    s, t, pool = _letters(r)
-    h1 = {ax: next(pool) for ax in axes}
-    h2 = {ax: next(pool) for ax in axes}
-    out1 = "".join(h1.get(i, s[i]) for i in range(r))
-    out2 = "".join(h2.get(i, t[i]) for i in range(r))
-    spec = (f"A{''.join(s)}{''.join(t)},"
-            f"A{''.join(s[i] for i in axes)}{''.join(h1[i] for i in axes)},"
-            f"A{''.join(t[i] for i in axes)}{''.join(h2[i] for i in axes)}->A{out1}{out2}")
-    return jnp.einsum(spec, c, a, a, precision=_HI, optimize="optimal")
