@@ -140,3 +140,65 @@ def kernel_to_diagonal(k):
 
     return k.replace(nngp=d(k.nngp, 2), ntk=d(k.ntk, 2), cov1=d(k.cov1, 1), cov2=d(k.cov2, 1),
                      diagonal_spatial=True)
+
+
+def transpose_pads(f: int, s: int, padding: str) -> Tuple[int, int]:
+    """(low, high) padding of the stride-dilated input of a transposed convolution, as
+    ``lax.conv_transpose`` pads it (``CIRCULAR`` is computed ``VALID``, then folded)."""
+    if padding == "SAME":
+        total = f + s - 2
+        low = f - 1 if s > f - 1 else -(-total // 2)
+        return low, total - low
+    return f - 1, s - 1 + max(f - s, 0)
+
+
+def transpose_out_size(size: int, f: int, s: int, padding: str) -> int:
+    """Output length of a transposed convolution along one axis."""
+    if padding == "VALID":
+        return size * s + max(f - s, 0)
+    return size * s
+
+
+def fold(a, axis: int, n: int):
+    """Wrap-around sum of ``a`` along ``axis`` onto ``n`` positions, centred as a
+    ``'SAME'`` output: entry ``j`` is the sum of ``a[j + lo + m n]`` over integers ``m``,
+    ``lo = (len - n) // 2`` (the circular transposed convolution)."""
+    length = a.shape[axis]
+    front = (-((length - n) // 2)) % n
+    total = -(-(front + length) // n) * n
+    widths = [(0, 0)] * a.ndim
+    widths[axis] = (front, total - front - length)
+    a = jnp.pad(a, widths)
+    shape = a.shape[:axis] + (total // n, n) + a.shape[axis + 1:]
+    return jnp.sum(a.reshape(shape), axis=axis)
+
+
+def conv_transpose(a, lead: int, r: int, full: bool, filter_shape, strides, padding: str):
+    r"""The mean over filter offsets of the shifted covariance of the stride-dilated, padded
+    input (a transposed convolution maps positions as a stride-1 convolution of its input with
+    ``s - 1`` zeros between entries): :math:`K'_{pq} = \frac{1}{|F|}\sum_d \tilde K_{p+d,\,q+d}`.
+    """
+    for i, (f, s) in enumerate(zip(filter_shape, strides)):
+        axes = (lead + i, lead + r + i) if full else (lead + i,)
+        size = a.shape[lead + i]
+        low, high = transpose_pads(f, s, "VALID" if padding == "CIRCULAR" else padding)
+        config = [(0, 0, 0)] * a.ndim
+        for ax in axes:
+            config[ax] = (low, high, s - 1)
+        a = jax.lax.pad(a, jnp.zeros((), a.dtype), config)
+        a = conv(a, lead, r, full, tuple(f if j == i else 1 for j in range(r)), (1,) * r,
+                 "VALID")
+        if padding == "CIRCULAR":
+            for ax in axes:
+                a = fold(a, ax, size * s)
+    return a
+
+
+def embed_diagonal(d, lead: int, r: int):
+    """Diagonal layout -> full layout with zeros off the diagonal: ``(lead..., *S)`` to
+    ``(lead..., *S, *S)`` (outputs of positions with independent weights)."""
+    s = d.shape[lead:]
+    p = int(np.prod(s, dtype=int))
+    flat = d.reshape(d.shape[:lead] + (p, 1)) * jnp.eye(p, dtype=d.dtype).reshape(
+        (1,) * lead + (p, p))
+    return flat.reshape(d.shape[:lead] + s + s)

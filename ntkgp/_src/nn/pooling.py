@@ -10,7 +10,8 @@ import numpy as np
 
 from ntkgp._src.kernels import masks, spatial
 from ntkgp._src.kernels.kernel import Kernel
-from ntkgp._src.nn.conv import (
+from ntkgp._src.nn.core import Layer, drop_mask, make_layer
+from ntkgp._src.nn.spatial_args import (
     check_fits,
     check_padding,
     check_rank,
@@ -19,7 +20,6 @@ from ntkgp._src.nn.conv import (
     map_kernel,
     window_arg,
 )
-from ntkgp._src.nn.core import Layer, drop_mask, make_layer
 
 
 # ---------------------------------------------------------------------------------------------
