@@ -29,6 +29,8 @@ from ntkgp._src.nn.combinators import serial as serial
 from ntkgp._src.nn.concat import FanInConcat as FanInConcat
 from ntkgp._src.nn.conv import Conv as Conv
 from ntkgp._src.nn.conv import myrtle as myrtle
+from ntkgp._src.nn.conv_variants import ConvLocal as ConvLocal
+from ntkgp._src.nn.conv_variants import ConvTranspose as ConvTranspose
 from ntkgp._src.nn.core import Layer as Layer
 from ntkgp._src.nn.elementwise import Elementwise as Elementwise
 from ntkgp._src.nn.elementwise import ElementwiseNumerical as ElementwiseNumerical
@@ -49,6 +51,10 @@ from ntkgp._src.nn.pooling import Flatten as Flatten
 from ntkgp._src.nn.pooling import GlobalAvgPool as GlobalAvgPool
 from ntkgp._src.nn.pooling import GlobalSumPool as GlobalSumPool
 from ntkgp._src.nn.pooling import SumPool as SumPool
+from ntkgp._src.nn.reshape import DotGeneral as DotGeneral
+from ntkgp._src.nn.reshape import ImageResize as ImageResize
+from ntkgp._src.nn.reshape import Index as Index
+from ntkgp._src.nn.reshape import Slice as Slice
 from ntkgp._src.nn.spec import from_spec as from_spec
 from ntkgp._src.nn.spec import mlp as mlp
 from ntkgp._src.nn.spec import parse_spec as parse_spec

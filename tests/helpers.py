@@ -35,6 +35,16 @@ def load_reference(name="nt_reference"):
     return ref, meta
 
 
+def _index(spec):
+    """An index from its JSON form: integers, "...", ":" and {"slice": [start, stop, step]}."""
+    decode = {"...": Ellipsis, ":": slice(None)}
+    return tuple(slice(*v["slice"]) if isinstance(v, dict) else decode.get(v, v) for v in spec)
+
+
+def _tuples(v):
+    return tuple(_tuples(a) for a in v) if isinstance(v, list) else v
+
+
 def build(specs):
     """An ntkgp network from a reference spec list (see tests/data/README.md)."""
     layers = []
@@ -43,6 +53,10 @@ def build(specs):
             layers.append(nn.parallel(*[build(b) for b in arg]))
             continue
         kw = {k: tuple(v) if isinstance(v, list) else v for k, v in arg.items()}
+        if name == "Index":
+            kw["idx"] = _index(arg["idx"])
+        if name == "DotGeneral":
+            kw = {k: np.array(v) if k in ("lhs", "rhs") else _tuples(v) for k, v in arg.items()}
         if name == "Gelu":
             kw.pop("approximate", None)
         if "pos_emb_decay_fn" in kw:

@@ -245,3 +245,12 @@ def check_feature_count(input_shape, layer: str) -> int:
                          f"size >= 1; got input_shape {tuple(input_shape)}. Inputs need at "
                          "least one feature.")
     return int(n)
+
+
+def check_batch_channel(who: str, batch_axis, channel_axis):
+    """ntkgp's layers take batch-first, channels-last inputs: neural-tangents' ``batch_axis``
+    and ``channel_axis`` arguments are accepted with those values only."""
+    if batch_axis != 0 or channel_axis != -1:
+        raise ValueError(f"{who}: ntkgp's layers take batch-first, channels-last inputs "
+                         f"(batch_axis=0, channel_axis=-1); got batch_axis={batch_axis}, "
+                         f"channel_axis={channel_axis}. Transpose the inputs to (N, ..., C).")

@@ -1,11 +1,17 @@
 #!/usr/bin/env python
 """Make float64 reference kernels of networks with neural-tangents 0.6.5's pooling variants
 (default strides, normalize_edges, CIRCULAR, SumPool), Dropout, FanInProd, FanInConcat along
-spatial axes and 3-D convolutions and pooling for ntkgp's tests.
+spatial axes, 3-D convolutions and pooling, transposed and locally connected convolutions,
+Index, ImageResize and DotGeneral for ntkgp's tests.
 
 Run in the reference venv (../shared/ntref/ntref_setup.sh):
   /tmp/ntref/bin/python nt_layers.py [--out-dir DIR]
 Writes DIR/nt_layers.npz and DIR/nt_layers.json.
+
+ConvLocal and ImageResize on images follow an even number of Conv layers: after an odd number,
+neural-tangents 0.6.5 applies their filter or target shape to the wrong spatial axes (it stores
+the kernel's spatial axes reversed after each Conv and these two layers do not undo it; ntkgp's
+finite networks converge to ntkgp's kernel there, tests/nn/test_layer_monte_carlo.py).
 
 Inputs are made with NumPy only (and stored in the npz):
   rng = np.random.default_rng(seed)
@@ -107,7 +113,68 @@ CASES = {
         ["parallel", [[L("Conv", out_chan=3, filter_shape=[2, 1], padding="VALID")],
                       [L("Conv", out_chan=3, filter_shape=[2, 2], padding="SAME")]]],
         L("FanInConcat", axis=1), L("Erf"), L("AvgPool", window_shape=[2, 2])] + TAIL),
+    "conv_transpose_same_pooled": (SEQ, HEAD1 + [
+        L("ConvTranspose", out_chan=4, filter_shape=[3], strides=[2], padding="SAME", W_std=1.2,
+          b_std=0.1)] + TAIL),
+    "conv_transpose_valid_2d": (IMG, HEAD2 + [
+        L("ConvTranspose", out_chan=3, filter_shape=[2, 3], strides=[2, 1], padding="VALID",
+          W_std=1.3)] + TAIL),
+    "conv_transpose_circular": (SEQ, HEAD1 + [
+        L("ConvTranspose", out_chan=4, filter_shape=[4], strides=[2], padding="CIRCULAR",
+          b_std=0.2)] + TAIL),
+    "conv_transpose_flatten_standard": (IMG, HEAD2 + [
+        L("ConvTranspose", out_chan=3, filter_shape=[3, 2], strides=[1, 2], padding="SAME",
+          b_std=0.1, parameterization="standard"), L("Relu"), L("Flatten"),
+        L("Dense", out_dim=1)]),
+    "conv_local_pooled": (SEQ, HEAD1 + [
+        L("ConvLocal", out_chan=4, filter_shape=[3], padding="SAME", W_std=1.3, b_std=0.1)]
+        + TAIL),
+    "conv_local_2d_strided": (IMG, HEAD2 + HEAD2 + [
+        L("ConvLocal", out_chan=3, filter_shape=[2, 2], strides=[2, 1], padding="VALID",
+          b_std=0.2)] + TAIL),
+    "conv_local_circular_flatten": (SEQ, HEAD1 + [
+        L("ConvLocal", out_chan=4, filter_shape=[2], padding="CIRCULAR", b_std=0.1), L("Erf"),
+        L("Flatten"), L("Dense", out_dim=1)]),
+    "index_crop_flip": (IMG, HEAD2 + [
+        L("Index", idx=[":", {"slice": [1, 4, None]}, {"slice": [None, None, -1]}])] + TAIL),
+    "index_row_to_signal": (IMG, HEAD2 + [L("Index", idx=["...", 2, ":"]),
+                                          L("Conv", out_chan=3, filter_shape=[2])] + TAIL),
+    "index_flatten": (SEQ, HEAD1 + [L("Index", idx=[":", {"slice": [None, None, 2]}]),
+                                    L("Flatten"), L("Dense", out_dim=1)]),
+    "image_resize_linear_up": (IMG, HEAD2 + HEAD2 + [
+        L("ImageResize", shape=[-1, 8, 3, -1], method="linear")] + TAIL),
+    "image_resize_nearest_down": (IMG, HEAD2 + HEAD2 + [
+        L("ImageResize", shape=[-1, 3, 4, -1], method="nearest")] + TAIL),
+    "image_resize_linear_antialias_down": (SEQ, HEAD1 + [
+        L("ImageResize", shape=[-1, 3, -1], method="linear")] + TAIL),
+    "dot_general_scale": (SEQ, HEAD1 + [L("DotGeneral", rhs=2.0), L("Flatten"),
+                                        L("Dense", out_dim=1)]),
+    "dot_general_contract": (IMG, HEAD2 + [
+        L("DotGeneral", rhs=[1.0, -1.0, 0.5, 2.0, 0.3], dimension_numbers=[[[1], [0]], [[], []]])]
+        + TAIL),
+    "dot_general_lhs_vector": (IMG, HEAD2 + [
+        L("DotGeneral", lhs=[0.0, 1.0, 0.5, -0.4, 0.2], dimension_numbers=[[[0], [1]], [[], []]])]
+        + TAIL),
 }
+
+
+def index(spec):
+  """An index from its JSON form: integers, "...", ":" and {"slice": [start, stop, step]}."""
+  out = []
+  for v in spec:
+    if v == "...":
+      out.append(Ellipsis)
+    elif v == ":":
+      out.append(slice(None))
+    elif isinstance(v, dict):
+      out.append(slice(*v["slice"]))
+    else:
+      out.append(v)
+  return tuple(out)
+
+
+def tuples(v):
+  return tuple(tuples(a) for a in v) if isinstance(v, list) else v
 
 
 def build(specs):
@@ -117,6 +184,10 @@ def build(specs):
       layers.append(stax.parallel(*[build(b) for b in arg]))
       continue
     kw = {k: tuple(v) if isinstance(v, list) else v for k, v in arg.items()}
+    if name == "Index":
+      kw["idx"] = index(arg["idx"])
+    if name == "DotGeneral":
+      kw = {k: np.array(v) if k in ("lhs", "rhs") else tuples(v) for k, v in arg.items()}
     layers.append(getattr(stax, name)(**kw))
   return stax.serial(*layers)
 

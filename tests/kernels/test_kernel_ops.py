@@ -127,8 +127,10 @@ def test_bad_operations_get_clear_errors():
         k.transpose((1, 0))
     with pytest.raises(ValueError, match="same inputs and layout"):
         k + CONV.kernel(X1)
-    with pytest.raises(IndexError, match="at most 1 slices of positions"):
+    with pytest.raises(IndexError, match="has 2 axes to index; got 3 entries"):
         k[:, 1:2, 0:1]
+    with pytest.raises(IndexError, match="slices and integers for its positions"):
+        k[:, None]
     with pytest.raises(ValueError, match="`get` must be one of 'nngp', 'ntk', 'cov1', 'cov2'"):
         CONV.kernel(X1, None, "var")
     with pytest.raises(TypeError, match="`diagonal_spatial` and `diagonal_batch`"):

@@ -1,6 +1,7 @@
 """Finite networks with Dropout, FanInProd, the pooling variants, 3-D convolutions,
-concatenation along positions and graph aggregation converge to their analytic kernels as their
-widths grow."""
+concatenation along positions, transposed and locally connected convolutions, resampling,
+indexing and products with constants, and graph aggregation converge to their analytic
+kernels as their widths grow."""
 
 import jax
 import numpy as np
@@ -10,7 +11,8 @@ from ntkgp import nn
 from tests.conftest import DTYPE, ONLY_X64_PASS
 from tests.helpers import batch_kernel_errors, rms_kernel_errors
 
-NAMES = ["dropout", "faninprod", "pool_variants", "graph", "conv3d", "concat_spatial"]
+NAMES = ["dropout", "faninprod", "pool_variants", "graph", "conv3d", "concat_spatial",
+         "conv_transpose", "conv_local", "conv_local_2d", "resample", "dot_general"]
 
 
 def make_net(name, width, out):
@@ -39,6 +41,33 @@ def make_net(name, width, out):
         return nn.serial(nn.Conv(width, (2, 3, 2), padding="SAME", W_std=1.3, b_std=0.1),
                          nn.Relu(), nn.AvgPool((2, 2, 1), (2, 1, 1), "SAME"),
                          nn.GlobalAvgPool(), nn.Dense(out, 1.0, 0.1))
+    if name == "conv_transpose":
+        return nn.serial(nn.Conv(width, (2,), padding="SAME", W_std=1.3), nn.Relu(),
+                         nn.ConvTranspose(width, (3,), (2,), "SAME", W_std=1.2, b_std=0.1),
+                         nn.Erf(), nn.ConvTranspose(width, (4,), (2,), "CIRCULAR"),
+                         nn.Relu(), nn.GlobalAvgPool(), nn.Dense(out, 1.0, 0.1))
+    if name == "conv_local":
+        return nn.serial(nn.ConvLocal(width, (2,), padding="SAME", W_std=1.3, b_std=0.1),
+                         nn.Relu(), nn.ConvLocal(width, (3,), (2,), "CIRCULAR", b_std=0.2),
+                         nn.Erf(), nn.GlobalAvgPool(), nn.Dense(out, 1.0, 0.1))
+    if name == "conv_local_2d":  # after one Conv: axes neural-tangents mixes up
+        return nn.serial(nn.Conv(width, (2, 2), padding="SAME", W_std=1.3), nn.Relu(),
+                         nn.ConvLocal(width, (1, 2), (2, 1), "VALID", b_std=0.2), nn.Erf(),
+                         nn.GlobalAvgPool(), nn.Dense(out, 1.0, 0.1))
+    if name == "resample":
+        return nn.serial(nn.Conv(width, (2, 2), padding="SAME", W_std=1.3), nn.Relu(),
+                         nn.ImageResize((-1, 5, 2, -1), "linear"), nn.Conv(width, (1, 1)),
+                         nn.Erf(),
+                         nn.Index(nn.Slice[:, 1:, ::-1]), nn.Conv(width, (2, 1)), nn.Relu(),
+                         nn.ImageResize((-1, 2, -1, -1), "cubic"), nn.Index(nn.Slice[..., 0, :]),
+                         nn.GlobalAvgPool(), nn.Dense(out, 1.0, 0.1))
+    if name == "dot_general":  # the constant's free axis comes first in lax's output
+        mix = np.array([[1.0, -0.5, 0.3], [0.2, 0.8, -1.0]])
+        return nn.serial(nn.Conv(width, (2, 2), padding="SAME", W_std=1.3), nn.Relu(),
+                         nn.DotGeneral(lhs=mix, dimension_numbers=(((1,), (2,)), ((), ()))),
+                         nn.Conv(width, (1, 2)), nn.Erf(), nn.DotGeneral(rhs=1.5),
+                         nn.GlobalAvgPool(),
+                         nn.Dense(out, 1.0, 0.1))
     if name == "graph":
         return nn.serial(nn.Aggregate(to_dense=dense_graphs), nn.Dense(width, 1.4, 0.1),
                          nn.Relu(),
@@ -49,7 +78,9 @@ def make_net(name, width, out):
 
 def inputs(name):
     shape = {"pool_variants": (4, 7, 3), "graph": (4, 6, 3), "conv3d": (4, 3, 3, 2, 2),
-             "concat_spatial": (4, 5, 2)}.get(name, (4, 3))
+             "concat_spatial": (4, 5, 2), "conv_transpose": (4, 3, 2),
+             "conv_local": (4, 5, 2), "conv_local_2d": (4, 4, 3, 2),
+             "resample": (4, 3, 4, 2), "dot_general": (4, 2, 3, 2)}.get(name, (4, 3))
     return np.random.default_rng(6).standard_normal(shape).astype(DTYPE)
 
 

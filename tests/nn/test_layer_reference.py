@@ -1,5 +1,6 @@
 """Pooling variants (neural-tangents' default strides, normalize_edges, CIRCULAR, SumPool),
-Dropout, FanInProd, FanInConcat along spatial axes, 3-D convolutions and pooling: kernels
+Dropout, FanInProd, FanInConcat along spatial axes, 3-D convolutions and pooling, transposed
+and locally connected convolutions, Index, ImageResize and DotGeneral: kernels
 against neural-tangents 0.6.5 reference values (tests/data/nt_layers.py), and their finite
 layers."""
 
@@ -30,6 +31,11 @@ def test_reference_covers_the_layers():
     assert any(len(c["filter_shape"]) == 3 for c in convs)  # volumes (N, D, H, W, C)
     concat = [s[1] for c in META["cases"].values() for s in c["layers"] if s[0] == "FanInConcat"]
     assert {c["axis"] for c in concat} >= {1, 2, -2}  # spatial axes, also negative
+    assert {"ConvTranspose", "ConvLocal", "Index", "ImageResize", "DotGeneral"} <= names
+    for layer in ("ConvTranspose", "ConvLocal"):
+        pads = {s[1]["padding"] for c in META["cases"].values() for s in c["layers"]
+                if s[0] == layer}
+        assert pads == {"SAME", "VALID", "CIRCULAR"}, (layer, pads)
 
 
 @pytest.mark.parametrize("case", CASES)

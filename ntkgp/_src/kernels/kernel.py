@@ -130,34 +130,32 @@ class Kernel:
 
     def __getitem__(self, idx) -> Kernel:
         """``k[examples]`` or ``k[examples, *positions]``: the same examples of both inputs
-        (neural-tangents' indexing by the inputs' axes), and optionally spatial positions
-        (slices) of both.
+        (neural-tangents' indexing by the inputs' axes), and optionally spatial positions of
+        both: slices, or integers that drop their axis (``...`` stands for the axes left out).
 
         ``k[i:j]`` is ``k.slice(slice(i, j), slice(i, j))``. An integer example index is an
         error, as in neural-tangents (it would drop the example axis): use ``k[i:i + 1]``.
         """
-        idx = idx if isinstance(idx, tuple) else (idx,)
+        r = self.spatial_ndim
+        idx = expand_index(idx if isinstance(idx, tuple) else (idx,), 1 + r, "A Kernel")
         if isinstance(idx[0], (int, np.integer)):
             raise TypeError(f"Index the examples of a Kernel with a slice or an array "
                             f"(k[{idx[0]}:{idx[0] + 1}]), not an integer: the kernel keeps "
                             "its example axes.")
         out = self.slice(idx[0], idx[0])
-        positions = idx[1:]
-        if not positions:
+        sp = idx[1:]
+        if all(p == slice(None) for p in sp):
             return out
-        r = self.spatial_ndim
-        if len(positions) > r or not all(isinstance(p, slice) for p in positions):
-            raise IndexError(f"A Kernel with {r} spatial axes takes at most {r} slices of "
-                             f"positions after the examples; got {idx[1:]!r}.")
-        sp = tuple(positions) + (slice(None),) * (r - len(positions))
         lay = sp + sp if out.full_spatial else sp
+        e1, e2 = (slice(None),), (slice(None),) * 2
         return out.replace(
-            nngp=None if out.nngp is None else out.nngp[(slice(None),) * 2 + lay],
-            ntk=None if out.ntk is None else out.ntk[(slice(None),) * 2 + lay],
-            cov1=out.cov1[(slice(None),) + lay],
-            cov2=None if out.cov2 is None else out.cov2[(slice(None),) + lay],
-            mask1=None if out.mask1 is None else out.mask1[(slice(None),) + sp],
-            mask2=None if out.mask2 is None else out.mask2[(slice(None),) + sp])
+            nngp=None if out.nngp is None else out.nngp[e2 + lay],
+            ntk=None if out.ntk is None else out.ntk[e2 + lay],
+            cov1=out.cov1[e1 + lay],
+            cov2=None if out.cov2 is None else out.cov2[e1 + lay],
+            mask1=None if out.mask1 is None else out.mask1[e1 + sp],
+            mask2=None if out.mask2 is None else out.mask2[e1 + sp],
+            spatial_ndim=r - sum(isinstance(p, (int, np.integer)) for p in sp))
 
     @property
     def T(self) -> Kernel:
@@ -244,6 +242,25 @@ class Kernel:
         if not isinstance(other, (int, float, np.number)) or isinstance(other, bool):
             return NotImplemented
         return self.__mul__(1.0 / float(other))
+
+
+def expand_index(idx: tuple, ndim: int, what: str) -> tuple:
+    """``idx`` over ``ndim`` axes with ``...`` expanded and missing trailing axes filled with
+    ``:``; only slices and integers (``IndexError`` otherwise, or for too many entries)."""
+    if sum(i is Ellipsis for i in idx) > 1:
+        raise IndexError(f"An index may hold one `...`; got {idx!r}.")
+    if any(i is Ellipsis for i in idx):
+        at = next(n for n, i in enumerate(idx) if i is Ellipsis)
+        fill = ndim - (len(idx) - 1)
+        idx = idx[:at] + (slice(None),) * max(fill, 0) + idx[at + 1:]
+    if len(idx) > ndim:
+        raise IndexError(f"{what} has {ndim} axes to index; got {len(idx)} entries in "
+                         f"{idx!r}.")
+    for i in idx[1:]:
+        if isinstance(i, bool) or not isinstance(i, (slice, int, np.integer)):
+            raise IndexError(f"{what} takes slices and integers for its positions (no arrays, "
+                             f"None or booleans); got {i!r} in {idx!r}.")
+    return tuple(idx) + (slice(None),) * (ndim - len(idx))
 
 
 def _example_index(idx):

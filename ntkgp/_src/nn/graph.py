@@ -8,6 +8,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ntkgp._src import checks
 from ntkgp._src.kernels.kernel import Kernel
 from ntkgp._src.nn.core import Layer, make_layer
 
@@ -69,11 +70,7 @@ def Aggregate(aggregate_axis: Optional[Union[int, Sequence[int]]] = None, batch_
     if impl not in IMPLEMENTATIONS:
         raise ValueError(f"Aggregate: implementation must be 'DENSE' or 'SPARSE'; got "
                          f"{implementation!r}.")
-    if batch_axis != 0 or channel_axis not in (-1,):
-        raise ValueError(f"Aggregate: ntkgp's layers take batch-first, channels-last inputs "
-                         f"(batch_axis=0, channel_axis=-1); got batch_axis={batch_axis}, "
-                         f"channel_axis={channel_axis}. Transpose the inputs (and the "
-                         "pattern's node axes stay as they are).")
+    checks.check_batch_channel("Aggregate", batch_axis, channel_axis)
     if impl == "DENSE" and to_dense is None:
         to_dense = _identity
     axes_arg = aggregate_axis
