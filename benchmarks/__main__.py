@@ -57,6 +57,7 @@ PLAN = {
                   ["--repeats", "5", "--cases", r"^transformer2_(masked_)?N(100|400)_f32$"]),
     "activations": (["--repeats", "7"], ["--repeats", "5"]),
     "graphs": (["--repeats", "5"], ["--repeats", "3"]),
+    "layers": (["--repeats", "5"], ["--repeats", "3"]),
     "tabular": ([],
                 ["--datasets", r"^(heart|MASS/cpus)$", "--models", "ntk,nngp,rf,hgb,svc,gpr"]),
 }

@@ -64,6 +64,11 @@ SUITES = {
         ("Graph network kernels, `kernel(x, x, pattern=(A, A))` (NNGP + NTK): 2 x [Aggregate + "
          "Dense(512) + Relu] + GlobalAvgPool + Dense(1), 200 graphs of 24 nodes, 16 features, "
          "float32; dense adjacency tensors or the same arcs as edge lists", r".")]),
+    "layers": ("layers.py", [
+        ("Kernels of convolutional layers beyond `Conv`, `kernel(x, x)` (NNGP + NTK), float32, "
+         "ending in GlobalAvgPool + Dense(1): 3-D convolutions on volumes (4, 4, 4, 2), "
+         "transposed convolutions (stride 2), locally connected layers and linear image "
+         "resizing on digits; 32 channels", r".")]),
     "tabular": ("tabular.py", []),  # accuracy tables, rendered by tabular.py ("markdown")
 }
 

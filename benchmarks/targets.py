@@ -154,6 +154,13 @@ TARGETS = [
      "neural-tangents", nt_ratio(f"gcn2_{impl}_N200_V24_f32"), (LE, 1.0))
     for impl in ("dense", "sparse")
 ] + [
+    ("layers", f"{what} kernel (then GlobalAvgPool, f32): time vs neural-tangents",
+     nt_ratio(case), (LE, 1.0))
+    for what, case in (("3-D CNN (N=50, 4x4x4 volumes)", "conv3d_gap_N50_f32"),
+                       ("ConvTranspose (N=100)", "conv_transpose_gap_N100_f32"),
+                       ("ConvLocal (N=100)", "conv_local_gap_N100_f32"),
+                       ("ImageResize (N=100)", "image_resize_gap_N100_f32"))
+] + [
     ("scale", f"CG vs exact solve, N={n}, float64: max relative difference of the test "
      "means", field(f"cg_N{n}_f64", "rel_diff_exact"), (LE, 1e-6))
     for n in (2000, 5000, 10000)

@@ -1,0 +1,88 @@
+#!/usr/bin/env python
+"""Kernels of convolutional layers beyond `Conv` against neural-tangents 0.6.5's: 3-D
+convolutions, transposed and locally connected convolutions, image resizing.
+
+Cases (each in its own subprocess, neural-tangents first; this script is also the
+neural-tangents side, run in its reference venv with `--backend nt`), all
+`kernel(x, x)` (NNGP + NTK), float32, then GlobalAvgPool + Dense(1), so every pair of
+positions is tracked:
+  conv3d_gap_N50_f32           2 x [Conv(32, 3x3x3, SAME) + Relu] on 50 random volumes
+                               (4, 4, 4, 2)
+  conv_transpose_gap_N100_f32  Conv(32, 3x3, SAME) + Relu + ConvTranspose(32, 3x3, stride 2,
+                               SAME) + Relu on 100 digits averaged to 4x4 (8x8 after)
+  conv_local_gap_N100_f32      2 x [ConvLocal(32, 3x3, SAME) + Relu] on 100 digits 8x8
+  image_resize_gap_N100_f32    Conv(32, 3x3, SAME) + Relu + Conv(32, 3x3, SAME) +
+                               ImageResize(4x4, linear) + Relu + Conv + Relu on 100 digits 8x8
+                               (an even number of Conv before the resize: see the mapping page)
+
+Usage:
+  python benchmarks/layers.py [--cases REGEX] [--repeats 3] [--no-nt]
+The reference venv: `NTREF_LIGHT=1 bash ../shared/ntref/ntref_setup.sh /tmp/ntref`, then
+`NTREF_PYTHON=/tmp/ntref/bin/python`.
+"""
+
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import _common  # noqa: E402
+from _common import main, time_compiled, timing_row  # noqa: E402
+
+W = 32
+
+
+def all_cases():
+    return [dict(id=i, nt_self=True) for i in
+            ("conv3d_gap_N50_f32", "conv_transpose_gap_N100_f32", "conv_local_gap_N100_f32",
+             "image_resize_gap_N100_f32")]
+
+
+def network(lib, kind):
+    """``lib`` is ntkgp's `nn` or neural-tangents' `stax` (same names and arguments)."""
+    def conv(filt=(3, 3)):
+        return [lib.Conv(W, filt, padding="SAME"), lib.Relu()]
+
+    if kind == "conv3d":
+        layers = conv((3, 3, 3)) + conv((3, 3, 3))
+    elif kind == "conv_transpose":
+        layers = conv() + [lib.ConvTranspose(W, (3, 3), (2, 2), "SAME"), lib.Relu()]
+    elif kind == "conv_local":
+        layers = [lib.ConvLocal(W, (3, 3), padding="SAME"), lib.Relu(),
+                  lib.ConvLocal(W, (3, 3), padding="SAME"), lib.Relu()]
+    else:
+        layers = conv() + [lib.Conv(W, (3, 3), padding="SAME"),
+                           lib.ImageResize((-1, 4, 4, -1), "linear"), lib.Relu()] + conv()
+    return lib.serial(*layers, lib.GlobalAvgPool(), lib.Dense(1))
+
+
+def inputs(kind):
+    import numpy as np
+    from sklearn.datasets import load_digits
+    if kind == "conv3d":
+        return np.random.default_rng(0).standard_normal((50, 4, 4, 4, 2)).astype(np.float32)
+    x = load_digits().data[:100].reshape(-1, 8, 8, 1) / 16
+    if kind == "conv_transpose":
+        x = x.reshape(-1, 4, 2, 4, 2, 1).mean(axis=(2, 4))
+    return x.astype(np.float32)
+
+
+def run_case(case, repeats):
+    import jax.numpy as jnp
+    import numpy as np
+    kind = case["id"].rsplit("_gap", 1)[0]
+    x = jnp.asarray(inputs(kind))
+    if _common.BACKEND == "nt":
+        from neural_tangents import stax
+        kernel_fn = network(stax, kind)[2]
+        run = lambda a, b: kernel_fn(a, b, ("nngp", "ntk"))  # noqa: E731
+    else:
+        from ntkgp import nn
+        net = network(nn, kind)
+        run = lambda a, b: net.kernel(a, b)  # noqa: E731
+    compile_s, ts, out = time_compiled(run, (x, x), repeats)
+    return timing_row(case["id"], compile_s, ts, check=float(np.mean(out.ntk)),
+                      finite=bool(np.all(np.isfinite(np.asarray(out.ntk)))))
+
+
+if __name__ == "__main__":
+    main("layers", all_cases, run_case, __file__, __doc__)
