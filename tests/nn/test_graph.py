@@ -126,6 +126,62 @@ def test_kernel_and_apply_work_under_jit():
     assert y.shape == (3, 1) and np.all(np.isfinite(y))
 
 
+def _graph_problem():
+    rng = np.random.default_rng(4)
+    x1 = rng.standard_normal((7, 5, 2)).astype(DTYPE)
+    x2 = rng.standard_normal((5, 5, 2)).astype(DTYPE)
+    a1, a2 = ((rng.uniform(size=(n, 5, 5)) < 0.4).astype(DTYPE) for n in (7, 5))
+    net = nn.serial(nn.Aggregate(), nn.Dense(8), nn.Relu(), nn.Aggregate(), nn.Dense(8),
+                    nn.GlobalAvgPool(), nn.Dense(2))
+    return x1, x2, a1, a2, net
+
+
+@pytest.mark.parametrize("implementation", ["jacobian", "ntvp", "auto"])
+def test_empirical_kernels_take_each_examples_graph(implementation):
+    """pattern=(A1, A2) goes to the network with each example's graph: the empirical NTK
+    equals J(x1) J(x2)^T of the whole batch applied at once."""
+    from ntkgp import empirical
+    x1, x2, a1, a2, net = _graph_problem()
+    _, p = net.init(jax.random.PRNGKey(0), x1.shape)
+
+    def jac(x, a):
+        j = jax.jacrev(lambda q: net.apply(q, x, pattern=a))(p)  # (N, 2, *param)
+        return np.concatenate([np.asarray(v).reshape(x.shape[0], 2, -1)
+                               for v in jax.tree.leaves(j)], axis=-1)
+
+    j1, j2 = jac(x1, a1), jac(x2, a2)
+    want = np.einsum("ikp,jkp->ij", j1, j2) / 2  # averaged over the 2 outputs
+    f = empirical.empirical_ntk_fn(net, implementation=implementation)
+    tol = 1e-10 if X64 else 1e-4
+    assert rel_err(f(x1, x2, p, pattern=(a1, a2)), want) <= tol
+    assert rel_err(f(x1, None, p, pattern=a1), np.einsum("ikp,jkp->ij", j1, j1) / 2) <= tol
+    k = empirical.empirical_kernel_fn(net)(x1, x2, None, p, pattern=(a1, a2))
+    y1, y2 = net.apply(p, x1, pattern=a1), net.apply(p, x2, pattern=a2)
+    assert rel_err(k.nngp, np.asarray(y1) @ np.asarray(y2).T / 2) <= tol
+    with pytest.raises(ValueError, match=r"with x2 given, pass pattern=\(for_x1, for_x2\)"):
+        f(x1, x2, p, pattern=a1)
+    with pytest.raises(ValueError, match="`pattern` for x2 must have one entry per example"):
+        f(x1, x2, p, pattern=(a1, a1))
+
+
+def test_tiles_and_monte_carlo_carry_each_examples_graph(tmp_path):
+    """batching.batch slices the graphs with the examples of each tile (also for the store's
+    fingerprint), and monte_carlo_kernel passes them to every sample."""
+    from ntkgp import batching, empirical
+    x1, x2, a1, a2, net = _graph_problem()
+    tol = 1e-12 if X64 else 1e-5
+    for args, pat in (((x1, x2), (a1, a2)), ((x1, None), a1)):
+        want = net.kernel(*args, pattern=pat)
+        got = batching.batch(net.kernel, 3, store=str(tmp_path / str(args[1] is None)))(
+            *args, pattern=pat)
+        assert rel_err(got.ntk, want.ntk) <= tol and rel_err(got.nngp, want.nngp) <= tol
+    with pytest.raises(batching.StoreError, match="different computation"):
+        batching.batch(net.kernel, 3, store=str(tmp_path / "True"))(x1, None,
+                                                                      pattern=a1[::-1])
+    mc = empirical.monte_carlo_kernel(net, jax.random.PRNGKey(1), 2, x1, x2, pattern=(a1, a2))
+    assert mc.ntk.shape == (7, 5) and np.all(np.isfinite(mc.ntk))
+
+
 X = np.zeros((3, 4, 2), DTYPE)
 NET = nn.serial(nn.Aggregate(), nn.Dense(2), nn.Relu(), nn.GlobalAvgPool())
 BAD = {

@@ -55,11 +55,57 @@ def as_apply_fn(f):
     return f
 
 
+BATCHED_KWARGS = ("pattern",)
+
+
+def split_kwargs(kwargs, batched, x1, x2):
+    """``(per-example kwargs of x1, of x2, shared kwargs)``. A keyword in ``batched`` holds
+    arrays with a first axis of examples, given as a pair ``(for_x1, for_x2)`` (``for_x1``
+    alone, or ``(for_x1, None)``, when ``x2`` is ``None``); the others go to every call as
+    they are."""
+    per1, per2, shared = {}, {}, {}
+    for name, v in kwargs.items():
+        if name not in batched:
+            shared[name] = v
+            continue
+        v1, v2 = v if isinstance(v, (tuple, list)) else (v, None)
+        if x2 is not None and v2 is None:
+            raise ValueError(f"`{name}` holds one entry per example: with x2 given, pass "
+                             f"{name}=(for_x1, for_x2).")
+        for val, x, nm, out in ((v1, x1, "x1", per1), (v2, x2, "x2", per2)):
+            if x is None:
+                continue
+            val = jax.tree.map(jnp.asarray, val)
+            if any(np.ndim(a) < 1 or a.shape[0] != x.shape[0] for a in jax.tree.leaves(val)):
+                raise ValueError(f"`{name}` for {nm} must have one entry per example (a first "
+                                 f"axis of {x.shape[0]}); got shapes "
+                                 f"{[tuple(np.shape(a)) for a in jax.tree.leaves(val)]}.")
+            out[name] = val
+    return per1, per2, shared
+
+
+def _count(x):
+    return jax.tree.leaves(x)[0].shape[0]
+
+
+def _head(x, n=1):
+    return jax.tree.map(lambda a: a[:n], x)
+
+
+def _bind(apply, shared):
+    """``apply`` on ``(x, per-example kwargs)`` pairs, with the shared kwargs."""
+    def f(p, xx):
+        x, kw = xx
+        return apply(p, x, **kw, **shared)
+    return f
+
+
 def _out_shape(apply, params, x):
     out = jax.eval_shape(lambda p, xx: apply(p, xx), params, x)
-    if not hasattr(out, "shape") or len(out.shape) < 1 or out.shape[0] != x.shape[0]:
+    n = _count(x)
+    if not hasattr(out, "shape") or len(out.shape) < 1 or out.shape[0] != n:
         raise ValueError("`f(params, x)` must return one array whose first axis indexes the "
-                         f"examples of x ({x.shape[0]}); got {out}.")
+                         f"examples of x ({n}); got {out}.")
     return out.shape[1:]
 
 
@@ -78,10 +124,10 @@ def _jacobians(apply, params, x, layout):
     """Per-example Jacobians: a list of leaves of shape (N, Kk, Kt, P_leaf)."""
 
     def one(xi):
-        return jax.jacrev(lambda p: apply(p, xi[None])[0])(params)
+        return jax.jacrev(lambda p: apply(p, jax.tree.map(lambda a: a[None], xi))[0])(params)
 
     jac = jax.vmap(one)(x)
-    return [_split_leaf(leaf, x.shape[0], layout) for leaf in jax.tree.leaves(jac)]
+    return [_split_leaf(leaf, _count(x), layout) for leaf in jax.tree.leaves(jac)]
 
 
 def _split_leaf(leaf, n, layout):
@@ -120,15 +166,15 @@ def _ntk_ntvp(apply, params, x1, x2, layout):
     xb = x1 if x2 is None else x2
     _, f1_lin = jax.linearize(lambda p: apply(p, x1), params)
     ko = layout.kk * layout.kt
-    basis = jnp.eye(ko, dtype=jax.eval_shape(lambda: apply(params, x1[:1])).dtype)
+    basis = jnp.eye(ko, dtype=jax.eval_shape(lambda: apply(params, _head(x1))).dtype)
 
     def column(xi):
-        _, vjp = jax.vjp(lambda p: apply(p, xi[None])[0], params)
+        _, vjp = jax.vjp(lambda p: apply(p, jax.tree.map(lambda a: a[None], xi))[0], params)
         # Cotangent for output component o of this example, in the kept/traced order.
         cts = jax.vmap(lambda e: unsplit(e, layout))(basis)
         vs = jax.vmap(lambda ct: vjp(ct)[0])(cts)  # params with a leading Ko axis
         outs = layout.split(jax.vmap(f1_lin)(vs), lead=2)  # (Ko, N1, Kk, Kt)
-        outs = outs.reshape(layout.kk, layout.kt, x1.shape[0], layout.kk, layout.kt)
+        outs = outs.reshape(layout.kk, layout.kt, _count(x1), layout.kk, layout.kt)
         # theta[a, i, j] = mean over t of d f_(i,t)(x1_a) . d f_(j,t)(xi)
         return jnp.einsum("jtait->aij", outs) / layout.kt
 
@@ -140,7 +186,7 @@ def _param_count(params):
     return sum(int(np.prod(np.shape(leaf))) for leaf in jax.tree.leaves(params))
 
 
-def choose_implementation(f, params, x1, x2, trace_axes=(-1,)) -> str:
+def choose_implementation(f, params, x1, x2, trace_axes=(-1,), apply_kwargs=None) -> str:
     """The implementation ``'auto'`` picks, with the cost model it uses.
 
     * ``'structured'`` whenever ``f`` is an ``ntkgp.nn`` network made of Dense layers: its
@@ -156,15 +202,17 @@ def choose_implementation(f, params, x1, x2, trace_axes=(-1,)) -> str:
         x1: inputs ``(N1, ...)``.
         x2: inputs ``(N2, ...)`` or ``None``.
         trace_axes: output axes averaged over (``()`` keeps full blocks).
+        apply_kwargs: keyword arguments of ``f`` as the kernel function takes them (see
+            `empirical_ntk_fn`); with any, ``'structured'`` is not an option.
 
     Returns:
         ``'structured'``, ``'jacobian'`` or ``'ntvp'``.
     """
     layer = as_layer(f)
-    if layer is not None and layer.structured:
+    if layer is not None and layer.structured and not apply_kwargs:
         return "structured"
-    apply = as_apply_fn(f)
-    out_shape = _out_shape(apply, params, x1)
+    per1, _, shared = split_kwargs(apply_kwargs or {}, BATCHED_KWARGS, x1, x2)
+    out_shape = _out_shape(_bind(as_apply_fn(f), shared), params, (x1, per1))
     layout = Layout(out_shape, trace_axes)
     n1 = x1.shape[0]
     n2 = 0 if x2 is None else x2.shape[0]
@@ -178,8 +226,8 @@ def choose_implementation(f, params, x1, x2, trace_axes=(-1,)) -> str:
 _IMPLS = {"jacobian": _ntk_jacobian, "ntvp": _ntk_ntvp, "structured": ntk_structured}
 
 
-def empirical_ntk_fn(f, trace_axes: Sequence[int] = (-1,), implementation: str = "auto"
-                     ) -> Callable:
+def empirical_ntk_fn(f, trace_axes: Sequence[int] = (-1,), implementation: str = "auto",
+                     batched_kwargs: Sequence[str] = BATCHED_KWARGS) -> Callable:
     r"""The finite-width NTK :math:`\hat\Theta(x_1, x_2) = J(x_1) J(x_2)^\top` of ``f``.
 
     Args:
@@ -190,10 +238,15 @@ def empirical_ntk_fn(f, trace_axes: Sequence[int] = (-1,), implementation: str =
             kernel for ``y`` of shape ``(N, K)``, ``()`` the full ``(N1, N2, K, K)`` blocks.
         implementation: ``'auto'``, ``'jacobian'``, ``'ntvp'`` or ``'structured'`` (ntkgp.nn
             Dense networks only); see the module docstring and `choose_implementation`.
+        batched_kwargs: names of keyword arguments of ``f`` that hold one entry per example
+            (the graphs of `ntkgp.nn.Aggregate`, ``pattern``), passed to ``ntk_fn`` as a pair
+            ``(for_x1, for_x2)`` (``for_x1`` alone when ``x2`` is ``None``) and split with
+            the examples; other keyword arguments go to every call of ``f`` unchanged.
 
     Returns:
-        ``ntk_fn(x1, x2, params)`` returning an array of shape ``(N1, N2, *kept, *kept)``
-        (``x2=None`` means ``x1``; the result is then exactly symmetric).
+        ``ntk_fn(x1, x2, params, **kwargs)`` returning an array of shape
+        ``(N1, N2, *kept, *kept)`` (``x2=None`` means ``x1``; the result is then exactly
+        symmetric); ``kwargs`` go to ``f`` (e.g. ``pattern=(A1, A2)``).
 
     Example:
         >>> import jax, numpy as np
@@ -218,58 +271,72 @@ def empirical_ntk_fn(f, trace_axes: Sequence[int] = (-1,), implementation: str =
                          "'jacobian' or 'ntvp' for other functions.")
 
     @functools.partial(jax.jit, static_argnames=("impl",))
-    def _core(x1, x2, params, impl):
-        layout = Layout(_out_shape(apply, params, x1), trace_axes)
-        theta = _IMPLS[impl](apply, params, x1, x2, layout)
+    def _core(x1, x2, params, shared, impl):
+        if impl == "structured":
+            x1, x2, fn = x1[0], None if x2 is None else x2[0], apply
+        else:
+            fn = _bind(apply, shared)
+        layout = Layout(_out_shape(fn, params, x1), trace_axes)
+        theta = _IMPLS[impl](fn, params, x1, x2, layout)
         if x2 is None:
             theta = _symmetrize(theta)
         return layout.finish(theta)
 
-    def ntk_fn(x1, x2=None, params=None):
+    def ntk_fn(x1, x2=None, params=None, **kwargs):
         x1, x2 = checks.check_inputs(x1, x2, ndim=None)
         if params is None:
             raise TypeError("`params` is required: ntk_fn(x1, x2, params).")
+        per1, per2, shared = split_kwargs(kwargs, batched_kwargs, x1, x2)
         impl = implementation
+        if impl == "structured" and kwargs:
+            raise ValueError("implementation='structured' takes no keyword arguments of `f` "
+                             f"(got {sorted(kwargs)}); use 'auto', 'jacobian' or 'ntvp'.")
         if impl == "auto":
-            impl = choose_implementation(f, params, x1, x2, trace_axes)
-        return _core(x1, x2, params, impl)
+            impl = choose_implementation(f, params, x1, x2, trace_axes, kwargs)
+        return _core((x1, per1), None if x2 is None else (x2, per2), params, shared, impl)
 
     return ntk_fn
 
 
-def empirical_nngp_fn(f, trace_axes: Sequence[int] = (-1,)) -> Callable:
+def empirical_nngp_fn(f, trace_axes: Sequence[int] = (-1,),
+                      batched_kwargs: Sequence[str] = BATCHED_KWARGS) -> Callable:
     r"""The finite-width NNGP :math:`\hat K(x_1, x_2) = f(x_1) f(x_2)^\top` of ``f``, averaged
     over ``trace_axes``.
 
     Args:
         f: an ``ntkgp.nn`` `Layer` or any ``f(params, x)``.
         trace_axes: output axes averaged over; ``()`` keeps full ``K x K`` output blocks.
+        batched_kwargs: keyword arguments with one entry per example (see
+            `empirical_ntk_fn`).
 
     Returns:
-        ``nngp_fn(x1, x2, params)`` returning an array of shape ``(N1, N2, *kept, *kept)``.
+        ``nngp_fn(x1, x2, params, **kwargs)`` returning an array of shape
+        ``(N1, N2, *kept, *kept)``.
     """
     apply = as_apply_fn(f)
 
     @jax.jit
-    def _core(x1, x2, params):
-        y1 = apply(params, x1)
+    def _core(x1, x2, params, shared):
+        fn = _bind(apply, shared)
+        y1 = fn(params, x1)
         layout = Layout(y1.shape[1:], trace_axes)
-        y2 = y1 if x2 is None else apply(params, x2)
+        y2 = y1 if x2 is None else fn(params, x2)
         s1, s2 = layout.split(y1), layout.split(y2)
         k = jnp.einsum("ait,bjt->abij", s1, s2, precision=jax.lax.Precision.HIGHEST) / layout.kt
         return layout.finish(k)
 
-    def nngp_fn(x1, x2=None, params=None):
+    def nngp_fn(x1, x2=None, params=None, **kwargs):
         x1, x2 = checks.check_inputs(x1, x2, ndim=None)
         if params is None:
             raise TypeError("`params` is required: nngp_fn(x1, x2, params).")
-        return _core(x1, x2, params)
+        per1, per2, shared = split_kwargs(kwargs, batched_kwargs, x1, x2)
+        return _core((x1, per1), None if x2 is None else (x2, per2), params, shared)
 
     return nngp_fn
 
 
-def empirical_kernel_fn(f, trace_axes: Sequence[int] = (-1,), implementation: str = "auto"
-                        ) -> Callable:
+def empirical_kernel_fn(f, trace_axes: Sequence[int] = (-1,), implementation: str = "auto",
+                        batched_kwargs: Sequence[str] = BATCHED_KWARGS) -> Callable:
     """Both empirical kernels: ``kernel_fn(x1, x2=None, get=None, params=None)``.
 
     Returns a `Kernel` (``get`` a tuple or ``None``) or one array (``get`` a string). With all
@@ -280,31 +347,36 @@ def empirical_kernel_fn(f, trace_axes: Sequence[int] = (-1,), implementation: st
         trace_axes: output axes averaged over; ``()`` keeps full ``K x K`` output blocks.
         implementation: of the NTK: ``'auto'``, ``'structured'``, ``'jacobian'`` or ``'ntvp'``
             (see `empirical_ntk_fn`).
+        batched_kwargs: keyword arguments with one entry per example (see
+            `empirical_ntk_fn`).
 
     Returns:
-        ``kernel_fn(x1, x2=None, get=None, params=None)``; arrays of shape
-        ``(N1, N2, *kept, *kept)``.
+        ``kernel_fn(x1, x2=None, get=None, params=None, **kwargs)``; arrays of shape
+        ``(N1, N2, *kept, *kept)``; ``kwargs`` go to ``f``.
     """
-    ntk_fn = empirical_ntk_fn(f, trace_axes, implementation)
-    nngp_fn = empirical_nngp_fn(f, trace_axes)
+    ntk_fn = empirical_ntk_fn(f, trace_axes, implementation, batched_kwargs)
+    nngp_fn = empirical_nngp_fn(f, trace_axes, batched_kwargs)
     apply = as_apply_fn(f)
 
     @jax.jit
-    def variance(x, params):
-        y = apply(params, x)
+    def variance(x, params, shared):
+        y = _bind(apply, shared)(params, x)
         return jnp.mean(y.reshape(y.shape[0], -1) ** 2, axis=-1)
 
-    def kernel_fn(x1, x2=None, get=None, params=None):
+    def kernel_fn(x1, x2=None, get=None, params=None, **kwargs):
         names, single = checks.normalize_get(get)
         out = {}
         if "nngp" in names:
-            out["nngp"] = nngp_fn(x1, x2, params)
+            out["nngp"] = nngp_fn(x1, x2, params, **kwargs)
         if "ntk" in names:
-            out["ntk"] = ntk_fn(x1, x2, params)
+            out["ntk"] = ntk_fn(x1, x2, params, **kwargs)
         if single:
             return out[names[0]]
         x1c, x2c = checks.check_inputs(x1, x2, ndim=None)
-        return Kernel(nngp=out.get("nngp"), ntk=out.get("ntk"), cov1=variance(x1c, params),
-                      cov2=None if x2c is None else variance(x2c, params), x1_is_x2=x2c is None)
+        per1, per2, shared = split_kwargs(kwargs, batched_kwargs, x1c, x2c)
+        return Kernel(nngp=out.get("nngp"), ntk=out.get("ntk"),
+                      cov1=variance((x1c, per1), params, shared),
+                      cov2=None if x2c is None else variance((x2c, per2), params, shared),
+                      x1_is_x2=x2c is None)
 
     return kernel_fn

@@ -18,10 +18,12 @@ import jax.numpy as jnp
 
 from ntkgp._src import checks
 from ntkgp._src.empirical.empirical import (
+    BATCHED_KWARGS,
     as_apply_fn,
     as_layer,
     empirical_nngp_fn,
     empirical_ntk_fn,
+    split_kwargs,
 )
 from ntkgp._src.kernels.kernel import Kernel
 from ntkgp._src.progress import progress_bar
@@ -29,7 +31,7 @@ from ntkgp._src.progress import progress_bar
 
 def monte_carlo_kernel(net, key, n_samples: int, x1, x2=None, get=None,
                        trace_axes: Sequence[int] = (-1,), implementation: str = "auto",
-                       progress: Optional[bool] = None):
+                       progress: Optional[bool] = None, **kwargs):
     r"""Average the empirical NNGP and NTK of ``net`` over ``n_samples`` random initializations.
 
     Args:
@@ -44,6 +46,8 @@ def monte_carlo_kernel(net, key, n_samples: int, x1, x2=None, get=None,
         trace_axes: output axes averaged over (see `empirical_ntk_fn`).
         implementation: empirical NTK implementation.
         progress: show a progress bar (default: when ``n_samples >= 20``).
+        **kwargs: keyword arguments of the network's ``apply``; ``pattern`` (the graphs of
+            `ntkgp.nn.Aggregate`) as ``(pattern1, pattern2)`` (see `empirical_ntk_fn`).
 
     Returns:
         A `Kernel` with ``nngp``/``ntk`` of shape ``(N1, N2)`` (for ``trace_axes=(-1,)``), or one
@@ -69,8 +73,10 @@ def monte_carlo_kernel(net, key, n_samples: int, x1, x2=None, get=None,
 
     init_params = jax.jit(init_params)
 
-    def var(params, x):
-        y = apply(params, x)
+    per1, per2, shared = split_kwargs(kwargs, BATCHED_KWARGS, x1, x2)
+
+    def var(params, x, per):
+        y = apply(params, x, **per, **shared)
         return jnp.mean(y.reshape(y.shape[0], -1) ** 2, axis=-1)
 
     var = jax.jit(var)
@@ -78,11 +84,11 @@ def monte_carlo_kernel(net, key, n_samples: int, x1, x2=None, get=None,
     show = n_samples >= 20 if progress is None else progress
     for s in progress_bar(range(n_samples), total=n_samples, desc="monte carlo", enabled=show):
         params = init_params(jax.random.fold_in(key, s))
-        sample = {"nngp": nngp_fn(x1, x2, params), "cov1": var(params, x1)}
+        sample = {"nngp": nngp_fn(x1, x2, params, **kwargs), "cov1": var(params, x1, per1)}
         if x2 is not None:
-            sample["cov2"] = var(params, x2)
+            sample["cov2"] = var(params, x2, per2)
         if ntk_fn is not None:
-            sample["ntk"] = ntk_fn(x1, x2, params)
+            sample["ntk"] = ntk_fn(x1, x2, params, **kwargs)
         for name, v in sample.items():
             acc[name] = v if name not in acc else acc[name] + v
     mean = {name: v / n_samples for name, v in acc.items()}

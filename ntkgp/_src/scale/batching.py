@@ -23,6 +23,7 @@ import jax
 import numpy as np
 
 from ntkgp._src import checks
+from ntkgp._src.empirical.empirical import BATCHED_KWARGS, split_kwargs
 from ntkgp._src.kernels.kernel import Kernel
 from ntkgp._src.progress import progress_counter
 from ntkgp._src.scale import tiles as tiling
@@ -82,7 +83,8 @@ def auto_tile_size(kernel_fn: Callable, x1, x2=None, *args, memory_fraction: flo
 
 def batch(kernel_fn: Callable, tile_size: Optional[int] = None,
           progress: Optional[bool] = None, store: Optional[str] = None,
-          devices: Optional[Sequence] = None, store_key: Optional[str] = None) -> Callable:
+          devices: Optional[Sequence] = None, store_key: Optional[str] = None,
+          batched_kwargs: Sequence[str] = BATCHED_KWARGS) -> Callable:
     r"""Wrap ``kernel_fn`` so that it runs on tiles of at most ``tile_size`` x ``tile_size``.
 
     Args:
@@ -109,6 +111,10 @@ def batch(kernel_fn: Callable, tile_size: Optional[int] = None,
         store_key: for a ``store``, a string naming the kernel function and its settings,
             needed when ntkgp cannot identify the function itself (it closes over objects
             other than numbers, strings, arrays, functions and ntkgp networks).
+        batched_kwargs: names of keyword arguments with one entry per example, given as a pair
+            ``(for_x1, for_x2)`` (``for_x1`` alone when ``x2`` is ``None``) and sliced with
+            the tiles' examples: the graphs of `ntkgp.nn.Aggregate`, ``pattern=(A1, A2)``.
+            Other keyword arguments go to every tile unchanged.
 
     Returns:
         ``batched(x1, x2=None, *args, **kwargs)`` with the same result as ``kernel_fn``, as NumPy
@@ -135,22 +141,39 @@ def batch(kernel_fn: Callable, tile_size: Optional[int] = None,
     @functools.cache
     def compiled(kwargs_key):
         kwargs = dict(kwargs_key)
-        return (jax.jit(lambda u, v, *a: kernel_fn(u, v, *a, **kwargs)),
-                jax.jit(lambda u, *a: kernel_fn(u, None, *a, **kwargs)))
+
+        def pair(u, v, pu, pv, *a):
+            return kernel_fn(u, v, *a, **{k: (pu[k], pv[k]) for k in pu}, **kwargs)
+
+        def self_pair(u, pu, *a):
+            return kernel_fn(u, None, *a, **{k: (pu[k], None) for k in pu}, **kwargs)
+
+        return jax.jit(pair), jax.jit(self_pair)
 
     tile_sizes = {}  # auto tile size per input signature: the probe compiles once, not per call
 
     def batched(x1, x2=None, *args, **kwargs):
         x1, x2 = checks.check_inputs(x1, x2, ndim=None)
+        per1, per2, kwargs = split_kwargs(kwargs, batched_kwargs, x1, x2)
         n1 = x1.shape[0]
         xr = x1 if x2 is None else x2
+        perr = per1 if x2 is None else per2
         n2 = xr.shape[0]
+
+        def rows_of(per, i, t):
+            return jax.tree.map(lambda a: pad_rows(a[i:i + t], t), per)
+
         t = tile_size
         if t is None:
             sig = (x1.shape, None if x2 is None else x2.shape, str(x1.dtype),
-                   tuple(sorted((k, repr(v)) for k, v in kwargs.items())))
+                   tuple(sorted((k, repr(v)) for k, v in kwargs.items())),
+                   str(jax.tree.map(np.shape, (per1, per2))))
             if sig not in tile_sizes:
-                tile_sizes[sig] = auto_tile_size(kernel_fn, x1, x2, *args, **kwargs)
+                pu, pv = rows_of(per1, 0, 64), rows_of(perr, 0, 64)
+                tile_sizes[sig] = auto_tile_size(
+                    lambda u, v, *a, **kw: kernel_fn(
+                        u, v, *a, **{k: (pu[k], pv[k]) for k in pu}, **kw),
+                    x1, x2, *args, **kwargs)
             t = tile_sizes[sig]
         t1, t2 = min(t, n1), min(t, n2)
         if x2 is None:
@@ -166,9 +189,9 @@ def batch(kernel_fn: Callable, tile_size: Optional[int] = None,
         disk = None
         if store is not None:
             disk = TileStore(store, fingerprint(
-                kernel_fn, store_key, x1, x2, jax.tree.leaves(args),
-                str(jax.tree.structure(args)), sorted((k, repr(v)) for k, v in kwargs.items()),
-                t1, t2))
+                kernel_fn, store_key, x1, x2, jax.tree.leaves((args, per1, per2)),
+                str(jax.tree.structure((args, per1, per2))),
+                sorted((k, repr(v)) for k, v in kwargs.items()), t1, t2))
         devs = tiling.devices(devices)
         show = len(tiles) > 16 if progress is None else progress
         out = None
@@ -187,11 +210,13 @@ def batch(kernel_fn: Callable, tile_size: Optional[int] = None,
             pending = []
             for (i, j), dev in zip(group, devs):  # dispatched asynchronously, one per device
                 a = pad_rows(x1[i:i + t1], t1)
+                pa = rows_of(per1, i, t1)
                 put = (lambda v: jax.device_put(v, dev)) if len(devs) > 1 else (lambda v: v)
                 if x2 is None and i == j:
-                    res = self_fn(put(a), *args)
+                    res = self_fn(put(a), put(pa), *args)
                 else:
-                    res = pair_fn(put(a), put(pad_rows(xr[j:j + t2], t2)), *args)
+                    res = pair_fn(put(a), put(pad_rows(xr[j:j + t2], t2)), put(pa),
+                                  put(rows_of(perr, j, t2)), *args)
                 pending.append((i, j, res))
             for i, j, res in pending:
                 nr, nc = min(t1, n1 - i), min(t2, n2 - j)
