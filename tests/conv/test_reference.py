@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from ntkgp import nn
-from tests.conftest import DTYPE, X64, rel_err
+from tests.conftest import DTYPE, REFERENCE_TAGS, X64, rel_err
 from tests.helpers import build, load_reference
 
 REF, META = load_reference()
@@ -21,7 +21,7 @@ def test_all_conv_reference_cases_are_covered():
 
 
 @pytest.mark.parametrize("case", CONV_CASES)
-@pytest.mark.parametrize("tag", ["12", "11", "22"])
+@pytest.mark.parametrize("tag", REFERENCE_TAGS)
 def test_conv_kernel_matches_neural_tangents(case, tag):
     net = build(META["cases"][case]["layers"])
     x1 = REF[f"{case}__x1"].astype(DTYPE)

@@ -4,7 +4,7 @@ neural-tangents 0.6.5 reference values (tests/data/nt_attention.py)."""
 import numpy as np
 import pytest
 
-from tests.conftest import DTYPE, X64, rel_err
+from tests.conftest import DTYPE, REFERENCE_TAGS, X64, rel_err
 from tests.helpers import build, load_reference
 
 REF, META = load_reference("nt_attention")
@@ -24,7 +24,7 @@ def test_reference_covers_every_new_layer():
 
 @pytest.mark.parametrize("case", CASES)
 @pytest.mark.parametrize("variant", ["", "masked_"])
-@pytest.mark.parametrize("tag", ["12", "11", "22"])
+@pytest.mark.parametrize("tag", REFERENCE_TAGS)
 def test_kernel_matches_neural_tangents(case, variant, tag):
     net = build(META["cases"][case]["layers"])
     x1 = REF[f"{case}__{variant}x1"].astype(DTYPE)

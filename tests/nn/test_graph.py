@@ -136,8 +136,7 @@ def _graph_problem():
     return x1, x2, a1, a2, net
 
 
-@pytest.mark.parametrize("implementation", ["jacobian", "ntvp", "auto"])
-def test_empirical_kernels_take_each_examples_graph(implementation):
+def test_empirical_kernels_take_each_examples_graph():
     """pattern=(A1, A2) goes to the network with each example's graph: the empirical NTK
     equals J(x1) J(x2)^T of the whole batch applied at once."""
     from ntkgp import empirical
@@ -151,10 +150,11 @@ def test_empirical_kernels_take_each_examples_graph(implementation):
 
     j1, j2 = jac(x1, a1), jac(x2, a2)
     want = np.einsum("ikp,jkp->ij", j1, j2) / 2  # averaged over the 2 outputs
-    f = empirical.empirical_ntk_fn(net, implementation=implementation)
     tol = 1e-10 if X64 else 1e-4
-    assert rel_err(f(x1, x2, p, pattern=(a1, a2)), want) <= tol
-    assert rel_err(f(x1, None, p, pattern=a1), np.einsum("ikp,jkp->ij", j1, j1) / 2) <= tol
+    for implementation in ("jacobian", "ntvp"):  # 'auto' picks 'jacobian' here
+        f = empirical.empirical_ntk_fn(net, implementation=implementation)
+        assert rel_err(f(x1, x2, p, pattern=(a1, a2)), want) <= tol
+        assert rel_err(f(x1, None, p, pattern=a1), np.einsum("ikp,jkp->ij", j1, j1) / 2) <= tol
     k = empirical.empirical_kernel_fn(net)(x1, x2, None, p, pattern=(a1, a2))
     y1, y2 = net.apply(p, x1, pattern=a1), net.apply(p, x2, pattern=a2)
     assert rel_err(k.nngp, np.asarray(y1) @ np.asarray(y2).T / 2) <= tol

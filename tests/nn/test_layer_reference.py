@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from ntkgp import nn
-from tests.conftest import DTYPE, X64, rel_err
+from tests.conftest import DTYPE, REFERENCE_TAGS, X64, rel_err
 from tests.helpers import build, load_reference
 
 REF, META = load_reference("nt_layers")
@@ -39,7 +39,7 @@ def test_reference_covers_the_layers():
 
 
 @pytest.mark.parametrize("case", CASES)
-@pytest.mark.parametrize("tag", ["12", "11", "22"])
+@pytest.mark.parametrize("tag", REFERENCE_TAGS)
 def test_kernel_matches_neural_tangents(case, tag):
     net = build(META["cases"][case]["layers"])
     x1, x2 = REF[f"{case}__x1"].astype(DTYPE), REF[f"{case}__x2"].astype(DTYPE)
