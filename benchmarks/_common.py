@@ -67,8 +67,9 @@ SUITES = {
     "layers": ("layers.py", [
         ("Kernels of convolutional layers beyond `Conv`, `kernel(x, x)` (NNGP + NTK), float32, "
          "ending in GlobalAvgPool + Dense(1): 3-D convolutions on volumes (4, 4, 4, 2), "
-         "transposed convolutions (stride 2), locally connected layers and linear image "
-         "resizing on digits; 32 channels", r".")]),
+         "transposed convolutions (stride 2), locally connected layers, linear image "
+         "resizing, pooling variants, Index + DotGeneral on digits (32 channels); Dropout and "
+         "FanInProd in an FC net (width irrelevant, N=2000)", r".")]),
     "tabular": ("tabular.py", []),  # accuracy tables, rendered by tabular.py ("markdown")
 }
 

@@ -14,6 +14,14 @@ positions is tracked:
   image_resize_gap_N100_f32    Conv(32, 3x3, SAME) + Relu + Conv(32, 3x3, SAME) +
                                ImageResize(4x4, linear) + Relu + Conv + Relu on 100 digits 8x8
                                (an even number of Conv before the resize: see the mapping page)
+  pool_variants_gap_N100_f32   Conv + Relu + AvgPool(3x3, stride 2, SAME, normalize_edges) +
+                               Conv + Relu + SumPool(2x2, CIRCULAR) on 100 digits 8x8
+  index_dot_general_gap_N100_f32  Conv + Relu + Index(crop 1:7, 1:7) + DotGeneral(rhs: a
+                               weighted sum of the 6 columns) + Conv(32, 3, SAME) + Relu on 100
+                               digits 8x8 (rows become a 1-D signal)
+  dropout_faninprod_N2000_f32  Dense(512) + Relu + Dropout(0.8) + FanOut(2) + parallel(Dense,
+                               Dense + Erf + Dense) + FanInProd + Dense + Relu (no pooling; N=2000,
+                               d=64 digits)
 
 Usage:
   python benchmarks/layers.py [--cases REGEX] [--repeats 3] [--no-nt]
@@ -34,7 +42,8 @@ W = 32
 def all_cases():
     return [dict(id=i, nt_self=True) for i in
             ("conv3d_gap_N50_f32", "conv_transpose_gap_N100_f32", "conv_local_gap_N100_f32",
-             "image_resize_gap_N100_f32")]
+             "image_resize_gap_N100_f32", "pool_variants_gap_N100_f32",
+             "index_dot_general_gap_N100_f32", "dropout_faninprod_N2000_f32")]
 
 
 def network(lib, kind):
@@ -49,9 +58,23 @@ def network(lib, kind):
     elif kind == "conv_local":
         layers = [lib.ConvLocal(W, (3, 3), padding="SAME"), lib.Relu(),
                   lib.ConvLocal(W, (3, 3), padding="SAME"), lib.Relu()]
-    else:
+    elif kind == "image_resize":
         layers = conv() + [lib.Conv(W, (3, 3), padding="SAME"),
                            lib.ImageResize((-1, 4, 4, -1), "linear"), lib.Relu()] + conv()
+    elif kind == "pool_variants":
+        layers = conv() + [lib.AvgPool((3, 3), (2, 2), "SAME", normalize_edges=True)] + conv() \
+            + [lib.SumPool((2, 2), padding="CIRCULAR")]
+    elif kind == "index_dot_general":
+        import numpy as np
+        mix = np.random.default_rng(0).standard_normal(6) / 2
+        layers = conv() + [lib.Index(lib.Slice[:, 1:7, 1:7]),
+                           lib.DotGeneral(rhs=mix, dimension_numbers=(((2,), (0,)), ((), ()))),
+                           lib.Conv(W, (3,), padding="SAME"), lib.Relu()]
+    else:
+        return lib.serial(lib.Dense(512), lib.Relu(), lib.Dropout(0.8), lib.FanOut(2),
+                          lib.parallel(lib.Dense(512), lib.serial(lib.Dense(512), lib.Erf(),
+                                                                  lib.Dense(512))),
+                          lib.FanInProd(), lib.Dense(512), lib.Relu(), lib.Dense(1))
     return lib.serial(*layers, lib.GlobalAvgPool(), lib.Dense(1))
 
 
@@ -60,6 +83,9 @@ def inputs(kind):
     from sklearn.datasets import load_digits
     if kind == "conv3d":
         return np.random.default_rng(0).standard_normal((50, 4, 4, 4, 2)).astype(np.float32)
+    if kind == "dropout_faninprod":
+        x = load_digits().data
+        return np.concatenate([x, x[:2000 - len(x)] + 1.0]).astype(np.float32) / 16
     x = load_digits().data[:100].reshape(-1, 8, 8, 1) / 16
     if kind == "conv_transpose":
         x = x.reshape(-1, 4, 2, 4, 2, 1).mean(axis=(2, 4))
@@ -69,7 +95,7 @@ def inputs(kind):
 def run_case(case, repeats):
     import jax.numpy as jnp
     import numpy as np
-    kind = case["id"].rsplit("_gap", 1)[0]
+    kind = case["id"].rsplit("_gap", 1)[0].rsplit("_N", 1)[0]
     x = jnp.asarray(inputs(kind))
     if _common.BACKEND == "nt":
         from neural_tangents import stax

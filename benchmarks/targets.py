@@ -159,7 +159,12 @@ TARGETS = [
     for what, case in (("3-D CNN (N=50, 4x4x4 volumes)", "conv3d_gap_N50_f32"),
                        ("ConvTranspose (N=100)", "conv_transpose_gap_N100_f32"),
                        ("ConvLocal (N=100)", "conv_local_gap_N100_f32"),
-                       ("ImageResize (N=100)", "image_resize_gap_N100_f32"))
+                       ("ImageResize (N=100)", "image_resize_gap_N100_f32"),
+                       ("AvgPool normalize_edges + SumPool CIRCULAR (N=100)",
+                        "pool_variants_gap_N100_f32"),
+                       ("Index + DotGeneral (N=100)", "index_dot_general_gap_N100_f32"),
+                       ("Dropout + FanInProd FC (N=2000, no pooling)",
+                        "dropout_faninprod_N2000_f32"))
 ] + [
     ("scale", f"CG vs exact solve, N={n}, float64: max relative difference of the test "
      "means", field(f"cg_N{n}_f64", "rel_diff_exact"), (LE, 1e-6))
