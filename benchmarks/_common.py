@@ -119,6 +119,24 @@ def timing_row(case_id, compile_s, ts, **info):
                 maxrss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, **info)
 
 
+def kernel_row(case_id, network, x, repeats):
+    """Time ``kernel(x, x)`` (NNGP + NTK) of ``network(lib)``, built from this process's
+    library (neural-tangents' ``stax`` in the reference venv, else ``ntkgp.nn``: the same
+    names and arguments)."""
+    import numpy as np
+    if BACKEND == "nt":
+        from neural_tangents import stax
+        kernel_fn = network(stax)[2]
+        run = lambda a, b: kernel_fn(a, b, ("nngp", "ntk"))  # noqa: E731
+    else:
+        from ntkgp import nn
+        net = network(nn)
+        run = lambda a, b: net.kernel(a, b)  # noqa: E731
+    compile_s, ts, out = time_compiled(run, (x, x), repeats)
+    return timing_row(case_id, compile_s, ts, check=float(np.mean(out.ntk)),
+                      finite=bool(np.all(np.isfinite(np.asarray(out.ntk)))))
+
+
 def subprocess_row(cmd, timeout):
     """Run one case in a fresh process; its last ``@@ROW {json}`` line, or ``{'error': ...}``."""
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", NTKGP_PROGRESS="0")

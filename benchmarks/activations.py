@@ -19,8 +19,7 @@ import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import _common  # noqa: E402
-from _common import main, time_compiled, timing_row  # noqa: E402
+from _common import kernel_row, main  # noqa: E402
 
 N, D, DEPTH = 4000, 784, 3
 
@@ -73,17 +72,7 @@ def run_case(case, repeats):
     warnings.filterwarnings("ignore")  # neural-tangents' Elementwise warns about autodiff
     rng = np.random.default_rng(0)
     x = jnp.asarray(rng.standard_normal((N, D)) / 1.5 ** 2, jnp.float32)
-    if _common.BACKEND == "nt":
-        from neural_tangents import stax
-        kernel_fn = network(stax, case["act"])[2]
-        run = lambda a, b: kernel_fn(a, b, ("nngp", "ntk"))  # noqa: E731
-    else:
-        from ntkgp import nn
-        net = network(nn, case["act"])
-        run = lambda a, b: net.kernel(a, b)  # noqa: E731
-    compile_s, ts, out = time_compiled(run, (x, x), repeats)
-    return timing_row(case["id"], compile_s, ts, check=float(np.mean(out.ntk)),
-                      finite=bool(np.all(np.isfinite(np.asarray(out.ntk)))))
+    return kernel_row(case["id"], lambda lib: network(lib, case["act"]), x, repeats)
 
 
 if __name__ == "__main__":

@@ -33,8 +33,7 @@ import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import _common  # noqa: E402
-from _common import main, time_compiled, timing_row  # noqa: E402
+from _common import kernel_row, main  # noqa: E402
 
 W = 32
 
@@ -94,20 +93,9 @@ def inputs(kind):
 
 def run_case(case, repeats):
     import jax.numpy as jnp
-    import numpy as np
     kind = case["id"].rsplit("_gap", 1)[0].rsplit("_N", 1)[0]
-    x = jnp.asarray(inputs(kind))
-    if _common.BACKEND == "nt":
-        from neural_tangents import stax
-        kernel_fn = network(stax, kind)[2]
-        run = lambda a, b: kernel_fn(a, b, ("nngp", "ntk"))  # noqa: E731
-    else:
-        from ntkgp import nn
-        net = network(nn, kind)
-        run = lambda a, b: net.kernel(a, b)  # noqa: E731
-    compile_s, ts, out = time_compiled(run, (x, x), repeats)
-    return timing_row(case["id"], compile_s, ts, check=float(np.mean(out.ntk)),
-                      finite=bool(np.all(np.isfinite(np.asarray(out.ntk)))))
+    return kernel_row(case["id"], lambda lib: network(lib, kind), jnp.asarray(inputs(kind)),
+                      repeats)
 
 
 if __name__ == "__main__":

@@ -102,13 +102,16 @@ class SharedConv:
     def channels(self, w):
         return w.shape[-2]
 
+    def wrapped(self, x):
+        """``(x, padding)`` for lax: circular padding done here by wrapping around."""
+        if self.padding != "CIRCULAR":
+            return x, self.padding
+        widths = [(0, 0)] + [spatial.out_size_and_pads(n, f, s, "SAME")[1]
+                             for n, f, s in zip(x.shape[1:-1], self.filt, self.strides)]
+        return jnp.pad(x, widths + [(0, 0)], mode="wrap"), "VALID"
+
     def apply(self, x, w):
-        pad = self.padding
-        if pad == "CIRCULAR":
-            widths = [(0, 0)] + [spatial.out_size_and_pads(n, f, s, "SAME")[1]
-                                 for n, f, s in zip(x.shape[1:-1], self.filt, self.strides)]
-            x = jnp.pad(x, widths + [(0, 0)], mode="wrap")
-            pad = "VALID"
+        x, pad = self.wrapped(x)
         return jax.lax.conv_general_dilated(x, w.astype(x.dtype), self.strides, pad,
                                             dimension_numbers=lax_dims(self.r),
                                             precision=jax.lax.Precision.HIGHEST)

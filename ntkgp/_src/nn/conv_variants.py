@@ -66,12 +66,7 @@ class LocalConv(SharedConv):
         return w.shape[-2] // int(np.prod(self.filt))
 
     def apply(self, x, w):
-        pad = self.padding
-        if pad == "CIRCULAR":
-            widths = [(0, 0)] + [spatial.out_size_and_pads(n, f, s, "SAME")[1]
-                                 for n, f, s in zip(x.shape[1:-1], self.filt, self.strides)]
-            x = jnp.pad(x, widths + [(0, 0)], mode="wrap")
-            pad = "VALID"
+        x, pad = self.wrapped(x)
         return jax.lax.conv_general_dilated_local(x, w.astype(x.dtype), self.strides, pad,
                                                   self.filt, dimension_numbers=lax_dims(self.r),
                                                   precision=jax.lax.Precision.HIGHEST)
