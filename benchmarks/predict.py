@@ -12,6 +12,10 @@ targets y ~ N(0, 1) of shape (N, 1); diag_reg=1e-4 relative):
       case): end to end at 10 training times (eigendecomposition instead of Cholesky).
   ensemble_ntk_cov_N16000_f64: ntkgp only (exact, float64): one run, with the time of each stage
       (train kernels, Cholesky, test kernels and prediction) and the peak memory.
+  gd_xent_N1000_K10_f64: `predict.gradient_descent` under cross-entropy (the function-space
+      ODE, rtol 1.4e-8 on both sides), kernel given (a NumPy Gram of random features), 1000
+      training and 500 test points, 10 classes, times 1, 10, 100; neural-tangents runs this
+      script itself in its venv.
 Every case runs in its own process; neural-tangents runs first in its reference venv through the
 shared `nt_baseline.py --_child`, then ntkgp, alternating case by case.
 
@@ -25,6 +29,7 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import _common  # noqa: E402
 from _common import block, main, timing_row  # noqa: E402
 
 W_STD, B_STD = 1.5, 0.05
@@ -41,7 +46,43 @@ def all_cases():
                           dt="f32", nt_id=None))
     cases.append(dict(id="ensemble_ntk_cov_N16000_f64", kind="stages", n=16000, dt="f64",
                       nt_id=None))
+    cases.append(dict(id="gd_xent_N1000_K10_f64", kind="ode", n=1000, dt="f64", nt_self=True))
     return cases
+
+
+def ode_case(case, repeats):
+    """Cross-entropy gradient flow in function space (`predict.gradient_descent`, this
+    process's library) from a kernel both sides build with NumPy alone."""
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
+    rng = np.random.default_rng(0)
+    n, k_out = case["n"], 10
+    phi = rng.standard_normal((n + N_TEST, 256))
+    gram = phi @ phi[:n].T / 256
+    k, kt = jnp.asarray(gram[:n]), jnp.asarray(gram[n:])
+    y = jnp.asarray(np.eye(k_out)[rng.integers(0, k_out, n)])
+    f0 = jnp.asarray(0.1 * rng.standard_normal((n, k_out)))
+    ft0 = jnp.asarray(0.1 * rng.standard_normal((N_TEST, k_out)))
+    t = jnp.asarray([1.0, 10.0, 100.0])
+
+    def xent(f, yy):
+        return -jnp.mean(jax.nn.log_softmax(f) * yy)
+
+    if _common.BACKEND == "nt":
+        import neural_tangents as nt
+        fn = nt.predict.gradient_descent(xent, k, y)
+    else:
+        from ntkgp import predict
+        fn = predict.gradient_descent(xent, k, y)
+    times = []
+    for _ in range(repeats + 1):  # the first call compiles
+        t0 = time.perf_counter()
+        out = block(fn(t, f0, ft0, kt))
+        times.append(time.perf_counter() - t0)
+    return timing_row(case["id"], times[0], times[1:], check=float(jnp.mean(out[1][-1] ** 2)),
+                      note="N=1000 train, 500 test, 10 classes, times 1, 10, 100; "
+                           "first call (compile) separate")
 
 
 def _timed(fn):
@@ -54,6 +95,8 @@ def run_case(case, repeats):
     import jax
     if case["dt"] == "f64":
         jax.config.update("jax_enable_x64", True)
+    if case["kind"] == "ode":
+        return ode_case(case, repeats)
     import jax.numpy as jnp
     import numpy as np
 
