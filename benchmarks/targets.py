@@ -150,6 +150,9 @@ TARGETS = [
      nt_ratio(f"act_{act}_N4000_f32"), (LE, 1.0))
     for act in _ACTIVATIONS
 ] + [
+    ("predict", "cross-entropy gradient flow in function space (N=1000, 10 classes, 3 times, "
+     "f64): time vs neural-tangents", nt_ratio("gd_xent_N1000_K10_f64"), (LE, 0.5)),
+] + [
     ("graphs", f"graph network kernel ({impl} patterns, 2 layers, N=200, V=24, f32): time vs "
      "neural-tangents", nt_ratio(f"gcn2_{impl}_N200_V24_f32"), (LE, 1.0))
     for impl in ("dense", "sparse")

@@ -113,7 +113,6 @@ def gradient_descent(loss: Callable, k_train_train, y_train, learning_rate: floa
     atol = (1.4e-8 if eps < 1e-10 else 1e-6) if atol is None else float(atol)
     odd = tuple(range(1, 2 * len(kept), 2))
     last = tuple(range(-len(traced), 0))
-    grad_loss = jax.grad(lambda f: loss(f, y))
     lr = float(learning_rate)
     friction = None
     if momentum is not None:
@@ -125,6 +124,23 @@ def gradient_descent(loss: Callable, k_train_train, y_train, learning_rate: floa
 
     def drive(kernel, g):
         return -jnp.moveaxis(jnp.tensordot(kernel, g, (odd, kept)), last, traced)
+
+    @jax.jit
+    def _solve(k, kt, y, state, ts):
+        grad_loss = jax.grad(lambda f: loss(f, y))
+
+        def rhs(s, _):
+            f = s["f"] if friction is not None else s
+            g = grad_loss(f["train"])
+            d = {"train": drive(k, g)}
+            if kt is not None:
+                d["test"] = drive(kt, g)
+            if friction is None:
+                return d
+            q = s["q"]
+            return {"f": q, "q": jax.tree.map(lambda a, b: a + friction * b, d, q)}
+
+        return odeint(rhs, state, ts, rtol=rtol, atol=atol, mxstep=max_steps)
 
     def predict_fn(t=None, fx_train_0=0.0, fx_test_0=None, k_test_train=None):
         if t is None:
@@ -158,24 +174,13 @@ def gradient_descent(loss: Callable, k_train_train, y_train, learning_rate: floa
         if friction is not None:
             state = {"f": state, "q": jax.tree.map(jnp.zeros_like, state)}
 
-        def rhs(s, _):
-            f = s["f"] if friction is not None else s
-            g = grad_loss(f["train"])
-            d = {"train": drive(k, g)}
-            if test:
-                d["test"] = drive(kt, g)
-            if friction is None:
-                return d
-            q = s["q"]
-            return {"f": q, "q": jax.tree.map(lambda a, b: a + friction * b, d, q)}
-
         flat = times.reshape(-1) * lr
         order = jnp.argsort(flat)
         # the solver starts where the initial outputs are given, strictly before the first
         # requested time (as neural-tangents: a time 0 is then a negligible step away)
         start = jnp.where(flat[order][0] > 0, 0.0, -1e-24).astype(flat.dtype)
         ts = jnp.concatenate([start[None], flat[order]])
-        sol = odeint(rhs, state, ts, rtol=rtol, atol=atol, mxstep=max_steps)
+        sol = _solve(k, kt, y, state, ts)
         inverse = jnp.argsort(order)
         out = jax.tree.map(lambda a: a[1:][inverse].reshape(times.shape + a.shape[1:]),
                            sol["f"] if friction is not None else sol)
