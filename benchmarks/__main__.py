@@ -43,7 +43,8 @@ PLAN = {
                  "--nt-cases", r"^(fc10_N4000_f32|fc2_N8000_f32|fc2_N1000_f64|"
                                r"entk_mlp_.*_structured)"]),
     "predict": (["--repeats", "10"],
-                ["--repeats", "10", "--cases", r"^ensemble_ntk_cov_N(1000|4000)_f32$|N16000"]),
+                ["--repeats", "10", "--cases",
+                 r"^ensemble_ntk_cov_N(1000|4000)_f32$|N16000|^gd_xent"]),
     "train": (["--repeats", "3"],
               ["--repeats", "1", "--cases", r"^(compare_default|train_net_8seeds_vmap)"]),
     "cntk": (["--repeats", "2"],
