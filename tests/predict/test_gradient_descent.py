@@ -86,7 +86,7 @@ BAD = {
         ValueError, "needs `k_test_train`"),
     "test kernel of other training points": (
         lambda r: predict.gradient_descent(LOSSES["mse"], r["k"], r["y"])(
-            1.0, r["f0"], r["ft0"], r["kt"][:, :5]), ValueError, "must have shape"),
+            1.0, r["f0"], r["ft0"], r["kt"][:, :5]), ValueError, r"got \(4, 5\)"),
     "momentum of one": (lambda r: predict.gradient_descent(LOSSES["mse"], r["k"], r["y"],
                                                            momentum=1.0),
                         ValueError, r"in \[0, 1\)"),

@@ -5,7 +5,7 @@ each pair) and the NTK likewise."""
 
 from __future__ import annotations
 
-from typing import Optional, Sequence, Union
+from typing import Sequence, Union
 
 import jax
 import jax.numpy as jnp
@@ -14,6 +14,7 @@ import numpy as np
 from ntkgp._src import checks
 from ntkgp._src.kernels.kernel import Kernel, expand_index
 from ntkgp._src.nn.core import Layer, keep_diag, make_layer
+from ntkgp._src.nn.layers import Identity
 
 
 class _Slice:
@@ -102,12 +103,9 @@ def _on_positions(a, ex: int, start: int, r: int, fn):
     return jnp.transpose(c, [current.index(t) for t in target])
 
 
-def linear_kernel_map(k: Kernel, fn, out_ndim: int, scale: Optional[float] = None) -> Kernel:
+def linear_kernel_map(k: Kernel, fn, out_ndim: int) -> Kernel:
     r"""The `Kernel` after a fixed linear map ``fn`` of positions (``(N, *S, C)`` arrays to
-    ``(N, *S', C)``, ``out_ndim`` spatial axes out): :math:`L K L^\top` on each field. A plain
-    scaling (``scale``) keeps the layout (same-position pairs suffice)."""
-    if scale is not None:
-        return k * scale
+    ``(N, *S', C)``, ``out_ndim`` spatial axes out): :math:`L K L^\top` on each field."""
     r = k.spatial_ndim
     full = k.full_spatial or r == 0
 
@@ -264,8 +262,6 @@ def DotGeneral(*, lhs=None, rhs=None, dimension_numbers=(((), ()), ((), ())), pr
     if lhs is not None and rhs is not None:
         raise ValueError("DotGeneral: give `lhs` or `rhs`, not both (the inputs are the other "
                          "factor).")
-    from ntkgp._src.nn.layers import Identity
-
     if lhs is None and rhs is None:
         return Identity()
     x_is_lhs = rhs is not None
@@ -296,7 +292,7 @@ def DotGeneral(*, lhs=None, rhs=None, dimension_numbers=(((), ()), ((), ())), pr
     def kernel_map(k: Kernel) -> Kernel:
         n = k.spatial_ndim + 2
         if other.ndim == 0:
-            return linear_kernel_map(k, None, k.spatial_ndim, scale=float(other))
+            return k * float(other)  # a scaling keeps the layout (same-position pairs suffice)
         out_ndim = n + other.ndim - 2 * len(dimension_numbers[0][0]) \
             - len(dimension_numbers[1][0]) - 2
         return linear_kernel_map(

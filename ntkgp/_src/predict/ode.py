@@ -162,10 +162,10 @@ def gradient_descent(loss: Callable, k_train_train, y_train, learning_rate: floa
         if test:
             kt = jnp.asarray(_first_kernel(k_test_train), y.dtype)
             if kt.ndim != k.ndim or tuple(kt.shape[1::2]) != tuple(k.shape[1::2]):
-                raise ValueError(f"`k_test_train` must have shape (M, {k.shape[1]}"
-                                 + "".join(f", M{i}, {d}" for i, d in
-                                           enumerate(k.shape[3::2], 1))
-                                 + f") like k_train_train {tuple(k.shape)}; got "
+                raise ValueError(f"`k_test_train` must pair M test points with the training "
+                                 f"points in the layout of k_train_train {tuple(k.shape)} "
+                                 f"(test axes where it has its first, training axes "
+                                 f"{tuple(k.shape[1::2])} as its second); got "
                                  f"{tuple(kt.shape)}.")
             test_shape = list(y.shape)
             for i, a in enumerate(kept):
