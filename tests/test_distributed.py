@@ -120,4 +120,6 @@ def test_a_killed_worker_still_gives_the_correct_matrix(client, tmp_path):
     assert not th.is_alive()
     assert 3 <= done_at_kill < 21, done_at_kill
     assert rel_err(out["k"][:], NET.kernel(x, None, get="ntk")) < 1e-6
-    assert len(os.listdir(path / "done")) == 21
+    # markers only: a worker killed while writing one leaves its temporary ".tmp-*.part" file
+    # (SIGKILL runs no cleanup), which is never read as a marker
+    assert len([f for f in os.listdir(path / "done") if not f.startswith(".tmp-")]) == 21
