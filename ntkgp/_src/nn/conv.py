@@ -12,6 +12,7 @@ import numpy as np
 from ntkgp._src import checks
 from ntkgp._src.kernels import masks, spatial
 from ntkgp._src.kernels.kernel import Kernel
+from ntkgp._src.nn import conv_op
 from ntkgp._src.nn.core import Layer, make_layer
 from ntkgp._src.nn.layers import format_number
 from ntkgp._src.nn.spatial_args import (
@@ -20,7 +21,6 @@ from ntkgp._src.nn.spatial_args import (
     check_rank,
     int_tuple,
     kernel_spatial,
-    lax_dims,
     window_arg,
 )
 
@@ -112,9 +112,7 @@ class SharedConv:
 
     def apply(self, x, w):
         x, pad = self.wrapped(x)
-        return jax.lax.conv_general_dilated(x, w.astype(x.dtype), self.strides, pad,
-                                            dimension_numbers=lax_dims(self.r),
-                                            precision=jax.lax.Precision.HIGHEST)
+        return conv_op.conv(x, w, self.strides, pad)
 
     def cov(self, a, lead, full):
         return spatial.conv(a, lead, self.r, full, self.filt, self.strides, self.padding)

@@ -10,6 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ntkgp._src.kernels import spatial
+from ntkgp._src.nn import conv_op
 from ntkgp._src.nn.conv import SharedConv, conv_args, conv_layer
 from ntkgp._src.nn.core import Layer
 from ntkgp._src.nn.spatial_args import lax_dims
@@ -27,9 +28,8 @@ class TransposedConv(SharedConv):
 
     def apply(self, x, w):
         pad = "VALID" if self.padding == "CIRCULAR" else self.padding
-        h = jax.lax.conv_transpose(x, w.astype(x.dtype), self.strides, pad,
-                                   dimension_numbers=lax_dims(self.r),
-                                   precision=jax.lax.Precision.HIGHEST)
+        pads = [spatial.transpose_pads(f, st, pad) for f, st in zip(self.filt, self.strides)]
+        h = conv_op.conv(x, w, (1,) * self.r, pads, lhs_dilation=self.strides)
         if self.padding == "CIRCULAR":
             for i, (n, st) in enumerate(zip(x.shape[1:-1], self.strides)):
                 h = spatial.fold(h, 1 + i, n * st)
