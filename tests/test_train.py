@@ -186,3 +186,43 @@ def test_default_learning_rate_is_half_the_stable_step(data):
 
     lrs = jax.vmap(one)(jax.random.split(jax.random.PRNGKey(0), 3))
     assert lrs.shape == (3,) and len(set(np.round(np.asarray(lrs), 6))) == 3
+
+
+def test_linearized_cross_entropy_training_converges_to_the_function_space_ode(data):
+    """Gradient descent on softmax cross-entropy of the linearized net is the Euler scheme of
+    the ODE df/dt = -Theta grad_f L with its empirical NTK (full K x K output blocks): the gap
+    to `predict.gradient_descent` at t = lr * steps halves with the step size."""
+    x, _, xt = data
+    labels = (x[:, 0] > 0).astype(int) + (x[:, 1] > 0).astype(int)
+    y = np.eye(3, dtype=DTYPE)[labels]
+    net = nn.serial(nn.Dense(64), nn.Erf(), nn.Dense(3))
+    _, p0 = net.init(jax.random.PRNGKey(2), x.shape)
+    lin = train.linearize(net, p0)
+    ntk = empirical.empirical_ntk_fn(net, trace_axes=())
+    ode = predict.gradient_descent(train.cross_entropy_loss, ntk(x, None, p0), y, trace_axes=())
+    t = 4.0
+    _, want = ode(t, net.apply(p0, x), net.apply(p0, xt), ntk(xt, x, p0))
+    gaps = []
+    for lr in (0.4, 0.2):
+        _, hist = train.train(lin, p0, x, y, steps=int(round(t / lr)), learning_rate=lr,
+                              x_test=xt, loss="xent")
+        gaps.append(rel_err(hist.test_outputs[-1], want))
+    assert gaps[0] < 0.05 and 1.6 <= gaps[0] / gaps[1] <= 2.4, gaps
+    assert float(hist.train_loss[-1]) < float(hist.train_loss[0])
+
+
+def test_loss_choice_and_its_errors(data):
+    x, y, _ = data
+    net = net_of(16)
+    _, p0 = net.init(jax.random.PRNGKey(0), x.shape)
+    _, h_named = train.train(net, p0, x, y, steps=3, learning_rate=0.1, loss="mse")
+    _, h_fn = train.train(net, p0, x, y, steps=3, learning_rate=0.1, loss=train.mse_loss)
+    np.testing.assert_array_equal(h_named.train_loss, h_fn.train_loss)
+    with pytest.raises(ValueError, match="loss"):
+        train.train(net, p0, x, y, steps=3, loss="hinge")
+    with pytest.raises(TypeError, match="scalar"):
+        train.train(net, p0, x, y, steps=3, loss=lambda f, t: (f - t) ** 2)
+    # the default step of cross-entropy follows its curvature at the initial outputs
+    lr_mse = float(train.default_learning_rate(net, p0, x))
+    lr_fn = float(train.default_learning_rate(net, p0, x, loss=train.mse_loss))
+    assert abs(lr_fn / lr_mse - 1) < 1e-3

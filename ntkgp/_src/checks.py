@@ -254,3 +254,21 @@ def check_batch_channel(who: str, batch_axis, channel_axis):
         raise ValueError(f"{who}: ntkgp's layers take batch-first, channels-last inputs "
                          f"(batch_axis=0, channel_axis=-1); got batch_axis={batch_axis}, "
                          f"channel_axis={channel_axis}. Transpose the inputs to (N, ..., C).")
+
+
+def check_loss(loss, y):
+    """``loss`` must be a function ``loss(outputs, targets) -> scalar`` of arrays shaped like
+    the targets ``y`` (checked abstractly, nothing is computed)."""
+    if not callable(loss):
+        raise TypeError(f"`loss` must be a function loss(outputs, targets) -> scalar; got "
+                        f"{type(loss).__name__}.")
+    spec = jax.ShapeDtypeStruct(y.shape, y.dtype)
+    try:
+        out = jax.eval_shape(loss, spec, spec)
+    except Exception as e:  # the user's function: any error means it does not fit
+        raise TypeError(f"`loss` must be a function loss(outputs, targets) -> scalar of two "
+                        f"arrays of the targets' shape {tuple(y.shape)}; calling it failed "
+                        f"({type(e).__name__}: {e}).") from None
+    if not hasattr(out, "shape") or out.shape != ():
+        raise TypeError(f"`loss(outputs, targets)` must return a scalar (the gradient flow "
+                        f"follows its gradient); it returned {out}.")

@@ -34,7 +34,8 @@ from ntkgp._src.predict.dynamics import gradient_descent_mse, max_learning_rate
 from ntkgp._src.predict.ensemble import gradient_descent_mse_ensemble
 from ntkgp._src.predict.gp import gp_inference
 from ntkgp._src.progress import progress_bar
-from ntkgp._src.train.training import center, linearize, ntk_drift, train
+from ntkgp._src.train.models import center, linearize
+from ntkgp._src.train.training import ntk_drift, train
 from ntkgp._src.util import RowsJson
 
 DISTANCES = ("dist_net_linearized", "dist_net_closed_form", "param_change", "ntk_drift")

@@ -43,7 +43,9 @@ from ntkgp._src.experiments.boolean import (
 from ntkgp._src.predict.dynamics import max_learning_rate
 from ntkgp._src.predict.orthant import check_orthant, ep_log_probabilities
 from ntkgp._src.progress import progress_bar
-from ntkgp._src.train.training import PlainApply, make_optimizer, mse_loss
+from ntkgp._src.train.losses import mse_loss
+from ntkgp._src.train.models import PlainApply
+from ntkgp._src.train.training import make_optimizer
 from ntkgp._src.util import RowsJson
 
 

@@ -31,22 +31,6 @@ def _first_kernel(k):
     return k
 
 
-def _check_loss(loss, y):
-    if not callable(loss):
-        raise TypeError(f"`loss` must be a function loss(outputs, targets) -> scalar; got "
-                        f"{type(loss).__name__}.")
-    spec = jax.ShapeDtypeStruct(y.shape, y.dtype)
-    try:
-        out = jax.eval_shape(loss, spec, spec)
-    except Exception as e:  # the user's function: any error means it does not fit
-        raise TypeError(f"`loss` must be a function loss(outputs, targets) -> scalar of two "
-                        f"arrays of the targets' shape {tuple(y.shape)}; calling it failed "
-                        f"({type(e).__name__}: {e}).") from None
-    if not hasattr(out, "shape") or out.shape != ():
-        raise TypeError(f"`loss(outputs, targets)` must return a scalar (the gradient flow "
-                        f"follows its gradient); it returned {out}.")
-
-
 def gradient_descent(loss: Callable, k_train_train, y_train, learning_rate: float = 1.0,
                      momentum: Optional[float] = None, trace_axes: Sequence[int] = (-1,), *,
                      rtol: Optional[float] = None, atol: Optional[float] = None,
@@ -96,7 +80,7 @@ def gradient_descent(loss: Callable, k_train_train, y_train, learning_rate: floa
     y = jnp.asarray(checks.as_float_array(y_train, "y_train"))
     checks.check_finite(y, "y_train")
     k = jnp.asarray(_first_kernel(k_train_train), y.dtype)
-    _check_loss(loss, y)
+    checks.check_loss(loss, y)
     traced = tuple(sorted({int(a) % y.ndim for a in trace_axes})) if y.ndim else ()
     kept = tuple(a for a in range(y.ndim) if a not in traced)
     if not kept or kept[0] != 0:

@@ -1,9 +1,11 @@
-r"""Finite-width training on MSE, and the linearized (parameter-tangent-space) model.
+r"""Finite-width training of networks and their linearizations, on any loss.
 
-The loss is :math:`\mathcal L(\theta) = \frac{1}{2NK}\sum_i \|f(x_i, \theta) - y_i\|^2`
-(``0.5 * mean((f - y)**2)``) and training time is :math:`t = \eta \times \text{steps}`, the
-conventions of `ntkgp.predict`, so that a network trained here for ``s`` full-batch steps at
-learning rate :math:`\eta` lines up with ``predict.gradient_descent_mse(...)(t=eta * s)``.
+The default loss is :math:`\mathcal L(\theta) = \frac{1}{2NK}\sum_i \|f(x_i, \theta) -
+y_i\|^2` (``0.5 * mean((f - y)**2)``) and training time is :math:`t = \eta \times
+\text{steps}`, the conventions of `ntkgp.predict`, so that a network trained here for ``s``
+full-batch steps at learning rate :math:`\eta` lines up with
+``predict.gradient_descent_mse(...)(t=eta * s)``, and on cross-entropy with
+``predict.gradient_descent(cross_entropy_loss, ...)`` at the same time.
 """
 
 from __future__ import annotations
@@ -18,129 +20,10 @@ import numpy as np
 import optax
 
 from ntkgp._src import checks
-from ntkgp._src.empirical.empirical import as_apply_fn
+from ntkgp._src.train.losses import get_loss, loss_curvature
+from ntkgp._src.train.models import Centered, Linearized, as_model
 
 Array = jax.Array
-
-
-def mse_loss(outputs, targets):
-    r""":math:`\frac{1}{2NK}\sum\|f - y\|^2`, the loss whose gradient flow `ntkgp.predict`
-    solves in closed form.
-
-    Args:
-        outputs: network outputs ``(N, K)``.
-        targets: targets ``(N, K)``.
-
-    Returns:
-        A scalar, ``0.5 * mean((outputs - targets)**2)``.
-    """
-    return 0.5 * jnp.mean((outputs - targets) ** 2)
-
-
-def linearize(f: Callable, params0) -> Callable:
-    r"""The first-order Taylor model of ``f`` around ``params0``.
-
-    .. math:: f^\mathrm{lin}(x, \theta) = f(x, \theta_0) + J(x, \theta_0)(\theta - \theta_0)
-
-    Trained by gradient descent on MSE, its outputs follow exactly the linear dynamics with the
-    empirical NTK at :math:`\theta_0` (`ntkgp.predict.gradient_descent_mse`): it only searches
-    the parameter tangent space at :math:`\theta_0`.
-
-    Args:
-        f: ``f(params, x)``, or an ``ntkgp.nn`` network.
-        params0: the parameters to expand around.
-
-    Returns:
-        ``f_lin(params, x)``, with the same parameter structure as ``f``; one forward and one
-        Jacobian-vector product per call.
-
-    References:
-        Lee et al. 2019, https://arxiv.org/abs/1902.06720.
-
-    Example:
-        >>> import jax, jax.numpy as jnp
-        >>> from ntkgp import nn, train
-        >>> net = nn.serial(nn.Dense(64), nn.Relu(), nn.Dense(1))
-        >>> _, p0 = net.init(jax.random.PRNGKey(0), (-1, 3))
-        >>> f_lin = train.linearize(net, p0)
-        >>> x = jnp.ones((2, 3))
-        >>> bool(jnp.allclose(f_lin(p0, x), net.apply(p0, x)))
-        True
-    """
-    return Linearized(as_apply_fn(f), params0)
-
-
-@dataclasses.dataclass(frozen=True)
-class Linearized:
-    """``f_lin(params, x)`` of `linearize`: a pytree whose data is ``params0`` (so one compiled
-    training loop serves every linearization of the same network)."""
-
-    apply: Callable
-    params0: object
-    centered: bool = False
-
-    def __call__(self, params, x, **kwargs):
-        delta = jax.tree.map(lambda a, b: a - b, params, self.params0)
-        out, tangent = jax.jvp(lambda p: self.apply(p, x, **kwargs), (self.params0,), (delta,))
-        return tangent if self.centered else out + tangent
-
-
-jax.tree_util.register_dataclass(Linearized, data_fields=["params0"],
-                                 meta_fields=["apply", "centered"])
-
-
-@dataclasses.dataclass(frozen=True)
-class Centered:
-    """``f(params, x) - f(params0, x)`` of `center`: a pytree whose data is ``params0``."""
-
-    apply: Callable
-    params0: object
-
-    def __call__(self, params, x, **kwargs):
-        return self.apply(params, x, **kwargs) - self.apply(self.params0, x, **kwargs)
-
-
-jax.tree_util.register_dataclass(Centered, data_fields=["params0"], meta_fields=["apply"])
-
-
-def center(f: Callable, params0) -> Callable:
-    r"""The centered model :math:`f(x, \theta) - f(x, \theta_0)`: zero outputs at
-    initialization.
-
-    Training it removes the random initial function, so that in the kernel regime one
-    network's prediction converges to the deterministic NTK mean (the closed form from zero
-    initial outputs) rather than to one draw of the ensemble. Its NTK is that of ``f``.
-
-    Args:
-        f: ``f(params, x)``, an ``ntkgp.nn`` network, or a `linearize`-d model (then
-            ``params0`` must be the parameters it was linearized around).
-        params0: the parameters at which the outputs are zero.
-
-    Returns:
-        ``f_c(params, x)``, trainable by `train` (a pytree, so ``vmap`` over ``params0`` works).
-
-    Example:
-        >>> import jax, jax.numpy as jnp
-        >>> from ntkgp import nn, train
-        >>> net = nn.serial(nn.Dense(64), nn.Relu(), nn.Dense(1))
-        >>> _, p0 = net.init(jax.random.PRNGKey(0), (-1, 3))
-        >>> float(jnp.abs(train.center(net, p0)(p0, jnp.ones((2, 3)))).max())
-        0.0
-    """
-    if isinstance(f, Linearized):
-        return Linearized(f.apply, f.params0, centered=True)
-    return Centered(as_apply_fn(f), params0)
-
-
-@dataclasses.dataclass(frozen=True)
-class PlainApply:
-    apply: Callable
-
-    def __call__(self, params, x, **kwargs):
-        return self.apply(params, x, **kwargs)
-
-
-jax.tree_util.register_dataclass(PlainApply, data_fields=[], meta_fields=["apply"])
 
 
 def make_optimizer(optimizer: str, learning_rate, momentum: Optional[float] = 0.9):
@@ -194,16 +77,16 @@ jax.tree_util.register_dataclass(
                           "learning_rate"], meta_fields=[])
 
 
-@functools.partial(jax.jit, static_argnames=("optimizer", "momentum", "steps", "record_every",
-                                              "batch_size"))
-def _train(apply, optimizer, learning_rate, momentum, params0, x, y, x_test, key, steps,
+@functools.partial(jax.jit, static_argnames=("loss", "optimizer", "momentum", "steps",
+                                              "record_every", "batch_size"))
+def _train(apply, loss, optimizer, learning_rate, momentum, params0, x, y, x_test, key, steps,
            record_every, batch_size):
     n = x.shape[0]
     opt = make_optimizer(optimizer, learning_rate, momentum)
     norm0 = _norm(params0)
 
     def loss_fn(p, xb, yb):
-        return mse_loss(apply(p, xb), yb)
+        return loss(apply(p, xb), yb)
 
     def step(carry, k):
         p, s = carry
@@ -247,26 +130,31 @@ def _train(apply, optimizer, learning_rate, momentum, params0, x, y, x_test, key
 
 
 def default_learning_rate(f: Callable, params0, x, n_outputs: int = 1, momentum: float = 0.0,
-                          iterations: int = 30):
+                          iterations: int = 30, loss="mse", y=None):
     r"""Half the largest stable full-batch step of ``f`` at ``params0``:
-    :math:`\eta = (1-\beta) \cdot NK / \hat\lambda_{\max}`, with :math:`\hat\lambda_{\max}` the
+    :math:`\eta = (1-\beta) / (\hat\lambda_{\max} c)`, with :math:`\hat\lambda_{\max}` the
     top eigenvalue of the empirical NTK on ``x``, found by power iteration with NTK-vector
     products (:math:`J J^\top v`, never forming the :math:`N \times N` kernel) and raised by 10%
-    because power iteration approaches it from below. With momentum :math:`\beta` the effective
-    step :math:`\eta/(1-\beta)` equals gradient descent's.
+    because power iteration approaches it from below, and :math:`c` the curvature of the loss
+    in the outputs (:math:`1/(NK)` for the squared error, so :math:`\eta = (1-\beta) NK /
+    \hat\lambda_{\max}`; the top eigenvalue of :math:`\nabla_f^2 L` at the initial outputs
+    otherwise, see `loss_curvature`). With momentum :math:`\beta` the effective step
+    :math:`\eta/(1-\beta)` equals gradient descent's.
 
     Args:
         f: ``f(params, x)``, an ``ntkgp.nn`` network, or a `linearize`-d / `center`-ed model.
         params0: parameters at which the kernel is taken.
         x: inputs of shape ``(N, ...)``.
-        n_outputs: ``K``, the number of outputs.
+        n_outputs: ``K``, the number of outputs (squared error).
         momentum: :math:`\beta` of heavy-ball momentum (0 for gradient descent).
         iterations: power-iteration steps.
+        loss: ``'mse'``, ``'xent'`` or ``loss(outputs, targets) -> scalar``.
+        y: targets ``(N, K)`` where the loss's curvature depends on them (default zeros).
 
     Returns:
         A scalar array (traced under ``vmap``/``jit``, so it can vary per seed).
     """
-    model = f if isinstance(f, (Linearized, Centered)) else PlainApply(as_apply_fn(f))
+    model = as_model(f)
     out, vjp = jax.vjp(lambda p: model(p, x), params0)
 
     def ntk_times(v):
@@ -279,19 +167,25 @@ def default_learning_rate(f: Callable, params0, x, n_outputs: int = 1, momentum:
     v0 = jax.random.normal(jax.random.PRNGKey(0), out.shape, out.dtype)
     v = jax.lax.fori_loop(0, iterations, body, v0 / jnp.linalg.norm(v0))
     lam = 1.1 * jnp.vdot(v, ntk_times(v))
-    return (1.0 - momentum) * out.shape[0] * n_outputs / lam
+    if isinstance(loss, str) and loss == "mse":
+        return (1.0 - momentum) * out.shape[0] * n_outputs / lam
+    curvature = loss_curvature(get_loss(loss), out, jnp.zeros_like(out) if y is None else y)
+    return (1.0 - momentum) / (lam * curvature)
 
 
 def train(f: Callable, params0, x_train, y_train, *, steps: int,
           learning_rate: Optional[float] = None,
           optimizer: str = "gd", batch_size: Optional[int] = None, momentum: float = 0.9,
-          x_test=None, key=None, record_every: Optional[int] = None):
-    r"""Train ``f`` from ``params0`` on MSE and record the trajectory.
+          x_test=None, key=None, record_every: Optional[int] = None, loss="mse"):
+    r"""Train ``f`` from ``params0`` on a loss and record the trajectory.
 
     Full-batch gradient descent (``'gd'``), minibatch SGD (``'sgd'``, ``batch_size`` examples
     drawn without replacement each step), or heavy-ball momentum (``'momentum'``), via optax,
-    on :math:`\frac{1}{2NK}\sum\|f - y\|^2`. The whole loop is one jitted ``lax.scan``, so it
-    can be ``vmap``-ed over initial parameters and keys (an ensemble of seeds in one call).
+    on :math:`\frac{1}{2NK}\sum\|f - y\|^2` (``loss='mse'``), softmax cross-entropy
+    (``'xent'``, `cross_entropy_loss`) or any ``loss(outputs, targets) -> scalar``. The whole
+    loop is one jitted ``lax.scan``, so it can be ``vmap``-ed over initial parameters and keys
+    (an ensemble of seeds in one call; for convolutional networks a loop over seeds is faster,
+    as XLA:CPU runs ``vmap``-ed convolutions as slow grouped ones).
 
     Args:
         f: ``f(params, x)`` or an ``ntkgp.nn`` network (or a `linearize`-d model).
@@ -310,6 +204,8 @@ def train(f: Callable, params0, x_train, y_train, *, steps: int,
         x_test: optional inputs of shape ``(M, ...)`` whose outputs are recorded.
         key: PRNG key for minibatches (required when ``batch_size`` is set).
         record_every: steps between records (default: about 50 records).
+        loss: ``'mse'``, ``'xent'`` or a function ``loss(outputs, targets) -> scalar`` of
+            ``(N, K)`` arrays (``History.train_loss`` records it).
 
     Returns:
         ``(params, history)``: the final parameters and a `History`.
@@ -327,15 +223,18 @@ def train(f: Callable, params0, x_train, y_train, *, steps: int,
         >>> hist.train_loss.shape, bool(hist.train_loss[-1] < hist.train_loss[0])
         ((3,), True)
     """
-    model = f if isinstance(f, (Linearized, Centered)) else PlainApply(as_apply_fn(f))
+    model = as_model(f)
     checks.check_choice(optimizer, "optimizer", checks.OPTIMIZERS)
     steps = checks.check_positive_int(steps, "steps")
     x_train, x_test = checks.check_inputs(x_train, x_test, ndim=None)
     y, _ = checks.check_targets(y_train, x_train.shape[0])  # (N,) is one output, as in predict
+    y = y.astype(x_train.dtype)
+    loss_fn = get_loss(loss)
+    checks.check_loss(loss_fn, y)
     if learning_rate is None:
         learning_rate = default_learning_rate(
             model, params0, x_train, n_outputs=y.shape[1],
-            momentum=float(momentum) if optimizer == "momentum" else 0.0)
+            momentum=float(momentum) if optimizer == "momentum" else 0.0, loss=loss, y=y)
     elif not (np.isscalar(learning_rate) and np.isfinite(learning_rate) and learning_rate > 0):
         raise ValueError(f"`learning_rate` must be a positive number or None (a safe default); "
                          f"got {learning_rate!r}.")
@@ -352,9 +251,9 @@ def train(f: Callable, params0, x_train, y_train, *, steps: int,
     record_every = checks.check_positive_int(record_every or max(1, steps // 50),
                                              "record_every")
     key = jax.random.PRNGKey(0) if key is None else key
-    return _train(model, optimizer, jnp.asarray(learning_rate, x_train.dtype),
+    return _train(model, loss_fn, optimizer, jnp.asarray(learning_rate, x_train.dtype),
                   float(momentum) if optimizer == "momentum" else None, params0, x_train,
-                  y.astype(x_train.dtype), x_test, key, steps, record_every, batch_size)
+                  y, x_test, key, steps, record_every, batch_size)
 
 
 @functools.lru_cache(maxsize=32)
