@@ -55,6 +55,7 @@ from ntkgp._src.nn.reshape import DotGeneral as DotGeneral
 from ntkgp._src.nn.reshape import ImageResize as ImageResize
 from ntkgp._src.nn.reshape import Index as Index
 from ntkgp._src.nn.reshape import Slice as Slice
+from ntkgp._src.nn.spec import cnn as cnn
 from ntkgp._src.nn.spec import from_spec as from_spec
 from ntkgp._src.nn.spec import mlp as mlp
 from ntkgp._src.nn.spec import parse_spec as parse_spec

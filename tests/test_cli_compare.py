@@ -46,6 +46,17 @@ def test_compare_on_a_csv_and_a_classification_set(tmp_path, capsys):
     assert len(res.y_test) == 20 * 3  # three classes, one-hot
 
 
+def test_compare_cross_entropy_on_images_with_a_cnn(tmp_path, capsys):
+    assert main(["compare", "--dataset", "digits", "--arch", "conv-relu-x1", "--widths",
+                 "4,8", "--seeds", "1", "--steps", "3", "--n-train", "20", "--n-test", "10",
+                 "--loss", "xent", "--pool", "2", "--out", str(tmp_path), "--quiet"]) == 0
+    out = capsys.readouterr().out
+    assert "4x4x1" in out and "acc ODE" in out and "cross-entropy ODE" in out
+    res = compare.SweepResult.from_json((tmp_path / "compare.json").read_text())
+    assert res.loss == "xent" and res.info["arch"] == "conv-relu-x1"
+    assert len(res.y_test) == 10 * 10 and sorted(set(res.y_test)) == [0.0, 1.0]
+
+
 def _csv(tmp_path, text):
     p = tmp_path / "bad.csv"
     p.write_text(text)
@@ -59,6 +70,8 @@ def _csv(tmp_path, text):
     (["--dataset", "iris", "--n-train", "150"], "leaves no test points"),
     (["--optimizer", "sgd"], "needs --batch-size"),
     (["--dataset", "missing.csv", "--target", "y"], "no CSV file"),
+    (["--loss", "xent"], "needs a classification dataset"),
+    (["--arch", "conv-relu-8x1", "--dataset", "iris"], "needs an image dataset"),
 ])
 def test_bad_input_is_one_clear_line(args, message, capsys, tmp_path):
     assert main(TINY + ["--out", str(tmp_path)] + args) == 2

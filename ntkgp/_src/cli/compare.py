@@ -10,10 +10,12 @@ import time
 from ntkgp._src.cli.common import note, positive, save_figure, widths, write_text
 
 DEFAULT_ARCH = "relu-4096x1"
-ARCH_HELP = ("architecture ACTIVATION-[WIDTH]xDEPTH[,W_std=S][,b_std=S]: DEPTH hidden layers "
-             "(Dense then ACTIVATION) and a Dense readout, NTK parameterization, defaults "
-             "W_std=1.5 b_std=0.05; ACTIVATION is relu, erf, gelu, abs or sin; e.g. relu-512x3, "
-             "erf-x2,W_std=2. Without --widths the sweep is WIDTH/64, WIDTH/16, WIDTH/4, WIDTH "
+ARCH_HELP = ("architecture [conv-]ACTIVATION-[WIDTH]xDEPTH[,W_std=S][,b_std=S]: DEPTH hidden "
+             "layers (Dense then ACTIVATION; with conv-, 3x3 SAME convolutions of WIDTH "
+             "channels on the dataset's images, then Flatten) and a Dense readout, NTK "
+             "parameterization, defaults W_std=1.5 b_std=0.05; ACTIVATION is relu, erf, gelu, "
+             "abs or sin; e.g. relu-512x3, erf-x2,W_std=2, conv-relu-256x2. Without --widths "
+             "the sweep is WIDTH/64, WIDTH/16, WIDTH/4, WIDTH "
              f"(default {DEFAULT_ARCH}: 64, 256, 1024, 4096)")
 
 
@@ -21,7 +23,7 @@ def add_parser(sub):
     c = sub.add_parser(
         "compare", help="train networks of growing width and set them against the "
                         "infinite-width (NTK) prediction",
-        description="Train networks of several widths (several seeds each, vmapped) and "
+        description="Train networks of several widths (several seeds each) and "
                     "compare each with (a) its own linearization trained identically and (b) "
                     "the closed-form NTK prediction from its own initial outputs; the seed "
                     "ensemble against the predicted Gaussian; test errors against the NTK and "
@@ -30,8 +32,9 @@ def add_parser(sub):
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     c.add_argument("--dataset", default="diabetes",
                    help="diabetes, breast_cancer, wine, iris, digits (bundled with "
-                        "scikit-learn; classes become centered one-hot targets), or a numeric "
-                        "CSV file with a header row (needs --target)")
+                        "scikit-learn; classes become centered one-hot targets), a numeric "
+                        "CSV file with a header row (needs --target), or for conv- "
+                        "architectures an image set: digits, fashion_mnist, mnist5k")
     c.add_argument("--target", help="the target column of a CSV dataset")
     c.add_argument("--n-train", type=positive(int), default=None,
                    help="training points (default: 300, at most two thirds of the data; the "
@@ -39,6 +42,12 @@ def add_parser(sub):
     c.add_argument("--n-test", type=positive(int), default=None,
                    help="test points (default: all the rest)")
     c.add_argument("--arch", default=DEFAULT_ARCH, help=ARCH_HELP)
+    c.add_argument("--loss", choices=("mse", "xent"), default="mse",
+                   help="squared error (closed form at infinite width) or softmax "
+                        "cross-entropy on one-hot classes (the infinite-width ODE), for "
+                        "classification data sets")
+    c.add_argument("--pool", type=positive(int), default=1,
+                   help="average-pool images by this factor first (e.g. 2: 28x28 -> 14x14)")
     c.add_argument("--widths", type=widths, default=None,
                    help="comma-separated hidden widths (overrides the width in --arch)")
     c.add_argument("--seeds", type=positive(int), default=8, help="networks per width")
@@ -62,8 +71,18 @@ def add_parser(sub):
     return c
 
 
-def _load(args):
+def _load(args, conv):
     from ntkgp._src import data
+    if conv:
+        if args.dataset not in data.IMAGE_SETS:
+            raise ValueError(f"a conv- architecture needs an image dataset "
+                             f"({', '.join(data.IMAGE_SETS)}); got --dataset {args.dataset}.")
+        x, y = data.load_images(args.dataset, pool=args.pool)
+        return x, _classes(y, args.loss), args.dataset
+    if args.loss == "xent" and (args.dataset in data.REGRESSION or
+                                args.dataset not in data.DATASETS):
+        raise ValueError(f"--loss xent needs a classification dataset (breast_cancer, wine, "
+                         f"iris, digits or an image set); got --dataset {args.dataset}.")
     if os.path.splitext(args.dataset)[1].lower() == ".csv" or os.path.sep in args.dataset:
         if not args.target:
             raise ValueError("a CSV dataset needs --target COLUMN (the column to predict).")
@@ -73,8 +92,19 @@ def _load(args):
         raise ValueError("--target is only for CSV datasets.")
     x, y = data.load(args.dataset)
     if args.dataset not in data.REGRESSION:
-        y = data.mse_targets(y)
+        y = _classes(y, args.loss)
     return x, (y if y.ndim == 2 else y[:, None]), args.dataset
+
+
+def _classes(labels, loss):
+    """Targets of class labels: one-hot for cross-entropy, centered one-hot for MSE."""
+    import numpy as np
+
+    from ntkgp._src import data
+    if loss == "xent":
+        labels = np.asarray(labels).astype(int)
+        return np.eye(labels.max() + 1)[labels]
+    return data.mse_targets(labels)
 
 
 def _fmt(v, spec=".4f"):
@@ -83,9 +113,19 @@ def _fmt(v, spec=".4f"):
 
 HEADER = (f"{'width':>6} {'RMSE net':>9} {'RMSE lin':>9} {'(a) net-lin':>11} "
           f"{'(b) net-NTK':>11} {'|dθ|/|θ0|':>10} {'NTK drift':>10} {'chi2':>6}")
+HEADER_XENT = (f"{'width':>6} {'acc net':>9} {'acc lin':>9} {'(a) net-lin':>11} "
+               f"{'(b) net-ODE':>11} {'|dθ|/|θ0|':>10} {'NTK drift':>10} {'acc ODE':>8}")
+
+
+def _header(res):
+    return HEADER_XENT if res.loss == "xent" else HEADER
 
 
 def _row(r):
+    if r.test_acc_net is not None:
+        return (f"{r.width:6d} {r.test_acc_net:9.4f} {r.test_acc_linearized:9.4f} "
+                f"{r.dist_net_linearized:11.4f} {r.dist_net_closed_form:11.4f} "
+                f"{r.param_change:10.4f} {r.ntk_drift:10.4f} {r.test_acc_closed_form:8.4f}")
     return (f"{r.width:6d} {r.test_rmse_net:9.4f} {r.test_rmse_linearized:9.4f} "
             f"{r.dist_net_linearized:11.4f} {r.dist_net_closed_form:11.4f} "
             f"{r.param_change:10.4f} {r.ntk_drift:10.4f} {_fmt(r.ensemble_chi2, '6.2f'):>6}")
@@ -93,18 +133,26 @@ def _row(r):
 
 def summary(res) -> str:
     """The table, slopes and a plain reading of a `SweepResult`."""
-    lines = [HEADER] + [_row(r) for r in res.rows]
-    lines.append(f"infinite width: NTK mean test RMSE {res.test_rmse_ntk:.4f} (t = "
-                 f"{res.t:.4g}), NNGP posterior mean {res.test_rmse_nngp:.4f} (noise "
-                 f"{res.nngp_noise:.2g} by marginal likelihood)")
+    lines = [_header(res)] + [_row(r) for r in res.rows]
+    if res.loss == "xent":
+        lines.append(f"infinite width: cross-entropy ODE from zero outputs test accuracy "
+                     f"{res.test_acc_ntk:.4f} (t = {res.t:.4g}), NNGP posterior mean "
+                     f"{res.test_acc_nngp:.4f}; the ODE is within "
+                     f"{100 * res.closed_form_floor:.2f}% of the discrete steps (the floor "
+                     "of (b))")
+    else:
+        lines.append(f"infinite width: NTK mean test RMSE {res.test_rmse_ntk:.4f} (t = "
+                     f"{res.t:.4g}), NNGP posterior mean {res.test_rmse_nngp:.4f} (noise "
+                     f"{res.nngp_noise:.2g} by marginal likelihood)")
     names = {"dist_net_linearized": "(a)", "dist_net_closed_form": "(b)",
              "param_change": "|dθ|/|θ0|", "ntk_drift": "NTK drift"}
     if len(res.rows) > 1:
         lines.append("log-log slopes vs width (kernel regime: about -0.5, the drift faster): "
                      + ", ".join(f"{names[k]} {_fmt(v, '.2f')}" for k, v in res.slopes.items()))
         last = res.rows[-1]
+        target = "cross-entropy ODE" if res.loss == "xent" else "closed form"
         lines.append(f"at width {last.width} the trained nets' test outputs are within "
-                     f"{100 * last.dist_net_closed_form:.1f}% of the closed form from their "
+                     f"{100 * last.dist_net_closed_form:.1f}% of the {target} from their "
                      f"own init, and {100 * last.dist_net_linearized:.1f}% of their "
                      "linearization.")
     if res.optimizer == "sgd" or res.batch_size:
@@ -122,7 +170,7 @@ def run(args) -> int:
     from ntkgp._src.experiments.plots import plot
     from ntkgp._src.nn import spec
 
-    act, arch_width, depth, _ = spec.parse_spec(args.arch)
+    act, arch_width, depth, opts = spec.parse_spec(args.arch)
     widths = args.widths
     if widths is None and arch_width is not None:
         widths = sorted({max(1, arch_width // f) for f in (64, 16, 4, 1)})
@@ -133,7 +181,10 @@ def run(args) -> int:
         raise ValueError(f"--momentum must be in [0, 1); got {args.momentum}.")
     if args.optimizer == "sgd" and args.batch_size is None:
         raise ValueError("--optimizer sgd needs --batch-size, e.g. --batch-size 32.")
-    x, y, name = _load(args)
+    if args.loss == "xent" and args.optimizer == "momentum":
+        raise ValueError("--loss xent is compared with gradient flow: use --optimizer gd or "
+                         "sgd.")
+    x, y, name = _load(args, opts["conv"])
     if args.n_train is None:
         args.n_train = min(300, (2 * len(x)) // 3)
     if args.n_train >= len(x):
@@ -146,18 +197,21 @@ def run(args) -> int:
     dtype = np.float64 if args.x64 else np.float32
     xtr, ytr, xte, yte = (a.astype(dtype) for a in (xtr, ytr, xte, yte))
     k = ytr.shape[1]
-    print(f"ntkgp compare: {name} ({len(xtr)} train / {len(xte)} test, d={x.shape[1]}, "
-          f"{k} output{'s' * (k > 1)}), {depth} hidden {act} layer{'s' * (depth > 1)}, widths "
+    shape = "x".join(map(str, x.shape[1:])) if opts["conv"] else f"d={x.shape[1]}"
+    kind = f"{'conv ' if opts['conv'] else ''}{act}"
+    print(f"ntkgp compare: {name} ({len(xtr)} train / {len(xte)} test, {shape}, "
+          f"{k} output{'s' * (k > 1)}, {args.loss}), {depth} hidden {kind} "
+          f"layer{'s' * (depth > 1)}, widths "
           f"{', '.join(map(str, widths))}, {args.seeds} seeds, {args.steps} {args.optimizer} "
           f"steps{', centered' if args.centered else ''}, {np.dtype(dtype).name}", flush=True)
     os.makedirs(args.out, exist_ok=True)
     json_path = os.path.join(args.out, "compare.json")
-    info = {"dataset": name, "arch": args.arch}
+    info = {"dataset": name, "arch": args.arch, "loss": args.loss}
 
     def save(res):  # after each width: finished work survives an interrupt
         write_text(json_path, res.to_json())
         if not args.quiet:
-            note(("" if len(res.rows) > 1 else HEADER + "\n") + _row(res.rows[-1]))
+            note(("" if len(res.rows) > 1 else _header(res) + "\n") + _row(res.rows[-1]))
 
     t0 = time.perf_counter()
     try:
@@ -165,7 +219,7 @@ def run(args) -> int:
             lambda w: spec.from_spec(args.arch, width=w, n_outputs=k), widths, xtr, ytr, xte,
             yte, seeds=args.seeds, steps=args.steps, learning_rate=args.lr,
             optimizer=args.optimizer, batch_size=args.batch_size, momentum=args.momentum,
-            centered=args.centered, key=jax.random.PRNGKey(args.seed),
+            centered=args.centered, loss=args.loss, key=jax.random.PRNGKey(args.seed),
             show_progress=not args.quiet, info=info, callback=save)
     except KeyboardInterrupt:
         saved = (f"the widths finished so far are in {json_path}" if os.path.exists(json_path)

@@ -18,11 +18,19 @@ For each width and seed, one network is trained (`ntkgp.train.train`) and compar
 Distances are relative, :math:`\|f - g\| / \|g\|` over test points and outputs, and averaged
 over seeds as a root mean square. In the kernel regime (a) and (b) fall like
 :math:`\text{width}^{-1/2}`.
+
+With ``loss='xent'`` (softmax cross-entropy on one-hot targets) there is no closed form: (b)
+is the function-space ODE :math:`\dot f = -\Theta \nabla_f L` (`ntkgp.predict.
+gradient_descent`) from each net's own initial outputs, and ``closed_form_floor`` the distance
+between that flow and the discrete steps the nets take (the same map with the analytic NTK),
+a level (b) cannot fall below at any width; (c) is skipped, and test accuracies are reported,
+the infinite-width one from zero initial outputs.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 from typing import Callable, ClassVar, Optional, Sequence
 
 import jax
@@ -33,7 +41,9 @@ from ntkgp._src import checks
 from ntkgp._src.predict.dynamics import gradient_descent_mse, max_learning_rate
 from ntkgp._src.predict.ensemble import gradient_descent_mse_ensemble
 from ntkgp._src.predict.gp import gp_inference
+from ntkgp._src.predict.ode import gradient_descent
 from ntkgp._src.progress import progress_bar
+from ntkgp._src.train.losses import get_loss
 from ntkgp._src.train.models import center, linearize
 from ntkgp._src.train.training import ntk_drift, train
 from ntkgp._src.util import RowsJson
@@ -70,6 +80,8 @@ class WidthResult:
         train_loss_net, train_loss_closed_form: mean training loss over seeds at each step of
             `SweepResult.curve_steps`.
         example_net, example_closed_form: seed 0's test outputs (M x K, flattened).
+        test_acc_net, test_acc_linearized, test_acc_closed_form: mean test accuracies
+            (``loss='xent'`` only).
     """
 
     width: int
@@ -85,6 +97,9 @@ class WidthResult:
     train_loss_closed_form: list = dataclasses.field(default_factory=list)
     example_net: list = dataclasses.field(default_factory=list)
     example_closed_form: list = dataclasses.field(default_factory=list)
+    test_acc_net: Optional[float] = None
+    test_acc_linearized: Optional[float] = None
+    test_acc_closed_form: Optional[float] = None
 
 
 @dataclasses.dataclass
@@ -104,6 +119,11 @@ class SweepResult(RowsJson):
         curve_steps: the steps at which training losses are recorded.
         y_test: the test targets (flattened), for plots.
         info: free-form labels (dataset, architecture) set by the caller.
+        loss: ``'mse'`` or ``'xent'``.
+        test_acc_ntk, test_acc_nngp: test accuracies at infinite width (``'xent'``: the ODE
+            from zero outputs, and the NNGP posterior mean of the one-hot targets).
+        closed_form_floor: (``'xent'``) relative distance of the ODE to the discrete steps
+            with the analytic NTK, on seed 0's test outputs.
     """
 
     ROW: ClassVar[type] = WidthResult
@@ -125,6 +145,10 @@ class SweepResult(RowsJson):
     curve_steps: list = dataclasses.field(default_factory=list)
     y_test: list = dataclasses.field(default_factory=list)
     info: dict = dataclasses.field(default_factory=dict)
+    loss: str = "mse"
+    test_acc_ntk: Optional[float] = None
+    test_acc_nngp: Optional[float] = None
+    closed_form_floor: Optional[float] = None
 
 
 
@@ -147,6 +171,22 @@ def _nngp_by_evidence(k_dd, k_td, y_train):
     return best[1], best[2].predict(k_td, get="nngp")
 
 
+def _accuracy(f, y):
+    f, y = np.asarray(f), np.asarray(y)
+    return float(np.mean(np.argmax(f, -1) == np.argmax(y, -1)))
+
+
+@functools.partial(jax.jit, static_argnames=("loss", "steps"))
+def _discrete_steps(loss, k_dd, k_td, y, f_train, f_test, lr, steps):
+    """``steps`` full-batch gradient steps in function space with the kernel: the map the
+    networks follow at infinite width, whose flow `gradient_descent` integrates."""
+    def body(_, f):
+        g = jax.grad(loss)(f[0], y)
+        return f[0] - lr * (k_dd @ g), f[1] - lr * (k_td @ g)
+
+    return jax.lax.fori_loop(0, steps, body, (f_train, f_test))[1]
+
+
 def _check_width_independent(make_net, widths, x):
     """The closed forms use one analytic kernel: it must not depend on the width."""
     a = np.asarray(make_net(widths[0]).kernel(x, None, "ntk"), np.float64)
@@ -161,7 +201,7 @@ def width_sweep(make_net: Callable[[int], object], widths: Sequence[int], x_trai
                 x_test, y_test, *, seeds: int = 4, steps: int = 500,
                 learning_rate: Optional[float] = None, optimizer: str = "gd",
                 batch_size: Optional[int] = None, momentum: float = 0.9,
-                centered: bool = False, diag_reg: float = 0.0, key=None,
+                centered: bool = False, diag_reg: float = 0.0, loss: str = "mse", key=None,
                 show_progress: bool = True, info: Optional[dict] = None,
                 callback: Optional[Callable[[SweepResult], None]] = None) -> SweepResult:
     r"""Train networks of several widths and compare them with their linearizations and the
@@ -173,7 +213,8 @@ def width_sweep(make_net: Callable[[int], object], widths: Sequence[int], x_trai
         widths: hidden widths, e.g. ``[64, 256, 1024]``.
         x_train: inputs of shape ``(N, d)``; y_train: targets ``(N, K)`` or ``(N,)``.
         x_test: inputs ``(M, d)``; y_test: targets ``(M, K)`` or ``(M,)``.
-        seeds: networks per width; initializations (and minibatch streams) are ``vmap``-ed.
+        seeds: networks per width, trained one after another in one compiled program
+            (``lax.map``: ``vmap``-ed convolutions run as slow grouped ones on CPU).
         steps: optimizer steps.
         learning_rate: :math:`\eta`; default half of `max_learning_rate` of the analytic NTK
             (times :math:`1-\beta` for ``'momentum'``, so that the effective step
@@ -184,6 +225,9 @@ def width_sweep(make_net: Callable[[int], object], widths: Sequence[int], x_trai
         centered: train :math:`f(x,\theta) - f(x,\theta_0)` (`ntkgp.train.center`); then (b)
             compares each network with the deterministic NTK mean, and (c) is skipped.
         diag_reg: regularization of the closed forms (0: exact).
+        loss: ``'mse'`` or ``'xent'`` (softmax cross-entropy; targets one-hot, ``'gd'`` or
+            ``'sgd'``; the default step is scaled by :math:`\min(1, 2/K)`, as the softmax's
+            curvature reaches :math:`K/2` times the squared error's).
         key: PRNG key of the initializations and minibatches.
         show_progress: a progress bar over widths.
         info: labels stored in the result (e.g. ``{'dataset': 'diabetes'}``).
@@ -202,11 +246,16 @@ def width_sweep(make_net: Callable[[int], object], widths: Sequence[int], x_trai
     seeds = checks.check_positive_int(seeds, "seeds")
     steps = checks.check_positive_int(steps, "steps")
     checks.check_choice(optimizer, "optimizer", checks.OPTIMIZERS[:3])  # closed forms
+    checks.check_choice(loss, "loss", ("mse", "xent"))
+    if loss == "xent" and optimizer == "momentum":
+        raise ValueError("loss='xent' is compared with gradient flow: use optimizer='gd' or "
+                         "'sgd' (the discrete heavy ball has no flow to match).")
+    loss_fn = get_loss(loss)
     beta = float(momentum) if optimizer == "momentum" else 0.0
     if optimizer == "sgd" and batch_size is None:
         raise ValueError("optimizer='sgd' needs a `batch_size`; use optimizer='gd' for full "
                          "batches.")
-    x_train, x_test = checks.check_inputs(x_train, x_test)
+    x_train, x_test = checks.check_inputs(x_train, x_test, ndim=None)  # vectors or images
     y_train = checks.check_targets(y_train, x_train.shape[0])[0].astype(x_train.dtype)
     y_test = checks.check_targets(y_test, x_test.shape[0], "y_test")[0].astype(x_train.dtype)
     key = jax.random.PRNGKey(0) if key is None else key
@@ -216,29 +265,40 @@ def width_sweep(make_net: Callable[[int], object], widths: Sequence[int], x_trai
     # with momentum the effective step is lr / (1 - beta): match gradient descent's, which keeps
     # the heavy ball well damped (at half its own stable maximum it oscillates, and tiny kernel
     # differences shift the phase of the oscillation)
+    n_out = y_train.shape[1]
     lr = learning_rate or 0.5 * (1.0 - beta) * float(
-        max_learning_rate(k_dd.ntk, n_outputs=y_train.shape[1]))
+        max_learning_rate(k_dd.ntk, n_outputs=n_out)) * (min(1.0, 2.0 / n_out)
+                                                          if loss == "xent" else 1.0)
     t = lr * steps
     nngp_noise, nngp_mean = _nngp_by_evidence(k_dd, k_td, y_train)
-    closed = gradient_descent_mse(k_dd.ntk, y_train, learning_rate=lr, momentum=beta,
-                                  diag_reg=diag_reg)
-    if centered:
-        ens_mean, ens_var = closed(t, None, None, k_td.ntk)[1], None
+    acc_ntk = acc_nngp = None
+    if loss == "xent":
+        closed = gradient_descent(loss_fn, k_dd.ntk, y_train)
+        ens_mean = closed(t, jnp.zeros_like(y_train), jnp.zeros_like(y_test), k_td.ntk)[1]
+        ens_var = None
+        acc_ntk, acc_nngp = _accuracy(ens_mean, y_test), _accuracy(nngp_mean, y_test)
     else:
-        ens = gradient_descent_mse_ensemble(make_net(widths[0]), x_train, y_train,
-                                            learning_rate=lr, momentum=beta, diag_reg=diag_reg)
-        ens_mean, ens_cov = ens(t, x_test, "ntk", compute_cov=True)
-        ens_var = np.asarray(jnp.diagonal(ens_cov), np.float64)[:, None]
+        closed = gradient_descent_mse(k_dd.ntk, y_train, learning_rate=lr, momentum=beta,
+                                      diag_reg=diag_reg)
+        if centered:
+            ens_mean, ens_var = closed(t, None, None, k_td.ntk)[1], None
+        else:
+            ens = gradient_descent_mse_ensemble(make_net(widths[0]), x_train, y_train,
+                                                learning_rate=lr, momentum=beta,
+                                                diag_reg=diag_reg)
+            ens_mean, ens_cov = ens(t, x_test, "ntk", compute_cov=True)
+            ens_var = np.asarray(jnp.diagonal(ens_cov), np.float64)[:, None]
     record_every = max(1, steps // 25)
     kw = dict(steps=steps, learning_rate=lr, optimizer=optimizer, batch_size=batch_size,
-              momentum=beta, record_every=record_every)
+              momentum=beta, record_every=record_every, loss=loss)
     result = SweepResult(widths=widths, seeds=seeds, steps=steps, learning_rate=lr, t=t,
                          rows=[], test_rmse_ntk=_rmse(ens_mean, y_test),
                          test_rmse_nngp=_rmse(nngp_mean, y_test), nngp_noise=nngp_noise,
                          slopes={},
                          optimizer=optimizer, batch_size=batch_size, momentum=beta,
                          centered=bool(centered), y_test=np.ravel(y_test).tolist(),
-                         info=dict(info or {}))
+                         info=dict(info or {}), loss=loss, test_acc_ntk=acc_ntk,
+                         test_acc_nngp=acc_nngp)
     keys = jax.random.split(key, seeds)
     for width in progress_bar(widths, total=len(widths), desc="widths", enabled=show_progress):
         net = make_net(width)
@@ -254,15 +314,21 @@ def width_sweep(make_net: Callable[[int], object], widths: Sequence[int], x_trai
             return (model(p0, x_train), model(p0, x_test), model(p, x_test),
                     lin(p_lin, x_test), hist, p0, p)
 
-        f0_tr, f0_te, f_net, f_lin, hist, p0s, ps = jax.jit(jax.vmap(one))(keys)
+        f0_tr, f0_te, f_net, f_lin, hist, p0s, ps = jax.jit(lambda k: jax.lax.map(one, k))(keys)
         times = lr * np.asarray(hist.steps[0], np.float64)
         closed_train, closed_test = [], []
         for s in range(seeds):
             tr, te = closed(times, f0_tr[s], f0_te[s], k_td.ntk)
             closed_train.append(np.asarray(tr, np.float64))
             closed_test.append(np.asarray(te[-1], np.float64))
-        closed_loss = np.mean([0.5 * np.mean((c - np.asarray(y_train, np.float64)) ** 2,
-                                             axis=(1, 2)) for c in closed_train], axis=0)
+        curve = jax.vmap(lambda f: loss_fn(f, y_train))
+        closed_loss = np.mean([np.asarray(curve(jnp.asarray(c, y_train.dtype)), np.float64)
+                               for c in closed_train], axis=0)
+        if loss == "xent" and result.closed_form_floor is None:
+            steps_te = _discrete_steps(loss_fn, k_dd.ntk, k_td.ntk, y_train, f0_tr[0],
+                                       f0_te[0], lr, steps)
+            result.closed_form_floor = _rel(steps_te, closed(t, f0_tr[0], f0_te[0],
+                                                             k_td.ntk)[1])
         drift = [float(ntk_drift(net, jax.tree.map(lambda a: a[s], p0s),
                                  jax.tree.map(lambda a: a[s], ps), x_train[:64]))
                  for s in range(seeds)]
@@ -285,7 +351,12 @@ def width_sweep(make_net: Callable[[int], object], widths: Sequence[int], x_trai
             train_loss_net=np.mean(np.asarray(hist.train_loss, np.float64), 0).tolist(),
             train_loss_closed_form=closed_loss.tolist(),
             example_net=np.ravel(f_net64[0]).tolist(),
-            example_closed_form=np.ravel(closed_test[0]).tolist()))
+            example_closed_form=np.ravel(closed_test[0]).tolist(),
+            **(dict(test_acc_net=float(np.mean([_accuracy(f, y_test) for f in f_net])),
+                    test_acc_linearized=float(np.mean([_accuracy(f, y_test) for f in f_lin])),
+                    test_acc_closed_form=float(np.mean([_accuracy(c, y_test)
+                                                        for c in closed_test])))
+               if loss == "xent" else {})))
         result.curve_steps = np.asarray(hist.steps[0]).tolist()
         done = [r.width for r in result.rows]
         result.slopes = {name: _slope(done, [getattr(r, name) for r in result.rows])

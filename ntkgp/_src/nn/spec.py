@@ -1,5 +1,6 @@
-"""Fully connected architectures: the one builder, `mlp`, and the short text spec that names
-its arguments (``relu-512x3``, `from_spec`)."""
+"""Fully connected and small convolutional architectures: the builders `mlp` and `cnn`, and
+the short text spec that names their arguments (``relu-512x3``, ``conv-relu-64x2``,
+`from_spec`)."""
 
 from __future__ import annotations
 
@@ -9,14 +10,18 @@ from typing import Callable, Optional, Union
 from ntkgp._src import checks
 from ntkgp._src.nn import layers
 from ntkgp._src.nn.combinators import serial
+from ntkgp._src.nn.conv import Conv
 from ntkgp._src.nn.core import Layer
+from ntkgp._src.nn.pooling import Flatten
 
 ACTIVATIONS = {"relu": layers.Relu, "erf": layers.Erf, "gelu": layers.Gelu, "abs": layers.Abs,
                "sin": layers.Sin}
 _OPTIONS = {"W_std": 1.5, "b_std": 0.05}
-_GRAMMAR = ("ACTIVATION-[WIDTH]xDEPTH[,W_std=S][,b_std=S], e.g. relu-512x3, erf-x2, "
-            f"relu-1024x1,W_std=1.4,b_std=0; ACTIVATION is one of {', '.join(ACTIVATIONS)}")
-_PATTERN = re.compile(r"^(?P<act>[a-z_]+)-(?P<width>\d*)x(?P<depth>\d+)(?P<opts>(,[^,]+)*)$")
+_GRAMMAR = ("[conv-]ACTIVATION-[WIDTH]xDEPTH[,W_std=S][,b_std=S], e.g. relu-512x3, erf-x2, "
+            "relu-1024x1,W_std=1.4,b_std=0, conv-relu-64x2 (3x3 convolutions on images); "
+            f"ACTIVATION is one of {', '.join(ACTIVATIONS)}")
+_PATTERN = re.compile(r"^(?P<conv>conv-)?(?P<act>[a-z_]+)-(?P<width>\d*)x(?P<depth>\d+)"
+                      r"(?P<opts>(,[^,]+)*)$")
 
 
 def parse_spec(spec: str):
@@ -26,7 +31,7 @@ def parse_spec(spec: str):
         spec: e.g. ``'relu-512x3'``, ``'erf-x2,W_std=1.5'`` (width left to the caller).
 
     Returns:
-        ``(activation, width or None, depth, {'W_std': ..., 'b_std': ...})``.
+        ``(activation, width or None, depth, {'W_std': ..., 'b_std': ..., 'conv': bool})``.
 
     Raises:
         ValueError: naming the part that does not fit the grammar.
@@ -58,6 +63,7 @@ def parse_spec(spec: str):
                 from None
         if not opts[key] >= 0:
             raise ValueError(f"option {key} in {spec!r} must be >= 0; got {value!r}.")
+    opts["conv"] = m["conv"] is not None
     return act, width, depth, opts
 
 
@@ -66,7 +72,10 @@ def from_spec(spec: str, width: Optional[int] = None, n_outputs: int = 1) -> Lay
 
     ``ACTIVATION-[WIDTH]xDEPTH[,W_std=S][,b_std=S]``: ``DEPTH`` hidden layers of ``WIDTH``
     units, each ``Dense(WIDTH, W_std, b_std)`` then the activation, and a readout
-    ``Dense(n_outputs, W_std, b_std)``. Defaults: ``W_std=1.5``, ``b_std=0.05``.
+    ``Dense(n_outputs, W_std, b_std)`` (`mlp`). Defaults: ``W_std=1.5``, ``b_std=0.05``.
+    With the prefix ``conv-`` the hidden layers are 3x3 ``'SAME'`` convolutions with
+    ``WIDTH`` channels and the readout follows a ``Flatten`` (`cnn`), for ``(N, H, W, C)``
+    images.
 
     Args:
         spec: e.g. ``'relu-512x3'`` (3 hidden ReLU layers of 512), ``'erf-x2'`` (width given
@@ -88,7 +97,21 @@ def from_spec(spec: str, width: Optional[int] = None, n_outputs: int = 1) -> Lay
     if width is None:
         raise ValueError(f"{spec!r} gives no width; pass width= or write e.g. "
                          f"'{act}-512x{depth}'.")
-    return mlp(depth, width, act, W_std=opts["W_std"], b_std=opts["b_std"], n_outputs=n_outputs)
+    build = cnn if opts["conv"] else mlp
+    return build(depth, width, act, W_std=opts["W_std"], b_std=opts["b_std"],
+                 n_outputs=n_outputs)
+
+
+def _activation(activation):
+    if isinstance(activation, str):
+        if activation not in ACTIVATIONS:
+            raise ValueError(f"unknown activation {activation!r}; choose one of "
+                             f"{', '.join(ACTIVATIONS)}, or pass a layer such as nn.Relu.")
+        return ACTIVATIONS[activation]
+    if not callable(activation):
+        raise TypeError("`activation` must be a name like 'relu' or a function returning a "
+                        f"layer (e.g. nn.Relu); got {type(activation).__name__}.")
+    return activation
 
 
 def mlp(depth: int, width: int = 1, activation: Union[str, Callable[[], Layer]] = "relu", *,
@@ -120,14 +143,7 @@ def mlp(depth: int, width: int = 1, activation: Union[str, Callable[[], Layer]] 
         >>> net.kernel([[1.0, 0.0]], None, "nngp").shape
         (1, 1)
     """
-    if isinstance(activation, str):
-        if activation not in ACTIVATIONS:
-            raise ValueError(f"unknown activation {activation!r}; choose one of "
-                             f"{', '.join(ACTIVATIONS)}, or pass a layer such as nn.Relu.")
-        activation = ACTIVATIONS[activation]
-    elif not callable(activation):
-        raise TypeError("`activation` must be a name like 'relu' or a function returning a "
-                        f"layer (e.g. nn.Relu); got {type(activation).__name__}.")
+    activation = _activation(activation)
     checks.check_int(depth, "depth", 0)
     hidden = []
     for _ in range(depth):
@@ -135,3 +151,39 @@ def mlp(depth: int, width: int = 1, activation: Union[str, Callable[[], Layer]] 
                                 parameterization=parameterization), activation()]
     return serial(*hidden, layers.Dense(n_outputs, W_std=W_std, b_std=b_std,
                                         parameterization=parameterization))
+
+
+def cnn(depth: int, width: int = 1, activation: Union[str, Callable[[], Layer]] = "relu", *,
+        W_std=1.5, b_std=0.05, n_outputs: int = 1, filter_shape=(3, 3),
+        parameterization: str = "ntk") -> Layer:
+    r"""A small convolutional network on channels-last images: ``depth`` hidden layers, each
+    ``Conv(width, filter_shape, padding='SAME')`` then the activation, then ``Flatten`` and a
+    ``Dense(n_outputs)`` readout, all with the same ``W_std``, ``b_std``.
+
+    Args:
+        depth: convolutional layers, :math:`\ge 0`.
+        width: channels per layer (its infinite-width kernels do not depend on it).
+        activation: as in `mlp`.
+        W_std: weight standard deviation.
+        b_std: bias standard deviation.
+        n_outputs: width of the readout layer.
+        filter_shape: spatial filter shape (its length is the number of spatial axes).
+        parameterization: ``'ntk'`` or ``'standard'``.
+
+    Returns:
+        An ``ntkgp.nn`` network mapping ``(N, H, W, C)`` to ``(N, n_outputs)``.
+
+    Example:
+        >>> from ntkgp import nn
+        >>> net = nn.cnn(2, 64)
+        >>> net.kernel([[[[1.0], [0.0]], [[0.5], [0.2]]]], None, "ntk").shape
+        (1, 1)
+    """
+    act = _activation(activation)
+    checks.check_int(depth, "depth", 0)
+    hidden = []
+    for _ in range(depth):
+        hidden += [Conv(width, tuple(filter_shape), padding="SAME", W_std=W_std, b_std=b_std,
+                        parameterization=parameterization), act()]
+    return serial(*hidden, Flatten(), layers.Dense(n_outputs, W_std=W_std, b_std=b_std,
+                                                   parameterization=parameterization))
