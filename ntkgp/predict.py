@@ -20,6 +20,10 @@ from ntkgp._src.predict.gp import GPInference as GPInference
 from ntkgp._src.predict.gp import gp_inference as gp_inference
 from ntkgp._src.predict.iterative import cg_inference as cg_inference
 from ntkgp._src.predict.ode import gradient_descent as gradient_descent
+from ntkgp._src.predict.ode_ensemble import SampledEnsemble as SampledEnsemble
+from ntkgp._src.predict.ode_ensemble import (
+    gradient_descent_ensemble as gradient_descent_ensemble,
+)
 from ntkgp._src.predict.orthant import LogProbability as LogProbability
 from ntkgp._src.predict.orthant import log_orthant_probability as log_orthant_probability
 from ntkgp._src.predict.posterior import Posterior as Posterior

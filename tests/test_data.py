@@ -68,7 +68,16 @@ def test_arch_spec_builds_the_same_network():
                         nn.Dense(2, 1.2, 0.1))
     a, b = spec.kernel(x, None), by_hand.kernel(x, None)
     assert np.array_equal(a.ntk, b.ntk) and np.array_equal(a.nngp, b.nngp)
-    assert nn.parse_spec("relu-x3") == ("relu", None, 3, {"W_std": 1.5, "b_std": 0.05})
+    assert nn.parse_spec("relu-x3") == ("relu", None, 3,
+                                        {"W_std": 1.5, "b_std": 0.05, "conv": False})
+    assert nn.parse_spec("conv-erf-8x2")[3]["conv"]
+    images = np.random.default_rng(0).standard_normal((2, 4, 4, 1))
+    conv = nn.from_spec("conv-erf-8x2,W_std=1.2,b_std=0.1", n_outputs=2)
+    conv_by_hand = nn.serial(nn.Conv(8, (3, 3), padding="SAME", W_std=1.2, b_std=0.1), nn.Erf(),
+                             nn.Conv(8, (3, 3), padding="SAME", W_std=1.2, b_std=0.1), nn.Erf(),
+                             nn.Flatten(), nn.Dense(2, 1.2, 0.1))
+    assert np.array_equal(conv.kernel(images, None, "ntk"), conv_by_hand.kernel(images, None,
+                                                                               "ntk"))
     with pytest.raises(ValueError, match="gives no width"):
         nn.from_spec("relu-x3")
     with pytest.raises(ValueError, match="unknown option 'p=1'"):
