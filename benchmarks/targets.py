@@ -133,6 +133,12 @@ TARGETS = [
      slope("compare_default_f32", "ntk_drift"), (LE, 0.0)),
     ("train", "default `ntkgp compare`: widest nets' test outputs vs the closed form (b), "
      "'within a few percent'", field("compare_default_f32", "dist_b_widest"), (LE, 0.05)),
+    ("train", "cross-entropy `ntkgp compare` on digits: log-log slope of (b) net vs the "
+     "infinite-width ODE", slope("compare_xent_digits_f32", "dist_net_closed_form"),
+     (IN, (-0.65, -0.35))),
+    ("train", "CNN training loop (lax.scan, 1000 digits): time vs the same steps jitted one "
+     "by one", time_ratio("cnn_scan_digits1000_w64_f32", "cnn_jit_digits1000_w64_f32"),
+     (LE, 1.5)),
 ] + [
     ("cntk", f"CNTK 3 x Conv(64) + {ro}, N={n}, f32: time vs neural-tangents",
      nt_ratio(f"cnn3_{key}_N{n}_f32"), (LE, 0.1))

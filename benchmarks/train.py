@@ -9,6 +9,13 @@ ratios that matter are inside the suite (same session, same machine):
       loop of 8 calls of one compiled loop; the net itself, or its linearization.
   compare_default_f32: the whole default `ntkgp compare` sweep (widths 64-4096, 8 seeds, 100
       steps; net, linearization, closed forms, NTK drift), one run, compile included.
+  compare_xent_digits_f32: `ntkgp compare --dataset digits --loss xent --arch relu-1024x1
+      --seeds 4` (widths 16-1024, softmax cross-entropy against the function-space ODE), one
+      run, compile included.
+  cnn_{scan,jit}_digits1000_w64_f32: 20 full-batch GD steps of 2 x [Conv(64, 3x3, SAME) +
+      Relu] + Flatten + Dense(10) on 1000 digits (8x8), inside `train.train`'s `lax.scan`
+      (scan) or as 20 calls of the same step jitted alone (jit): the loop must not be slower
+      than its steps.
 Every case runs in its own process. First call (compilation) is reported separately.
 
 Usage:
@@ -29,7 +36,45 @@ def all_cases():
     cases = [dict(id=f"train_{m}_8seeds_{how}_w4096_f32", model=m, how=how, nt_id=None)
              for m in ("net", "linearized") for how in ("vmap", "loop")]
     cases.append(dict(id="compare_default_f32", model="compare", how=None, nt_id=None))
+    cases.append(dict(id="compare_xent_digits_f32", model="compare_xent", how=None, nt_id=None))
+    cases += [dict(id=f"cnn_{how}_digits1000_w64_f32", model="cnn", how=how, nt_id=None)
+              for how in ("scan", "jit")]
     return cases
+
+
+def _cnn_case(case, repeats):
+    import jax
+    import numpy as np
+
+    from ntkgp import data, nn, train
+    x, labels = data.load_images("digits", n=1000)
+    x, y = x.astype(np.float32), np.eye(10, dtype=np.float32)[labels.astype(int)]
+    net = nn.from_spec("conv-relu-64x2", n_outputs=10)
+    _, p0 = net.init(jax.random.PRNGKey(0), x.shape)
+    steps, lr = 20, 0.5
+    if case["how"] == "scan":
+        def once():
+            return block(train.train(net, p0, x, y, steps=steps, learning_rate=lr,
+                                     record_every=steps)[0])
+    else:
+        step = jax.jit(lambda p: jax.tree.map(
+            lambda a, g: a - lr * g, p, jax.grad(lambda q: train.mse_loss(net.apply(q, x),
+                                                                          y))(p)))
+
+        def once():
+            p = p0
+            for _ in range(steps):
+                p = step(p)
+            return block(p)
+    t0 = time.perf_counter()
+    once()
+    compile_s = time.perf_counter() - t0
+    ts = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        once()
+        ts.append(time.perf_counter() - t0)
+    return timing_row(case["id"], compile_s, ts)
 
 
 def run_case(case, repeats):
@@ -40,6 +85,22 @@ def run_case(case, repeats):
     x, y = data.load("diabetes")
     xtr, ytr, xte, yte = (a.astype(np.float32) for a in data.split(x, y[:, None], 294))
     info = {}
+    if case["model"] == "cnn":
+        return _cnn_case(case, repeats)
+    if case["model"] == "compare_xent":
+        labels = data.load("digits")[1].astype(int)
+        xd = data.load("digits")[0]
+        d = data.split(xd, np.eye(10)[labels], 300, seed=0)
+        t0 = time.perf_counter()
+        res = compare.width_sweep(lambda w: nn.from_spec("relu-x1", width=w, n_outputs=10),
+                                  [16, 64, 256, 1024], *(a.astype(np.float32) for a in d),
+                                  seeds=4, steps=STEPS, loss="xent", show_progress=False)
+        info = dict(slopes=res.slopes, dist_b_widest=res.rows[-1].dist_net_closed_form,
+                    floor=res.closed_form_floor,
+                    note=f"one run; (b) at 1024: {res.rows[-1].dist_net_closed_form:.3f}, "
+                         f"ODE vs discrete steps {res.closed_form_floor:.4f}; slope of (b) "
+                         f"{res.slopes['dist_net_closed_form']:.2f}")
+        return timing_row(case["id"], None, [time.perf_counter() - t0], **info)
     if case["model"] == "compare":
         t0 = time.perf_counter()
         res = compare.width_sweep(lambda w: nn.from_spec("relu-x1", width=w),
