@@ -8,6 +8,7 @@ from ntkgp._src.train.models import Centered as Centered
 from ntkgp._src.train.models import Linearized as Linearized
 from ntkgp._src.train.models import center as center
 from ntkgp._src.train.models import linearize as linearize
+from ntkgp._src.train.models import taylor_expand as taylor_expand
 from ntkgp._src.train.training import History as History
 from ntkgp._src.train.training import default_learning_rate as default_learning_rate
 from ntkgp._src.train.training import make_optimizer as make_optimizer

@@ -226,3 +226,31 @@ def test_loss_choice_and_its_errors(data):
     lr_mse = float(train.default_learning_rate(net, p0, x))
     lr_fn = float(train.default_learning_rate(net, p0, x, loss=train.mse_loss))
     assert abs(lr_fn / lr_mse - 1) < 1e-3
+
+
+def test_taylor_expand_against_closed_forms(data):
+    """Degree 1 is the linearization; a two-layer linear network is quadratic in its
+    parameters (degree 2 exact); sin(p x) matches its series to third order."""
+    x, _, xt = data
+    net = net_of(32)
+    _, p0 = net.init(jax.random.PRNGKey(0), x.shape)
+    _, p1 = net.init(jax.random.PRNGKey(1), x.shape)
+    near = jax.tree.map(lambda a, b: a + 0.1 * (b - a), p0, p1)
+    assert rel_err(train.taylor_expand(net, p0, 1)(near, xt),
+                   train.linearize(net, p0)(near, xt)) <= RTOL
+    assert rel_err(train.taylor_expand(net, p0, 0)(near, xt), net.apply(p0, xt)) == 0
+
+    def two_linear(p, xx):
+        return xx @ p["a"] @ p["b"]
+
+    rng = np.random.default_rng(3)
+    q0 = {"a": jnp.asarray(rng.standard_normal((3, 4)), DTYPE),
+          "b": jnp.asarray(rng.standard_normal((4, 2)), DTYPE)}
+    q1 = jax.tree.map(lambda a: a + jnp.asarray(rng.standard_normal(a.shape), DTYPE), q0)
+    assert rel_err(train.taylor_expand(two_linear, q0, 2)(q1, x), two_linear(q1, x)) <= RTOL
+    a, d = 0.7 * x[:, 0], 0.3 * x[:, 0]  # p0 = 0.7, p = 1.0
+    series = np.sin(a) + np.cos(a) * d - np.sin(a) * d ** 2 / 2 - np.cos(a) * d ** 3 / 6
+    got = train.taylor_expand(lambda p, xx: jnp.sin(p * xx[:, 0]), 0.7, 3)(1.0, x)
+    assert rel_err(got, series) <= 10 * RTOL
+    with pytest.raises(ValueError, match="degree"):
+        train.taylor_expand(net, p0, -1)

@@ -3,10 +3,12 @@ r"""The linearized (parameter-tangent-space) model and the centered model, as py
 from __future__ import annotations
 
 import dataclasses
+import functools
 from typing import Callable
 
 import jax
 
+from ntkgp._src import checks
 from ntkgp._src.empirical.empirical import as_apply_fn
 
 
@@ -120,3 +122,49 @@ def as_model(f: Callable) -> Callable:
     """``f`` as a pytree ``model(params, x)``: a `linearize`-d or `center`-ed model as it is,
     a network or plain function wrapped (so jitted training loops take it as an argument)."""
     return f if isinstance(f, (Linearized, Centered)) else PlainApply(as_apply_fn(f))
+
+
+def taylor_expand(f: Callable, params0, degree: int) -> Callable:
+    r"""The Taylor polynomial of ``f`` in its parameters around ``params0``, to ``degree``.
+
+    .. math:: f^{(\le d)}(\theta, x) = \sum_{k=0}^{d} \frac{1}{k!}\,
+        \partial_\theta^k f(\theta_0, x)[\theta - \theta_0, \dots, \theta - \theta_0]
+
+    Degree 1 is `linearize`'s model (the parameter tangent space), degree 2 adds the
+    curvature that makes the NTK move during training. neural-tangents'
+    ``taylor_expand(f, params, degree)``.
+
+    Args:
+        f: ``f(params, *args, **kwargs)`` or an ``ntkgp.nn`` network.
+        params0: the parameters to expand around.
+        degree: :math:`d \ge 0`; the cost grows like :math:`2^d` forward passes (nested
+            Jacobian-vector products).
+
+    Returns:
+        ``f_d(params, *args, **kwargs)``.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from ntkgp import train
+        >>> f = lambda p, x: jnp.exp(p * x)
+        >>> f2 = train.taylor_expand(f, 0.0, 2)
+        >>> round(float(f2(0.1, 1.0)), 6)  # 1 + 0.1 + 0.1**2 / 2
+        1.105
+    """
+    degree = checks.check_int(degree, "degree", 0)
+    apply = as_apply_fn(f)
+
+    def expanded(params, *args, **kwargs):
+        delta = jax.tree.map(lambda a, b: a - b, params, params0)
+
+        def g(p):
+            return apply(p, *args, **kwargs)
+
+        out, term, factorial = g(params0), g, 1.0
+        for k in range(1, degree + 1):
+            term = functools.partial(lambda p, h: jax.jvp(h, (p,), (delta,))[1], h=term)
+            factorial *= k
+            out = jax.tree.map(lambda o, t: o + t / factorial, out, term(params0))
+        return out
+
+    return expanded
