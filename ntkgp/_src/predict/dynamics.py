@@ -8,7 +8,7 @@ from typing import Optional
 import jax.numpy as jnp
 
 from ntkgp._src import checks
-from ntkgp._src.predict import common
+from ntkgp._src.predict import blocks, common
 from ntkgp._src.predict.common import check_learning_rate
 from ntkgp._src.predict.posterior import Posterior
 from ntkgp._src.solve.operators import DenseKernelOperator
@@ -102,9 +102,29 @@ class LinearizedDynamics:
     predict = __call__
 
 
+class BlockDynamics:
+    """`LinearizedDynamics` of a kernel with full ``K x K`` output blocks (``trace_axes=()``):
+    the same call, with kernels ``(M, N, K, K)`` and outputs ``(M, K)``."""
+
+    def __init__(self, dyn: LinearizedDynamics, n_outputs: int):
+        self.dyn, self.n_outputs = dyn, n_outputs
+
+    def __call__(self, t=None, fx_train_0=None, fx_test_0=None, k_test_train=None):
+        k = self.n_outputs
+        out = self.dyn(t, blocks.column(fx_train_0, k, "fx_train_0"),
+                       blocks.column(fx_test_0, k, "fx_test_0"),
+                       None if k_test_train is None else blocks.matrix(
+                           getattr(k_test_train, "ntk", k_test_train), k, "k_test_train"))
+        if k_test_train is None:
+            return blocks.outputs(out, k)
+        return tuple(blocks.outputs(o, k) for o in out)
+
+    predict = __call__
+
+
 def gradient_descent_mse(k_train_train, y_train, *, learning_rate: Optional[float] = None,
                          momentum: float = 0.0, diag_reg=0.0, diag_reg_absolute_scale: bool = False,
-                         jitter: Optional[float] = None) -> LinearizedDynamics:
+                         jitter: Optional[float] = None, trace_axes=(-1,)) -> LinearizedDynamics:
     r"""The training dynamics of one given network in its tangent space.
 
     A network linearized around its initial parameters, trained by gradient descent on
@@ -127,6 +147,9 @@ def gradient_descent_mse(k_train_train, y_train, *, learning_rate: Optional[floa
             :math:`\Theta` is singular.
         diag_reg_absolute_scale: whether ``diag_reg`` is in the kernel's units.
         jitter: see `ntkgp.linalg.cholesky`.
+        trace_axes: ``(-1,)``: kernels ``(N, N)``, the same for every output; ``()``: an
+            empirical kernel with full output blocks, ``(N, N, K, K)`` for targets ``(N, K)``
+            (then ``k_test_train`` is ``(M, N, K, K)``; see ``ntkgp._src.predict.blocks``).
 
     Returns:
         A `LinearizedDynamics`, called as ``dyn(t, fx_train_0, fx_test_0, k_test_train)``.
@@ -143,9 +166,15 @@ def gradient_descent_mse(k_train_train, y_train, *, learning_rate: Optional[floa
         >>> dyn(t=[0.0, 1.0, None]).shape
         (3, 8, 1)
     """
-    return LinearizedDynamics(k_train_train, y_train, learning_rate=learning_rate,
-                              momentum=momentum, diag_reg=diag_reg,
-                              diag_reg_absolute_scale=diag_reg_absolute_scale, jitter=jitter)
+    n_blocks = blocks.blocks_of(trace_axes, y_train)
+    if n_blocks is not None:
+        k_train_train = blocks.matrix(getattr(k_train_train, "ntk", k_train_train), n_blocks,
+                                      "k_train_train")
+        y_train = blocks.column(y_train, n_blocks, "y_train")
+    dyn = LinearizedDynamics(k_train_train, y_train, learning_rate=learning_rate,
+                             momentum=momentum, diag_reg=diag_reg,
+                             diag_reg_absolute_scale=diag_reg_absolute_scale, jitter=jitter)
+    return dyn if n_blocks is None else BlockDynamics(dyn, n_blocks)
 
 
 def max_learning_rate(ntk_train_train, *, n_outputs: int = 1, momentum: float = 0.0):

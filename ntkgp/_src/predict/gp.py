@@ -3,12 +3,14 @@ r"""Bayesian inference with NNGP/NTK kernels: neural-tangents' `gp_inference`, a
 
 from __future__ import annotations
 
+from types import SimpleNamespace
 from typing import Optional
 
 import jax
 
 from ntkgp._src import checks
-from ntkgp._src.predict.common import DRIVER, PRIOR
+from ntkgp._src.predict import blocks
+from ntkgp._src.predict.common import DRIVER, PRIOR, Gaussian
 from ntkgp._src.predict.posterior import Posterior
 from ntkgp._src.solve.operators import DenseKernelOperator
 from ntkgp._src.solve.solvers import CholeskySolver
@@ -43,8 +45,9 @@ class GPInference:
         posteriors: ``{mode: Posterior}`` for the modes prepared.
     """
 
-    def __init__(self, posteriors: dict):
+    def __init__(self, posteriors: dict, n_blocks=None):
         self.posteriors = dict(posteriors)
+        self.n_blocks = n_blocks  # K with full output blocks (trace_axes=()), else None
 
     def _posterior(self, get):
         _check_get(get)
@@ -89,8 +92,25 @@ class GPInference:
                 raise ValueError(f"get='ntk' needs the {' and '.join(missing)} kernel of the "
                                  "test points (`k_test_train`), which was not given. Pass a "
                                  "Kernel computed with get=('nngp', 'ntk').")
+        k = self.n_blocks
+        if k is not None:
+            return self._predict_blocks(post, k_test_train, k_test_test, k)
         return post.predict(k_test_train=k_test_train, k_test_test=k_test_test,
                             return_cov=k_test_test is not None)
+
+    @staticmethod
+    def _predict_blocks(post, k_test_train, k_test_test, k):
+        """Kernels ``(M, N, K, K)`` as matrices over (point, output); the mean back to
+        ``(M, K)``, the covariance to ``(M, M, K, K)``."""
+        kt = blocks.parts(k_test_train, k, "k_test_train")
+        ktt = None if k_test_test is None else blocks.parts(k_test_test, k, "k_test_test")
+        kt = SimpleNamespace(**kt) if isinstance(kt, dict) else kt
+        if isinstance(ktt, dict):
+            ktt = SimpleNamespace(**ktt)
+        out = post.predict(k_test_train=kt, k_test_test=ktt, return_cov=ktt is not None)
+        if ktt is None:
+            return blocks.outputs(out, k)
+        return Gaussian(blocks.outputs(out.mean, k), blocks.covariance(out.cov, k))
 
     def log_marginal_likelihood(self, get: str = "nngp"):
         r"""Log evidence of the targets under the GP prior (`Posterior.log_marginal_likelihood`),
@@ -125,12 +145,12 @@ class GPInference:
 
 
 jax.tree_util.register_pytree_node(
-    GPInference, lambda g: (tuple(g.posteriors.values()), tuple(g.posteriors)),
-    lambda modes, posts: GPInference(dict(zip(modes, posts))))
+    GPInference, lambda g: (tuple(g.posteriors.values()), (tuple(g.posteriors), g.n_blocks)),
+    lambda aux, posts: GPInference(dict(zip(aux[0], posts)), aux[1]))
 
 
 def gp_inference(k_train_train, y_train, *, diag_reg=0.0, diag_reg_absolute_scale: bool = False,
-                 jitter: Optional[float] = None, get=None) -> GPInference:
+                 jitter: Optional[float] = None, get=None, trace_axes=(-1,)) -> GPInference:
     r"""Factor the training kernels once for exact posterior predictions.
 
     The NNGP is the prior over functions of an infinitely wide network at initialization; the
@@ -153,6 +173,10 @@ def gp_inference(k_train_train, y_train, *, diag_reg=0.0, diag_reg_absolute_scal
         get: the modes to prepare, a string or tuple from ``'nngp'``, ``'ntk'``, ``'ntkgp'``;
             ``None`` for all that ``k_train_train`` allows (an array: ``'nngp'``). Each
             kernel is factored once, whatever the modes.
+        trace_axes: ``(-1,)``: kernels ``(N, N)``, the same for every output; ``()``:
+            empirical kernels with full output blocks, ``(N, N, K, K)`` for targets
+            ``(N, K)`` (test kernels ``(M, N, K, K)``, ``(M, M, K, K)``; the covariance comes
+            back as ``(M, M, K, K)``).
 
     Returns:
         A `GPInference`; call ``.predict(k_test_train, k_test_test, get)`` and
@@ -177,6 +201,12 @@ def gp_inference(k_train_train, y_train, *, diag_reg=0.0, diag_reg_absolute_scal
         >>> mean.shape, cov.shape
         ((2, 3), (2, 2))
     """
+    n_blocks = blocks.blocks_of(trace_axes, y_train)
+    if n_blocks is not None:
+        mats = blocks.parts(k_train_train, n_blocks, "k_train_train")
+        k_train_train = SimpleNamespace(**mats) if isinstance(
+            mats, dict) else mats
+        y_train = blocks.column(y_train, n_blocks, "y_train")
     parts = _parts(k_train_train, "k_train_train")
     if get is None:
         modes = tuple(g for g in MODES if parts[DRIVER[g]] is not None
@@ -204,4 +234,4 @@ def gp_inference(k_train_train, y_train, *, diag_reg=0.0, diag_reg_absolute_scal
             posts[g] = Posterior.from_kernels(
                 ops, y_train, mode=g, solver=CholeskySolver(jitter), diag_reg=diag_reg,
                 diag_reg_absolute_scale=diag_reg_absolute_scale)
-    return GPInference({g: posts[g] for g in modes})
+    return GPInference({g: posts[g] for g in modes}, n_blocks)
