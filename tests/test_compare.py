@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from ntkgp import compare, nn
-from tests.conftest import DTYPE, ONLY_X32_PASS, ONLY_X64_PASS
+from tests.conftest import DTYPE, ONLY_X64_PASS
 
 
 def make_net(width):
@@ -105,7 +105,7 @@ def test_training_curves_start_at_the_same_loss(small):
         assert np.isclose(row.train_loss_net[0], row.train_loss_closed_form[0], rtol=1e-4)
 
 
-@ONLY_X32_PASS
+@ONLY_X64_PASS
 def test_centered_nets_approach_the_deterministic_mean():
     x, y, xt, yt = _data(24, 12)
     r = compare.width_sweep(make_net1, [64, 1024], x, y, xt, yt, seeds=2, steps=40,

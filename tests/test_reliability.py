@@ -425,7 +425,7 @@ run()
 """
 
 
-@ONLY_X32_PASS
+@ONLY_X64_PASS
 def test_ctrl_c_during_compare_exits_130_and_keeps_what_finished(tmp_path):
     env = dict(os.environ, NTKGP_PROGRESS="0", JAX_ENABLE_X64="0")
     proc = subprocess.run([sys.executable, "-c", _SELF_INTERRUPT, "compare", "--quiet",

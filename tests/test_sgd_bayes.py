@@ -216,7 +216,7 @@ def test_sgd_vs_bayes_end_to_end_json_and_plot(tmp_path):
     fig.clf()
 
 
-@ONLY_X32_PASS
+@ONLY_X64_PASS
 def test_cli_runs_and_writes_json(tmp_path, capsys):
     assert main(["sgd-vs-bayes", "--bits", "4", "--n-train", "10", "--runs", "64",
                  "--widths", "16", "--batch-sizes", "5", "--out", str(tmp_path),
