@@ -66,15 +66,21 @@ def _cnn_case(case, repeats):
             for _ in range(steps):
                 p = step(p)
             return block(p)
+    compile_s, ts, _ = _timed(once, repeats)
+    return timing_row(case["id"], compile_s, ts)
+
+
+def _timed(once, repeats):
+    """(first call's seconds, the repeats' seconds, the last output)."""
     t0 = time.perf_counter()
-    once()
+    out = once()
     compile_s = time.perf_counter() - t0
     ts = []
     for _ in range(repeats):
         t0 = time.perf_counter()
-        once()
+        out = once()
         ts.append(time.perf_counter() - t0)
-    return timing_row(case["id"], compile_s, ts)
+    return compile_s, ts, out
 
 
 def run_case(case, repeats):
@@ -135,14 +141,7 @@ def run_case(case, repeats):
             def once():
                 return [block(fn(k)) for k in keys]
 
-        t0 = time.perf_counter()
-        once()
-        compile_s = time.perf_counter() - t0
-        ts = []
-        for _ in range(repeats):
-            t0 = time.perf_counter()
-            out = once()
-            ts.append(time.perf_counter() - t0)
+        compile_s, ts, out = _timed(once, repeats)
         info["final_loss"] = float(np.mean(np.asarray(out)))
     return timing_row(case["id"], compile_s, ts, **info)
 
