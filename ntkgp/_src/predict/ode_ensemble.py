@@ -80,7 +80,8 @@ def gradient_descent_ensemble(loss: Callable, kernel_fn, x_train, y_train,
             memory; TypeError: a ``loss`` that is not a scalar function of (outputs, targets).
 
     Example:
-        >>>         >>> from ntkgp import nn, predict, train
+        >>> import numpy as np
+        >>> from ntkgp import nn, predict, train
         >>> net = nn.serial(nn.Dense(512), nn.Erf(), nn.Dense(3))
         >>> rng = np.random.default_rng(0)
         >>> x, y = rng.normal(size=(8, 2)), np.eye(3)[rng.integers(0, 3, 8)]
