@@ -48,7 +48,7 @@ def _cnn_case(case, repeats):
 
     from ntkgp import data, nn, train
     x, labels = data.load_images("digits", n=1000)
-    x, y = x.astype(np.float32), np.eye(10, dtype=np.float32)[labels.astype(int)]
+    x, y = x.astype(np.float32), data.onehot_targets(labels).astype(np.float32)
     net = nn.from_spec("conv-relu-64x2", n_outputs=10)
     _, p0 = net.init(jax.random.PRNGKey(0), x.shape)
     steps, lr = 20, 0.5
@@ -94,9 +94,8 @@ def run_case(case, repeats):
     if case["model"] == "cnn":
         return _cnn_case(case, repeats)
     if case["model"] == "compare_xent":
-        labels = data.load("digits")[1].astype(int)
-        xd = data.load("digits")[0]
-        d = data.split(xd, np.eye(10)[labels], 300, seed=0)
+        xd, labels = data.load("digits")
+        d = data.split(xd, data.onehot_targets(labels), 300, seed=0)
         t0 = time.perf_counter()
         res = compare.width_sweep(lambda w: nn.from_spec("relu-x1", width=w, n_outputs=10),
                                   [16, 64, 256, 1024], *(a.astype(np.float32) for a in d),

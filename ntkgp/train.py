@@ -2,6 +2,7 @@
 model."""
 
 from ntkgp._src.train.losses import cross_entropy_loss as cross_entropy_loss
+from ntkgp._src.train.losses import curvature_bound as curvature_bound
 from ntkgp._src.train.losses import loss_curvature as loss_curvature
 from ntkgp._src.train.losses import mse_loss as mse_loss
 from ntkgp._src.train.models import Centered as Centered

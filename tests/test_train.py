@@ -222,10 +222,29 @@ def test_loss_choice_and_its_errors(data):
         train.train(net, p0, x, y, steps=3, loss="hinge")
     with pytest.raises(TypeError, match="scalar"):
         train.train(net, p0, x, y, steps=3, loss=lambda f, t: (f - t) ** 2)
-    # the default step of cross-entropy follows its curvature at the initial outputs
+    # a loss given as a function: its curvature at the initial outputs, by power iteration
     lr_mse = float(train.default_learning_rate(net, p0, x))
     lr_fn = float(train.default_learning_rate(net, p0, x, loss=train.mse_loss))
     assert abs(lr_fn / lr_mse - 1) < 1e-3
+
+
+def test_curvature_bounds_hold_however_sharp_the_probabilities():
+    """The named losses' bounds are the top eigenvalue of the output Hessian: exact for the
+    squared error; for cross-entropy 1/(2N), above the curvature at uniform probabilities
+    (1/(NK)) and at any logits, and reached by a two-class split."""
+    n, k = 5, 4
+    y = np.eye(k, dtype=DTYPE)[np.arange(n) % k]
+    f0 = jnp.zeros((n, k), DTYPE)
+    assert abs(float(train.loss_curvature(train.mse_loss, f0, y)) * n * k - 1) < 1e-4
+    assert train.curvature_bound("mse", n, k) == 1 / (n * k)
+    bound = train.curvature_bound("xent", n, k)
+    assert abs(float(train.loss_curvature(train.cross_entropy_loss, f0, y)) * n * k - 1) < 1e-3
+    rng = np.random.default_rng(0)
+    for scale in (1.0, 5.0, 30.0):
+        f = jnp.asarray(scale * rng.standard_normal((n, k)), DTYPE)
+        assert float(train.loss_curvature(train.cross_entropy_loss, f, y)) <= bound * (1 + 1e-4)
+    split = jnp.asarray(np.tile([0.0, 0.0, -50.0, -50.0], (n, 1)), DTYPE)  # p = (1/2, 1/2, 0, 0)
+    assert abs(float(train.loss_curvature(train.cross_entropy_loss, split, y)) / bound - 1) < 1e-3
 
 
 def test_taylor_expand_against_closed_forms(data):

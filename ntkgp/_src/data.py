@@ -151,6 +151,20 @@ def load_csv(path: str, target: str, standardize: bool = True):
     return x, y
 
 
+def onehot_targets(labels):
+    """Class labels ``(n,)`` as one-hot targets ``(n, C)`` (class probabilities for
+    cross-entropy).
+
+    Args:
+        labels: class labels of any type, shape ``(n,)``.
+
+    Returns:
+        Float array ``(n, C)``, one column per class in sorted label order.
+    """
+    classes, idx = np.unique(np.asarray(labels), return_inverse=True)
+    return np.eye(len(classes))[idx]
+
+
 def mse_targets(labels):
     """Class labels ``(n,)`` as centered one-hot targets ``(n, C)`` for MSE training:
     :math:`e_c - 1/C` (Lee et al. 2018's regression-on-labels convention).
@@ -161,10 +175,8 @@ def mse_targets(labels):
     Returns:
         Float array ``(n, C)``, one column per class in sorted label order.
     """
-    labels = np.asarray(labels)
-    classes, idx = np.unique(labels, return_inverse=True)
-    onehot = np.eye(len(classes))[idx]
-    return onehot - 1.0 / len(classes)
+    onehot = onehot_targets(labels)
+    return onehot - 1.0 / onehot.shape[1]
 
 
 def split(x, y, n_train: Optional[int] = None, n_test: Optional[int] = None, seed: int = 0):

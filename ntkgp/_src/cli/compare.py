@@ -98,13 +98,8 @@ def _load(args, conv):
 
 def _classes(labels, loss):
     """Targets of class labels: one-hot for cross-entropy, centered one-hot for MSE."""
-    import numpy as np
-
     from ntkgp._src import data
-    if loss == "xent":
-        labels = np.asarray(labels).astype(int)
-        return np.eye(labels.max() + 1)[labels]
-    return data.mse_targets(labels)
+    return data.onehot_targets(labels) if loss == "xent" else data.mse_targets(labels)
 
 
 def _fmt(v, spec=".4f"):

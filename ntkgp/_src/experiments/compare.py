@@ -43,7 +43,7 @@ from ntkgp._src.predict.ensemble import gradient_descent_mse_ensemble
 from ntkgp._src.predict.gp import gp_inference
 from ntkgp._src.predict.ode import gradient_descent
 from ntkgp._src.progress import progress_bar
-from ntkgp._src.train.losses import get_loss
+from ntkgp._src.train.losses import curvature_bound, get_loss
 from ntkgp._src.train.models import center, linearize
 from ntkgp._src.train.training import ntk_drift, train
 from ntkgp._src.util import RowsJson
@@ -227,7 +227,7 @@ def width_sweep(make_net: Callable[[int], object], widths: Sequence[int], x_trai
         diag_reg: regularization of the closed forms (0: exact).
         loss: ``'mse'`` or ``'xent'`` (softmax cross-entropy; targets one-hot, ``'gd'`` or
             ``'sgd'``; the default step is scaled by :math:`\min(1, 2/K)`, as the softmax's
-            curvature reaches :math:`K/2` times the squared error's).
+            curvature reaches :math:`K/2` times the squared error's: `curvature_bound`).
         key: PRNG key of the initializations and minibatches.
         show_progress: a progress bar over widths.
         info: labels stored in the result (e.g. ``{'dataset': 'diabetes'}``).
@@ -265,10 +265,10 @@ def width_sweep(make_net: Callable[[int], object], widths: Sequence[int], x_trai
     # with momentum the effective step is lr / (1 - beta): match gradient descent's, which keeps
     # the heavy ball well damped (at half its own stable maximum it oscillates, and tiny kernel
     # differences shift the phase of the oscillation)
-    n_out = y_train.shape[1]
+    n, n_out = y_train.shape
     lr = learning_rate or 0.5 * (1.0 - beta) * float(
-        max_learning_rate(k_dd.ntk, n_outputs=n_out)) * (min(1.0, 2.0 / n_out)
-                                                          if loss == "xent" else 1.0)
+        max_learning_rate(k_dd.ntk, n_outputs=n_out)) * (curvature_bound("mse", n, n_out)
+                                                          / curvature_bound(loss, n, n_out))
     t = lr * steps
     nngp_noise, nngp_mean = _nngp_by_evidence(k_dd, k_td, y_train)
     acc_ntk = acc_nngp = None
@@ -327,8 +327,7 @@ def width_sweep(make_net: Callable[[int], object], widths: Sequence[int], x_trai
         if loss == "xent" and result.closed_form_floor is None:
             steps_te = _discrete_steps(loss_fn, k_dd.ntk, k_td.ntk, y_train, f0_tr[0],
                                        f0_te[0], lr, steps)
-            result.closed_form_floor = _rel(steps_te, closed(t, f0_tr[0], f0_te[0],
-                                                             k_td.ntk)[1])
+            result.closed_form_floor = _rel(steps_te, closed_test[0])  # the flow at t
         drift = [float(ntk_drift(net, jax.tree.map(lambda a: a[s], p0s),
                                  jax.tree.map(lambda a: a[s], ps), x_train[:64]))
                  for s in range(seeds)]

@@ -20,7 +20,7 @@ examples or the output channels), used by the convolution's custom JVP: forward 
 from __future__ import annotations
 
 import functools
-from typing import Sequence, Tuple
+from typing import Optional, Sequence
 
 import jax
 import jax.extend
@@ -28,8 +28,6 @@ import jax.numpy as jnp
 from jax.interpreters import ad, batching, mlir
 
 from ntkgp._src.nn.spatial_args import lax_dims
-
-Pads = Tuple[Tuple[int, int], ...]
 
 
 def _conv(x, w, strides, pads, lhs_dilation):
@@ -140,7 +138,8 @@ def _conv_jvp(cfg, primals, tangents):
 _conv_fast_grad.defjvp(_conv_jvp, symbolic_zeros=True)
 
 
-def conv(x, w, strides: Sequence[int], padding, lhs_dilation: Sequence[int] = None):
+def conv(x, w, strides: Sequence[int], padding,
+         lhs_dilation: Optional[Sequence[int]] = None):
     """``lax.conv_general_dilated`` of channels-last ``x`` ``(N, S..., C)`` with ``w``
     ``(K..., C, O)`` (``HIGHEST`` precision), differentiable fast inside loops.
 

@@ -20,7 +20,7 @@ import numpy as np
 import optax
 
 from ntkgp._src import checks
-from ntkgp._src.train.losses import get_loss, loss_curvature
+from ntkgp._src.train.losses import curvature_bound, get_loss, loss_curvature
 from ntkgp._src.train.models import Centered, Linearized, as_model
 
 Array = jax.Array
@@ -136,16 +136,18 @@ def default_learning_rate(f: Callable, params0, x, n_outputs: int = 1, momentum:
     top eigenvalue of the empirical NTK on ``x``, found by power iteration with NTK-vector
     products (:math:`J J^\top v`, never forming the :math:`N \times N` kernel) and raised by 10%
     because power iteration approaches it from below, and :math:`c` the curvature of the loss
-    in the outputs (:math:`1/(NK)` for the squared error, so :math:`\eta = (1-\beta) NK /
-    \hat\lambda_{\max}`; the top eigenvalue of :math:`\nabla_f^2 L` at the initial outputs
-    otherwise, see `loss_curvature`). With momentum :math:`\beta` the effective step
+    in the outputs: `curvature_bound` for a named loss (:math:`1/(NK)` for the squared error,
+    so :math:`\eta = (1-\beta) NK / \hat\lambda_{\max}`; :math:`1/(2N)` for
+    cross-entropy, stable however sharp the probabilities become), or for a loss given as a
+    function the top eigenvalue of :math:`\nabla_f^2 L` at the initial outputs
+    (`loss_curvature`). With momentum :math:`\beta` the effective step
     :math:`\eta/(1-\beta)` equals gradient descent's.
 
     Args:
         f: ``f(params, x)``, an ``ntkgp.nn`` network, or a `linearize`-d / `center`-ed model.
         params0: parameters at which the kernel is taken.
         x: inputs of shape ``(N, ...)``.
-        n_outputs: ``K``, the number of outputs (squared error).
+        n_outputs: ``K``, the number of outputs.
         momentum: :math:`\beta` of heavy-ball momentum (0 for gradient descent).
         iterations: power-iteration steps.
         loss: ``'mse'``, ``'xent'`` or ``loss(outputs, targets) -> scalar``.
@@ -167,9 +169,10 @@ def default_learning_rate(f: Callable, params0, x, n_outputs: int = 1, momentum:
     v0 = jax.random.normal(jax.random.PRNGKey(0), out.shape, out.dtype)
     v = jax.lax.fori_loop(0, iterations, body, v0 / jnp.linalg.norm(v0))
     lam = 1.1 * jnp.vdot(v, ntk_times(v))
-    if isinstance(loss, str) and loss == "mse":
-        return (1.0 - momentum) * out.shape[0] * n_outputs / lam
-    curvature = loss_curvature(get_loss(loss), out, jnp.zeros_like(out) if y is None else y)
+    if isinstance(loss, str):
+        curvature = curvature_bound(loss, out.shape[0], n_outputs)
+    else:
+        curvature = loss_curvature(get_loss(loss), out, jnp.zeros_like(out) if y is None else y)
     return (1.0 - momentum) / (lam * curvature)
 
 
