@@ -193,6 +193,7 @@ def test_sample_counts_and_runs_that_do_not_fit():
     assert all(len(f) == 2 for f in s.functions)             # 4 held-out points: one byte
 
 
+@ONLY_X64_PASS  # the float32 workflow runs in the CLI test (float32 without --x64)
 def test_sgd_vs_bayes_end_to_end_json_and_plot(tmp_path):
     p = experiments.boolean_problem(5, "first_bit", n_train=24, seed=0)
     r = experiments.sgd_vs_bayes(p, widths=[32], batch_sizes=[8], optimizers=["sgd", "adam"],
