@@ -47,6 +47,10 @@ def all_cases():
         # The same MLP as a plain function (no layer structure): what 'auto' picks without it.
         cases.append(dict(id=f"entk_mlpfn_{trace}_auto_f32", kind="entk", trace=trace,
                           impl="auto", plain=True, dt="f32", n=256, nt_id=None))
+    # Per-example kernels only (diagonal_axes=(0,)): N pairs instead of N^2, no NT baseline.
+    for impl in ("structured", "jacobian"):
+        cases.append(dict(id=f"entk_mlp_diag_{impl}_f32", kind="entk", trace="trace",
+                          diag=True, impl=impl, dt="f32", n=256, nt_id=None))
     return cases
 
 
@@ -78,10 +82,12 @@ def run_case(case, repeats):
         x = jnp.asarray(rng.standard_normal((case["n"], 784)), dtype)
         _, params = net.init(jax.random.PRNGKey(0), x.shape)
         trace_axes = () if case["trace"] == "full" else (-1,)
-        f = (lambda p, xx: net.apply(p, xx)) if case.get("plain") else net
+        f = (lambda p, xx: net.apply(p, xx)) if case.get("plain") else net  # per example
         if case["impl"] == "auto":
             info["picked"] = empirical.choose_implementation(f, params, x, None, trace_axes)
-        ntk_fn = empirical.empirical_ntk_fn(f, trace_axes, case["impl"])
+        diagonal_axes = (0,) if case.get("diag") else ()
+        ntk_fn = empirical.empirical_ntk_fn(f, trace_axes, diagonal_axes, vmap_axes=0,
+                                            implementation=case["impl"])
         compile_s, ts, out = time_compiled(lambda xx, p: ntk_fn(xx, None, p), (x, params),
                                             repeats)
         info["shape"] = list(out.shape)

@@ -5,3 +5,4 @@ from ntkgp._src.empirical.empirical import empirical_kernel_fn as empirical_kern
 from ntkgp._src.empirical.empirical import empirical_nngp_fn as empirical_nngp_fn
 from ntkgp._src.empirical.empirical import empirical_ntk_fn as empirical_ntk_fn
 from ntkgp._src.empirical.monte_carlo import monte_carlo_kernel as monte_carlo_kernel
+from ntkgp._src.empirical.ntk_vp import empirical_ntk_vp_fn as empirical_ntk_vp_fn

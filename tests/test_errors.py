@@ -124,8 +124,8 @@ def test_empirical_errors():
     with pytest.raises(ValueError, match=r"'structured' needs an ntkgp.nn network"):
         empirical.empirical_ntk_fn(lambda p, x: x @ p, implementation="structured")
     _, p = net.init(jax.random.PRNGKey(0), (-1, 3))
-    with pytest.raises(ValueError, match=r"`trace_axes`=\(0,\) does not fit"):
-        empirical.empirical_ntk_fn(net, trace_axes=(0,))(np.ones((2, 3), DTYPE), None, p)
+    with pytest.raises(ValueError, match=r"`trace_axes`=\(2,\) does not fit outputs with 2 "):
+        empirical.empirical_ntk_fn(net, trace_axes=(2,))(np.ones((2, 3), DTYPE), None, p)
     with pytest.raises(TypeError, match=r"`params` is required"):
         empirical.empirical_ntk_fn(net)(np.ones((2, 3), DTYPE))
     with pytest.raises(TypeError, match=r"`f` must be a function"):

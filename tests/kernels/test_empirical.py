@@ -45,7 +45,7 @@ def test_implementations_agree_with_brute_force(name, trace_axes, x2_none, rng):
     full = brute_force_ntk(net.apply, params, x1, x1 if x2 is None else x2)
     want = np.einsum("abkk->ab", full) / full.shape[-1] if trace_axes else full
     for impl in IMPLS:
-        got = empirical.empirical_ntk_fn(net, trace_axes, impl)(x1, x2, params)
+        got = empirical.empirical_ntk_fn(net, trace_axes, implementation=impl)(x1, x2, params)
         assert got.shape == want.shape, impl
         assert rel_err(got, want) < TOL, impl
     auto = empirical.empirical_ntk_fn(net.apply, trace_axes)(x1, x2, params)  # via apply
@@ -78,7 +78,7 @@ def test_equinox_model(rng):
     x2 = rng.standard_normal((3, 4)).astype(DTYPE)
     full = brute_force_ntk(f, params, x1, x2)
     for trace_axes, want in (((), full), ((-1,), np.einsum("abkk->ab", full) / 3)):
-        res = {impl: empirical.empirical_ntk_fn(f, trace_axes, impl)(x1, x2, params)
+        res = {impl: empirical.empirical_ntk_fn(f, trace_axes, implementation=impl)(x1, x2, params)
                for impl in ("jacobian", "ntvp", "auto")}
         for impl, got in res.items():
             assert rel_err(got, want) < TOL, (trace_axes, impl)

@@ -10,7 +10,7 @@ with K outputs estimates the per-output infinite-width kernel.
 
 Three implementations give the same numbers:
 
-* ``'jacobian'``: per-example Jacobians, contracted with one matrix product. Memory
+* ``'jacobian'``: Jacobians, contracted with one matrix product. Memory
   ``(N1 + N2) * K * P``; fastest when that fits and few output blocks are kept.
 * ``'ntvp'``: NTK-vector products: for every output of every ``x2`` example a VJP gives a
   parameter vector and a JVP on all of ``x1`` gives a column of the kernel. Never holds a
@@ -18,6 +18,13 @@ Three implementations give the same numbers:
 * ``'structured'``: for ``ntkgp.nn`` networks. A Dense layer :math:`h = c\,W a + c_b b` adds
   :math:`(c^2\, a_1 \cdot a_2 + c_b^2)\,(g_1 \cdot g_2)` with :math:`g = \partial f/\partial h`
   (the back-propagated signal), so only inputs and signals per layer are needed.
+
+Output axes are traced (averaged), kept as pairs or kept as a diagonal (``diagonal_axes``),
+as neural-tangents lays them out (see `ntkgp._src.kernels.layout`). With ``vmap_axes=0`` the
+examples are taken to be independent (``f`` of a batch is ``f`` of each example, stacked) and
+Jacobians are per example; with ``None`` (the default, as in neural-tangents) they are of the
+whole batch, which is right for any ``f`` but costs a factor of the batch size more. Networks
+of ``ntkgp.nn`` are known to treat examples independently, whatever ``vmap_axes`` says.
 """
 
 from __future__ import annotations
@@ -30,10 +37,9 @@ import jax.numpy as jnp
 import numpy as np
 
 from ntkgp._src import checks
+from ntkgp._src.empirical import implementations as impls
 from ntkgp._src.kernels.kernel import Kernel
-from ntkgp._src.kernels.layout import Layout, unsplit
-from ntkgp._src.kernels.structured import ntk_structured
-from ntkgp._src.util import device_free_memory_bytes
+from ntkgp._src.kernels.layout import DIAGONAL, PAIR, Layout
 
 IMPLEMENTATIONS = ("auto", "jacobian", "ntvp", "structured")
 
@@ -84,109 +90,39 @@ def split_kwargs(kwargs, batched, x1, x2):
     return per1, per2, shared
 
 
-def _count(x):
-    return jax.tree.leaves(x)[0].shape[0]
+def independent_examples(f, vmap_axes, batched_kwargs):
+    """``(independent, batched_kwargs)`` from neural-tangents' ``vmap_axes``: ``None``, ``0``
+    or ``(in_axes, out_axes, kwargs_axes)`` with the examples on axis 0 (``kwargs_axes`` a
+    dict naming keyword arguments with one entry per example, on their axis 0)."""
+    batched = tuple(batched_kwargs)
+    if vmap_axes is None:
+        return as_layer(f) is not None, batched
+    fix = ("ntkgp's empirical kernels take the examples on axis 0 of `x` and of the output of "
+           "`f`; move the batch axis first (jnp.moveaxis) and pass vmap_axes=0, or "
+           "vmap_axes=None to assume nothing.")
+    if isinstance(vmap_axes, (int, np.integer)) and not isinstance(vmap_axes, bool):
+        if vmap_axes != 0:
+            raise ValueError(f"vmap_axes={vmap_axes} is not supported: {fix}")
+        return True, batched
+    if not isinstance(vmap_axes, (tuple, list)) or len(vmap_axes) != 3:
+        raise TypeError(f"`vmap_axes` must be None, 0 or (in_axes, out_axes, kwargs_axes); got "
+                        f"{vmap_axes!r}.")
+    in_axes, out_axes, kwargs_axes = vmap_axes
+    if in_axes is None and out_axes is None:
+        return as_layer(f) is not None, batched
+    if in_axes != 0 or out_axes != 0:
+        raise ValueError(f"vmap_axes with in_axes={in_axes!r}, out_axes={out_axes!r} is not "
+                         f"supported: {fix}")
+    kwargs_axes = kwargs_axes or {}
+    if not isinstance(kwargs_axes, dict) or any(a not in (0, None)
+                                                  for a in kwargs_axes.values()):
+        raise ValueError(f"`kwargs_axes` of `vmap_axes` must be a dict of keyword names to 0 "
+                         f"(one entry per example) or None (shared); got {kwargs_axes!r}.")
+    return True, batched + tuple(k for k, a in kwargs_axes.items() if a == 0)
 
 
-def _head(x, n=1):
-    return jax.tree.map(lambda a: a[:n], x)
-
-
-def _bind(apply, shared):
-    """``apply`` on ``(x, per-example kwargs)`` pairs, with the shared kwargs."""
-    def f(p, xx):
-        x, kw = xx
-        return apply(p, x, **kw, **shared)
-    return f
-
-
-def _out_shape(apply, params, x):
-    out = jax.eval_shape(lambda p, xx: apply(p, xx), params, x)
-    n = _count(x)
-    if not hasattr(out, "shape") or len(out.shape) < 1 or out.shape[0] != n:
-        raise ValueError("`f(params, x)` must return one array whose first axis indexes the "
-                         f"examples of x ({n}); got {out}.")
-    return out.shape[1:]
-
-
-def _symmetrize(theta):
-    axes = (1, 0) + tuple(range(2, theta.ndim))
-    if theta.ndim > 2:
-        k = (theta.ndim - 2) // 2
-        axes = (1, 0) + tuple(range(2 + k, 2 + 2 * k)) + tuple(range(2, 2 + k))
-    return 0.5 * (theta + jnp.transpose(theta, axes))
-
-
-# ----------------------------------------------------------------------------------------------
-# Implementations. Each returns (N1, N2, Kk, Kk), averaged over the traced axes.
-# ----------------------------------------------------------------------------------------------
-def _jacobians(apply, params, x, layout):
-    """Per-example Jacobians: a list of leaves of shape (N, Kk, Kt, P_leaf)."""
-
-    def one(xi):
-        return jax.jacrev(lambda p: apply(p, jax.tree.map(lambda a: a[None], xi))[0])(params)
-
-    jac = jax.vmap(one)(x)
-    return [_split_leaf(leaf, _count(x), layout) for leaf in jax.tree.leaves(jac)]
-
-
-def _split_leaf(leaf, n, layout):
-    """(N, *O, *pshape) -> (N, Kk, Kt, P)."""
-    a = leaf.reshape((n,) + layout.out_shape + (-1,))
-    a = layout.split(jnp.moveaxis(a, -1, 1), lead=2)  # (N, P, Kk, Kt)
-    return jnp.transpose(a, (0, 2, 3, 1))
-
-
-def _contract(j1s, j2s, kt):
-    """sum over leaves of J1[a,i,t,p] J2[b,j,t,p], as plain 2-D matrix products."""
-    hi = jax.lax.Precision.HIGHEST
-    total = None
-    for j1, j2 in zip(j1s, j2s):
-        n1, kk = j1.shape[:2]
-        n2 = j2.shape[0]
-        if kk == 1:  # all outputs traced: (N1, Kt P) @ (Kt P, N2)
-            t = jnp.matmul(j1.reshape(n1, -1), j2.reshape(n2, -1).T, precision=hi)
-            t = t[:, :, None, None]
-        elif j1.shape[2] == 1:  # nothing traced: (N1 Kk, P) @ (P, N2 Kk)
-            t = jnp.matmul(j1.reshape(n1 * kk, -1), j2.reshape(n2 * kk, -1).T, precision=hi)
-            t = t.reshape(n1, kk, n2, kk).transpose(0, 2, 1, 3)
-        else:
-            t = jnp.einsum("aitp,bjtp->abij", j1, j2, precision=hi)
-        total = t if total is None else total + t
-    return total / kt
-
-
-def _ntk_jacobian(apply, params, x1, x2, layout):
-    j1 = _jacobians(apply, params, x1, layout)
-    j2 = j1 if x2 is None else _jacobians(apply, params, x2, layout)
-    return _contract(j1, j2, layout.kt)
-
-
-def _ntk_ntvp(apply, params, x1, x2, layout):
-    xb = x1 if x2 is None else x2
-    _, f1_lin = jax.linearize(lambda p: apply(p, x1), params)
-    ko = layout.kk * layout.kt
-    basis = jnp.eye(ko, dtype=jax.eval_shape(lambda: apply(params, _head(x1))).dtype)
-
-    def column(xi):
-        _, vjp = jax.vjp(lambda p: apply(p, jax.tree.map(lambda a: a[None], xi))[0], params)
-        # Cotangent for output component o of this example, in the kept/traced order.
-        cts = jax.vmap(lambda e: unsplit(e, layout))(basis)
-        vs = jax.vmap(lambda ct: vjp(ct)[0])(cts)  # params with a leading Ko axis
-        outs = layout.split(jax.vmap(f1_lin)(vs), lead=2)  # (Ko, N1, Kk, Kt)
-        outs = outs.reshape(layout.kk, layout.kt, _count(x1), layout.kk, layout.kt)
-        # theta[a, i, j] = mean over t of d f_(i,t)(x1_a) . d f_(j,t)(xi)
-        return jnp.einsum("jtait->aij", outs) / layout.kt
-
-    cols = jax.lax.map(column, xb)  # (N2, N1, Kk, Kk)
-    return jnp.transpose(cols, (1, 0, 2, 3))
-
-
-def _param_count(params):
-    return sum(int(np.prod(np.shape(leaf))) for leaf in jax.tree.leaves(params))
-
-
-def choose_implementation(f, params, x1, x2, trace_axes=(-1,), apply_kwargs=None) -> str:
+def choose_implementation(f, params, x1, x2, trace_axes=(-1,), apply_kwargs=None,
+                          diagonal_axes=()) -> str:
     """The implementation ``'auto'`` picks, with the cost model it uses.
 
     * ``'structured'`` whenever ``f`` is an ``ntkgp.nn`` network made of Dense layers: its
@@ -204,6 +140,7 @@ def choose_implementation(f, params, x1, x2, trace_axes=(-1,), apply_kwargs=None
         trace_axes: output axes averaged over (``()`` keeps full blocks).
         apply_kwargs: keyword arguments of ``f`` as the kernel function takes them (see
             `empirical_ntk_fn`); with any, ``'structured'`` is not an option.
+        diagonal_axes: output axes kept as a diagonal.
 
     Returns:
         ``'structured'``, ``'jacobian'`` or ``'ntvp'``.
@@ -212,21 +149,48 @@ def choose_implementation(f, params, x1, x2, trace_axes=(-1,), apply_kwargs=None
     if layer is not None and layer.structured and not apply_kwargs:
         return "structured"
     per1, _, shared = split_kwargs(apply_kwargs or {}, BATCHED_KWARGS, x1, x2)
-    out_shape = _out_shape(_bind(as_apply_fn(f), shared), params, (x1, per1))
-    layout = Layout(out_shape, trace_axes)
-    n1 = x1.shape[0]
-    n2 = 0 if x2 is None else x2.shape[0]
-    itemsize = np.dtype(x1.dtype).itemsize
-    jac_bytes = (n1 + n2) * layout.kk * layout.kt * _param_count(params) * itemsize
-    if jac_bytes < device_free_memory_bytes() / 4 and layout.kk <= 4:
-        return "jacobian"
-    return "ntvp"
+    shape = impls.out_shape(impls.bind(as_apply_fn(f), shared), params, (x1, per1))
+    fits = impls.jacobian_fits(params, x1, x2, shape, trace_axes, diagonal_axes)
+    return "jacobian" if fits else "ntvp"
 
 
-_IMPLS = {"jacobian": _ntk_jacobian, "ntvp": _ntk_ntvp, "structured": ntk_structured}
+def _symmetrize(theta, lead):
+    """Exact symmetry of a kernel of x1 with itself, ``(*lead, Kk, Kk, Kd)``."""
+    perm = list(range(theta.ndim))
+    i, j = lead, lead + 1  # the pair of kept output axes
+    perm[i], perm[j] = j, i
+    if lead == 2:
+        perm[0], perm[1] = 1, 0
+    return 0.5 * (theta + jnp.transpose(theta, perm))
 
 
-def empirical_ntk_fn(f, trace_axes: Sequence[int] = (-1,), implementation: str = "auto",
+def _pairs(kernel, x1, x2, layout, independent):
+    """``kernel(x1, x2, layout) -> (N1, N2, Kk, Kk, Kd)`` reduced over the examples as
+    ``layout.batch`` says: ``(N1, N2, ...)``, ``(N, ...)`` (their diagonal) or ``(...)``
+    (their mean)."""
+    if layout.batch == PAIR:
+        theta = kernel(x1, x2)
+        return _symmetrize(theta, 2) if x2 is None else theta
+    if x2 is not None and impls.count(x1) != impls.count(x2):
+        raise ValueError("`diagonal_axes`/`trace_axes` with the examples' axis 0 pair each "
+                         f"example of x1 with the same one of x2; got {impls.count(x1)} and "
+                         f"{impls.count(x2)} examples. Pass x2=None or equally many.")
+    if independent:  # one example pair at a time
+        def one(a, b):
+            add1 = lambda t: jax.tree.map(lambda v: v[None], t)
+            return kernel(add1(a), None if b is None else add1(b))[0, 0]
+        theta = (jax.vmap(lambda a: one(a, None))(x1) if x2 is None
+                 else jax.vmap(one)(x1, x2))
+    else:
+        theta = jnp.diagonal(kernel(x1, x2), axis1=0, axis2=1)
+        theta = jnp.moveaxis(theta, -1, 0)
+    if x2 is None:
+        theta = _symmetrize(theta, 1)
+    return theta if layout.batch == DIAGONAL else jnp.mean(theta, axis=0)
+
+
+def empirical_ntk_fn(f, trace_axes: Sequence[int] = (-1,), diagonal_axes: Sequence[int] = (),
+                     vmap_axes=None, implementation: str = "auto",
                      batched_kwargs: Sequence[str] = BATCHED_KWARGS) -> Callable:
     r"""The finite-width NTK :math:`\hat\Theta(x_1, x_2) = J(x_1) J(x_2)^\top` of ``f``.
 
@@ -234,8 +198,16 @@ def empirical_ntk_fn(f, trace_axes: Sequence[int] = (-1,), implementation: str =
         f: ``f(params, x) -> y`` with ``params`` any pytree (an ``ntkgp.nn`` network's
             ``apply``, a Flax ``model.apply``, an Equinox model split into params and static
             parts), or an ``ntkgp.nn`` `Layer`. ``y`` has shape ``(N, *O)``.
-        trace_axes: output axes (of ``y``) to average over; ``(-1,)`` gives an ``(N1, N2)``
-            kernel for ``y`` of shape ``(N, K)``, ``()`` the full ``(N1, N2, K, K)`` blocks.
+        trace_axes: output axes (of ``y``, the examples' axis 0 among them) to average over;
+            ``(-1,)`` gives an ``(N1, N2)`` kernel for ``y`` of shape ``(N, K)``, ``()`` the
+            full ``(N1, N2, K, K)`` blocks, ``(0, -1)`` the mean over examples.
+        diagonal_axes: output axes of which only the diagonal is computed: ``(0,)`` gives
+            ``(N,)`` per-example kernels (``x1`` and ``x2`` equally many), ``(-1,)`` with
+            ``trace_axes=()`` gives ``(N1, N2, K)``. Cheaper than keeping full pairs.
+        vmap_axes: ``None`` (no assumption on ``f``), ``0`` (``f`` treats examples
+            independently: Jacobians per example, a factor of N cheaper) or neural-tangents'
+            ``(in_axes, out_axes, kwargs_axes)`` with axis 0 (``kwargs_axes`` names keyword
+            arguments with one entry per example). Irrelevant for ``ntkgp.nn`` networks.
         implementation: ``'auto'``, ``'jacobian'``, ``'ntvp'`` or ``'structured'`` (ntkgp.nn
             Dense networks only); see the module docstring and `choose_implementation`.
         batched_kwargs: names of keyword arguments of ``f`` that hold one entry per example
@@ -244,9 +216,11 @@ def empirical_ntk_fn(f, trace_axes: Sequence[int] = (-1,), implementation: str =
             the examples; other keyword arguments go to every call of ``f`` unchanged.
 
     Returns:
-        ``ntk_fn(x1, x2, params, **kwargs)`` returning an array of shape
-        ``(N1, N2, *kept, *kept)`` (``x2=None`` means ``x1``; the result is then exactly
-        symmetric); ``kwargs`` go to ``f`` (e.g. ``pattern=(A1, A2)``).
+        ``ntk_fn(x1, x2, params, **kwargs)`` returning an array with the output axes in
+        order, each kept one twice and each diagonal one once, e.g. ``(N1, N2, H1, H2, C1,
+        C2)`` for ``y`` of shape ``(N, H, C)`` and ``trace_axes=()`` (``x2=None`` means
+        ``x1``; the result is then exactly symmetric); ``kwargs`` go to ``f`` (e.g.
+        ``pattern=(A1, A2)``).
 
     Example:
         >>> import jax, numpy as np
@@ -256,6 +230,8 @@ def empirical_ntk_fn(f, trace_axes: Sequence[int] = (-1,), implementation: str =
         >>> x = np.ones((4, 5), np.float32)
         >>> empirical.empirical_ntk_fn(net)(x, None, params).shape
         (4, 4)
+        >>> empirical.empirical_ntk_fn(net, (), (0,))(x, None, params).shape
+        (4, 3, 3)
 
     References:
         Novak et al. 2022, "Fast finite width neural tangent kernel",
@@ -264,6 +240,7 @@ def empirical_ntk_fn(f, trace_axes: Sequence[int] = (-1,), implementation: str =
     checks.check_choice(implementation, "implementation", IMPLEMENTATIONS)
     apply = as_apply_fn(f)
     layer = as_layer(f)
+    independent, batched_kwargs = independent_examples(f, vmap_axes, batched_kwargs)
     if implementation == "structured" and (layer is None or not layer.structured):
         raise ValueError("implementation='structured' needs an ntkgp.nn network whose "
                          "parameters are all in Dense layers; got "
@@ -272,15 +249,16 @@ def empirical_ntk_fn(f, trace_axes: Sequence[int] = (-1,), implementation: str =
 
     @functools.partial(jax.jit, static_argnames=("impl",))
     def _core(x1, x2, params, shared, impl):
+        fn = impls.bind(apply, shared)
+        layout = Layout(impls.out_shape(fn, params, x1), trace_axes, diagonal_axes)
         if impl == "structured":
-            x1, x2, fn = x1[0], None if x2 is None else x2[0], apply
+            def kernel(a, b):
+                return impls.IMPLS[impl](apply, params, a[0], None if b is None else b[0],
+                                         layout, True)
         else:
-            fn = _bind(apply, shared)
-        layout = Layout(_out_shape(fn, params, x1), trace_axes)
-        theta = _IMPLS[impl](fn, params, x1, x2, layout)
-        if x2 is None:
-            theta = _symmetrize(theta)
-        return layout.finish(theta)
+            def kernel(a, b):
+                return impls.IMPLS[impl](fn, params, a, b, layout, independent)
+        return layout.finish(_pairs(kernel, x1, x2, layout, independent))
 
     def ntk_fn(x1, x2=None, params=None, **kwargs):
         x1, x2 = checks.check_inputs(x1, x2, ndim=None)
@@ -292,13 +270,13 @@ def empirical_ntk_fn(f, trace_axes: Sequence[int] = (-1,), implementation: str =
             raise ValueError("implementation='structured' takes no keyword arguments of `f` "
                              f"(got {sorted(kwargs)}); use 'auto', 'jacobian' or 'ntvp'.")
         if impl == "auto":
-            impl = choose_implementation(f, params, x1, x2, trace_axes, kwargs)
+            impl = choose_implementation(f, params, x1, x2, trace_axes, kwargs, diagonal_axes)
         return _core((x1, per1), None if x2 is None else (x2, per2), params, shared, impl)
 
     return ntk_fn
 
 
-def empirical_nngp_fn(f, trace_axes: Sequence[int] = (-1,),
+def empirical_nngp_fn(f, trace_axes: Sequence[int] = (-1,), diagonal_axes: Sequence[int] = (),
                       batched_kwargs: Sequence[str] = BATCHED_KWARGS) -> Callable:
     r"""The finite-width NNGP :math:`\hat K(x_1, x_2) = f(x_1) f(x_2)^\top` of ``f``, averaged
     over ``trace_axes``.
@@ -306,24 +284,35 @@ def empirical_nngp_fn(f, trace_axes: Sequence[int] = (-1,),
     Args:
         f: an ``ntkgp.nn`` `Layer` or any ``f(params, x)``.
         trace_axes: output axes averaged over; ``()`` keeps full ``K x K`` output blocks.
+        diagonal_axes: output axes of which only the diagonal is kept (see
+            `empirical_ntk_fn`).
         batched_kwargs: keyword arguments with one entry per example (see
             `empirical_ntk_fn`).
 
     Returns:
-        ``nngp_fn(x1, x2, params, **kwargs)`` returning an array of shape
-        ``(N1, N2, *kept, *kept)``.
+        ``nngp_fn(x1, x2, params, **kwargs)`` returning an array laid out as
+        `empirical_ntk_fn`'s.
     """
     apply = as_apply_fn(f)
 
     @jax.jit
     def _core(x1, x2, params, shared):
-        fn = _bind(apply, shared)
+        fn = impls.bind(apply, shared)
         y1 = fn(params, x1)
-        layout = Layout(y1.shape[1:], trace_axes)
-        y2 = y1 if x2 is None else fn(params, x2)
-        s1, s2 = layout.split(y1), layout.split(y2)
-        k = jnp.einsum("ait,bjt->abij", s1, s2, precision=jax.lax.Precision.HIGHEST) / layout.kt
-        return layout.finish(k)
+        layout = Layout(y1.shape[1:], trace_axes, diagonal_axes)
+        s1 = layout.split(y1)
+        s2 = s1 if x2 is None else layout.split(fn(params, x2))
+
+        def kernel(a, b):  # a, b: index arrays into the examples
+            return jnp.einsum("aidt,bjdt->abijd", s1[a], s2[b],
+                              precision=impls.HIGHEST) / layout.kt
+
+        n1 = s1.shape[0]
+        idx2 = None if x2 is None else jnp.arange(s2.shape[0])
+        # the outputs are computed: any pairing of examples is exact, however f couples them
+        theta = _pairs(lambda a, b: kernel(a, a if b is None else b), jnp.arange(n1), idx2,
+                       layout, True)
+        return layout.finish(theta)
 
     def nngp_fn(x1, x2=None, params=None, **kwargs):
         x1, x2 = checks.check_inputs(x1, x2, ndim=None)
@@ -335,7 +324,8 @@ def empirical_nngp_fn(f, trace_axes: Sequence[int] = (-1,),
     return nngp_fn
 
 
-def empirical_kernel_fn(f, trace_axes: Sequence[int] = (-1,), implementation: str = "auto",
+def empirical_kernel_fn(f, trace_axes: Sequence[int] = (-1,), diagonal_axes: Sequence[int] = (),
+                        vmap_axes=None, implementation: str = "auto",
                         batched_kwargs: Sequence[str] = BATCHED_KWARGS) -> Callable:
     """Both empirical kernels: ``kernel_fn(x1, x2=None, get=None, params=None)``.
 
@@ -345,22 +335,26 @@ def empirical_kernel_fn(f, trace_axes: Sequence[int] = (-1,), implementation: st
     Args:
         f: an ``ntkgp.nn`` `Layer` or any ``f(params, x)``.
         trace_axes: output axes averaged over; ``()`` keeps full ``K x K`` output blocks.
+        diagonal_axes: output axes of which only the diagonal is kept.
+        vmap_axes: whether ``f`` treats examples independently (see `empirical_ntk_fn`).
         implementation: of the NTK: ``'auto'``, ``'structured'``, ``'jacobian'`` or ``'ntvp'``
             (see `empirical_ntk_fn`).
         batched_kwargs: keyword arguments with one entry per example (see
             `empirical_ntk_fn`).
 
     Returns:
-        ``kernel_fn(x1, x2=None, get=None, params=None, **kwargs)``; arrays of shape
-        ``(N1, N2, *kept, *kept)``; ``kwargs`` go to ``f``.
+        ``kernel_fn(x1, x2=None, get=None, params=None, **kwargs)``; arrays laid out as
+        `empirical_ntk_fn`'s; ``kwargs`` go to ``f``.
     """
-    ntk_fn = empirical_ntk_fn(f, trace_axes, implementation, batched_kwargs)
-    nngp_fn = empirical_nngp_fn(f, trace_axes, batched_kwargs)
+    ntk_fn = empirical_ntk_fn(f, trace_axes, diagonal_axes, vmap_axes, implementation,
+                              batched_kwargs)
+    _, batched_kwargs = independent_examples(f, vmap_axes, batched_kwargs)
+    nngp_fn = empirical_nngp_fn(f, trace_axes, diagonal_axes, batched_kwargs)
     apply = as_apply_fn(f)
 
     @jax.jit
     def variance(x, params, shared):
-        y = _bind(apply, shared)(params, x)
+        y = impls.bind(apply, shared)(params, x)
         return jnp.mean(y.reshape(y.shape[0], -1) ** 2, axis=-1)
 
     def kernel_fn(x1, x2=None, get=None, params=None, **kwargs):

@@ -31,7 +31,8 @@ from ntkgp._src.progress import progress_bar
 
 def monte_carlo_kernel(net, key, n_samples: int, x1, x2=None, get=None,
                        trace_axes: Sequence[int] = (-1,), implementation: str = "auto",
-                       progress: Optional[bool] = None, **kwargs):
+                       progress: Optional[bool] = None, *, diagonal_axes: Sequence[int] = (),
+                       vmap_axes=None, **kwargs):
     r"""Average the empirical NNGP and NTK of ``net`` over ``n_samples`` random initializations.
 
     Args:
@@ -46,6 +47,10 @@ def monte_carlo_kernel(net, key, n_samples: int, x1, x2=None, get=None,
         trace_axes: output axes averaged over (see `empirical_ntk_fn`).
         implementation: empirical NTK implementation.
         progress: show a progress bar (default: when ``n_samples >= 20``).
+        diagonal_axes: output axes of which only the diagonal is kept (see
+            `empirical_ntk_fn`).
+        vmap_axes: ``0`` when ``apply_fn`` treats examples independently (see
+            `empirical_ntk_fn`; irrelevant for ``ntkgp.nn`` networks).
         **kwargs: keyword arguments of the network's ``apply``; ``pattern`` (the graphs of
             `ntkgp.nn.Aggregate`) as ``(pattern1, pattern2)`` (see `empirical_ntk_fn`).
 
@@ -64,8 +69,9 @@ def monte_carlo_kernel(net, key, n_samples: int, x1, x2=None, get=None,
             raise TypeError("`net` must be an ntkgp.nn network or an (init_fn, apply_fn) "
                             f"pair; got {type(net).__name__}.") from None
     x1, x2 = checks.check_inputs(x1, x2, ndim=None)
-    ntk_fn = empirical_ntk_fn(apply_fn, trace_axes, implementation) if "ntk" in names else None
-    nngp_fn = empirical_nngp_fn(apply_fn, trace_axes)
+    ntk_fn = (empirical_ntk_fn(apply_fn, trace_axes, diagonal_axes, vmap_axes, implementation)
+              if "ntk" in names else None)
+    nngp_fn = empirical_nngp_fn(apply_fn, trace_axes, diagonal_axes)
     apply = as_apply_fn(apply_fn)
 
     def init_params(k):

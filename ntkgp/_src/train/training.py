@@ -262,10 +262,11 @@ def train(f: Callable, params0, x_train, y_train, *, steps: int,
 @functools.lru_cache(maxsize=32)
 def _cached_ntk_fn(f):
     """``empirical_ntk_fn(f)``, built (and compiled) once per network: each call of
-    ``empirical_ntk_fn`` makes a new jitted function."""
+    ``empirical_ntk_fn`` makes a new jitted function. Training takes examples to be
+    independent (per-example losses), so Jacobians are per example."""
     from ntkgp._src.empirical.empirical import empirical_ntk_fn
 
-    return empirical_ntk_fn(f)
+    return empirical_ntk_fn(f, vmap_axes=0)
 
 
 def ntk_drift(f: Callable, params0, params, x) -> Array:
