@@ -1,12 +1,16 @@
 """trace_axes=() in the predictions: kernels with full K x K output blocks, against the
 (N, N) path on separable kernels and against direct numpy formulas on coupled ones."""
 
+from types import SimpleNamespace
+
 import numpy as np
 import pytest
 import scipy.linalg
 
-from ntkgp import predict
-from tests.conftest import DTYPE, X64
+from ntkgp import empirical, predict
+from tests.conftest import DTYPE, X64, rel_err
+from tests.data import nt_empirical_fns as fns
+from tests.helpers import load_reference
 
 
 def _blocks(rng, n, k):
@@ -93,3 +97,49 @@ def test_bad_blocks_are_clear_errors():
         0, 2, 1, 3), y, trace_axes=())
     with pytest.raises(ValueError, match="fx_train_0"):
         dyn(1.0, np.zeros((4, 3)))
+
+
+def test_output_blocks_against_neural_tangents():
+    """gradient_descent_mse, gp_inference and gradient_descent_mse_ensemble with trace_axes=()
+    on a finite network's empirical kernels, against neural-tangents 0.6.5
+    (tests/data/nt_empirical.py)."""
+    ref, _ = load_reference("nt_empirical")
+    r = {k[len("pred__"):]: ref[k].astype(DTYPE) for k in ref.files if k.startswith("pred__")}
+    params = {k[len("params__"):]: ref[k].astype(DTYPE) for k in ref.files
+              if k.startswith("params__")}
+    tol = 1e-8 if X64 else 5e-3
+    ts = r["t"]
+    gd = predict.gradient_descent_mse(r["k_train_ntk"], r["y"], diag_reg=1e-3, trace_axes=())
+    train, test = gd(ts, r["f0"], r["ft0"], r["k_test_ntk"])
+    assert rel_err(train, r["gd_train"]) < tol and rel_err(test, r["gd_test"]) < tol
+    kernels = {f"k_{w}": {g: r[f"k_{w}_{g}"] for g in ("nngp", "ntk")}
+               for w in ("train", "test", "testtest")}
+
+    def cov_err(got, want):
+        """A posterior covariance is the prior minus a term of the same size: its rounding
+        error is relative to the prior's scale (f32 inputs: eps x the solve's condition)."""
+        return np.max(np.abs(np.asarray(got, np.float64) - want)) / np.max(
+            np.abs(r["k_testtest_ntk"]) + np.abs(r["k_testtest_nngp"]))
+
+    def as_kernel(d):
+        return SimpleNamespace(nngp=d["nngp"], ntk=d["ntk"])
+
+    gp = predict.gp_inference(as_kernel(kernels["k_train"]), r["y"], diag_reg=1e-3,
+                              trace_axes=())
+    for g in ("nngp", "ntk"):
+        out = gp.predict(as_kernel(kernels["k_test"]), as_kernel(kernels["k_testtest"]), g)
+        assert rel_err(out.mean, r[f"gp_{g}_mean"]) < tol, g
+        assert out.cov.shape == r[f"gp_{g}_cov"].shape
+        assert cov_err(out.cov, r[f"gp_{g}_cov"]) < tol, g
+    kfn = empirical.empirical_kernel_fn(fns.mlp, trace_axes=(), vmap_axes=0)
+    ens = predict.gradient_descent_mse_ensemble(
+        lambda a, b, get: kfn(a, b, get, params=params), r["x_train"], r["y"], diag_reg=1e-3,
+        trace_axes=())
+    for g in ("nngp", "ntk"):
+        for t, tag in ((ts, ""), (None, "_inf")):
+            mean, cov = ens(t, r["x_test"], g, compute_cov=True)
+            assert rel_err(mean, r[f"ens_{g}{tag}_mean"]) < tol, (g, tag)
+            assert cov.shape == r[f"ens_{g}{tag}_cov"].shape, (g, tag)
+            assert cov_err(cov, r[f"ens_{g}{tag}_cov"]) < tol, (g, tag)
+    mean_train = ens(ts, None, "ntk")
+    assert mean_train.shape == (3, 8, 3)

@@ -11,11 +11,13 @@ normalization (:math:`NK` target entries) and the relative ``diag_reg`` (mean of
 
 from __future__ import annotations
 
+from types import SimpleNamespace
 from typing import Optional, Sequence
 
 import jax.numpy as jnp
 
 from ntkgp._src import checks
+from ntkgp._src.predict.common import Gaussian
 
 
 def blocks_of(trace_axes: Sequence[int], y) -> Optional[int]:
@@ -83,3 +85,19 @@ def parts(k, n_outputs: int, name: str):
                                                              f"{name}.{p}")
                 for p in ("nngp", "ntk")}
     return matrix(k, n_outputs, name)
+
+
+def predict(post, n_outputs: int, k_test_train, k_test_test=None, t=None):
+    """``post.predict`` (a `Posterior` of the block matrices) on test kernels with output
+    blocks ``(M, N, K, K)`` (and ``(M, M, K, K)``): the mean ``(..., M, K)``, with
+    ``k_test_test`` a `Gaussian` with the covariance ``(..., M, M, K, K)``."""
+    def mats(k, name):
+        m = parts(k, n_outputs, name)
+        return SimpleNamespace(**m) if isinstance(m, dict) else m
+
+    ktt = None if k_test_test is None else mats(k_test_test, "k_test_test")
+    out = post.predict(t=t, k_test_train=mats(k_test_train, "k_test_train"), k_test_test=ktt,
+                       return_cov=ktt is not None)
+    if ktt is None:
+        return outputs(out, n_outputs)
+    return Gaussian(outputs(out.mean, n_outputs), covariance(out.cov, n_outputs))

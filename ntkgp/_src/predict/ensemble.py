@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import Optional
 
 from ntkgp._src import checks
-from ntkgp._src.predict import common
+from ntkgp._src.predict import blocks, common
 from ntkgp._src.predict.common import check_learning_rate, kernel_callable
 from ntkgp._src.predict.posterior import Posterior
 from ntkgp._src.solve.operators import DenseKernelOperator
@@ -27,7 +27,7 @@ class Ensemble:
     """
 
     def __init__(self, kernel_fn, x_train, y_train, *, learning_rate=None, momentum=0.0,
-                 diag_reg=0.0, diag_reg_absolute_scale=False, jitter=None):
+                 diag_reg=0.0, diag_reg_absolute_scale=False, jitter=None, trace_axes=(-1,)):
         self._kfn = kernel_callable(kernel_fn)
         x_train, _ = checks.check_inputs(x_train, None, ndim=None)
         n = x_train.shape[0]
@@ -46,10 +46,15 @@ class Ensemble:
             if v is None:
                 raise ValueError(f"`kernel_fn(x_train, None, ('nngp', 'ntk'))` returned no {g}; "
                                  "it must return a Kernel with both.")
+        self.n_blocks = blocks.blocks_of(trace_axes, y_train)
+        mats = self.k_train_train
+        if self.n_blocks is not None:  # (N, N, K, K) -> (N K, N K) over (point, output)
+            mats = {g: blocks.matrix(v, self.n_blocks, f"kernel_fn(x_train).{g}")
+                    for g, v in mats.items()}
+            y_train = blocks.column(y_train, self.n_blocks, "y_train")
         # ntkgp kernels of x with itself are exactly symmetric by construction
         sym = bool(getattr(k, "x1_is_x2", False))
-        self._ops = {g: DenseKernelOperator(v, sym, g.upper())
-                     for g, v in self.k_train_train.items()}
+        self._ops = {g: DenseKernelOperator(v, sym, g.upper()) for g, v in mats.items()}
         self.y_train = y_train
         self._posteriors = {}
 
@@ -58,9 +63,11 @@ class Ensemble:
         ``'eigh'``), made once."""
         if (get, solver) not in self._posteriors:
             s = CholeskySolver(self._jitter) if solver == "cholesky" else EigenSolver()
+            own = self.n_blocks is None  # block kernels come as matrices, made in __call__
             self._posteriors[get, solver] = Posterior.from_kernels(
-                self._ops, self.y_train, mode=get, solver=s, kernel_fn=self._kfn,
-                x_train=self.x_train, **self._options)
+                self._ops, self.y_train, mode=get, solver=s,
+                kernel_fn=self._kfn if own else None, x_train=self.x_train if own else None,
+                **self._options)
         return self._posteriors[get, solver]
 
     @property
@@ -81,13 +88,25 @@ class Ensemble:
         Returns:
             The mean, of shape ``(M, K)`` (``(T, M, K)`` for an array of times; no ``K`` axis
             for 1-D targets), or a `Gaussian` ``(mean, cov)`` with ``cov`` of shape ``(M, M)``
-            (``(T, M, M)``).
+            (``(T, M, M)``); with ``trace_axes=()``, ``cov`` is ``(M, M, K, K)``.
         """
         checks.check_choice(get, "get", GETS)
         ts, scalar = common.normalize_times(t)
         common.check_steps(ts, self.learning_rate)
         solver = "cholesky" if common.is_infinite(ts) and scalar else "eigh"
-        return self.posterior(get, solver).predict(x_test, t, return_cov=bool(compute_cov))
+        post = self.posterior(get, solver)
+        k = self.n_blocks
+        if k is None:
+            return post.predict(x_test, t, return_cov=bool(compute_cov))
+        if x_test is None:
+            out = post.predict(None, t, return_cov=bool(compute_cov))
+            if not compute_cov:
+                return blocks.outputs(out, k)
+            return common.Gaussian(blocks.outputs(out.mean, k), blocks.covariance(out.cov, k))
+        x_test, _ = checks.check_inputs(x_test, self.x_train[:1], ndim=None)
+        both = ("nngp", "ntk")
+        k_tt = self._kfn(x_test, None, both) if compute_cov else None
+        return blocks.predict(post, k, self._kfn(x_test, self.x_train, both), k_tt, t)
 
     predict = __call__
 
@@ -95,7 +114,8 @@ class Ensemble:
 def gradient_descent_mse_ensemble(kernel_fn, x_train, y_train, *,
                                   learning_rate: Optional[float] = None, momentum: float = 0.0,
                                   diag_reg=0.0, diag_reg_absolute_scale: bool = False,
-                                  jitter: Optional[float] = None) -> Ensemble:
+                                  jitter: Optional[float] = None,
+                                  trace_axes=(-1,)) -> Ensemble:
     r"""What infinitely wide networks trained by gradient descent on MSE predict, at any time.
 
     Over random initializations :math:`f_0 \sim \mathcal{GP}(0, K)` (NNGP :math:`K`), a network
@@ -132,6 +152,10 @@ def gradient_descent_mse_ensemble(kernel_fn, x_train, y_train, *,
         diag_reg: :math:`\ge 0`, regularization of the training kernel's diagonal.
         diag_reg_absolute_scale: whether ``diag_reg`` is in the kernel's units.
         jitter: see `ntkgp.linalg.cholesky`.
+        trace_axes: ``(-1,)``: kernels ``(N1, N2)``, the same for every output; ``()``:
+            ``kernel_fn`` returns full output blocks ``(N1, N2, K, K)`` (an empirical kernel
+            function with ``trace_axes=()`` and its ``params`` bound), treated as one matrix
+            over (point, output) pairs (see `gradient_descent_mse`).
 
     Returns:
         An `Ensemble`: ``ensemble(t, x_test, get, compute_cov)`` returns the mean, or a
@@ -156,4 +180,4 @@ def gradient_descent_mse_ensemble(kernel_fn, x_train, y_train, *,
     """
     return Ensemble(kernel_fn, x_train, y_train, learning_rate=learning_rate, momentum=momentum,
                     diag_reg=diag_reg, diag_reg_absolute_scale=diag_reg_absolute_scale,
-                    jitter=jitter)
+                    jitter=jitter, trace_axes=trace_axes)

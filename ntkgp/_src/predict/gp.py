@@ -10,7 +10,7 @@ import jax
 
 from ntkgp._src import checks
 from ntkgp._src.predict import blocks
-from ntkgp._src.predict.common import DRIVER, PRIOR, Gaussian
+from ntkgp._src.predict.common import DRIVER, PRIOR
 from ntkgp._src.predict.posterior import Posterior
 from ntkgp._src.solve.operators import DenseKernelOperator
 from ntkgp._src.solve.solvers import CholeskySolver
@@ -94,23 +94,9 @@ class GPInference:
                                  "Kernel computed with get=('nngp', 'ntk').")
         k = self.n_blocks
         if k is not None:
-            return self._predict_blocks(post, k_test_train, k_test_test, k)
+            return blocks.predict(post, k, k_test_train, k_test_test)
         return post.predict(k_test_train=k_test_train, k_test_test=k_test_test,
                             return_cov=k_test_test is not None)
-
-    @staticmethod
-    def _predict_blocks(post, k_test_train, k_test_test, k):
-        """Kernels ``(M, N, K, K)`` as matrices over (point, output); the mean back to
-        ``(M, K)``, the covariance to ``(M, M, K, K)``."""
-        kt = blocks.parts(k_test_train, k, "k_test_train")
-        ktt = None if k_test_test is None else blocks.parts(k_test_test, k, "k_test_test")
-        kt = SimpleNamespace(**kt) if isinstance(kt, dict) else kt
-        if isinstance(ktt, dict):
-            ktt = SimpleNamespace(**ktt)
-        out = post.predict(k_test_train=kt, k_test_test=ktt, return_cov=ktt is not None)
-        if ktt is None:
-            return blocks.outputs(out, k)
-        return Gaussian(blocks.outputs(out.mean, k), blocks.covariance(out.cov, k))
 
     def log_marginal_likelihood(self, get: str = "nngp"):
         r"""Log evidence of the targets under the GP prior (`Posterior.log_marginal_likelihood`),
