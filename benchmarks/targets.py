@@ -139,6 +139,12 @@ TARGETS = [
     ("train", "CNN training loop (lax.scan, 1000 digits): time vs the same steps jitted one "
      "by one", time_ratio("cnn_scan_digits1000_w64_f32", "cnn_jit_digits1000_w64_f32"),
      (LE, 1.5)),
+    ("train", "default `ntkgp tickets`: log-log slope of the trained net's distance to its "
+     "linearization (the tangent-space ticket)", slope("tickets_default_f32", "linearized"),
+     (IN, (-0.65, -0.35))),
+    ("train", "default `ntkgp tickets` (3 widths x 2 seeds, 14 trainings each) on 2 cores: "
+     "seconds, compile included", field("tickets_default_f32", "median_s", 1.0, " s"),
+     (LE, 180.0)),
 ] + [
     ("cntk", f"CNTK 3 x Conv(64) + {ro}, N={n}, f32: time vs neural-tangents",
      nt_ratio(f"cnn3_{key}_N{n}_f32"), (LE, 0.1))

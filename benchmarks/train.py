@@ -16,6 +16,9 @@ ratios that matter are inside the suite (same session, same machine):
       Relu] + Flatten + Dense(10) on 1000 digits (8x8), inside `train.train`'s `lax.scan`
       (scan) or as 20 calls of the same step jitted alone (jit): the loop must not be slower
       than its steps.
+  tickets_default_f32: the default `ntkgp tickets` (digits 500/500, relu widths 64, 256,
+      1024, 2 seeds, 1000 GD steps; the dense net, its linearization, two IMP chains and random
+      masks at 4 sparsities), one run, compile included.
 Every case runs in its own process. First call (compilation) is reported separately.
 
 Usage:
@@ -39,6 +42,7 @@ def all_cases():
     cases.append(dict(id="compare_xent_digits_f32", model="compare_xent", how=None, nt_id=None))
     cases += [dict(id=f"cnn_{how}_digits1000_w64_f32", model="cnn", how=how, nt_id=None)
               for how in ("scan", "jit")]
+    cases.append(dict(id="tickets_default_f32", model="tickets", how=None, nt_id=None))
     return cases
 
 
@@ -93,6 +97,20 @@ def run_case(case, repeats):
     info = {}
     if case["model"] == "cnn":
         return _cnn_case(case, repeats)
+    if case["model"] == "tickets":
+        from ntkgp import experiments
+        xd, labels = data.load("digits")
+        d = data.split(xd, data.mse_targets(labels), 500, 500, seed=0)
+        t0 = time.perf_counter()
+        res = experiments.lottery_tickets(
+            lambda w: nn.from_spec("relu-x1", width=w, n_outputs=10), [64, 256, 1024],
+            *(a.astype(np.float32) for a in d), show_progress=False)
+        last = res.rows[-1]
+        info = dict(slopes=res.slopes, note=f"one run; at width 1024 net vs linearized "
+                    f"{last.dist['linearized']:.3f}, vs ticket θ0 at 50% "
+                    f"{last.dist['ticket'][0]:.3f}; slopes linearized "
+                    f"{res.slopes['linearized']:.2f}, ticket {res.slopes['ticket'][0]:.2f}")
+        return timing_row(case["id"], None, [time.perf_counter() - t0], **info)
     if case["model"] == "compare_xent":
         xd, labels = data.load("digits")
         d = data.split(xd, data.onehot_targets(labels), 300, seed=0)

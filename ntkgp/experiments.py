@@ -1,5 +1,6 @@
 """Experiments on the Bayesian picture of SGD: which functions SGD finds against the NNGP
-posterior (Mingard et al. 2021), and ensembles of trained networks against the closed forms."""
+posterior (Mingard et al. 2021), ensembles of trained networks against the closed forms, and
+sub-network lottery tickets against tangent-space tickets."""
 
 from ntkgp._src.checks import OPTIMIZERS as OPTIMIZERS
 from ntkgp._src.experiments.boolean import TARGETS as TARGETS
@@ -14,9 +15,15 @@ from ntkgp._src.experiments.ensemble_sweep import EnsembleRow as EnsembleRow
 from ntkgp._src.experiments.ensemble_sweep import ensemble_sweep as ensemble_sweep
 from ntkgp._src.experiments.plots import plot_ensemble as plot_ensemble
 from ntkgp._src.experiments.plots import plot_sgd_vs_bayes as plot_sgd_vs_bayes
+from ntkgp._src.experiments.plots import plot_tickets as plot_tickets
 from ntkgp._src.experiments.sgd_bayes import SGDBayesResult as SGDBayesResult
 from ntkgp._src.experiments.sgd_bayes import SGDBayesRow as SGDBayesRow
 from ntkgp._src.experiments.sgd_bayes import SGDSample as SGDSample
 from ntkgp._src.experiments.sgd_bayes import bayes_log_probabilities as bayes_log_probabilities
 from ntkgp._src.experiments.sgd_bayes import sample_sgd_functions as sample_sgd_functions
 from ntkgp._src.experiments.sgd_bayes import sgd_vs_bayes as sgd_vs_bayes
+from ntkgp._src.experiments.tickets import TicketResult as TicketResult
+from ntkgp._src.experiments.tickets import TicketRow as TicketRow
+from ntkgp._src.experiments.tickets import lottery_tickets as lottery_tickets
+from ntkgp._src.experiments.tickets import magnitude_mask as magnitude_mask
+from ntkgp._src.experiments.tickets import random_mask as random_mask

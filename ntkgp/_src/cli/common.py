@@ -63,3 +63,37 @@ def note(text: str) -> None:
     """A line on stderr that does not break the progress bar."""
     from tqdm.auto import tqdm
     tqdm.write(text, file=sys.stderr)
+
+
+def load_dataset(args, conv: bool):
+    """``(x, y, name)`` of ``--dataset`` (and ``--target``, ``--pool``, ``--loss``): a bundled
+    table, a CSV file, or for convolutional architectures an image set; class labels become
+    one-hot targets for cross-entropy and centered one-hot ones for the squared error."""
+    from ntkgp._src import data
+    if conv:
+        if args.dataset not in data.IMAGE_SETS:
+            raise ValueError(f"a conv- architecture needs an image dataset "
+                             f"({', '.join(data.IMAGE_SETS)}); got --dataset {args.dataset}.")
+        x, y = data.load_images(args.dataset, pool=args.pool)
+        return x, class_targets(y, args.loss), args.dataset
+    if args.loss == "xent" and (args.dataset in data.REGRESSION or
+                                args.dataset not in data.DATASETS):
+        raise ValueError(f"--loss xent needs a classification dataset (breast_cancer, wine, "
+                         f"iris, digits or an image set); got --dataset {args.dataset}.")
+    if os.path.splitext(args.dataset)[1].lower() == ".csv" or os.path.sep in args.dataset:
+        if not args.target:
+            raise ValueError("a CSV dataset needs --target COLUMN (the column to predict).")
+        x, y = data.load_csv(args.dataset, args.target)
+        return x, y[:, None], os.path.basename(args.dataset)
+    if args.target:
+        raise ValueError("--target is only for CSV datasets.")
+    x, y = data.load(args.dataset)
+    if args.dataset not in data.REGRESSION:
+        y = class_targets(y, args.loss)
+    return x, (y if y.ndim == 2 else y[:, None]), args.dataset
+
+
+def class_targets(labels, loss: str):
+    """Targets of class labels: one-hot for cross-entropy, centered one-hot for MSE."""
+    from ntkgp._src import data
+    return data.onehot_targets(labels) if loss == "xent" else data.mse_targets(labels)

@@ -7,7 +7,7 @@ import os
 import sys
 import time
 
-from ntkgp._src.cli.common import note, positive, save_figure, widths, write_text
+from ntkgp._src.cli.common import load_dataset, note, positive, save_figure, widths, write_text
 
 DEFAULT_ARCH = "relu-4096x1"
 ARCH_HELP = ("architecture [conv-]ACTIVATION-[WIDTH]xDEPTH[,W_std=S][,b_std=S]: DEPTH hidden "
@@ -69,37 +69,6 @@ def add_parser(sub):
     c.add_argument("--quiet", action="store_true", help="no progress bar")
     c.set_defaults(func=run)
     return c
-
-
-def _load(args, conv):
-    from ntkgp._src import data
-    if conv:
-        if args.dataset not in data.IMAGE_SETS:
-            raise ValueError(f"a conv- architecture needs an image dataset "
-                             f"({', '.join(data.IMAGE_SETS)}); got --dataset {args.dataset}.")
-        x, y = data.load_images(args.dataset, pool=args.pool)
-        return x, _classes(y, args.loss), args.dataset
-    if args.loss == "xent" and (args.dataset in data.REGRESSION or
-                                args.dataset not in data.DATASETS):
-        raise ValueError(f"--loss xent needs a classification dataset (breast_cancer, wine, "
-                         f"iris, digits or an image set); got --dataset {args.dataset}.")
-    if os.path.splitext(args.dataset)[1].lower() == ".csv" or os.path.sep in args.dataset:
-        if not args.target:
-            raise ValueError("a CSV dataset needs --target COLUMN (the column to predict).")
-        x, y = data.load_csv(args.dataset, args.target)
-        return x, y[:, None], os.path.basename(args.dataset)
-    if args.target:
-        raise ValueError("--target is only for CSV datasets.")
-    x, y = data.load(args.dataset)
-    if args.dataset not in data.REGRESSION:
-        y = _classes(y, args.loss)
-    return x, (y if y.ndim == 2 else y[:, None]), args.dataset
-
-
-def _classes(labels, loss):
-    """Targets of class labels: one-hot for cross-entropy, centered one-hot for MSE."""
-    from ntkgp._src import data
-    return data.onehot_targets(labels) if loss == "xent" else data.mse_targets(labels)
 
 
 def _fmt(v, spec=".4f"):
@@ -179,7 +148,7 @@ def run(args) -> int:
     if args.loss == "xent" and args.optimizer == "momentum":
         raise ValueError("--loss xent is compared with gradient flow: use --optimizer gd or "
                          "sgd.")
-    x, y, name = _load(args, opts["conv"])
+    x, y, name = load_dataset(args, opts["conv"])
     if args.n_train is None:
         args.n_train = min(300, (2 * len(x)) // 3)
     if args.n_train >= len(x):

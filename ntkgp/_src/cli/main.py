@@ -1,5 +1,5 @@
-"""``ntkgp`` command line: ``compare``, ``sgd-vs-bayes``, ``fit``/``predict`` and ``kernel``
-(public API only)."""
+"""``ntkgp`` command line: ``compare``, ``sgd-vs-bayes``, ``tickets``, ``fit``/``predict``
+and ``kernel`` (public API only)."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ import numpy as np
 from ntkgp._src.cli import compare as cli_compare
 from ntkgp._src.cli import fit as cli_fit
 from ntkgp._src.cli import sgd_bayes as cli_sgd_bayes
+from ntkgp._src.cli import tickets as cli_tickets
 from ntkgp._src.nn import spec as nn_spec
 
 
@@ -84,6 +85,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
     cli_compare.add_parser(sub)
     cli_sgd_bayes.add_parser(sub)
+    cli_tickets.add_parser(sub)
     cli_fit.add_parsers(sub)
     k = sub.add_parser("kernel", help="analytic NNGP/NTK of a deep net on a bundled dataset, "
                                       "and finite networks converging to it")

@@ -38,6 +38,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ntkgp._src import checks
+from ntkgp._src.experiments.metrics import accuracy, rel, rms, rmse, slope
 from ntkgp._src.predict.dynamics import gradient_descent_mse, max_learning_rate
 from ntkgp._src.predict.ensemble import gradient_descent_mse_ensemble
 from ntkgp._src.predict.gp import gp_inference
@@ -49,19 +50,6 @@ from ntkgp._src.train.training import ntk_drift, train
 from ntkgp._src.util import RowsJson
 
 DISTANCES = ("dist_net_linearized", "dist_net_closed_form", "param_change", "ntk_drift")
-
-
-def _rel(a, b):
-    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
-    return float(np.linalg.norm(a - b) / max(np.linalg.norm(b), 1e-300))
-
-
-def _rmse(a, b):
-    return float(np.sqrt(np.mean((np.asarray(a, np.float64) - np.asarray(b, np.float64)) ** 2)))
-
-
-def _rms(values):
-    return float(np.sqrt(np.mean(np.square(values))))
 
 
 @dataclasses.dataclass
@@ -152,13 +140,6 @@ class SweepResult(RowsJson):
 
 
 
-def _slope(widths, values):
-    if len(widths) < 2 or any(v is None or not v > 0 for v in values):
-        return None
-    w, v = np.log(np.asarray(widths, np.float64)), np.log(np.asarray(values, np.float64))
-    return float(np.polyfit(w, v, 1)[0])
-
-
 def _nngp_by_evidence(k_dd, k_td, y_train):
     """The NNGP posterior mean with the observation noise (relative ``diag_reg``) that
     maximizes the marginal likelihood on a grid 1e-4 .. 10."""
@@ -169,11 +150,6 @@ def _nngp_by_evidence(k_dd, k_td, y_train):
         if best is None or lml > best[0]:
             best = (lml, float(noise), post)
     return best[1], best[2].predict(k_td, get="nngp")
-
-
-def _accuracy(f, y):
-    f, y = np.asarray(f), np.asarray(y)
-    return float(np.mean(np.argmax(f, -1) == np.argmax(y, -1)))
 
 
 @functools.partial(jax.jit, static_argnames=("loss", "steps"))
@@ -187,7 +163,7 @@ def _discrete_steps(loss, k_dd, k_td, y, f_train, f_test, lr, steps):
     return jax.lax.fori_loop(0, steps, body, (f_train, f_test))[1]
 
 
-def _check_width_independent(make_net, widths, x):
+def check_width_independent(make_net, widths, x):
     """The closed forms use one analytic kernel: it must not depend on the width."""
     a = np.asarray(make_net(widths[0]).kernel(x, None, "ntk"), np.float64)
     b = np.asarray(make_net(widths[-1]).kernel(x, None, "ntk"), np.float64)
@@ -195,6 +171,14 @@ def _check_width_independent(make_net, widths, x):
         raise ValueError("the analytic NTK of `make_net(width)` changes with the width "
                          f"({widths[0]} vs {widths[-1]}): width_sweep needs networks in the NTK "
                          "parameterization (nn.Dense(..., parameterization='ntk'), the default).")
+
+
+def default_step(ntk_train_train, y_shape, loss: str = "mse", momentum: float = 0.0) -> float:
+    """Half the largest stable gradient-descent step of the analytic NTK for the squared error
+    (times ``1 - momentum``), scaled for another loss by the ratio of `curvature_bound`-s."""
+    n, n_out = y_shape
+    return 0.5 * (1.0 - momentum) * float(max_learning_rate(ntk_train_train, n_outputs=n_out)) \
+        * curvature_bound("mse", n, n_out) / curvature_bound(loss, n, n_out)
 
 
 def width_sweep(make_net: Callable[[int], object], widths: Sequence[int], x_train, y_train,
@@ -259,16 +243,13 @@ def width_sweep(make_net: Callable[[int], object], widths: Sequence[int], x_trai
     y_train = checks.check_targets(y_train, x_train.shape[0])[0].astype(x_train.dtype)
     y_test = checks.check_targets(y_test, x_test.shape[0], "y_test")[0].astype(x_train.dtype)
     key = jax.random.PRNGKey(0) if key is None else key
-    _check_width_independent(make_net, widths, x_train[:4])
+    check_width_independent(make_net, widths, x_train[:4])
     analytic = make_net(widths[0]).kernel
     k_dd, k_td = analytic(x_train, None), analytic(x_test, x_train)
     # with momentum the effective step is lr / (1 - beta): match gradient descent's, which keeps
     # the heavy ball well damped (at half its own stable maximum it oscillates, and tiny kernel
     # differences shift the phase of the oscillation)
-    n, n_out = y_train.shape
-    lr = learning_rate or 0.5 * (1.0 - beta) * float(
-        max_learning_rate(k_dd.ntk, n_outputs=n_out)) * (curvature_bound("mse", n, n_out)
-                                                          / curvature_bound(loss, n, n_out))
+    lr = learning_rate or default_step(k_dd.ntk, y_train.shape, loss, beta)
     t = lr * steps
     nngp_noise, nngp_mean = _nngp_by_evidence(k_dd, k_td, y_train)
     acc_ntk = acc_nngp = None
@@ -276,7 +257,7 @@ def width_sweep(make_net: Callable[[int], object], widths: Sequence[int], x_trai
         closed = gradient_descent(loss_fn, k_dd.ntk, y_train)
         ens_mean = closed(t, jnp.zeros_like(y_train), jnp.zeros_like(y_test), k_td.ntk)[1]
         ens_var = None
-        acc_ntk, acc_nngp = _accuracy(ens_mean, y_test), _accuracy(nngp_mean, y_test)
+        acc_ntk, acc_nngp = accuracy(ens_mean, y_test), accuracy(nngp_mean, y_test)
     else:
         closed = gradient_descent_mse(k_dd.ntk, y_train, learning_rate=lr, momentum=beta,
                                       diag_reg=diag_reg)
@@ -292,8 +273,8 @@ def width_sweep(make_net: Callable[[int], object], widths: Sequence[int], x_trai
     kw = dict(steps=steps, learning_rate=lr, optimizer=optimizer, batch_size=batch_size,
               momentum=beta, record_every=record_every, loss=loss)
     result = SweepResult(widths=widths, seeds=seeds, steps=steps, learning_rate=lr, t=t,
-                         rows=[], test_rmse_ntk=_rmse(ens_mean, y_test),
-                         test_rmse_nngp=_rmse(nngp_mean, y_test), nngp_noise=nngp_noise,
+                         rows=[], test_rmse_ntk=rmse(ens_mean, y_test),
+                         test_rmse_nngp=rmse(nngp_mean, y_test), nngp_noise=nngp_noise,
                          slopes={},
                          optimizer=optimizer, batch_size=batch_size, momentum=beta,
                          centered=bool(centered), y_test=np.ravel(y_test).tolist(),
@@ -327,7 +308,7 @@ def width_sweep(make_net: Callable[[int], object], widths: Sequence[int], x_trai
         if loss == "xent" and result.closed_form_floor is None:
             steps_te = _discrete_steps(loss_fn, k_dd.ntk, k_td.ntk, y_train, f0_tr[0],
                                        f0_te[0], lr, steps)
-            result.closed_form_floor = _rel(steps_te, closed_test[0])  # the flow at t
+            result.closed_form_floor = rel(steps_te, closed_test[0])  # the flow at t
         drift = [float(ntk_drift(net, jax.tree.map(lambda a: a[s], p0s),
                                  jax.tree.map(lambda a: a[s], ps), x_train[:64]))
                  for s in range(seeds)]
@@ -340,25 +321,25 @@ def width_sweep(make_net: Callable[[int], object], widths: Sequence[int], x_trai
                 var_ratio = float(np.mean(np.var(f_net64, 0, ddof=1)) / np.mean(ens_var))
         result.rows.append(WidthResult(
             width=width,
-            dist_net_linearized=_rms([_rel(f_net[s], f_lin[s]) for s in range(seeds)]),
-            dist_net_closed_form=_rms([_rel(f_net[s], closed_test[s]) for s in range(seeds)]),
+            dist_net_linearized=rms([rel(f_net[s], f_lin[s]) for s in range(seeds)]),
+            dist_net_closed_form=rms([rel(f_net[s], closed_test[s]) for s in range(seeds)]),
             param_change=float(np.mean(np.asarray(hist.param_change[:, -1]))),
             ntk_drift=float(np.mean(drift)),
-            test_rmse_net=float(np.mean([_rmse(f_net[s], y_test) for s in range(seeds)])),
-            test_rmse_linearized=float(np.mean([_rmse(f_lin[s], y_test) for s in range(seeds)])),
+            test_rmse_net=float(np.mean([rmse(f_net[s], y_test) for s in range(seeds)])),
+            test_rmse_linearized=float(np.mean([rmse(f_lin[s], y_test) for s in range(seeds)])),
             ensemble_chi2=chi2, ensemble_var_ratio=var_ratio,
             train_loss_net=np.mean(np.asarray(hist.train_loss, np.float64), 0).tolist(),
             train_loss_closed_form=closed_loss.tolist(),
             example_net=np.ravel(f_net64[0]).tolist(),
             example_closed_form=np.ravel(closed_test[0]).tolist(),
-            **(dict(test_acc_net=float(np.mean([_accuracy(f, y_test) for f in f_net])),
-                    test_acc_linearized=float(np.mean([_accuracy(f, y_test) for f in f_lin])),
-                    test_acc_closed_form=float(np.mean([_accuracy(c, y_test)
+            **(dict(test_acc_net=float(np.mean([accuracy(f, y_test) for f in f_net])),
+                    test_acc_linearized=float(np.mean([accuracy(f, y_test) for f in f_lin])),
+                    test_acc_closed_form=float(np.mean([accuracy(c, y_test)
                                                         for c in closed_test])))
                if loss == "xent" else {})))
         result.curve_steps = np.asarray(hist.steps[0]).tolist()
         done = [r.width for r in result.rows]
-        result.slopes = {name: _slope(done, [getattr(r, name) for r in result.rows])
+        result.slopes = {name: slope(done, [getattr(r, name) for r in result.rows])
                          for name in DISTANCES}
         if callback is not None:
             callback(result)

@@ -169,3 +169,51 @@ def plot_ensemble(result, path=None):
         ax.legend(fontsize=8)
     fig.tight_layout()
     return save(fig, path)
+
+
+def plot_tickets(result, path=None):
+    """Two panels against width (log-log): each candidate's distance to the trained net's
+    test outputs (sub-network tickets at their highest and lowest sparsity) and its test
+    error.
+
+    Args:
+        result: a `TicketResult`.
+        path: where to save the figure; ``None`` to only return it.
+
+    Returns:
+        The matplotlib ``Figure``.
+    """
+    plt = pyplot()
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.6))
+    w = [r.width for r in result.rows]
+    sp = result.sparsities
+    lines = [("linearized", None, "C0", "-", "linearized at θ0"),
+             ("closed_form", None, "C1", "-", "NTK prediction (own init)"),
+             ("init", None, "0.5", ":", "initial net")]
+    for i, ls in ((0, "--"), (len(sp) - 1, "-.")):
+        lines += [("ticket", i, "C2", ls, f"ticket θ0, {sp[i]:.0%} pruned"),
+                  ("ticket_k", i, "C3", ls, f"ticket θk, {sp[i]:.0%} pruned"),
+                  ("random", i, "C4", ls, f"random mask, {sp[i]:.0%} pruned")]
+    for key, i, color, ls, label in lines:
+        def get(r, field):
+            v = getattr(r, field)[key]
+            return v if i is None else v[i]
+        axes[0].plot(w, [get(r, "dist") for r in result.rows], ls, color=color, marker="o",
+                     label=label)
+        axes[1].plot(w, [get(r, "error") for r in result.rows], ls, color=color, marker="o",
+                     label=label)
+    axes[1].plot(w, [r.error["net"] for r in result.rows], "k-", marker="s",
+                 label="trained net")
+    err = "test error rate" if result.loss == "xent" else "test RMSE"
+    for ax, title in ((axes[0], "distance to the trained net's test outputs"),
+                      (axes[1], err)):
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel("width")
+        ax.set_title(title)
+        ax.grid(alpha=0.3, which="both")
+    axes[1].legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0))
+    fig.suptitle(f"Lottery tickets: {result.info.get('dataset', '')}, "
+                 f"{result.info.get('arch', '')}, {result.steps} steps, {result.seeds} seeds")
+    fig.tight_layout()
+    return save(fig, path)
