@@ -22,7 +22,11 @@ def _inputs():
     return params, REF["x1"].astype(DTYPE), REF["x2"].astype(DTYPE)
 
 
-@pytest.mark.parametrize("name", sorted(META["kernels"]))
+# the layouts do not depend on the dtype: the float32 pass checks three cases' numerics
+F32_CASES = ("full", "diag_examples_full", "coupled_diag_examples")
+
+
+@pytest.mark.parametrize("name", sorted(META["kernels"]) if X64 else F32_CASES)
 def test_against_neural_tangents(name):
     case = META["kernels"][name]
     params, x1, x2 = _inputs()
@@ -56,7 +60,7 @@ def _net_and_data(rng):
     return net, x, p
 
 
-@pytest.mark.parametrize("impl", ["structured", "jacobian", "ntvp"])
+@pytest.mark.parametrize("impl", ["structured", "jacobian", "ntvp"] if X64 else ["ntvp"])
 def test_diagonals_are_the_diagonals_of_full_blocks(impl, rng):
     net, x, p = _net_and_data(rng)
     full = np.asarray(empirical.empirical_ntk_fn(net, ())(x, None, p))  # (N, N, K, K)
