@@ -1,6 +1,7 @@
 """Experiments on the Bayesian picture of SGD: which functions SGD finds against the NNGP
-posterior (Mingard et al. 2021), ensembles of trained networks against the closed forms, and
-sub-network lottery tickets against tangent-space tickets."""
+posterior (Mingard et al. 2021), ensembles of trained networks against the closed forms,
+sub-network lottery tickets against tangent-space tickets, and large learning rates where the
+tangent-space picture breaks."""
 
 from ntkgp._src.checks import OPTIMIZERS as OPTIMIZERS
 from ntkgp._src.experiments.boolean import TARGETS as TARGETS
@@ -10,10 +11,14 @@ from ntkgp._src.experiments.boolean import default_net as default_net
 from ntkgp._src.experiments.boolean import function_frequencies as function_frequencies
 from ntkgp._src.experiments.boolean import pack_functions as pack_functions
 from ntkgp._src.experiments.boolean import unpack_function as unpack_function
+from ntkgp._src.experiments.catapult import RateResult as RateResult
+from ntkgp._src.experiments.catapult import RateRow as RateRow
+from ntkgp._src.experiments.catapult import learning_rate_sweep as learning_rate_sweep
 from ntkgp._src.experiments.ensemble_sweep import EnsembleResult as EnsembleResult
 from ntkgp._src.experiments.ensemble_sweep import EnsembleRow as EnsembleRow
 from ntkgp._src.experiments.ensemble_sweep import ensemble_sweep as ensemble_sweep
 from ntkgp._src.experiments.plots import plot_ensemble as plot_ensemble
+from ntkgp._src.experiments.plots import plot_learning_rates as plot_learning_rates
 from ntkgp._src.experiments.plots import plot_sgd_vs_bayes as plot_sgd_vs_bayes
 from ntkgp._src.experiments.plots import plot_tickets as plot_tickets
 from ntkgp._src.experiments.sgd_bayes import SGDBayesResult as SGDBayesResult

@@ -49,6 +49,26 @@ def frob_err(a, b):
     return float(np.linalg.norm(a - b) / np.linalg.norm(b))
 
 
+@pytest.fixture(scope="session", autouse=True)
+def shared_compilation_cache(tmp_path_factory):
+    """One persistent XLA compilation cache for the test run, shared by the pytest-xdist
+    workers (and the processes tests start): they compile many of the same programs. It
+    lives in pytest's temporary folder of this run (old runs' folders are removed by pytest).
+    A cache the caller chose (JAX_COMPILATION_CACHE_DIR) is kept."""
+    if os.environ.get("JAX_COMPILATION_CACHE_DIR"):
+        yield
+        return
+    base = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        base = base.parent  # .../pytest-N/popen-gwK: the run's folder, shared by workers
+    path = str(base / "xla-cache")
+    os.environ["JAX_COMPILATION_CACHE_DIR"] = path
+    os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.2")
+    jax.config.update("jax_compilation_cache_dir", path)
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.2)
+    yield
+
+
 @pytest.fixture
 def rng():
     return np.random.default_rng(0)

@@ -195,6 +195,7 @@ def test_cg_inference_rejects_bad_arguments():
         predict.cg_inference(NET.kernel, x, y, diag_reg=-1.0)
 
 
+@ONLY_X64_PASS
 @pytest.mark.parametrize("cls", [NTKRegressor, NNGPRegressor])
 def test_estimator_cg_solver_matches_cholesky_and_pickles(cls):
     x, y = _data(500)

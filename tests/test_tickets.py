@@ -10,7 +10,7 @@ import pytest
 
 from ntkgp import experiments, nn
 from ntkgp._src.cli.main import main
-from tests.conftest import DTYPE, X64
+from tests.conftest import DTYPE, ONLY_X64_PASS, X64
 
 
 def _net(width):
@@ -62,12 +62,13 @@ def test_nothing_pruned_gives_the_dense_net_back():
 
 
 @pytest.fixture(scope="module")
-def sweep():
+def sweep():  # the kernel regime of two widths: the float64 pass (its dtype is not the point)
     x, y, xt, yt = _data()
     return experiments.lottery_tickets(_net, [64, 2048], x, y, xt, yt, seeds=2, steps=60,
                                        sparsities=[0.5, 0.9], show_progress=False)
 
 
+@ONLY_X64_PASS
 def test_wide_nets_approach_their_tangent_space_ticket(sweep):
     small, wide = sweep.rows
     for name in ("linearized", "closed_form"):

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from ntkgp import nn
-from tests.conftest import DTYPE, X64, rel_err
+from tests.conftest import DTYPE, ONLY_X64_PASS, X64, rel_err
 from tests.helpers import build, load_reference
 
 REF, META = load_reference("nt_graphs")
@@ -136,6 +136,7 @@ def _graph_problem():
     return x1, x2, a1, a2, net
 
 
+@ONLY_X64_PASS
 def test_empirical_kernels_take_each_examples_graph():
     """pattern=(A1, A2) goes to the network with each example's graph: the empirical NTK
     equals J(x1) J(x2)^T of the whole batch applied at once."""

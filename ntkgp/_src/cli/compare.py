@@ -7,6 +7,7 @@ import os
 import sys
 import time
 
+from ntkgp._src.cli import catapult
 from ntkgp._src.cli.common import load_dataset, note, positive, save_figure, widths, write_text
 
 DEFAULT_ARCH = "relu-4096x1"
@@ -17,6 +18,18 @@ ARCH_HELP = ("architecture [conv-]ACTIVATION-[WIDTH]xDEPTH[,W_std=S][,b_std=S]: 
              "abs or sin; e.g. relu-512x3, erf-x2,W_std=2, conv-relu-256x2. Without --widths "
              "the sweep is WIDTH/64, WIDTH/16, WIDTH/4, WIDTH "
              f"(default {DEFAULT_ARCH}: 64, 256, 1024, 4096)")
+
+
+def _factors(text: str):
+    try:
+        values = [float(v) for v in text.replace(",", " ").split()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected numbers like 0.5,1.5,3; got {text!r}") \
+            from None
+    if not values or min(values) <= 0:
+        raise argparse.ArgumentTypeError(f"learning-rate factors must be positive, like "
+                                         f"0.5,1.5,3; got {text!r}")
+    return values
 
 
 def add_parser(sub):
@@ -63,6 +76,11 @@ def add_parser(sub):
     c.add_argument("--centered", action="store_true",
                    help="train f(x, theta) - f(x, theta0): each net then approaches the "
                         "deterministic NTK mean")
+    c.add_argument("--lr-factors", type=_factors, default=None,
+                   help="instead of the width sweep: train one network of the largest width "
+                        "and its linearization at these multiples of the critical step of its "
+                        "NTK at init (above 1 the linearization diverges; the catapult phase), "
+                        "e.g. 0.5,1.5,3; writes catapult.json and catapult.png")
     c.add_argument("--seed", type=int, default=0, help="seed of inits, minibatches and split")
     c.add_argument("--out", default="ntkgp-compare",
                    help="folder for compare.json and compare.png (created if missing)")
@@ -177,14 +195,20 @@ def run(args) -> int:
         if not args.quiet:
             note(("" if len(res.rows) > 1 else _header(res) + "\n") + _row(res.rows[-1]))
 
+    def make_net(w):
+        return spec.from_spec(args.arch, width=w, n_outputs=k)
+
+    if args.lr_factors:
+        args.widths = widths
+        return catapult.run(args, make_net, xtr, ytr, xte, yte, info)
     t0 = time.perf_counter()
     try:
         res = width_sweep(
-            lambda w: spec.from_spec(args.arch, width=w, n_outputs=k), widths, xtr, ytr, xte,
-            yte, seeds=args.seeds, steps=args.steps, learning_rate=args.lr,
-            optimizer=args.optimizer, batch_size=args.batch_size, momentum=args.momentum,
-            centered=args.centered, loss=args.loss, key=jax.random.PRNGKey(args.seed),
-            show_progress=not args.quiet, info=info, callback=save)
+            make_net, widths, xtr, ytr, xte, yte, seeds=args.seeds, steps=args.steps,
+            learning_rate=args.lr, optimizer=args.optimizer, batch_size=args.batch_size,
+            momentum=args.momentum, centered=args.centered, loss=args.loss,
+            key=jax.random.PRNGKey(args.seed), show_progress=not args.quiet, info=info,
+            callback=save)
     except KeyboardInterrupt:
         saved = (f"the widths finished so far are in {json_path}" if os.path.exists(json_path)
                  else "no width had finished")

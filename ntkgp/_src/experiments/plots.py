@@ -217,3 +217,42 @@ def plot_tickets(result, path=None):
                  f"{result.info.get('arch', '')}, {result.steps} steps, {result.seeds} seeds")
     fig.tight_layout()
     return save(fig, path)
+
+
+def plot_learning_rates(result, path=None):
+    """Three panels over training steps, one line per learning rate: the training loss (net
+    solid, linearization dashed), the NTK's top eigenvalue relative to initialization, and
+    the distance between net and linearization.
+
+    Args:
+        result: a `RateResult`.
+        path: where to save the figure; ``None`` to only return it.
+
+    Returns:
+        The matplotlib ``Figure``.
+    """
+    plt = pyplot()
+    fig, axes = plt.subplots(1, 3, figsize=(14, 4.2))
+    for i, r in enumerate(result.rows):
+        color = f"C{i % 10}"
+
+        def pts(values):
+            keep = [(s, v) for s, v in zip(r.steps, values) if v is not None and v > 0]
+            return [s for s, _ in keep], [v for _, v in keep]
+
+        axes[0].plot(*pts(r.loss_net), "-", color=color, label=f"η = {r.factor:g} η_c")
+        axes[0].plot(*pts(r.loss_linearized), "--", color=color)
+        axes[1].plot(*pts(r.lambda_max), "-", color=color)
+        axes[2].plot(*pts(r.dist_net_linearized), "-", color=color)
+    titles = ("training loss (dashed: linearized)", r"$\lambda_{\max}(\Theta_t) / "
+              r"\lambda_{\max}(\Theta_0)$", "net vs linearization (test outputs)")
+    for ax, title in zip(axes, titles):
+        ax.set_yscale("log")
+        ax.set_xlabel("step")
+        ax.set_title(title)
+        ax.grid(alpha=0.3, which="both")
+    axes[0].legend(fontsize=8)
+    fig.suptitle(f"Learning rates around the linearization's limit η_c = "
+                 f"{result.critical_learning_rate:.3g} (width {result.width})")
+    fig.tight_layout()
+    return save(fig, path)

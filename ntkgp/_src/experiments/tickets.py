@@ -85,7 +85,16 @@ def magnitude_mask(params, mask, density: float):
 
 
 def random_mask(params, density: float, key):
-    """Keeps each prunable weight with probability ``density`` (other leaves all ones)."""
+    """A random mask: each prunable weight kept with probability ``density``.
+
+    Args:
+        params: a pytree of parameters (only shapes and names are used).
+        density: the probability of keeping a weight, in (0, 1].
+        key: a ``jax.random`` key.
+
+    Returns:
+        A mask of the structure of ``params`` (0/1 weights; other leaves all ones).
+    """
     leaves, tree = jax.tree.flatten(params)
     which = jax.tree.leaves(prunable(params))
     keys = jax.random.split(key, len(leaves))
