@@ -17,6 +17,8 @@ from ntkgp._src.experiments.catapult import learning_rate_sweep as learning_rate
 from ntkgp._src.experiments.ensemble_sweep import EnsembleResult as EnsembleResult
 from ntkgp._src.experiments.ensemble_sweep import EnsembleRow as EnsembleRow
 from ntkgp._src.experiments.ensemble_sweep import ensemble_sweep as ensemble_sweep
+from ntkgp._src.experiments.laziness import LazinessResult as LazinessResult
+from ntkgp._src.experiments.laziness import laziness_sweep as laziness_sweep
 from ntkgp._src.experiments.plots import plot_ensemble as plot_ensemble
 from ntkgp._src.experiments.plots import plot_learning_rates as plot_learning_rates
 from ntkgp._src.experiments.plots import plot_sgd_vs_bayes as plot_sgd_vs_bayes

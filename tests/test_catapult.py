@@ -1,6 +1,7 @@
-"""Large learning rates: below the critical step the net and its linearization agree; above it
-the linearization diverges while the net catapults (its NTK's top eigenvalue falls) and
-converges; far above, both diverge."""
+"""Where the tangent-space picture breaks. Large learning rates: below the critical step the net
+and its linearization agree; above it the linearization diverges while the net catapults (its
+NTK's top eigenvalue falls) and converges; far above, both diverge. The laziness scale: large
+alpha keeps the net its linearization, small alpha does not."""
 
 import json
 
@@ -9,7 +10,7 @@ import pytest
 
 from ntkgp import experiments, nn
 from ntkgp._src.cli.main import main
-from tests.conftest import DTYPE, X64
+from tests.conftest import DTYPE, ONLY_X64_PASS, X64
 
 
 def _net(width):
@@ -53,3 +54,30 @@ def test_cli_lr_factors(tmp_path, capsys):
     assert main(args[:-5] + ["--lr-factors", "1", "--loss", "xent", "--dataset", "iris",
                              "--out", str(tmp_path)]) == 2
     assert "full-batch gradient descent on the squared" in capsys.readouterr().err
+
+
+@ONLY_X64_PASS
+def test_laziness_scale():
+    """Chizat et al.: the same tangent-space dynamics at every alpha, but large alpha keeps
+    the net its linearization and small alpha does not (a smooth activation: ReLU's kinks
+    slow the approach, see README)."""
+
+    def erf_net(width):
+        return nn.serial(nn.Dense(width, W_std=1.5, b_std=0.1), nn.Erf(),
+                         nn.Dense(1, W_std=1.5, b_std=0.1))
+
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((36, 4)).astype(DTYPE)
+    y = (np.sin(x[:, :1]) + 0.5 * x[:, 1:2]).astype(DTYPE)
+    res = experiments.laziness_sweep(erf_net, 256, x[:24], y[:24], x[24:], y[24:],
+                                     alphas=[0.1, 1.0, 10.0], seeds=2, steps=60,
+                                     show_progress=False)
+    small, _, large = res.rows
+    assert large.dist_net_linearized < 0.2 * small.dist_net_linearized
+    assert large.ntk_drift < 0.2 * small.ntk_drift
+    assert res.slopes["dist_net_linearized"] < -0.7
+    assert res.alphas == [0.1, 1.0, 10.0]
+    back = experiments.LazinessResult.from_json(res.to_json())
+    assert back.rows[2].dist_net_linearized == large.dist_net_linearized
+    with pytest.raises(ValueError, match="positive scales"):
+        experiments.laziness_sweep(_net, 8, x, y, x, y, alphas=[-1.0])

@@ -7,7 +7,7 @@ import os
 import sys
 import time
 
-from ntkgp._src.cli import catapult
+from ntkgp._src.cli import breakdown
 from ntkgp._src.cli.common import load_dataset, note, positive, save_figure, widths, write_text
 
 DEFAULT_ARCH = "relu-4096x1"
@@ -27,7 +27,7 @@ def _factors(text: str):
         raise argparse.ArgumentTypeError(f"expected numbers like 0.5,1.5,3; got {text!r}") \
             from None
     if not values or min(values) <= 0:
-        raise argparse.ArgumentTypeError(f"learning-rate factors must be positive, like "
+        raise argparse.ArgumentTypeError(f"expected positive numbers, like "
                                          f"0.5,1.5,3; got {text!r}")
     return values
 
@@ -81,6 +81,10 @@ def add_parser(sub):
                         "and its linearization at these multiples of the critical step of its "
                         "NTK at init (above 1 the linearization diverges; the catapult phase), "
                         "e.g. 0.5,1.5,3; writes catapult.json and catapult.png")
+    c.add_argument("--alphas", type=_factors, default=None,
+                   help="instead of the width sweep: at the largest width, train alpha (f - f0) "
+                        "on the loss / alpha^2 for each laziness scale alpha (Chizat et al. "
+                        "2019; large is lazy), e.g. 0.1,1,10; writes laziness.json")
     c.add_argument("--seed", type=int, default=0, help="seed of inits, minibatches and split")
     c.add_argument("--out", default="ntkgp-compare",
                    help="folder for compare.json and compare.png (created if missing)")
@@ -198,9 +202,12 @@ def run(args) -> int:
     def make_net(w):
         return spec.from_spec(args.arch, width=w, n_outputs=k)
 
-    if args.lr_factors:
+    if args.lr_factors and args.alphas:
+        raise ValueError("pass --lr-factors or --alphas, not both.")
+    if args.lr_factors or args.alphas:
         args.widths = widths
-        return catapult.run(args, make_net, xtr, ytr, xte, yte, info)
+        run = breakdown.run_rates if args.lr_factors else breakdown.run_alphas
+        return run(args, make_net, xtr, ytr, xte, yte, info)
     t0 = time.perf_counter()
     try:
         res = width_sweep(

@@ -28,8 +28,8 @@ from ntkgp._src.empirical.empirical import empirical_ntk_fn
 from ntkgp._src.experiments.metrics import rel, rmse
 from ntkgp._src.predict.dynamics import max_learning_rate
 from ntkgp._src.progress import progress_bar
+from ntkgp._src.train.losses import mse_loss
 from ntkgp._src.train.models import linearize
-from ntkgp._src.train.training import train
 from ntkgp._src.util import RowsJson
 
 
@@ -141,6 +141,20 @@ def learning_rate_sweep(make_net, width: int, x_train, y_train, x_test, y_test, 
     lam0 = lam(p0)
     eta_c = float(max_learning_rate(ntk(x_train, None, p0), n_outputs=n_out))
     lin = linearize(net, p0)
+
+    def stepper(f):
+        """One full-batch gradient-descent step of ``f`` (one compiled program for any step
+        size; the records fall at uneven steps, which a scan per segment would recompile)."""
+        def loss(p):
+            return mse_loss(f(p, x_train), y_train)
+
+        @jax.jit
+        def step(p, lr):
+            return jax.tree.map(lambda a, g: a - lr * g, p, jax.grad(loss)(p))
+        return step, jax.jit(loss)
+
+    step_net, loss_net = stepper(net.apply)
+    step_lin, loss_lin = stepper(lin)
     marks = np.unique(np.round(np.geomspace(1, steps, records)).astype(int))
     result = RateResult(width=width, steps=steps, critical_learning_rate=eta_c, rows=[],
                         info=dict(info or {}))
@@ -154,12 +168,12 @@ def learning_rate_sweep(make_net, width: int, x_train, y_train, x_test, y_test, 
                       dist_net_linearized=[0.0], diverged_net=False,
                       diverged_linearized=False, test_rmse_net=None)
         done = 0
+        lr_arr = jnp.asarray(lr, x_train.dtype)
         for mark in marks:
-            n = int(mark) - done
-            p, h = train(net, p, x_train, y_train, steps=n, learning_rate=lr, record_every=n)
-            q, hl = train(lin, q, x_train, y_train, steps=n, learning_rate=lr, record_every=n)
-            done += n
-            ln, ll = _finite(h.train_loss[-1]), _finite(hl.train_loss[-1])
+            while done < mark:
+                p, q = step_net(p, lr_arr), step_lin(q, lr_arr)
+                done += 1
+            ln, ll = _finite(loss_net(p)), _finite(loss_lin(q))
             row.steps.append(done)
             row.loss_net.append(ln)
             row.loss_linearized.append(ll)

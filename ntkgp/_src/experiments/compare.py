@@ -112,6 +112,7 @@ class SweepResult(RowsJson):
             from zero outputs, and the NNGP posterior mean of the one-hot targets).
         closed_form_floor: (``'xent'``) relative distance of the ODE to the discrete steps
             with the analytic NTK, on seed 0's test outputs.
+        alpha: the laziness scale (``None``: unscaled).
     """
 
     ROW: ClassVar[type] = WidthResult
@@ -137,6 +138,7 @@ class SweepResult(RowsJson):
     test_acc_ntk: Optional[float] = None
     test_acc_nngp: Optional[float] = None
     closed_form_floor: Optional[float] = None
+    alpha: Optional[float] = None
 
 
 
@@ -173,6 +175,12 @@ def check_width_independent(make_net, widths, x):
                          "parameterization (nn.Dense(..., parameterization='ntk'), the default).")
 
 
+def _scaled(f, alpha):
+    def g(p, x):
+        return alpha * f(p, x)
+    return g
+
+
 def default_step(ntk_train_train, y_shape, loss: str = "mse", momentum: float = 0.0) -> float:
     """Half the largest stable gradient-descent step of the analytic NTK for the squared error
     (times ``1 - momentum``), scaled for another loss by the ratio of `curvature_bound`-s."""
@@ -185,7 +193,8 @@ def width_sweep(make_net: Callable[[int], object], widths: Sequence[int], x_trai
                 x_test, y_test, *, seeds: int = 4, steps: int = 500,
                 learning_rate: Optional[float] = None, optimizer: str = "gd",
                 batch_size: Optional[int] = None, momentum: float = 0.9,
-                centered: bool = False, diag_reg: float = 0.0, loss: str = "mse", key=None,
+                centered: bool = False, diag_reg: float = 0.0, loss: str = "mse",
+                alpha: Optional[float] = None, key=None,
                 show_progress: bool = True, info: Optional[dict] = None,
                 callback: Optional[Callable[[SweepResult], None]] = None) -> SweepResult:
     r"""Train networks of several widths and compare them with their linearizations and the
@@ -209,6 +218,11 @@ def width_sweep(make_net: Callable[[int], object], widths: Sequence[int], x_trai
         centered: train :math:`f(x,\theta) - f(x,\theta_0)` (`ntkgp.train.center`); then (b)
             compares each network with the deterministic NTK mean, and (c) is skipped.
         diag_reg: regularization of the closed forms (0: exact).
+        alpha: the laziness scale of Chizat et al. (2019): train
+            :math:`\alpha\,(f(x,\theta) - f(x,\theta_0))` on the loss divided by
+            :math:`\alpha^2` (implies ``centered``). Its function-space dynamics in the tangent
+            space do not depend on :math:`\alpha`; large :math:`\alpha` keeps the network
+            there (lazy), small :math:`\alpha` takes it out.
         loss: ``'mse'`` or ``'xent'`` (softmax cross-entropy; targets one-hot, ``'gd'`` or
             ``'sgd'``; the default step is scaled by :math:`\min(1, 2/K)`, as the softmax's
             curvature reaches :math:`K/2` times the squared error's: `curvature_bound`).
@@ -235,6 +249,12 @@ def width_sweep(make_net: Callable[[int], object], widths: Sequence[int], x_trai
         raise ValueError("loss='xent' is compared with gradient flow: use optimizer='gd' or "
                          "'sgd' (the discrete heavy ball has no flow to match).")
     loss_fn = get_loss(loss)
+    if alpha is not None:
+        alpha = checks.check_scalar(alpha, "alpha")
+        if not alpha > 0:
+            raise ValueError(f"`alpha` must be > 0 (the laziness scale); got {alpha!r}.")
+        centered = True
+    scale = 1.0 if alpha is None else float(alpha)
     beta = float(momentum) if optimizer == "momentum" else 0.0
     if optimizer == "sgd" and batch_size is None:
         raise ValueError("optimizer='sgd' needs a `batch_size`; use optimizer='gd' for full "
@@ -271,7 +291,8 @@ def width_sweep(make_net: Callable[[int], object], widths: Sequence[int], x_trai
             ens_var = np.asarray(jnp.diagonal(ens_cov), np.float64)[:, None]
     record_every = max(1, steps // 25)
     kw = dict(steps=steps, learning_rate=lr, optimizer=optimizer, batch_size=batch_size,
-              momentum=beta, record_every=record_every, loss=loss)
+              momentum=beta, record_every=record_every,
+              loss=loss if alpha is None else (lambda f, y: loss_fn(f, y) / scale ** 2))
     result = SweepResult(widths=widths, seeds=seeds, steps=steps, learning_rate=lr, t=t,
                          rows=[], test_rmse_ntk=rmse(ens_mean, y_test),
                          test_rmse_nngp=rmse(nngp_mean, y_test), nngp_noise=nngp_noise,
@@ -279,7 +300,7 @@ def width_sweep(make_net: Callable[[int], object], widths: Sequence[int], x_trai
                          optimizer=optimizer, batch_size=batch_size, momentum=beta,
                          centered=bool(centered), y_test=np.ravel(y_test).tolist(),
                          info=dict(info or {}), loss=loss, test_acc_ntk=acc_ntk,
-                         test_acc_nngp=acc_nngp)
+                         test_acc_nngp=acc_nngp, alpha=alpha)
     keys = jax.random.split(key, seeds)
     for width in progress_bar(widths, total=len(widths), desc="widths", enabled=show_progress):
         net = make_net(width)
@@ -290,6 +311,8 @@ def width_sweep(make_net: Callable[[int], object], widths: Sequence[int], x_trai
             model = center(net, p0) if centered else net.apply
             lin = linearize(net, p0)
             lin = center(lin, p0) if centered else lin
+            if alpha is not None:
+                model, lin = _scaled(model, scale), _scaled(lin, scale)
             p, hist = train(model, p0, x_train, y_train, x_test=x_test, key=k_batch, **kw)
             p_lin, _ = train(lin, p0, x_train, y_train, key=k_batch, **kw)
             return (model(p0, x_train), model(p0, x_test), model(p, x_test),
@@ -328,7 +351,8 @@ def width_sweep(make_net: Callable[[int], object], widths: Sequence[int], x_trai
             test_rmse_net=float(np.mean([rmse(f_net[s], y_test) for s in range(seeds)])),
             test_rmse_linearized=float(np.mean([rmse(f_lin[s], y_test) for s in range(seeds)])),
             ensemble_chi2=chi2, ensemble_var_ratio=var_ratio,
-            train_loss_net=np.mean(np.asarray(hist.train_loss, np.float64), 0).tolist(),
+            train_loss_net=(scale ** 2 * np.mean(np.asarray(hist.train_loss, np.float64),
+                                                 0)).tolist(),
             train_loss_closed_form=closed_loss.tolist(),
             example_net=np.ravel(f_net64[0]).tolist(),
             example_closed_form=np.ravel(closed_test[0]).tolist(),

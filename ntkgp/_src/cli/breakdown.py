@@ -1,4 +1,5 @@
-"""``ntkgp compare --lr-factors``: one width, learning rates around the linearization's limit."""
+"""``ntkgp compare --lr-factors`` and ``--alphas``: one width, where the tangent-space picture
+breaks (large learning rates; the laziness scale)."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ def _f(v, spec="9.4f"):
     return f"{'diverged':>9}" if v is None else format(v, spec)
 
 
-def summary(res) -> str:
+def rates_summary(res) -> str:
     """One line per learning rate, and a plain reading."""
     lines = [f"critical step of the net's NTK at init eta_c = {res.critical_learning_rate:.4g} "
              f"(width {res.width}, {res.steps} steps)",
@@ -37,7 +38,7 @@ def summary(res) -> str:
     return "\n".join(lines)
 
 
-def run(args, make_net, xtr, ytr, xte, yte, info) -> int:
+def run_rates(args, make_net, xtr, ytr, xte, yte, info) -> int:
     import jax
 
     from ntkgp._src.experiments.catapult import learning_rate_sweep
@@ -66,8 +67,64 @@ def run(args, make_net, xtr, ytr, xte, yte, info) -> int:
                  if os.path.exists(json_path) else "no learning rate had finished")
         print(f"\nntkgp compare: interrupted; {saved}.", file=sys.stderr)
         return 130
-    print(f"\n{summary(res)}\n\ntook {time.perf_counter() - t0:.0f} s; wrote {json_path}",
+    print(f"\n{rates_summary(res)}\n\ntook {time.perf_counter() - t0:.0f} s; wrote {json_path}",
           end="")
     save_figure(lambda path: plot_learning_rates(res, path),
                 os.path.join(args.out, "catapult.png"))
+    return 0
+
+
+def alphas_summary(res) -> str:
+    """One line per laziness scale, and the slopes against it."""
+    lines = [f"laziness scale alpha at width {res.width} ({res.steps} steps, {res.seeds} "
+             "seeds, centered nets trained as alpha (f - f0) on the loss / alpha^2)",
+             f"{'alpha':>7} {'RMSE net':>9} {'(a) net-lin':>11} {'(b) net-NTK':>11} "
+             f"{'|dθ|/|θ0|':>10} {'NTK drift':>10}"]
+    for a, r in zip(res.alphas, res.rows):
+        lines.append(f"{a:7.3g} {r.test_rmse_net:9.4f} {r.dist_net_linearized:11.4f} "
+                     f"{r.dist_net_closed_form:11.4f} {r.param_change:10.4f} "
+                     f"{r.ntk_drift:10.4f}")
+    if len(res.rows) > 1:
+        s = res.slopes
+        lines.append("log-log slopes vs alpha (lazy: (a) and the drift like 1/alpha): "
+                     f"(a) {_slope(s['dist_net_linearized'])}, (b) "
+                     f"{_slope(s['dist_net_closed_form'])}, |dθ|/|θ0| "
+                     f"{_slope(s['param_change'])}, NTK drift {_slope(s['ntk_drift'])}")
+    return "\n".join(lines)
+
+
+def _slope(v):
+    return "-" if v is None else f"{v:.2f}"
+
+
+def run_alphas(args, make_net, xtr, ytr, xte, yte, info) -> int:
+    import jax
+
+    from ntkgp._src.experiments.laziness import laziness_sweep
+
+    if args.loss != "mse" or args.optimizer != "gd":
+        raise ValueError("--alphas trains with full-batch gradient descent on the squared "
+                         "error: drop --loss xent and --optimizer.")
+    width = max(args.widths)
+    os.makedirs(args.out, exist_ok=True)
+    json_path = os.path.join(args.out, "laziness.json")
+
+    def save(res):
+        write_text(json_path, res.to_json())
+        if not args.quiet:
+            note(f"alpha {res.alphas[-1]:g} done")
+
+    t0 = time.perf_counter()
+    try:
+        res = laziness_sweep(make_net, width, xtr, ytr, xte, yte, alphas=args.alphas,
+                             seeds=args.seeds, steps=args.steps, learning_rate=args.lr,
+                             key=jax.random.PRNGKey(args.seed), show_progress=not args.quiet,
+                             info=info, callback=save)
+    except KeyboardInterrupt:
+        saved = (f"the scales finished so far are in {json_path}" if os.path.exists(json_path)
+                 else "no scale had finished")
+        print(f"\nntkgp compare: interrupted; {saved}.", file=sys.stderr)
+        return 130
+    print(f"\n{alphas_summary(res)}\n\ntook {time.perf_counter() - t0:.0f} s; wrote "
+          f"{json_path}")
     return 0
