@@ -4,10 +4,8 @@ breaks (large learning rates; the laziness scale)."""
 from __future__ import annotations
 
 import os
-import sys
-import time
 
-from ntkgp._src.cli.common import note, save_figure, write_text
+from ntkgp._src.cli.common import interruptible, note, save_figure, write_text
 
 
 def _f(v, spec="9.4f"):
@@ -56,18 +54,16 @@ def run_rates(args, make_net, xtr, ytr, xte, yte, info) -> int:
         if not args.quiet:
             note(f"eta/eta_c {res.rows[-1].factor:g} done")
 
-    t0 = time.perf_counter()
-    try:
-        res = learning_rate_sweep(make_net, width, xtr, ytr, xte, yte,
-                                  factors=args.lr_factors, steps=args.steps,
-                                  key=jax.random.PRNGKey(args.seed),
-                                  show_progress=not args.quiet, info=info, callback=save)
-    except KeyboardInterrupt:
-        saved = (f"the learning rates finished so far are in {json_path}"
-                 if os.path.exists(json_path) else "no learning rate had finished")
-        print(f"\nntkgp compare: interrupted; {saved}.", file=sys.stderr)
+    def compute():
+        return learning_rate_sweep(make_net, width, xtr, ytr, xte, yte,
+                                   factors=args.lr_factors, steps=args.steps,
+                                   key=jax.random.PRNGKey(args.seed),
+                                   show_progress=not args.quiet, info=info, callback=save)
+
+    res, took = interruptible(compute, json_path, "ntkgp compare", "learning rate")
+    if res is None:
         return 130
-    print(f"\n{rates_summary(res)}\n\ntook {time.perf_counter() - t0:.0f} s; wrote {json_path}",
+    print(f"\n{rates_summary(res)}\n\ntook {took:.0f} s; wrote {json_path}",
           end="")
     save_figure(lambda path: plot_learning_rates(res, path),
                 os.path.join(args.out, "catapult.png"))
@@ -114,17 +110,15 @@ def run_alphas(args, make_net, xtr, ytr, xte, yte, info) -> int:
         if not args.quiet:
             note(f"alpha {res.alphas[-1]:g} done")
 
-    t0 = time.perf_counter()
-    try:
-        res = laziness_sweep(make_net, width, xtr, ytr, xte, yte, alphas=args.alphas,
-                             seeds=args.seeds, steps=args.steps, learning_rate=args.lr,
-                             key=jax.random.PRNGKey(args.seed), show_progress=not args.quiet,
-                             info=info, callback=save)
-    except KeyboardInterrupt:
-        saved = (f"the scales finished so far are in {json_path}" if os.path.exists(json_path)
-                 else "no scale had finished")
-        print(f"\nntkgp compare: interrupted; {saved}.", file=sys.stderr)
+    def compute():
+        return laziness_sweep(make_net, width, xtr, ytr, xte, yte, alphas=args.alphas,
+                              seeds=args.seeds, steps=args.steps, learning_rate=args.lr,
+                              key=jax.random.PRNGKey(args.seed), show_progress=not args.quiet,
+                              info=info, callback=save)
+
+    res, took = interruptible(compute, json_path, "ntkgp compare", "scale")
+    if res is None:
         return 130
-    print(f"\n{alphas_summary(res)}\n\ntook {time.perf_counter() - t0:.0f} s; wrote "
+    print(f"\n{alphas_summary(res)}\n\ntook {took:.0f} s; wrote "
           f"{json_path}")
     return 0

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import time
 
 from ntkgp._src.util import write_atomic
 
@@ -57,6 +58,19 @@ def save_figure(plot, png) -> None:
     finally:
         plt.close(fig)
     print(f" and {png}")
+
+
+def interruptible(compute, json_path: str, command: str, unit: str):
+    """``(compute(), seconds)``, or ``(None, None)`` after Ctrl-C, having said on stderr what
+    was kept (``compute`` saves each finished ``unit`` to ``json_path`` as it goes)."""
+    t0 = time.perf_counter()
+    try:
+        return compute(), time.perf_counter() - t0
+    except KeyboardInterrupt:
+        saved = (f"the {unit}s finished so far are in {json_path}" if os.path.exists(json_path)
+                 else f"no {unit} had finished")
+        print(f"\n{command}: interrupted; {saved}.", file=sys.stderr)
+        return None, None
 
 
 def note(text: str) -> None:

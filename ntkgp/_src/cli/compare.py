@@ -4,11 +4,17 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
-import time
 
 from ntkgp._src.cli import breakdown
-from ntkgp._src.cli.common import load_dataset, note, positive, save_figure, widths, write_text
+from ntkgp._src.cli.common import (
+    interruptible,
+    load_dataset,
+    note,
+    positive,
+    save_figure,
+    widths,
+    write_text,
+)
 
 DEFAULT_ARCH = "relu-4096x1"
 ARCH_HELP = ("architecture [conv-]ACTIVATION-[WIDTH]xDEPTH[,W_std=S][,b_std=S]: DEPTH hidden "
@@ -208,20 +214,18 @@ def run(args) -> int:
         args.widths = widths
         run = breakdown.run_rates if args.lr_factors else breakdown.run_alphas
         return run(args, make_net, xtr, ytr, xte, yte, info)
-    t0 = time.perf_counter()
-    try:
-        res = width_sweep(
+    def compute():
+        return width_sweep(
             make_net, widths, xtr, ytr, xte, yte, seeds=args.seeds, steps=args.steps,
             learning_rate=args.lr, optimizer=args.optimizer, batch_size=args.batch_size,
             momentum=args.momentum, centered=args.centered, loss=args.loss,
             key=jax.random.PRNGKey(args.seed), show_progress=not args.quiet, info=info,
             callback=save)
-    except KeyboardInterrupt:
-        saved = (f"the widths finished so far are in {json_path}" if os.path.exists(json_path)
-                 else "no width had finished")
-        print(f"\nntkgp compare: interrupted; {saved}.", file=sys.stderr)
+
+    res, took = interruptible(compute, json_path, "ntkgp compare", "width")
+    if res is None:
         return 130
-    print(f"\n{summary(res)}\n\ntook {time.perf_counter() - t0:.0f} s (lr {res.learning_rate:.4g}"
+    print(f"\n{summary(res)}\n\ntook {took:.0f} s (lr {res.learning_rate:.4g}"
           f"); wrote {json_path}", end="")
     save_figure(lambda path: plot(res, path), os.path.join(args.out, "compare.png"))
     return 0

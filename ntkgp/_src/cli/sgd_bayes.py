@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
-import time
 
-from ntkgp._src.cli.common import note, positive, save_figure, widths, write_text
+from ntkgp._src.cli.common import interruptible, note, positive, save_figure, widths, write_text
 
 
 def _names(text: str):
@@ -72,18 +70,16 @@ def run(args) -> int:
         if not args.quiet:
             note(res.table().splitlines()[-1])
 
-    t0 = time.perf_counter()
-    try:
-        res = sgd_vs_bayes(
+    def compute():
+        return sgd_vs_bayes(
             problem, make_net=lambda w: default_net(w, args.depth),
             widths=args.widths, optimizers=args.optimizers, batch_sizes=args.batch_sizes,
             runs=args.runs, learning_rate=args.lr, max_epochs=args.max_epochs,
             min_count=args.min_count, seed=args.seed, show_progress=not args.quiet,
             callback=save)
-    except KeyboardInterrupt:
-        saved = (f"the settings finished so far are in {json_path}"
-                 if os.path.exists(json_path) else "no setting had finished")
-        print(f"\nntkgp sgd-vs-bayes: interrupted; {saved}.", file=sys.stderr)
+
+    res, took = interruptible(compute, json_path, "ntkgp sgd-vs-bayes", "setting")
+    if res is None:
         return 130
     write_text(json_path, res.to_json())
     print("\n" + res.table())
@@ -91,7 +87,7 @@ def run(args) -> int:
           f"{res.min_count} times; top-mass: share of runs (SGD) and posterior probability (B) "
           f"of the {res.top} most frequent functions; test err: mean held-out error of the "
           "runs.")
-    print(f"took {time.perf_counter() - t0:.0f} s; wrote {json_path}", end="")
+    print(f"took {took:.0f} s; wrote {json_path}", end="")
     save_figure(lambda path: plot_sgd_vs_bayes(res, path),
                 os.path.join(args.out, "sgd_vs_bayes.png"))
     return 0

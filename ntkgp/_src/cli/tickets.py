@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
-import time
 
 from ntkgp._src.cli.common import (
+    interruptible,
     load_dataset,
     note,
     positive,
@@ -178,20 +177,18 @@ def run(args) -> int:
         if not args.quiet:
             note(f"width {res.rows[-1].width} done")
 
-    t0 = time.perf_counter()
-    try:
-        res = lottery_tickets(
+    def compute():
+        return lottery_tickets(
             lambda w: spec.from_spec(args.arch, width=w, n_outputs=k), ws, xtr, ytr, xte, yte,
             seeds=args.seeds, steps=args.steps, sparsities=args.sparsities,
             rewind_step=args.rewind_step, learning_rate=args.lr, loss=args.loss,
             key=jax.random.PRNGKey(args.seed), show_progress=not args.quiet, info=info,
             callback=save)
-    except KeyboardInterrupt:
-        saved = (f"the widths finished so far are in {json_path}" if os.path.exists(json_path)
-                 else "no width had finished")
-        print(f"\nntkgp tickets: interrupted; {saved}.", file=sys.stderr)
+
+    res, took = interruptible(compute, json_path, "ntkgp tickets", "width")
+    if res is None:
         return 130
-    print(f"\n{summary(res)}\n\ntook {time.perf_counter() - t0:.0f} s (lr "
+    print(f"\n{summary(res)}\n\ntook {took:.0f} s (lr "
           f"{res.learning_rate:.4g}, rewind step {res.rewind_step}); wrote {json_path}", end="")
     save_figure(lambda path: plot_tickets(res, path), os.path.join(args.out, "tickets.png"))
     return 0

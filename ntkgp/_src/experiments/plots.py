@@ -248,6 +248,7 @@ def plot_learning_rates(result, path=None):
               r"\lambda_{\max}(\Theta_0)$", "net vs linearization (test outputs)")
     for ax, title in zip(axes, titles):
         ax.set_yscale("log")
+        ax.set_xscale("symlog", linthresh=1.0)  # the catapult happens in the first steps
         ax.set_xlabel("step")
         ax.set_title(title)
         ax.grid(alpha=0.3, which="both")
