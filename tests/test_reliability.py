@@ -413,6 +413,8 @@ def _interrupt_compare(out):
 # as soon as the first width is saved: the interrupt lands at the same point on any machine
 _SELF_INTERRUPT = """
 import os, signal, sys
+# a test run started as a background job inherits SIGINT ignored: restore Python's handler
+signal.signal(signal.SIGINT, signal.default_int_handler)
 import ntkgp._src.cli.compare as cli_compare
 write_text = cli_compare.write_text
 def write_then_interrupt(*args, **kwargs):
