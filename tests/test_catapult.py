@@ -81,3 +81,20 @@ def test_laziness_scale():
     assert back.rows[2].dist_net_linearized == large.dist_net_linearized
     with pytest.raises(ValueError, match="positive scales"):
         experiments.laziness_sweep(_net, 8, x, y, x, y, alphas=[-1.0])
+
+
+@pytest.mark.skipif(not X64, reason="end-to-end CLI run, once per CI (the float64 pass)")
+def test_cli_alphas(tmp_path, capsys):
+    args = ["compare", "--arch", "erf-x1", "--widths", "256", "--steps", "20", "--seeds", "1",
+            "--n-train", "40", "--n-test", "20", "--quiet", "--out", str(tmp_path)]
+    assert main(args + ["--alphas", "0.1,10"]) == 0
+    out = capsys.readouterr().out
+    assert "laziness scale alpha at width 256" in out and "log-log slopes vs alpha" in out
+    res = experiments.LazinessResult.from_json((tmp_path / "laziness.json").read_text())
+    assert res.alphas == [0.1, 10.0] and res.width == 256
+    assert res.rows[1].dist_net_linearized < res.rows[0].dist_net_linearized
+    for extra, message in ((["--alphas", "1", "--lr-factors", "1"], "not both"),
+                           (["--alphas", "1", "--optimizer", "momentum"],
+                            "full-batch gradient descent")):
+        assert main(args + extra) == 2
+        assert message in capsys.readouterr().err
