@@ -7,13 +7,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ntkgp import batching, empirical, nn
-from tests.conftest import DTYPE
+from tests.conftest import DTYPE, X64
 
 NET = nn.serial(nn.Dense(16, W_std=1.5, b_std=0.1), nn.Relu(), nn.Dense(16, W_std=1.5),
                 nn.Erf(), nn.Dense(3, W_std=1.2, b_std=0.2))
 
 
-@settings(max_examples=12)
+@settings(max_examples=12 if X64 else 4)  # the tiling logic is dtype-independent
 @given(st.integers(1, 13), st.integers(1, 17), st.integers(1, 9), st.booleans())
 def test_analytic_tiled_equals_untiled(n1, tile, n2, x2_none):
     rng = np.random.default_rng(n1 * 100 + n2)

@@ -163,7 +163,8 @@ def test_cg_warns_when_the_tolerance_is_not_met_and_rejects_bad_input():
             linalg.cg_solve(op, b, 0.1, **kw)
 
 
-@pytest.mark.parametrize("get", ["nngp", "ntkgp", "ntk"])
+# float32: one mode (the CG numerics); float64: every mode
+@pytest.mark.parametrize("get", ["nngp", "ntkgp", "ntk"] if X64 else ["nngp"])
 def test_cg_inference_equals_gp_inference(get, monkeypatch):
     from ntkgp._src.scale import tiles
     monkeypatch.setattr(tiles, "VARIANCE_ROWS", 7)  # 20 test points: variances in 3 solves

@@ -8,7 +8,7 @@ import pytest
 
 from ntkgp import data, experiments, nn
 from ntkgp._src.experiments.ensemble_sweep import relative_errors, sample_moments
-from tests.conftest import DTYPE
+from tests.conftest import DTYPE, ONLY_X64_PASS
 
 
 def test_monte_carlo_error_formulas_match_exact_draws(rng):
@@ -43,6 +43,7 @@ def make_net(width):
                      nn.Dense(1, W_std=1.5, b_std=0.05))
 
 
+@ONLY_X64_PASS
 def test_reduced_sweep(tmp_path):
     """Wide ensembles are draws of the predicted Gaussian: their errors are Monte-Carlo error
     (within 2x of its expectation with 48 networks); narrow ones are further off."""

@@ -231,7 +231,7 @@ def test_cli_runs_and_writes_json(tmp_path, capsys):
     assert "n_train < 2**n_bits" in capsys.readouterr().err
 
 
-@ONLY_X32_PASS
+@ONLY_X64_PASS
 def test_interrupt_propagates_after_the_callback_has_the_finished_settings(monkeypatch):
     """A KeyboardInterrupt during the second setting's runs propagates; the callback has
     already received the first setting whole."""

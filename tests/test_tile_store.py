@@ -154,7 +154,7 @@ def test_interrupt_keeps_finished_tiles(rng, tmp_path):
     _close(batching.batch(flaky, 2, store=store)(x, None), CNN.kernel(x, None))
 
 
-@ONLY_X32_PASS
+@ONLY_X64_PASS
 def test_tiles_spread_over_several_devices():
     """Two (virtual) CPU devices: tiles go to each in turn; the result is the same."""
     code = textwrap.dedent("""

@@ -164,6 +164,7 @@ def test_centered_models_start_at_zero_and_train_like_the_net(data):
     assert rel_err(lc(p_lc, xt), lin(p_lin, xt) - net.apply(p0, xt)) <= tol
 
 
+@ONLY_X64_PASS  # power iteration against eigh: one pass suffices
 def test_default_learning_rate_is_half_the_stable_step(data):
     """Power iteration on NTK-vector products finds the top eigenvalue of the empirical NTK
     (within 10% after the safety factor); training at the default converges; under vmap each

@@ -165,6 +165,7 @@ def test_empirical_kernels_take_each_examples_graph():
         f(x1, x2, p, pattern=(a1, a1))
 
 
+@ONLY_X64_PASS
 def test_tiles_and_monte_carlo_carry_each_examples_graph(tmp_path):
     """batching.batch slices the graphs with the examples of each tile (also for the store's
     fingerprint), and monte_carlo_kernel passes them to every sample."""

@@ -36,40 +36,6 @@ def rates_summary(res) -> str:
     return "\n".join(lines)
 
 
-def run_rates(args, make_net, xtr, ytr, xte, yte, info) -> int:
-    import jax
-
-    from ntkgp._src.experiments.catapult import learning_rate_sweep
-    from ntkgp._src.experiments.plots import plot_learning_rates
-
-    if args.loss != "mse" or args.optimizer != "gd":
-        raise ValueError("--lr-factors trains with full-batch gradient descent on the squared "
-                         "error: drop --loss xent and --optimizer.")
-    width = max(args.widths)
-    os.makedirs(args.out, exist_ok=True)
-    json_path = os.path.join(args.out, "catapult.json")
-
-    def save(res):
-        write_text(json_path, res.to_json())
-        if not args.quiet:
-            note(f"eta/eta_c {res.rows[-1].factor:g} done")
-
-    def compute():
-        return learning_rate_sweep(make_net, width, xtr, ytr, xte, yte,
-                                   factors=args.lr_factors, steps=args.steps,
-                                   key=jax.random.PRNGKey(args.seed),
-                                   show_progress=not args.quiet, info=info, callback=save)
-
-    res, took = interruptible(compute, json_path, "ntkgp compare", "learning rate")
-    if res is None:
-        return 130
-    print(f"\n{rates_summary(res)}\n\ntook {took:.0f} s; wrote {json_path}",
-          end="")
-    save_figure(lambda path: plot_learning_rates(res, path),
-                os.path.join(args.out, "catapult.png"))
-    return 0
-
-
 def alphas_summary(res) -> str:
     """One line per laziness scale, and the slopes against it."""
     lines = [f"laziness scale alpha at width {res.width} ({res.steps} steps, {res.seeds} "
@@ -93,32 +59,52 @@ def _slope(v):
     return "-" if v is None else f"{v:.2f}"
 
 
-def run_alphas(args, make_net, xtr, ytr, xte, yte, info) -> int:
+def run(args, make_net, xtr, ytr, xte, yte, info) -> int:
+    """``--lr-factors`` (`learning_rate_sweep`, catapult.json/.png) or ``--alphas``
+    (`laziness_sweep`, laziness.json) at the largest width; one network family, full-batch
+    gradient descent on the squared error."""
     import jax
 
+    from ntkgp._src.experiments.catapult import learning_rate_sweep
     from ntkgp._src.experiments.laziness import laziness_sweep
+    from ntkgp._src.experiments.plots import plot_learning_rates
 
+    flag = "--lr-factors" if args.lr_factors else "--alphas"
     if args.loss != "mse" or args.optimizer != "gd":
-        raise ValueError("--alphas trains with full-batch gradient descent on the squared "
+        raise ValueError(f"{flag} trains with full-batch gradient descent on the squared "
                          "error: drop --loss xent and --optimizer.")
-    width = max(args.widths)
+    width, key = max(args.widths), jax.random.PRNGKey(args.seed)
+    name = "catapult" if args.lr_factors else "laziness"
     os.makedirs(args.out, exist_ok=True)
-    json_path = os.path.join(args.out, "laziness.json")
+    json_path = os.path.join(args.out, f"{name}.json")
 
     def save(res):
         write_text(json_path, res.to_json())
         if not args.quiet:
-            note(f"alpha {res.alphas[-1]:g} done")
+            done = (f"eta/eta_c {res.rows[-1].factor:g}" if args.lr_factors
+                    else f"alpha {res.alphas[-1]:g}")
+            note(f"{done} done")
 
-    def compute():
-        return laziness_sweep(make_net, width, xtr, ytr, xte, yte, alphas=args.alphas,
-                              seeds=args.seeds, steps=args.steps, learning_rate=args.lr,
-                              key=jax.random.PRNGKey(args.seed), show_progress=not args.quiet,
-                              info=info, callback=save)
+    common = dict(key=key, show_progress=not args.quiet, info=info, callback=save)
+    if args.lr_factors:
+        def compute():
+            return learning_rate_sweep(make_net, width, xtr, ytr, xte, yte,
+                                       factors=args.lr_factors, steps=args.steps, **common)
+    else:
+        def compute():
+            return laziness_sweep(make_net, width, xtr, ytr, xte, yte, alphas=args.alphas,
+                                  seeds=args.seeds, steps=args.steps, learning_rate=args.lr,
+                                  **common)
 
-    res, took = interruptible(compute, json_path, "ntkgp compare", "scale")
+    unit = "learning rate" if args.lr_factors else "scale"
+    res, took = interruptible(compute, json_path, "ntkgp compare", unit)
     if res is None:
         return 130
-    print(f"\n{alphas_summary(res)}\n\ntook {took:.0f} s; wrote "
-          f"{json_path}")
+    text = rates_summary(res) if args.lr_factors else alphas_summary(res)
+    print(f"\n{text}\n\ntook {took:.0f} s; wrote {json_path}", end="")
+    if args.lr_factors:
+        save_figure(lambda path: plot_learning_rates(res, path),
+                    os.path.join(args.out, "catapult.png"))
+    else:
+        print()
     return 0

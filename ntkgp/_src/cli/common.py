@@ -23,6 +23,17 @@ def widths(text: str):
     return values
 
 
+def number_list(text: str, example: str):
+    """``'0.5,1.5'`` as ``[0.5, 1.5]`` (for argparse types; ``example`` goes in the error)."""
+    try:
+        values = [float(v) for v in text.replace(",", " ").split()]
+    except ValueError:
+        values = []
+    if not values:
+        raise argparse.ArgumentTypeError(f"expected numbers like {example}; got {text!r}")
+    return values
+
+
 def positive(kind):
     """An argparse type: ``kind(text)``, which must be > 0."""
     def parse(text):

@@ -10,6 +10,7 @@ from ntkgp._src.cli.common import (
     interruptible,
     load_dataset,
     note,
+    number_list,
     positive,
     save_figure,
     widths,
@@ -27,14 +28,10 @@ ARCH_HELP = ("architecture [conv-]ACTIVATION-[WIDTH]xDEPTH[,W_std=S][,b_std=S]: 
 
 
 def _factors(text: str):
-    try:
-        values = [float(v) for v in text.replace(",", " ").split()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected numbers like 0.5,1.5,3; got {text!r}") \
-            from None
-    if not values or min(values) <= 0:
-        raise argparse.ArgumentTypeError(f"expected positive numbers, like "
-                                         f"0.5,1.5,3; got {text!r}")
+    values = number_list(text, "0.5,1.5,3")
+    if min(values) <= 0:
+        raise argparse.ArgumentTypeError(f"expected positive numbers, like 0.5,1.5,3; got "
+                                         f"{text!r}")
     return values
 
 
@@ -212,8 +209,7 @@ def run(args) -> int:
         raise ValueError("pass --lr-factors or --alphas, not both.")
     if args.lr_factors or args.alphas:
         args.widths = widths
-        run = breakdown.run_rates if args.lr_factors else breakdown.run_alphas
-        return run(args, make_net, xtr, ytr, xte, yte, info)
+        return breakdown.run(args, make_net, xtr, ytr, xte, yte, info)
     def compute():
         return width_sweep(
             make_net, widths, xtr, ytr, xte, yte, seeds=args.seeds, steps=args.steps,

@@ -9,6 +9,7 @@ from ntkgp._src.cli.common import (
     interruptible,
     load_dataset,
     note,
+    number_list,
     positive,
     save_figure,
     widths,
@@ -21,12 +22,8 @@ NAMES = {"linearized": "linearized", "closed_form": "NTK (t)", "ticket": "ticket
 
 
 def _fractions(text: str):
-    try:
-        values = [float(v) for v in text.replace(",", " ").split()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected fractions like 0.5,0.8,0.9; got "
-                                         f"{text!r}") from None
-    if not values or any(not 0 < v < 1 for v in values) or sorted(set(values)) != values:
+    values = number_list(text, "0.5,0.8,0.9")
+    if any(not 0 < v < 1 for v in values) or sorted(set(values)) != values:
         raise argparse.ArgumentTypeError(f"sparsities must be increasing fractions in (0, 1), "
                                          f"like 0.5,0.8,0.9; got {text!r}")
     return values

@@ -164,10 +164,12 @@ def _symmetrize(theta, lead):
     return 0.5 * (theta + jnp.transpose(theta, perm))
 
 
-def _pairs(kernel, x1, x2, layout, independent):
-    """``kernel(x1, x2, layout) -> (N1, N2, Kk, Kk, Kd)`` reduced over the examples as
+def _pairs(kernel, x1, x2, layout, independent, same_examples=None):
+    """``kernel(x1, x2) -> (N1, N2, Kk, Kk, Kd)`` reduced over the examples as
     ``layout.batch`` says: ``(N1, N2, ...)``, ``(N, ...)`` (their diagonal) or ``(...)``
-    (their mean)."""
+    (their mean). Independent examples are paired one at a time; otherwise
+    ``same_examples(x1, x2) -> (N, Kk, Kk, Kd)`` when the implementation has it, else the
+    diagonal of the full kernel."""
     if layout.batch == PAIR:
         theta = kernel(x1, x2)
         return _symmetrize(theta, 2) if x2 is None else theta
@@ -181,6 +183,8 @@ def _pairs(kernel, x1, x2, layout, independent):
             return kernel(add1(a), None if b is None else add1(b))[0, 0]
         theta = (jax.vmap(lambda a: one(a, None))(x1) if x2 is None
                  else jax.vmap(one)(x1, x2))
+    elif same_examples is not None:
+        theta = same_examples(x1, x2)
     else:
         theta = jnp.diagonal(kernel(x1, x2), axis1=0, axis2=1)
         theta = jnp.moveaxis(theta, -1, 0)
@@ -258,7 +262,11 @@ def empirical_ntk_fn(f, trace_axes: Sequence[int] = (-1,), diagonal_axes: Sequen
         else:
             def kernel(a, b):
                 return impls.IMPLS[impl](fn, params, a, b, layout, independent)
-        return layout.finish(_pairs(kernel, x1, x2, layout, independent))
+        same = None
+        if impl == "jacobian":
+            def same(a, b):
+                return impls.ntk_jacobian(fn, params, a, b, layout, independent, True)
+        return layout.finish(_pairs(kernel, x1, x2, layout, independent, same))
 
     def ntk_fn(x1, x2=None, params=None, **kwargs):
         x1, x2 = checks.check_inputs(x1, x2, ndim=None)

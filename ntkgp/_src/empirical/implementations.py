@@ -64,8 +64,12 @@ def _jacobians(apply, params, x, layout, independent):
     return out
 
 
-def _contract(j1s, j2s, kt):
-    """Sum over leaves of ``J1[a,i,d,t,p] J2[b,j,d,t,p]``; plain 2-D products where they do."""
+def _contract(j1s, j2s, kt, same_examples=False):
+    """Sum over leaves of ``J1[a,i,d,t,p] J2[b,j,d,t,p]``; plain 2-D products where they do.
+    With ``same_examples``, only ``a = b``: ``(N, Kk, Kk, Kd)``."""
+    if same_examples:
+        return sum(jnp.einsum("aidtp,ajdtp->aijd", j1, j2, precision=HIGHEST)
+                   for j1, j2 in zip(j1s, j2s)) / kt
     total = None
     for j1, j2 in zip(j1s, j2s):
         n1, kk, kd = j1.shape[:3]
@@ -83,10 +87,13 @@ def _contract(j1s, j2s, kt):
     return total / kt
 
 
-def ntk_jacobian(apply, params, x1, x2, layout, independent):
+def ntk_jacobian(apply, params, x1, x2, layout, independent, same_examples=False):
+    """``(N1, N2, Kk, Kk, Kd)``, or with ``same_examples`` only each example with its
+    counterpart, ``(N, Kk, Kk, Kd)`` (for a function that couples examples, whose Jacobians
+    are of the whole batch, this avoids contracting all N^2 pairs)."""
     j1 = _jacobians(apply, params, x1, layout, independent)
     j2 = j1 if x2 is None else _jacobians(apply, params, x2, layout, independent)
-    return _contract(j1, j2, layout.kt)
+    return _contract(j1, j2, layout.kt, same_examples)
 
 
 def ntk_ntvp(apply, params, x1, x2, layout, independent):

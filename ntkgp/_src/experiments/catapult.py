@@ -135,11 +135,12 @@ def learning_rate_sweep(make_net, width: int, x_train, y_train, x_test, y_test, 
     n_out = y_train.shape[1]
 
     def lam(p):
-        k = ntk(x_train, None, p)
-        return 2.0 * k.shape[0] * n_out / float(max_learning_rate(k, n_outputs=n_out))
+        """The top eigenvalue of the network's empirical NTK (exactly symmetric: x2=None)."""
+        return float(jnp.linalg.eigvalsh(ntk(x_train, None, p))[-1])
 
-    lam0 = lam(p0)
-    eta_c = float(max_learning_rate(ntk(x_train, None, p0), n_outputs=n_out))
+    k0 = ntk(x_train, None, p0)
+    lam0 = float(jnp.linalg.eigvalsh(k0)[-1])
+    eta_c = float(max_learning_rate(k0, n_outputs=n_out))  # 2 N K / lam0, checked
     lin = linearize(net, p0)
 
     def stepper(f):
