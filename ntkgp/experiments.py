@@ -1,7 +1,7 @@
 """Experiments on the Bayesian picture of SGD: which functions SGD finds against the NNGP
 posterior (Mingard et al. 2021), ensembles of trained networks against the closed forms,
-sub-network lottery tickets against tangent-space tickets, and large learning rates where the
-tangent-space picture breaks."""
+sub-network lottery tickets against tangent-space tickets, and where the tangent-space picture
+breaks (large learning rates, the laziness scale, the parameterization)."""
 
 from ntkgp._src.checks import OPTIMIZERS as OPTIMIZERS
 from ntkgp._src.experiments.boolean import TARGETS as TARGETS
@@ -19,8 +19,13 @@ from ntkgp._src.experiments.ensemble_sweep import EnsembleRow as EnsembleRow
 from ntkgp._src.experiments.ensemble_sweep import ensemble_sweep as ensemble_sweep
 from ntkgp._src.experiments.laziness import LazinessResult as LazinessResult
 from ntkgp._src.experiments.laziness import laziness_sweep as laziness_sweep
+from ntkgp._src.experiments.laziness import parameterization_sweep as parameterization_sweep
+from ntkgp._src.experiments.laziness import sweeps_from_json as sweeps_from_json
+from ntkgp._src.experiments.laziness import sweeps_to_json as sweeps_to_json
 from ntkgp._src.experiments.plots import plot_ensemble as plot_ensemble
+from ntkgp._src.experiments.plots import plot_laziness as plot_laziness
 from ntkgp._src.experiments.plots import plot_learning_rates as plot_learning_rates
+from ntkgp._src.experiments.plots import plot_parameterizations as plot_parameterizations
 from ntkgp._src.experiments.plots import plot_sgd_vs_bayes as plot_sgd_vs_bayes
 from ntkgp._src.experiments.plots import plot_tickets as plot_tickets
 from ntkgp._src.experiments.sgd_bayes import SGDBayesResult as SGDBayesResult

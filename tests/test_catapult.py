@@ -93,8 +93,11 @@ def test_cli_alphas(tmp_path, capsys):
     res = experiments.LazinessResult.from_json((tmp_path / "laziness.json").read_text())
     assert res.alphas == [0.1, 10.0] and res.width == 256
     assert res.rows[1].dist_net_linearized < res.rows[0].dist_net_linearized
-    for extra, message in ((["--alphas", "1", "--lr-factors", "1"], "not both"),
+    png = (tmp_path / "laziness.png").exists()
+    for extra, message in ((["--alphas", "1", "--lr-factors", "1"], "pass one of"),
                            (["--alphas", "1", "--optimizer", "momentum"],
                             "full-batch gradient descent")):
         assert main(args + extra) == 2
         assert message in capsys.readouterr().err
+    pytest.importorskip("matplotlib")
+    assert png and (tmp_path / "laziness.png").read_bytes()[:4] == b"\x89PNG"

@@ -129,17 +129,6 @@ def test_other_optimizers(optimizer, batch):
         assert last.dist_net_closed_form < 0.6 * first.dist_net_closed_form
 
 
-def test_width_dependent_kernels_are_refused():
-    x, y, xt, yt = _data(8, 4)
-
-    def standard(width):
-        return nn.serial(nn.Dense(width, parameterization="standard"), nn.Relu(),
-                         nn.Dense(1, parameterization="standard"))
-
-    with pytest.raises(ValueError, match="NTK parameterization"):
-        compare.width_sweep(standard, [8, 64], x, y, xt, yt, show_progress=False)
-
-
 @ONLY_X64_PASS
 def test_cross_entropy_sweep_follows_the_infinite_width_ode():
     """Softmax cross-entropy on three classes: (b) is the function-space ODE from each net's

@@ -1,5 +1,6 @@
-"""``ntkgp compare --lr-factors`` and ``--alphas``: one width, where the tangent-space picture
-breaks (large learning rates; the laziness scale)."""
+"""``ntkgp compare --lr-factors``, ``--alphas`` and several ``--parameterization``: where the
+tangent-space picture breaks (large learning rates and the laziness scale at one width; the
+parameterization across widths)."""
 
 from __future__ import annotations
 
@@ -59,52 +60,83 @@ def _slope(v):
     return "-" if v is None else f"{v:.2f}"
 
 
+def parameterizations_summary(sweeps: dict) -> str:
+    """One line per parameterization: the largest width's distances and the slopes."""
+    lines = [f"{'param':>8} {'width':>6} {'RMSE net':>9} {'(a) net-lin':>11} "
+             f"{'(b) net-NTK':>11} {'NTK drift':>10}   slopes vs width: (a) (b) drift"]
+    for p, res in sweeps.items():
+        r, s = res.rows[-1], res.slopes
+        lines.append(f"{p:>8} {r.width:6d} {r.test_rmse_net:9.4f} "
+                     f"{r.dist_net_linearized:11.4g} {r.dist_net_closed_form:11.4g} "
+                     f"{r.ntk_drift:10.4g}   {_slope(s.get('dist_net_linearized'))} "
+                     f"{_slope(s.get('dist_net_closed_form'))} {_slope(s.get('ntk_drift'))}")
+    lines.append("kernel regime: (a) and (b) fall like width^-1/2 (slope -0.5); a slope near 0 "
+                 "means the network keeps learning features as it widens.")
+    return "\n".join(lines)
+
+
 def run(args, make_net, xtr, ytr, xte, yte, info) -> int:
-    """``--lr-factors`` (`learning_rate_sweep`, catapult.json/.png) or ``--alphas``
-    (`laziness_sweep`, laziness.json) at the largest width; one network family, full-batch
-    gradient descent on the squared error."""
+    """``--lr-factors`` (`learning_rate_sweep`, catapult.json/.png), ``--alphas``
+    (`laziness_sweep` at the largest width, laziness.json/.png) or several
+    ``--parameterization`` (`parameterization_sweep`, parameterizations.json/.png); the
+    first two train with full-batch gradient descent on the squared error."""
     import jax
 
+    from ntkgp._src.experiments import plots
     from ntkgp._src.experiments.catapult import learning_rate_sweep
-    from ntkgp._src.experiments.laziness import laziness_sweep
-    from ntkgp._src.experiments.plots import plot_learning_rates
+    from ntkgp._src.experiments.laziness import (
+        laziness_sweep,
+        parameterization_sweep,
+        sweeps_to_json,
+    )
 
-    flag = "--lr-factors" if args.lr_factors else "--alphas"
-    if args.loss != "mse" or args.optimizer != "gd":
+    mode = "rates" if args.lr_factors else "alphas" if args.alphas else "params"
+    flag = {"rates": "--lr-factors", "alphas": "--alphas"}.get(mode)
+    if flag and (args.loss != "mse" or args.optimizer != "gd"):
         raise ValueError(f"{flag} trains with full-batch gradient descent on the squared "
                          "error: drop --loss xent and --optimizer.")
     width, key = max(args.widths), jax.random.PRNGKey(args.seed)
-    name = "catapult" if args.lr_factors else "laziness"
+    name = {"rates": "catapult", "alphas": "laziness", "params": "parameterizations"}[mode]
     os.makedirs(args.out, exist_ok=True)
     json_path = os.path.join(args.out, f"{name}.json")
 
     def save(res):
-        write_text(json_path, res.to_json())
+        write_text(json_path, sweeps_to_json(res) if mode == "params" else res.to_json())
         if not args.quiet:
-            done = (f"eta/eta_c {res.rows[-1].factor:g}" if args.lr_factors
-                    else f"alpha {res.alphas[-1]:g}")
+            if mode == "params":
+                p, last = list(res.items())[-1]
+                done = f"{p} width {last.rows[-1].width}"
+            else:
+                done = (f"eta/eta_c {res.rows[-1].factor:g}" if mode == "rates"
+                        else f"alpha {res.alphas[-1]:g}")
             note(f"{done} done")
 
     common = dict(key=key, show_progress=not args.quiet, info=info, callback=save)
-    if args.lr_factors:
+    if mode == "rates":
         def compute():
             return learning_rate_sweep(make_net, width, xtr, ytr, xte, yte,
                                        factors=args.lr_factors, steps=args.steps, **common)
-    else:
+    elif mode == "alphas":
         def compute():
             return laziness_sweep(make_net, width, xtr, ytr, xte, yte, alphas=args.alphas,
                                   seeds=args.seeds, steps=args.steps, learning_rate=args.lr,
                                   **common)
+    else:
+        def compute():
+            return parameterization_sweep(
+                make_net, args.widths, xtr, ytr, xte, yte,
+                parameterizations=args.parameterization, seeds=args.seeds, steps=args.steps,
+                learning_rate=args.lr, optimizer=args.optimizer, batch_size=args.batch_size,
+                momentum=args.momentum, centered=args.centered, loss=args.loss, **common)
 
-    unit = "learning rate" if args.lr_factors else "scale"
+    unit = {"rates": "learning rate", "alphas": "scale", "params": "width"}[mode]
     res, took = interruptible(compute, json_path, "ntkgp compare", unit)
     if res is None:
         return 130
-    text = rates_summary(res) if args.lr_factors else alphas_summary(res)
+    text = {"rates": rates_summary, "alphas": alphas_summary,
+            "params": parameterizations_summary}[mode](res)
     print(f"\n{text}\n\ntook {took:.0f} s; wrote {json_path}", end="")
-    if args.lr_factors:
-        save_figure(lambda path: plot_learning_rates(res, path),
-                    os.path.join(args.out, "catapult.png"))
-    else:
-        print()
+    plot = {"rates": plots.plot_learning_rates, "alphas": plots.plot_laziness,
+            "params": plots.plot_parameterizations}[mode]
+    save_figure(lambda path: plot(res, path), os.path.join(args.out, f"{name}.png"))
     return 0

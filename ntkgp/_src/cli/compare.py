@@ -20,8 +20,8 @@ from ntkgp._src.cli.common import (
 DEFAULT_ARCH = "relu-4096x1"
 ARCH_HELP = ("architecture [conv-]ACTIVATION-[WIDTH]xDEPTH[,W_std=S][,b_std=S]: DEPTH hidden "
              "layers (Dense then ACTIVATION; with conv-, 3x3 SAME convolutions of WIDTH "
-             "channels on the dataset's images, then Flatten) and a Dense readout, NTK "
-             "parameterization, defaults W_std=1.5 b_std=0.05; ACTIVATION is relu, erf, gelu, "
+             "channels on the dataset's images, then Flatten) and a Dense readout, "
+             "defaults W_std=1.5 b_std=0.05; ACTIVATION is relu, erf, gelu, "
              "abs or sin; e.g. relu-512x3, erf-x2,W_std=2, conv-relu-256x2. Without --widths "
              "the sweep is WIDTH/64, WIDTH/16, WIDTH/4, WIDTH "
              f"(default {DEFAULT_ARCH}: 64, 256, 1024, 4096)")
@@ -33,6 +33,15 @@ def _factors(text: str):
         raise argparse.ArgumentTypeError(f"expected positive numbers, like 0.5,1.5,3; got "
                                          f"{text!r}")
     return values
+
+
+def _parameterizations(text: str):
+    names = [t.strip() for t in text.split(",") if t.strip()]
+    bad = [n for n in names if n not in ("ntk", "standard", "mup")]
+    if not names or bad or len(set(names)) < len(names):
+        raise argparse.ArgumentTypeError(f"expected names from ntk, standard, mup, comma-"
+                                         f"separated and each once; got {text!r}")
+    return names
 
 
 def add_parser(sub):
@@ -79,6 +88,13 @@ def add_parser(sub):
     c.add_argument("--centered", action="store_true",
                    help="train f(x, theta) - f(x, theta0): each net then approaches the "
                         "deterministic NTK mean")
+    c.add_argument("--parameterization", type=_parameterizations, default=["ntk"],
+                   metavar="NAMES",
+                   help="ntk; standard (per-width kernels and step, about 1/width); mup "
+                        "(maximal update / mean-field: output times width^-1/2, step times "
+                        "width). Several, e.g. ntk,standard,mup, run the sweep in each and write "
+                        "parameterizations.json and .png (distance to the linearization "
+                        "against width, slopes for each)")
     c.add_argument("--lr-factors", type=_factors, default=None,
                    help="instead of the width sweep: train one network of the largest width "
                         "and its linearization at these multiples of the critical step of its "
@@ -192,7 +208,9 @@ def run(args) -> int:
           f"{k} output{'s' * (k > 1)}, {args.loss}), {depth} hidden {kind} "
           f"layer{'s' * (depth > 1)}, widths "
           f"{', '.join(map(str, widths))}, {args.seeds} seeds, {args.steps} {args.optimizer} "
-          f"steps{', centered' if args.centered else ''}, {np.dtype(dtype).name}", flush=True)
+          f"steps{', centered' if args.centered else ''}, "
+          f"{'/'.join(args.parameterization)} parameterization, {np.dtype(dtype).name}",
+          flush=True)
     os.makedirs(args.out, exist_ok=True)
     json_path = os.path.join(args.out, "compare.json")
     info = {"dataset": name, "arch": args.arch, "loss": args.loss}
@@ -202,19 +220,30 @@ def run(args) -> int:
         if not args.quiet:
             note(("" if len(res.rows) > 1 else _header(res) + "\n") + _row(res.rows[-1]))
 
-    def make_net(w):
-        return spec.from_spec(args.arch, width=w, n_outputs=k)
+    def make_net(w, parameterization="ntk"):
+        return spec.from_spec(args.arch, width=w, n_outputs=k,
+                              parameterization=parameterization)
 
-    if args.lr_factors and args.alphas:
-        raise ValueError("pass --lr-factors or --alphas, not both.")
-    if args.lr_factors or args.alphas:
-        args.widths = widths
+    chosen = [f for f, v in (("--lr-factors", args.lr_factors), ("--alphas", args.alphas),
+                             ("several --parameterization", len(args.parameterization) > 1))
+              if v]
+    if len(chosen) > 1:
+        raise ValueError(f"pass one of {' and '.join(chosen)}: each replaces the width sweep.")
+    if (args.lr_factors or args.alphas) and args.parameterization != ["ntk"]:
+        raise ValueError(f"{chosen[0]} trains NTK-parameterized networks: drop "
+                         "--parameterization.")
+    args.widths = widths
+    if chosen:
         return breakdown.run(args, make_net, xtr, ytr, xte, yte, info)
+    (param,) = args.parameterization
+    info["parameterization"] = param
+
     def compute():
         return width_sweep(
-            make_net, widths, xtr, ytr, xte, yte, seeds=args.seeds, steps=args.steps,
-            learning_rate=args.lr, optimizer=args.optimizer, batch_size=args.batch_size,
-            momentum=args.momentum, centered=args.centered, loss=args.loss,
+            lambda w: make_net(w, "standard" if param == "standard" else "ntk"), widths, xtr,
+            ytr, xte, yte, seeds=args.seeds, steps=args.steps, learning_rate=args.lr,
+            optimizer=args.optimizer, batch_size=args.batch_size, momentum=args.momentum,
+            centered=args.centered, loss=args.loss, parameterization=param,
             key=jax.random.PRNGKey(args.seed), show_progress=not args.quiet, info=info,
             callback=save)
 

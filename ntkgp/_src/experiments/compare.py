@@ -19,6 +19,11 @@ Distances are relative, :math:`\|f - g\| / \|g\|` over test points and outputs, 
 over seeds as a root mean square. In the kernel regime (a) and (b) fall like
 :math:`\text{width}^{-1/2}`.
 
+The parameterization decides whether that regime is reached: in the NTK and the standard
+parameterization (trained at a step that shrinks like :math:`1/n`, as its NTK grows like
+:math:`n`) the network stays near its linearization as it widens; in the maximal-update one
+(μP, mean-field) its features move by :math:`O(1)` at every width and (a) does not vanish.
+
 With ``loss='xent'`` (softmax cross-entropy on one-hot targets) there is no closed form: (b)
 is the function-space ODE :math:`\dot f = -\Theta \nabla_f L` (`ntkgp.predict.
 gradient_descent`) from each net's own initial outputs, and ``closed_form_floor`` the distance
@@ -30,7 +35,6 @@ the infinite-width one from zero initial outputs.
 from __future__ import annotations
 
 import dataclasses
-import functools
 from typing import Callable, ClassVar, Optional, Sequence
 
 import jax
@@ -39,17 +43,15 @@ import numpy as np
 
 from ntkgp._src import checks
 from ntkgp._src.experiments.metrics import accuracy, rel, rms, rmse, slope
-from ntkgp._src.predict.dynamics import gradient_descent_mse, max_learning_rate
-from ntkgp._src.predict.ensemble import gradient_descent_mse_ensemble
-from ntkgp._src.predict.gp import gp_inference
-from ntkgp._src.predict.ode import gradient_descent
+from ntkgp._src.experiments.reference import check_width_independent, discrete_steps, reference
 from ntkgp._src.progress import progress_bar
-from ntkgp._src.train.losses import curvature_bound, get_loss
+from ntkgp._src.train.losses import get_loss
 from ntkgp._src.train.models import center, linearize
 from ntkgp._src.train.training import ntk_drift, train
 from ntkgp._src.util import RowsJson
 
 DISTANCES = ("dist_net_linearized", "dist_net_closed_form", "param_change", "ntk_drift")
+PARAMETERIZATIONS = ("ntk", "standard", "mup")
 
 
 @dataclasses.dataclass
@@ -70,6 +72,8 @@ class WidthResult:
         example_net, example_closed_form: seed 0's test outputs (M x K, flattened).
         test_acc_net, test_acc_linearized, test_acc_closed_form: mean test accuracies
             (``loss='xent'`` only).
+        learning_rate, test_rmse_ntk: this width's step and infinite-width test error
+            (``parameterization='standard'`` only, where they change with the width).
     """
 
     width: int
@@ -88,6 +92,8 @@ class WidthResult:
     test_acc_net: Optional[float] = None
     test_acc_linearized: Optional[float] = None
     test_acc_closed_form: Optional[float] = None
+    learning_rate: Optional[float] = None
+    test_rmse_ntk: Optional[float] = None
 
 
 @dataclasses.dataclass
@@ -113,6 +119,8 @@ class SweepResult(RowsJson):
         closed_form_floor: (``'xent'``) relative distance of the ODE to the discrete steps
             with the analytic NTK, on seed 0's test outputs.
         alpha: the laziness scale (``None``: unscaled).
+        parameterization: ``'ntk'``, ``'standard'`` (then ``learning_rate``, ``t`` and
+            ``test_rmse_ntk`` are the first width's; each row has its own) or ``'mup'``.
     """
 
     ROW: ClassVar[type] = WidthResult
@@ -139,40 +147,9 @@ class SweepResult(RowsJson):
     test_acc_nngp: Optional[float] = None
     closed_form_floor: Optional[float] = None
     alpha: Optional[float] = None
+    parameterization: str = "ntk"
 
 
-
-def _nngp_by_evidence(k_dd, k_td, y_train):
-    """The NNGP posterior mean with the observation noise (relative ``diag_reg``) that
-    maximizes the marginal likelihood on a grid 1e-4 .. 10."""
-    best = None
-    for noise in np.logspace(-4, 1, 16):
-        post = gp_inference(k_dd, y_train, diag_reg=float(noise), get="nngp")
-        lml = float(post.log_marginal_likelihood("nngp"))
-        if best is None or lml > best[0]:
-            best = (lml, float(noise), post)
-    return best[1], best[2].predict(k_td, get="nngp")
-
-
-@functools.partial(jax.jit, static_argnames=("loss", "steps"))
-def _discrete_steps(loss, k_dd, k_td, y, f_train, f_test, lr, steps):
-    """``steps`` full-batch gradient steps in function space with the kernel: the map the
-    networks follow at infinite width, whose flow `gradient_descent` integrates."""
-    def body(_, f):
-        g = jax.grad(loss)(f[0], y)
-        return f[0] - lr * (k_dd @ g), f[1] - lr * (k_td @ g)
-
-    return jax.lax.fori_loop(0, steps, body, (f_train, f_test))[1]
-
-
-def check_width_independent(make_net, widths, x):
-    """The closed forms use one analytic kernel: it must not depend on the width."""
-    a = np.asarray(make_net(widths[0]).kernel(x, None, "ntk"), np.float64)
-    b = np.asarray(make_net(widths[-1]).kernel(x, None, "ntk"), np.float64)
-    if not np.allclose(a, b, rtol=1e-4, atol=0):
-        raise ValueError("the analytic NTK of `make_net(width)` changes with the width "
-                         f"({widths[0]} vs {widths[-1]}): width_sweep needs networks in the NTK "
-                         "parameterization (nn.Dense(..., parameterization='ntk'), the default).")
 
 
 def _scaled(f, alpha):
@@ -181,20 +158,12 @@ def _scaled(f, alpha):
     return g
 
 
-def default_step(ntk_train_train, y_shape, loss: str = "mse", momentum: float = 0.0) -> float:
-    """Half the largest stable gradient-descent step of the analytic NTK for the squared error
-    (times ``1 - momentum``), scaled for another loss by the ratio of `curvature_bound`-s."""
-    n, n_out = y_shape
-    return 0.5 * (1.0 - momentum) * float(max_learning_rate(ntk_train_train, n_outputs=n_out)) \
-        * curvature_bound("mse", n, n_out) / curvature_bound(loss, n, n_out)
-
-
 def width_sweep(make_net: Callable[[int], object], widths: Sequence[int], x_train, y_train,
                 x_test, y_test, *, seeds: int = 4, steps: int = 500,
                 learning_rate: Optional[float] = None, optimizer: str = "gd",
                 batch_size: Optional[int] = None, momentum: float = 0.9,
                 centered: bool = False, diag_reg: float = 0.0, loss: str = "mse",
-                alpha: Optional[float] = None, key=None,
+                alpha: Optional[float] = None, parameterization: str = "ntk", key=None,
                 show_progress: bool = True, info: Optional[dict] = None,
                 callback: Optional[Callable[[SweepResult], None]] = None) -> SweepResult:
     r"""Train networks of several widths and compare them with their linearizations and the
@@ -202,7 +171,8 @@ def width_sweep(make_net: Callable[[int], object], widths: Sequence[int], x_trai
 
     Args:
         make_net: ``make_net(width)`` returns an ``ntkgp.nn`` network in the NTK
-            parameterization (its analytic kernel must not depend on the width).
+            parameterization (its analytic kernel must not depend on the width), or with
+            ``parameterization='standard'`` in the standard one.
         widths: hidden widths, e.g. ``[64, 256, 1024]``.
         x_train: inputs of shape ``(N, d)``; y_train: targets ``(N, K)`` or ``(N,)``.
         x_test: inputs ``(M, d)``; y_test: targets ``(M, K)`` or ``(M,)``.
@@ -223,6 +193,22 @@ def width_sweep(make_net: Callable[[int], object], widths: Sequence[int], x_trai
             :math:`\alpha^2` (implies ``centered``). Its function-space dynamics in the tangent
             space do not depend on :math:`\alpha`; large :math:`\alpha` keeps the network
             there (lazy), small :math:`\alpha` takes it out.
+        parameterization: how the width enters training.
+
+            * ``'ntk'``: as built; the analytic kernels do not depend on the width.
+            * ``'standard'``: ``make_net`` builds standard-parameterization layers, whose NTK
+              grows with the width: the kernels, the default step (so about
+              :math:`1/n`) and the closed forms are computed for each width, and each row
+              records its ``learning_rate`` and ``test_rmse_ntk``.
+            * ``'mup'``: the maximal-update parameterization (Yang & Hu 2021; mean-field for
+              one hidden layer) of the NTK-parameterized ``make_net``: its output multiplied
+              by :math:`n^{-1/2}` and the loss by :math:`n` (the step on the loss :math:`n`
+              times larger). For (S)GD this is exactly the abc-parameterization of μP (the
+              weights' initial scale and per-layer step depend on :math:`n` only through
+              these two products), i.e. the laziness scale :math:`\alpha = n^{-1/2}`
+              without centering. The tangent-space dynamics are those of the NTK at step
+              :math:`\eta`; the network learns features, and (a) does not vanish with the
+              width. (c) is skipped: the initial function vanishes like :math:`n^{-1/2}`.
         loss: ``'mse'`` or ``'xent'`` (softmax cross-entropy; targets one-hot, ``'gd'`` or
             ``'sgd'``; the default step is scaled by :math:`\min(1, 2/K)`, as the softmax's
             curvature reaches :math:`K/2` times the squared error's: `curvature_bound`).
@@ -236,7 +222,12 @@ def width_sweep(make_net: Callable[[int], object], widths: Sequence[int], x_trai
         A `SweepResult`.
 
     Raises:
-        ValueError: for bad shapes or options, or a width-dependent analytic kernel.
+        ValueError: for bad shapes or options, or a width-dependent analytic kernel outside
+        ``parameterization='standard'``.
+
+    References:
+        Yang & Hu 2021, "Tensor Programs IV: Feature learning in infinite-width neural
+        networks", https://arxiv.org/abs/2011.14522.
     """
     widths = [checks.check_positive_int(w, "widths") for w in widths]
     if not widths:
@@ -245,6 +236,7 @@ def width_sweep(make_net: Callable[[int], object], widths: Sequence[int], x_trai
     steps = checks.check_positive_int(steps, "steps")
     checks.check_choice(optimizer, "optimizer", checks.OPTIMIZERS[:3])  # closed forms
     checks.check_choice(loss, "loss", ("mse", "xent"))
+    checks.check_choice(parameterization, "parameterization", PARAMETERIZATIONS)
     if loss == "xent" and optimizer == "momentum":
         raise ValueError("loss='xent' is compared with gradient flow: use optimizer='gd' or "
                          "'sgd' (the discrete heavy ball has no flow to match).")
@@ -253,8 +245,11 @@ def width_sweep(make_net: Callable[[int], object], widths: Sequence[int], x_trai
         alpha = checks.check_scalar(alpha, "alpha")
         if not alpha > 0:
             raise ValueError(f"`alpha` must be > 0 (the laziness scale); got {alpha!r}.")
+        if parameterization != "ntk":
+            raise ValueError("`alpha` scales an NTK-parameterized network; "
+                             f"parameterization={parameterization!r} sets its own scale: drop "
+                             "one of them.")
         centered = True
-    scale = 1.0 if alpha is None else float(alpha)
     beta = float(momentum) if optimizer == "momentum" else 0.0
     if optimizer == "sgd" and batch_size is None:
         raise ValueError("optimizer='sgd' needs a `batch_size`; use optimizer='gd' for full "
@@ -263,55 +258,45 @@ def width_sweep(make_net: Callable[[int], object], widths: Sequence[int], x_trai
     y_train = checks.check_targets(y_train, x_train.shape[0])[0].astype(x_train.dtype)
     y_test = checks.check_targets(y_test, x_test.shape[0], "y_test")[0].astype(x_train.dtype)
     key = jax.random.PRNGKey(0) if key is None else key
-    check_width_independent(make_net, widths, x_train[:4])
-    analytic = make_net(widths[0]).kernel
-    k_dd, k_td = analytic(x_train, None), analytic(x_test, x_train)
-    # with momentum the effective step is lr / (1 - beta): match gradient descent's, which keeps
-    # the heavy ball well damped (at half its own stable maximum it oscillates, and tiny kernel
-    # differences shift the phase of the oscillation)
-    lr = learning_rate or default_step(k_dd.ntk, y_train.shape, loss, beta)
-    t = lr * steps
-    nngp_noise, nngp_mean = _nngp_by_evidence(k_dd, k_td, y_train)
-    acc_ntk = acc_nngp = None
-    if loss == "xent":
-        closed = gradient_descent(loss_fn, k_dd.ntk, y_train)
-        ens_mean = closed(t, jnp.zeros_like(y_train), jnp.zeros_like(y_test), k_td.ntk)[1]
-        ens_var = None
-        acc_ntk, acc_nngp = accuracy(ens_mean, y_test), accuracy(nngp_mean, y_test)
-    else:
-        closed = gradient_descent_mse(k_dd.ntk, y_train, learning_rate=lr, momentum=beta,
-                                      diag_reg=diag_reg)
-        if centered:
-            ens_mean, ens_var = closed(t, None, None, k_td.ntk)[1], None
-        else:
-            ens = gradient_descent_mse_ensemble(make_net(widths[0]), x_train, y_train,
-                                                learning_rate=lr, momentum=beta,
-                                                diag_reg=diag_reg)
-            ens_mean, ens_cov = ens(t, x_test, "ntk", compute_cov=True)
-            ens_var = np.asarray(jnp.diagonal(ens_cov), np.float64)[:, None]
-    record_every = max(1, steps // 25)
-    kw = dict(steps=steps, learning_rate=lr, optimizer=optimizer, batch_size=batch_size,
-              momentum=beta, record_every=record_every,
-              loss=loss if alpha is None else (lambda f, y: loss_fn(f, y) / scale ** 2))
-    result = SweepResult(widths=widths, seeds=seeds, steps=steps, learning_rate=lr, t=t,
-                         rows=[], test_rmse_ntk=rmse(ens_mean, y_test),
-                         test_rmse_nngp=rmse(nngp_mean, y_test), nngp_noise=nngp_noise,
-                         slopes={},
-                         optimizer=optimizer, batch_size=batch_size, momentum=beta,
-                         centered=bool(centered), y_test=np.ravel(y_test).tolist(),
-                         info=dict(info or {}), loss=loss, test_acc_ntk=acc_ntk,
-                         test_acc_nngp=acc_nngp, alpha=alpha)
-    keys = jax.random.split(key, seeds)
-    for width in progress_bar(widths, total=len(widths), desc="widths", enabled=show_progress):
-        net = make_net(width)
+    per_width = parameterization == "standard"
+    if not per_width:
+        check_width_independent(make_net, widths, x_train[:4])
 
-        def one(k, net=net):
+    def infinite(width):
+        return reference(make_net(width), x_train, y_train, x_test, y_test, steps=steps,
+                         loss=loss, loss_fn=loss_fn, learning_rate=learning_rate,
+                         momentum=beta, diag_reg=diag_reg,
+                         ensemble=not centered and parameterization != "mup")
+
+    ref = infinite(widths[0])
+    record_every = max(1, steps // 25)
+    result = SweepResult(widths=widths, seeds=seeds, steps=steps,
+                         learning_rate=ref.learning_rate, t=ref.t, rows=[],
+                         test_rmse_ntk=ref.test_rmse_ntk, test_rmse_nngp=ref.test_rmse_nngp,
+                         nngp_noise=ref.nngp_noise, slopes={}, optimizer=optimizer,
+                         batch_size=batch_size, momentum=beta, centered=bool(centered),
+                         y_test=np.ravel(y_test).tolist(), info=dict(info or {}), loss=loss,
+                         test_acc_ntk=ref.test_acc_ntk, test_acc_nngp=ref.test_acc_nngp,
+                         alpha=alpha, parameterization=parameterization)
+    keys = jax.random.split(key, seeds)
+    for i, width in enumerate(progress_bar(widths, total=len(widths), desc="widths",
+                                           enabled=show_progress)):
+        net = make_net(width)
+        if per_width and i:
+            ref = infinite(width)
+        lr = ref.learning_rate
+        scale = width ** -0.5 if parameterization == "mup" else (alpha or 1.0)
+        kw = dict(steps=steps, learning_rate=lr, optimizer=optimizer, batch_size=batch_size,
+                  momentum=beta, record_every=record_every,
+                  loss=loss if scale == 1.0 else (lambda f, y: loss_fn(f, y) / scale ** 2))
+
+        def one(k, net=net, scale=scale, kw=kw):
             k_init, k_batch = jax.random.split(k)
             _, p0 = net.init(k_init, x_train.shape)
             model = center(net, p0) if centered else net.apply
             lin = linearize(net, p0)
             lin = center(lin, p0) if centered else lin
-            if alpha is not None:
+            if scale != 1.0:
                 model, lin = _scaled(model, scale), _scaled(lin, scale)
             p, hist = train(model, p0, x_train, y_train, x_test=x_test, key=k_batch, **kw)
             p_lin, _ = train(lin, p0, x_train, y_train, key=k_batch, **kw)
@@ -322,26 +307,26 @@ def width_sweep(make_net: Callable[[int], object], widths: Sequence[int], x_trai
         times = lr * np.asarray(hist.steps[0], np.float64)
         closed_train, closed_test = [], []
         for s in range(seeds):
-            tr, te = closed(times, f0_tr[s], f0_te[s], k_td.ntk)
+            tr, te = ref.closed(times, f0_tr[s], f0_te[s], ref.k_td.ntk)
             closed_train.append(np.asarray(tr, np.float64))
             closed_test.append(np.asarray(te[-1], np.float64))
         curve = jax.vmap(lambda f: loss_fn(f, y_train))
         closed_loss = np.mean([np.asarray(curve(jnp.asarray(c, y_train.dtype)), np.float64)
                                for c in closed_train], axis=0)
         if loss == "xent" and result.closed_form_floor is None:
-            steps_te = _discrete_steps(loss_fn, k_dd.ntk, k_td.ntk, y_train, f0_tr[0],
-                                       f0_te[0], lr, steps)
+            steps_te = discrete_steps(loss_fn, ref.k_dd.ntk, ref.k_td.ntk, y_train, f0_tr[0],
+                                      f0_te[0], lr, steps)
             result.closed_form_floor = rel(steps_te, closed_test[0])  # the flow at t
         drift = [float(ntk_drift(net, jax.tree.map(lambda a: a[s], p0s),
                                  jax.tree.map(lambda a: a[s], ps), x_train[:64]))
                  for s in range(seeds)]
         f_net64 = np.asarray(f_net, np.float64)
         chi2 = var_ratio = None
-        if ens_var is not None:
-            chi2 = float(np.mean((f_net64.mean(0) - np.asarray(ens_mean, np.float64)) ** 2
-                                 / (ens_var / seeds)))
+        if ref.var is not None:
+            chi2 = float(np.mean((f_net64.mean(0) - np.asarray(ref.mean, np.float64)) ** 2
+                                 / (ref.var / seeds)))
             if seeds > 1:
-                var_ratio = float(np.mean(np.var(f_net64, 0, ddof=1)) / np.mean(ens_var))
+                var_ratio = float(np.mean(np.var(f_net64, 0, ddof=1)) / np.mean(ref.var))
         result.rows.append(WidthResult(
             width=width,
             dist_net_linearized=rms([rel(f_net[s], f_lin[s]) for s in range(seeds)]),
@@ -356,6 +341,7 @@ def width_sweep(make_net: Callable[[int], object], widths: Sequence[int], x_trai
             train_loss_closed_form=closed_loss.tolist(),
             example_net=np.ravel(f_net64[0]).tolist(),
             example_closed_form=np.ravel(closed_test[0]).tolist(),
+            **(dict(learning_rate=lr, test_rmse_ntk=ref.test_rmse_ntk) if per_width else {}),
             **(dict(test_acc_net=float(np.mean([accuracy(f, y_test) for f in f_net])),
                     test_acc_linearized=float(np.mean([accuracy(f, y_test) for f in f_lin])),
                     test_acc_closed_form=float(np.mean([accuracy(c, y_test)

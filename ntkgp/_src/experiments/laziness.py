@@ -5,14 +5,25 @@ width: training :math:`\alpha\,(f - f_0)` on the loss divided by :math:`\alpha^2
 tangent-space dynamics unchanged, but the parameters move by :math:`O(1/\alpha)`, so a large
 :math:`\alpha` is lazy (the network stays its linearization) and a small one is not.
 `laziness_sweep` runs `width_sweep` at one width for several :math:`\alpha`.
+
+The parameterization sets that scale as the width grows: `parameterization_sweep` runs the
+same width sweep in the NTK, the standard and the maximal-update (μP) parameterization, where
+the last is the laziness scale :math:`\alpha = n^{-1/2}` and does not become lazy.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from typing import ClassVar, Optional, Sequence
+import json
+from typing import Callable, ClassVar, Optional, Sequence
 
-from ntkgp._src.experiments.compare import DISTANCES, WidthResult, width_sweep
+from ntkgp._src.experiments.compare import (
+    DISTANCES,
+    PARAMETERIZATIONS,
+    SweepResult,
+    WidthResult,
+    width_sweep,
+)
 from ntkgp._src.experiments.metrics import slope
 from ntkgp._src.progress import progress_bar
 from ntkgp._src.util import RowsJson
@@ -93,3 +104,61 @@ def laziness_sweep(make_net, width: int, x_train, y_train, x_test, y_test, *,
         if callback is not None:
             callback(result)
     return result
+
+
+def parameterization_sweep(make_net: Callable[..., object], widths: Sequence[int], x_train,
+                           y_train, x_test, y_test, *,
+                           parameterizations: Sequence[str] = PARAMETERIZATIONS,
+                           callback: Optional[Callable[[dict], None]] = None,
+                           show_progress: bool = True, **kwargs) -> dict:
+    r"""The same `width_sweep` in several parameterizations: where the kernel regime holds
+    as the width grows (NTK, standard at a step :math:`\propto 1/n`) and where it does not
+    (maximal update, μP: the features move at every width).
+
+    Args:
+        make_net: ``make_net(width, parameterization)`` returns the network with
+            ``nn.Dense``/``nn.Conv`` layers in ``parameterization`` (``'ntk'`` or
+            ``'standard'``; ``'mup'`` trains the ``'ntk'`` network, see `width_sweep`).
+        widths: hidden widths.
+        x_train, y_train, x_test, y_test: the data, as in `width_sweep`.
+        parameterizations: a subset of ``('ntk', 'standard', 'mup')``, run in this order.
+        callback: called with the dict of finished (and the running, partial) sweeps after
+            each width.
+        show_progress: a progress bar over widths.
+        **kwargs: the other arguments of `width_sweep` (seeds, steps, optimizer, ...; the
+            same initializations for every parameterization).
+
+    Returns:
+        A dict from parameterization to its `SweepResult`; `sweeps_to_json` writes it.
+    """
+    parameterizations = list(parameterizations)
+    if not parameterizations:
+        raise ValueError("`parameterizations` must list at least one of "
+                         f"{', '.join(PARAMETERIZATIONS)}.")
+    for p in parameterizations:
+        if p not in PARAMETERIZATIONS:
+            raise ValueError(f"unknown parameterization {p!r}; choose from "
+                             f"{', '.join(PARAMETERIZATIONS)}.")
+    done: dict = {}
+    for p in parameterizations:
+        built = "standard" if p == "standard" else "ntk"
+
+        def partial(res, p=p):
+            if callback is not None:
+                callback({**done, p: res})
+
+        done[p] = width_sweep(lambda w, built=built: make_net(w, built), widths, x_train,
+                              y_train, x_test, y_test, parameterization=p, callback=partial,
+                              show_progress=show_progress, **kwargs)
+    return done
+
+
+def sweeps_to_json(sweeps: dict) -> str:
+    """JSON text of a dict of `SweepResult` (as `parameterization_sweep` returns);
+    `sweeps_from_json` reads it back."""
+    return json.dumps({k: json.loads(v.to_json()) for k, v in sweeps.items()}, indent=1)
+
+
+def sweeps_from_json(text: str) -> dict:
+    """The dict of `SweepResult` that `sweeps_to_json` wrote."""
+    return {k: SweepResult.from_json(json.dumps(v)) for k, v in json.loads(text).items()}

@@ -1,5 +1,7 @@
 """The figures of the experiments (matplotlib: ``pip install 'ntkgp[plot]'``): a width
-sweep, SGD against the Bayesian posterior, and ensembles against the closed forms."""
+sweep, SGD against the Bayesian posterior, ensembles against the closed forms, lottery
+tickets, and where the tangent-space picture breaks (learning rates, laziness scale,
+parameterization)."""
 
 from __future__ import annotations
 
@@ -45,10 +47,7 @@ def plot(result, path=None):
     widths = np.array([r.width for r in rows], np.float64)
     fig, ax = plt.subplots(2, 2, figsize=(11, 8.5))
     a = ax[0, 0]
-    for name, label in _LABELS.items():
-        v = np.array([getattr(r, name) for r in rows], np.float64)
-        s = result.slopes.get(name)
-        a.loglog(widths, v, "o-", label=label + ("" if s is None else f"  (slope {s:.2f})"))
+    _distances(a, widths, rows, result.slopes)
     guide = rows[0].dist_net_closed_form * (widths / widths[0]) ** -0.5
     a.loglog(widths, guide, "k:", label=r"width$^{-1/2}$")
     a.set_xlabel("width")
@@ -57,7 +56,11 @@ def plot(result, path=None):
     a = ax[0, 1]
     a.semilogx(widths, [r.test_rmse_net for r in rows], "o-", label="trained nets")
     a.semilogx(widths, [r.test_rmse_linearized for r in rows], "s--", label="linearized nets")
-    a.axhline(result.test_rmse_ntk, color="k", ls=":", label="NTK closed form (mean)")
+    if rows[0].test_rmse_ntk is None:
+        a.axhline(result.test_rmse_ntk, color="k", ls=":", label="NTK closed form (mean)")
+    else:  # standard parameterization: each width has its own kernel
+        a.semilogx(widths, [r.test_rmse_ntk for r in rows], "k:",
+                   label="NTK closed form at each width (mean)")
     a.axhline(result.test_rmse_nngp, color="gray", ls="-.",
               label="NNGP posterior mean (noise by evidence)")
     a.set_xlabel("width")
@@ -255,5 +258,90 @@ def plot_learning_rates(result, path=None):
     axes[0].legend(fontsize=8)
     fig.suptitle(f"Learning rates around the linearization's limit η_c = "
                  f"{result.critical_learning_rate:.3g} (width {result.width})")
+    fig.tight_layout()
+    return save(fig, path)
+
+
+def _distances(ax, x, rows, slopes, names=("dist_net_linearized", "dist_net_closed_form",
+                                           "param_change", "ntk_drift")):
+    for name in names:
+        v = np.array([getattr(r, name) for r in rows], np.float64)
+        s = slopes.get(name)
+        ax.loglog(x, v, "o-", label=_LABELS[name] + ("" if s is None else f"  (slope {s:.2f})"))
+    ax.grid(alpha=0.3, which="both")
+
+
+def plot_laziness(result, path=None):
+    r"""Distances against the laziness scale :math:`\alpha` at one width (log-log, with an
+    :math:`\alpha^{-1}` guide: the lazy regime), and the test RMSE of nets and their
+    linearizations.
+
+    Args:
+        result: a `LazinessResult`.
+        path: where to save the figure; ``None`` to only return it.
+
+    Returns:
+        The matplotlib ``Figure``.
+    """
+    plt = pyplot()
+    rows, alphas = result.rows, np.asarray(result.alphas, np.float64)
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.4))
+    _distances(axes[0], alphas, rows, result.slopes)
+    axes[0].loglog(alphas, rows[0].dist_net_linearized * alphas[0] / alphas, "k:",
+                   label=r"$\alpha^{-1}$")
+    axes[0].set_xlabel(r"laziness scale $\alpha$")
+    axes[0].set_title(r"$\alpha\,(f - f_0)$ trained on loss $/ \alpha^2$")
+    axes[0].legend(fontsize=7.5)
+    axes[1].semilogx(alphas, [r.test_rmse_net for r in rows], "o-", label="trained nets")
+    axes[1].semilogx(alphas, [r.test_rmse_linearized for r in rows], "s--",
+                     label="linearized nets")
+    axes[1].set_xlabel(r"laziness scale $\alpha$")
+    axes[1].set_ylabel("test RMSE")
+    axes[1].legend(fontsize=8)
+    axes[1].grid(alpha=0.3, which="both")
+    fig.suptitle(f"The laziness scale at width {result.width} ({result.steps} steps, "
+                 f"{result.seeds} seeds)", fontsize=11)
+    fig.tight_layout()
+    return save(fig, path)
+
+
+def plot_parameterizations(sweeps, path=None):
+    """Width sweeps in several parameterizations side by side: the distance of each net to
+    its linearization and its NTK drift against width (log-log, slopes in the legend, a
+    width^-1/2 guide), and the test RMSE.
+
+    Args:
+        sweeps: a dict from parameterization to `SweepResult` (`parameterization_sweep`).
+        path: where to save the figure; ``None`` to only return it.
+
+    Returns:
+        The matplotlib ``Figure``.
+    """
+    plt = pyplot()
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4.4))
+    names = {"ntk": "NTK", "standard": "standard", "mup": "μP / mean-field"}
+    for i, (p, res) in enumerate(sweeps.items()):
+        if not res.rows:
+            continue
+        w = np.array([r.width for r in res.rows], np.float64)
+        for ax, key in zip(axes[:2], ("dist_net_linearized", "ntk_drift")):
+            s = res.slopes.get(key)
+            ax.loglog(w, [getattr(r, key) for r in res.rows], "o-", color=f"C{i}",
+                      label=names.get(p, p) + ("" if s is None else f" (slope {s:.2f})"))
+        axes[2].semilogx(w, [r.test_rmse_net for r in res.rows], "o-", color=f"C{i}",
+                         label=names.get(p, p))
+    first = next(iter(sweeps.values()))
+    if first.rows:
+        w = np.array([r.width for r in first.rows], np.float64)
+        axes[0].loglog(w, first.rows[0].dist_net_linearized * (w / w[0]) ** -0.5, "k:",
+                       label=r"width$^{-1/2}$")
+        axes[2].axhline(first.test_rmse_ntk, color="k", ls=":", label="NTK closed form")
+    titles = ("(a) net vs its linearization", _LABELS["ntk_drift"], "test RMSE of the nets")
+    for ax, title in zip(axes, titles):
+        ax.set_xlabel("width")
+        ax.set_title(title)
+        ax.grid(alpha=0.3, which="both")
+        ax.legend(fontsize=8)
+    fig.suptitle("Lazy or not: the same networks in three parameterizations", fontsize=11)
     fig.tight_layout()
     return save(fig, path)

@@ -27,8 +27,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from ntkgp._src import checks
-from ntkgp._src.experiments.compare import check_width_independent, default_step
 from ntkgp._src.experiments.metrics import accuracy, rel, rms, rmse, slope
+from ntkgp._src.experiments.reference import check_width_independent, default_step
 from ntkgp._src.predict.dynamics import gradient_descent_mse
 from ntkgp._src.predict.ode import gradient_descent
 from ntkgp._src.progress import progress_bar

@@ -67,8 +67,9 @@ def parse_spec(spec: str):
     return act, width, depth, opts
 
 
-def from_spec(spec: str, width: Optional[int] = None, n_outputs: int = 1) -> Layer:
-    r"""A fully connected network in the NTK parameterization from a text spec.
+def from_spec(spec: str, width: Optional[int] = None, n_outputs: int = 1,
+              parameterization: str = "ntk") -> Layer:
+    r"""A fully connected network from a text spec.
 
     ``ACTIVATION-[WIDTH]xDEPTH[,W_std=S][,b_std=S]``: ``DEPTH`` hidden layers of ``WIDTH``
     units, each ``Dense(WIDTH, W_std, b_std)`` then the activation, and a readout
@@ -82,6 +83,7 @@ def from_spec(spec: str, width: Optional[int] = None, n_outputs: int = 1) -> Lay
             separately), ``'relu-1024x1,W_std=1.4,b_std=0'``.
         width: overrides the spec's width (required when the spec has none).
         n_outputs: width of the readout layer.
+        parameterization: ``'ntk'`` (default) or ``'standard'``.
 
     Returns:
         An ``ntkgp.nn`` network.
@@ -99,7 +101,7 @@ def from_spec(spec: str, width: Optional[int] = None, n_outputs: int = 1) -> Lay
                          f"'{act}-512x{depth}'.")
     build = cnn if opts["conv"] else mlp
     return build(depth, width, act, W_std=opts["W_std"], b_std=opts["b_std"],
-                 n_outputs=n_outputs)
+                 n_outputs=n_outputs, parameterization=parameterization)
 
 
 def _activation(activation):
