@@ -47,7 +47,7 @@ PLAN = {
                  r"^ensemble_ntk_cov_N(1000|4000)_f32$|N16000|^gd_xent"]),
     "train": (["--repeats", "3"],
               ["--repeats", "1", "--cases",
-               r"^(compare_default|compare_xent|train_net_8seeds_vmap|cnn_|tickets_)"]),
+               r"^(compare_default|compare_xent|train_net_8seeds_vmap|cnn_|tickets_|parameterizations_)"]),
     "cntk": (["--repeats", "2"],
              ["--repeats", "2", "--cases", r"^cnn3_(gap|flatten)_N(50|100|200)_f32$"]),
     "sgd_bayes": (["--repeats", "3"],

@@ -145,6 +145,15 @@ TARGETS = [
     ("train", "default `ntkgp tickets` (3 widths x 2 seeds, 14 trainings each) on 2 cores: "
      "seconds, compile included", field("tickets_default_f32", "median_s", 1.0, " s"),
      (LE, 180.0)),
+    ("train", "`ntkgp compare --parameterization ntk,standard,mup`: log-log slope of the "
+     "maximal-update nets' NTK drift against width (feature learning: it does not fall)",
+     slope("parameterizations_default_f32", "mup_ntk_drift"), (IN, (-0.15, 0.15))),
+    ("train", "`ntkgp compare --parameterization ntk,standard,mup`: log-log slope of the "
+     "standard-parameterization nets' distance to their linearization (lazy: it falls)",
+     slope("parameterizations_default_f32", "standard_dist_net_linearized"), (LE, -0.35)),
+    ("train", "`ntkgp compare --parameterization ntk,standard,mup` (3 x 4 widths x 8 seeds) "
+     "on 2 cores: seconds, compile included",
+     field("parameterizations_default_f32", "median_s", 1.0, " s"), (LE, 120.0)),
 ] + [
     ("cntk", f"CNTK 3 x Conv(64) + {ro}, N={n}, f32: time vs neural-tangents",
      nt_ratio(f"cnn3_{key}_N{n}_f32"), (LE, 0.1))

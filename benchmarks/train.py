@@ -19,6 +19,9 @@ ratios that matter are inside the suite (same session, same machine):
   tickets_default_f32: the default `ntkgp tickets` (digits 500/500, relu widths 64, 256,
       1024, 2 seeds, 1000 GD steps; the dense net, its linearization, two IMP chains and random
       masks at 4 sparsities), one run, compile included.
+  parameterizations_default_f32: `ntkgp compare --parameterization ntk,standard,mup` (the
+      default sweep in the NTK, standard and maximal-update parameterizations), one run,
+      compile included; its slopes are stored as ``PARAM_NAME`` (e.g. ``mup_ntk_drift``).
 Every case runs in its own process. First call (compilation) is reported separately.
 
 Usage:
@@ -43,6 +46,8 @@ def all_cases():
     cases += [dict(id=f"cnn_{how}_digits1000_w64_f32", model="cnn", how=how, nt_id=None)
               for how in ("scan", "jit")]
     cases.append(dict(id="tickets_default_f32", model="tickets", how=None, nt_id=None))
+    cases.append(dict(id="parameterizations_default_f32", model="parameterizations", how=None,
+                      nt_id=None))
     return cases
 
 
@@ -110,6 +115,18 @@ def run_case(case, repeats):
                     f"{last.dist['linearized']:.3f}, vs ticket θ0 at 50% "
                     f"{last.dist['ticket'][0]:.3f}; slopes linearized "
                     f"{res.slopes['linearized']:.2f}, ticket {res.slopes['ticket'][0]:.2f}")
+        return timing_row(case["id"], None, [time.perf_counter() - t0], **info)
+    if case["model"] == "parameterizations":
+        from ntkgp import experiments
+        t0 = time.perf_counter()
+        res = experiments.parameterization_sweep(
+            lambda w, p: nn.from_spec("relu-x1", width=w, parameterization=p),
+            [64, 256, 1024, 4096], xtr, ytr, xte, yte, seeds=SEEDS, steps=STEPS,
+            show_progress=False)
+        slopes = {f"{p}_{k}": v for p, r in res.items() for k, v in r.slopes.items()}
+        info = dict(slopes=slopes, note="one run; slopes of (a) / NTK drift: " + ", ".join(
+            f"{p} {r.slopes['dist_net_linearized']:.2f} / {r.slopes['ntk_drift']:.2f}"
+            for p, r in res.items()))
         return timing_row(case["id"], None, [time.perf_counter() - t0], **info)
     if case["model"] == "compare_xent":
         xd, labels = data.load("digits")
