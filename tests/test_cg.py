@@ -36,6 +36,7 @@ def _spd_stored(n, decay, seed=0):
     return k, linalg.StoredKernelOperator(k, block_rows=37)
 
 
+@ONLY_X64_PASS  # tiling and padding: the same arithmetic in both passes
 def test_tiled_operator_equals_dense_kernel():
     x, _ = _data(300)  # 300 rows, tiles of 128: a padded last tile
     op = linalg.TiledKernelOperator(NET.kernel, x, get="ntk", tile_size=128)

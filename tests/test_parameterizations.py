@@ -25,7 +25,7 @@ def _data():
     return x[:24], y[:24], x[24:], y[24:]
 
 
-@ONLY_X32_PASS
+@ONLY_X64_PASS
 def test_mup_keeps_learning_features_while_ntk_and_standard_become_lazy():
     sweeps = experiments.parameterization_sweep(_net, [64, 1024], *_data(), seeds=2,
                                                 steps=60, show_progress=False)

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from ntkgp import nn
-from tests.conftest import DTYPE
+from tests.conftest import DTYPE, ONLY_X64_PASS
 
 RNG = np.random.default_rng(11)
 X = RNG.standard_normal((3, 4, 5, 2)).astype(DTYPE)
@@ -117,6 +117,7 @@ def test_dot_general_keeps_examples_first_and_channels_last():
     np.testing.assert_allclose(k.nngp, 4 * np.asarray(HEAD.kernel(X).nngp), rtol=1e-6)
 
 
+@ONLY_X64_PASS  # exact zeros at absent positions: the same in both passes
 def test_masked_positions_stay_absent():
     """With masked inputs the finite layers zero their outputs at absent positions and the
     kernel's entries there are zero."""

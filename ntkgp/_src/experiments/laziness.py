@@ -154,11 +154,25 @@ def parameterization_sweep(make_net: Callable[..., object], widths: Sequence[int
 
 
 def sweeps_to_json(sweeps: dict) -> str:
-    """JSON text of a dict of `SweepResult` (as `parameterization_sweep` returns);
-    `sweeps_from_json` reads it back."""
+    """JSON text of a dict of `SweepResult`; `sweeps_from_json` reads it back.
+
+    Args:
+        sweeps: a dict from name (parameterization) to `SweepResult`, as
+            `parameterization_sweep` returns.
+
+    Returns:
+        Standard JSON text (an object of `SweepResult` objects, in the dict's order).
+    """
     return json.dumps({k: json.loads(v.to_json()) for k, v in sweeps.items()}, indent=1)
 
 
 def sweeps_from_json(text: str) -> dict:
-    """The dict of `SweepResult` that `sweeps_to_json` wrote."""
+    """The dict of `SweepResult` that `sweeps_to_json` wrote.
+
+    Args:
+        text: the JSON text (e.g. the contents of ``parameterizations.json``).
+
+    Returns:
+        A dict from name to `SweepResult`, in the file's order.
+    """
     return {k: SweepResult.from_json(json.dumps(v)) for k, v in json.loads(text).items()}
