@@ -4,6 +4,7 @@ sub-network lottery tickets against tangent-space tickets, and where the tangent
 breaks (large learning rates, the laziness scale, the parameterization)."""
 
 from ntkgp._src.checks import OPTIMIZERS as OPTIMIZERS
+from ntkgp._src.experiments.bayes import bayes_log_probabilities as bayes_log_probabilities
 from ntkgp._src.experiments.boolean import TARGETS as TARGETS
 from ntkgp._src.experiments.boolean import BooleanProblem as BooleanProblem
 from ntkgp._src.experiments.boolean import boolean_problem as boolean_problem
@@ -31,7 +32,6 @@ from ntkgp._src.experiments.plots import plot_tickets as plot_tickets
 from ntkgp._src.experiments.sgd_bayes import SGDBayesResult as SGDBayesResult
 from ntkgp._src.experiments.sgd_bayes import SGDBayesRow as SGDBayesRow
 from ntkgp._src.experiments.sgd_bayes import SGDSample as SGDSample
-from ntkgp._src.experiments.sgd_bayes import bayes_log_probabilities as bayes_log_probabilities
 from ntkgp._src.experiments.sgd_bayes import sample_sgd_functions as sample_sgd_functions
 from ntkgp._src.experiments.sgd_bayes import sgd_vs_bayes as sgd_vs_bayes
 from ntkgp._src.experiments.tickets import TicketResult as TicketResult

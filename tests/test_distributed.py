@@ -16,7 +16,7 @@ import jax  # noqa: E402
 from distributed import Client, LocalCluster  # noqa: E402
 
 from ntkgp import distributed, linalg, nn  # noqa: E402
-from tests.conftest import DTYPE, ONLY_X32_PASS, X64, rel_err  # noqa: E402
+from tests.conftest import DTYPE, ONLY_X32_PASS, ONLY_X64_PASS, X64, rel_err  # noqa: E402
 
 NET = nn.serial(nn.Dense(1), nn.Relu(), nn.Dense(1), nn.Relu(), nn.Dense(1))
 TOL = 1e-12 if X64 else 1e-6
@@ -97,7 +97,7 @@ def _slow_kernel(net):
     return kernel
 
 
-@ONLY_X32_PASS
+@ONLY_X64_PASS
 def test_a_killed_worker_still_gives_the_correct_matrix(client, tmp_path):
     x = _x(96)  # 21 upper tiles of 16, ~3 s of sleeping spread over two workers
     path = tmp_path / "k"

@@ -9,7 +9,7 @@ import pytest
 
 from ntkgp import compare, experiments, nn
 from ntkgp._src.cli.main import main
-from tests.conftest import DTYPE, ONLY_X32_PASS, ONLY_X64_PASS
+from tests.conftest import DTYPE, ONLY_X64_PASS
 
 
 def _net(width, parameterization="ntk"):
@@ -50,7 +50,7 @@ def test_mup_keeps_learning_features_while_ntk_and_standard_become_lazy():
     assert back["standard"].rows[1].learning_rate == std[1].learning_rate
 
 
-@ONLY_X32_PASS
+@ONLY_X64_PASS
 def test_mup_is_the_laziness_scale_inverse_sqrt_width():
     """Centered, μP trains exactly alpha (f - f0) with alpha = width^-1/2 on loss / alpha^2."""
     data = _data()

@@ -59,10 +59,17 @@ def test_posterior_of_a_tiny_problem_matches_brute_force():
     counts = np.bincount(codes, minlength=16)
     funcs = experiments.pack_functions(np.array(list(itertools.product([0, 1], repeat=4)),
                                                 bool))
-    log_pb = experiments.bayes_log_probabilities(net, p, funcs, show_progress=False)
+    log_pb = experiments.bayes_log_probabilities(net, p, funcs, show_progress=False).log_p
     se = 1 / np.sqrt(counts)
     assert np.all(np.abs(np.log(counts / keep.sum()) - log_pb) < 0.05 + 3 * se)
     assert abs(np.exp(log_pb).sum() - 1) < 0.03           # EP is not normalized exactly
+    # the unbiased sampler needs no allowance for a bias: its own error bar and the counts'
+    tilted = experiments.bayes_log_probabilities(net, p, funcs, method="tilted",
+                                                 samples=20000, show_progress=False)
+    assert np.all(tilted.stderr > 0) and np.all(tilted.stderr < 0.05)
+    assert np.all(np.abs(np.log(counts / keep.sum()) - tilted.log_p)
+                  < 3 * se + 4 * tilted.stderr)
+    assert abs(np.exp(tilted.log_p).sum() - 1) < 0.02
     # the evidence P(sign g_S = y_S) itself
     ep_s = log_orthant_probability(k[np.ix_(p.train, p.train)], p.y[p.train]).log_p
     assert abs(ep_s - math.log(keep.mean())) < 0.03
@@ -161,6 +168,7 @@ def _python_loop(net, p0, key, x, y, x_test, lr, batch_size, max_epochs):
     return np.asarray(net.apply(p, x_test))[:, 0] > 0, epochs, fits(p)
 
 
+@ONLY_X64_PASS  # the same updates in both dtypes: vmapped runs against a Python loop
 def test_vmapped_fit_until_correct_equals_a_python_loop():
     p = experiments.boolean_problem(4, "and_or", n_train=10, seed=0)
     net = experiments.default_net(16)
@@ -221,11 +229,15 @@ def test_sgd_vs_bayes_end_to_end_json_and_plot(tmp_path):
 def test_cli_runs_and_writes_json(tmp_path, capsys):
     assert main(["sgd-vs-bayes", "--bits", "4", "--n-train", "10", "--runs", "64",
                  "--widths", "16", "--batch-sizes", "5", "--out", str(tmp_path),
-                 "--quiet"]) == 0
+                 "--pb-method", "tilted", "--pb-samples", "2000", "--quiet"]) == 0
     out = capsys.readouterr().out
     assert "corr" in out and "top-mass" in out
     res = experiments.SGDBayesResult.from_json((tmp_path / "sgd_vs_bayes.json").read_text())
-    assert res.rows[0].runs == 64
+    assert res.rows[0].runs == 64 and res.pb_method == "tilted"
+    row = res.rows[0]
+    have = [(b, e) for b, e in zip(row.log_p_b, row.log_p_b_stderr) if b is not None]
+    assert have and all(0 < e < 0.2 for _, e in have)
+    assert [e is None for e in row.log_p_b_stderr] == [b is None for b in row.log_p_b]
     assert main(["sgd-vs-bayes", "--bits", "3", "--n-train", "8", "--out",
                  str(tmp_path)]) == 2
     assert "n_train < 2**n_bits" in capsys.readouterr().err

@@ -9,7 +9,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy.special import erf as np_erf
 
@@ -50,6 +50,7 @@ def _erf_expect(s1, s2, c):
 
 
 @pytest.mark.parametrize("layer,expect", [(nn.Relu, _relu_expect), (nn.Erf, _erf_expect)])
+@settings(max_examples=20 if X64 else 6)  # each example compiles; float64 runs the full set
 @given(h=hyper)
 def test_one_hidden_layer_numpy(layer, expect, h):
     w0, b0, w1, b1, seed = h

@@ -34,8 +34,10 @@ def brute_force_ntk(apply, params, x1, x2):
     return np.einsum("akp,blp->abkl", np.asarray(j1, np.float64), np.asarray(j2, np.float64))
 
 
-@pytest.mark.parametrize("name", sorted(NETS))
-# float32: the full blocks (they contain the traced kernel, tested against them below)
+# float32: the full blocks (they contain the traced kernel, tested against them below), and
+# not the residual net, whose code path the others share (the float64 pass runs every case)
+@pytest.mark.parametrize("name", sorted(NETS) if X64 else
+                         [n for n in sorted(NETS) if n != "residual_layernorm"])
 @pytest.mark.parametrize("trace_axes", [(-1,), ()] if X64 else [()])
 @pytest.mark.parametrize("x2_none", [False, True])
 def test_implementations_agree_with_brute_force(name, trace_axes, x2_none, rng):

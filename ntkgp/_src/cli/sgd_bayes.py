@@ -21,7 +21,8 @@ def add_parser(sub):
                     "S; many networks trained from random initialisations until they fit S. "
                     "Each run's function on the held-out points is recorded and P_SGD(f|S) "
                     "estimated by frequency; P_B(f|S) is the NNGP posterior of the same "
-                    "architecture with thresholded outputs, by expectation propagation. Prints "
+                    "architecture with thresholded outputs (expectation propagation, or with "
+                    "--pb-method tilted an unbiased sampler with error bars). Prints "
                     "a table (one line per setting) and writes sgd_vs_bayes.json and "
                     "sgd_vs_bayes.png (with matplotlib) to --out.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
@@ -45,6 +46,12 @@ def add_parser(sub):
                    help="runs that have not fitted S by then are dropped")
     c.add_argument("--min-count", type=positive(int), default=2,
                    help="P_B is computed for functions found at least this many times")
+    c.add_argument("--pb-method", choices=("ep", "tilted"), default="ep",
+                   help="P_B estimator: ep (deterministic, fast, biased low by a few tenths of "
+                        "a nat) or tilted (minimax-tilted importance sampling: unbiased, with "
+                        "a standard error shown as error bars)")
+    c.add_argument("--pb-samples", type=positive(int), default=4000,
+                   help="draws per probability for --pb-method tilted")
     c.add_argument("--seed", type=int, default=0, help="seed of the split and the runs")
     c.add_argument("--out", default="ntkgp-sgd-vs-bayes", help="output directory")
     c.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -75,8 +82,8 @@ def run(args) -> int:
             problem, make_net=lambda w: default_net(w, args.depth),
             widths=args.widths, optimizers=args.optimizers, batch_sizes=args.batch_sizes,
             runs=args.runs, learning_rate=args.lr, max_epochs=args.max_epochs,
-            min_count=args.min_count, seed=args.seed, show_progress=not args.quiet,
-            callback=save)
+            min_count=args.min_count, seed=args.seed, pb_method=args.pb_method,
+            pb_samples=args.pb_samples, show_progress=not args.quiet, callback=save)
 
     res, took = interruptible(compute, json_path, "ntkgp sgd-vs-bayes", "setting")
     if res is None:

@@ -118,12 +118,16 @@ def plot_sgd_vs_bayes(result, path=None):
                                                                  3.8 * math.ceil(n / cols)),
                              squeeze=False)
     for ax, row in zip(axes.ravel(), rows):
-        pts = [(c / row.fitted, b, e) for c, b, e in zip(row.counts, row.log_p_b, row.errors)
-               if b is not None]
+        se = row.log_p_b_stderr or [0.0] * len(row.counts)
+        pts = [(c / row.fitted, b, e, d or 0.0)
+               for c, b, e, d in zip(row.counts, row.log_p_b, row.errors, se) if b is not None]
         if pts:
-            p_sgd, log_pb, err = (np.asarray(v, float) for v in zip(*pts))
+            p_sgd, log_pb, err, d = (np.asarray(v, float) for v in zip(*pts))
+            if np.any(d > 0):  # the P_B estimator's standard errors (sampling)
+                ax.errorbar(log_pb / math.log(10), np.log10(p_sgd), xerr=d / math.log(10),
+                            fmt="none", ecolor="0.6", elinewidth=0.8, zorder=1)
             sc = ax.scatter(log_pb / math.log(10), np.log10(p_sgd), c=err, cmap="viridis",
-                            s=14, vmin=0, vmax=max(0.5, float(err.max())))
+                            s=14, vmin=0, vmax=max(0.5, float(err.max())), zorder=2)
             lo = min(float(np.log10(p_sgd).min()), float((log_pb / math.log(10)).min()))
             hi = max(float(np.log10(p_sgd).max()), float((log_pb / math.log(10)).max()))
             ax.plot([lo, hi], [lo, hi], "k--", lw=1, label="$P_{SGD} = P_B$")
@@ -135,7 +139,8 @@ def plot_sgd_vs_bayes(result, path=None):
         corr = "n/a" if row.correlation is None else f"{row.correlation:.2f}"
         ax.set_title(f"width {row.width}, {row.optimizer}, batch {row.batch_size}\n"
                      f"{row.fitted} runs, corr {corr}", fontsize=9)
-        ax.set_xlabel(r"$\log_{10} P_B(f\mid S)$ (NNGP, EP)")
+        method = "EP" if result.pb_method == "ep" else "tilted sampler, ±1 s.e."
+        ax.set_xlabel(rf"$\log_{{10}} P_B(f\mid S)$ (NNGP, {method})")
         ax.set_ylabel(r"$\log_{10} P_{SGD}(f\mid S)$")
     for ax in axes.ravel()[len(rows):]:
         ax.axis("off")

@@ -32,6 +32,7 @@ import optax
 
 from ntkgp._src import checks
 from ntkgp._src.empirical.empirical import as_apply_fn
+from ntkgp._src.experiments.bayes import PB_METHODS, bayes_log_probabilities, check_net
 from ntkgp._src.experiments.boolean import (
     BooleanProblem,
     boolean_problem,
@@ -41,7 +42,6 @@ from ntkgp._src.experiments.boolean import (
     unpack_function,
 )
 from ntkgp._src.predict.dynamics import max_learning_rate
-from ntkgp._src.predict.orthant import check_orthant, ep_log_probabilities
 from ntkgp._src.progress import progress_bar
 from ntkgp._src.train.losses import mse_loss
 from ntkgp._src.train.models import PlainApply
@@ -104,16 +104,6 @@ class SGDSample:
     fitted: int
     mean_epochs: float
     learning_rate: float
-
-
-def _check_net(net, problem):
-    k = np.asarray(net.kernel(problem.x, None, "nngp"), np.float64)
-    out, _ = net.init(jax.random.PRNGKey(0), problem.x.shape)
-    if tuple(out)[-1:] != (1,):
-        raise ValueError(f"the network must have one output (its sign is the function's "
-                         f"value); its output shape is {tuple(out)}. End it with "
-                         "nn.Dense(1).")
-    return k
 
 
 def sample_sgd_functions(net, problem: BooleanProblem, *, runs: int = 1000,
@@ -185,36 +175,6 @@ def sample_sgd_functions(net, problem: BooleanProblem, *, runs: int = 1000,
                      float(np.mean(epochs)) if epochs else float("nan"), float(learning_rate))
 
 
-def bayes_log_probabilities(net, problem: BooleanProblem, functions: Sequence[str], *,
-                            show_progress: bool = True, block: int = 32) -> np.ndarray:
-    r""":math:`\log P_B(f \mid S)` under the thresholded NNGP prior of ``net``, by EP.
-
-    Args:
-        net: an ``ntkgp.nn`` network (only its analytic NNGP kernel is used).
-        problem: a `BooleanProblem`.
-        functions: hex names of held-out functions (`pack_functions`).
-        show_progress: show a progress bar.
-        block: functions per batched EP call.
-
-    Returns:
-        Natural logs, shape ``(len(functions),)``.
-    """
-    k = _check_net(net, problem)
-    idx = np.concatenate([problem.train, problem.test])
-    k_all = k[np.ix_(idx, idx)]
-    n_tr = problem.train.size
-    k_s, y_s = check_orthant(k_all[:n_tr, :n_tr], problem.y[problem.train])
-    log_ps = float(ep_log_probabilities(k_s, y_s[None])[0])
-    k_all, _ = check_orthant(k_all, np.ones(idx.size))
-    signs = np.stack([np.concatenate([y_s, unpack_function(f, problem.test.size)])
-                      for f in functions]) if len(functions) else np.zeros((0, idx.size))
-    out = []
-    for i in progress_bar(range(0, len(functions), block), desc="EP", enabled=show_progress):
-        out.append(ep_log_probabilities(k_all, signs[i:i + block]))
-    joint = np.concatenate(out) if out else np.zeros(0)
-    return joint - log_ps
-
-
 @dataclasses.dataclass
 class SGDBayesRow:
     r"""One training setting of `sgd_vs_bayes`.
@@ -225,6 +185,8 @@ class SGDBayesRow:
         functions, counts: distinct functions found (hex) and their counts, most frequent first.
         log_p_b: :math:`\log P_B(f \mid S)` for the functions with ``counts >= min_count``
             (``None`` for the others).
+        log_p_b_stderr: the standard error of each ``log_p_b`` (0 for EP; ``None`` where
+            ``log_p_b`` is).
         correlation: Pearson correlation of :math:`\log P_{SGD}` and :math:`\log P_B` over the
             functions found at least ``min_count`` times (``None`` with fewer than 3).
         top_mass_sgd, top_mass_b: the share of fitted runs that found the ``top`` most
@@ -247,6 +209,7 @@ class SGDBayesRow:
     top_mass_sgd: float
     top_mass_b: float
     errors: list
+    log_p_b_stderr: list = dataclasses.field(default_factory=list)
 
 
 @dataclasses.dataclass
@@ -255,7 +218,7 @@ class SGDBayesResult(RowsJson):
 
     Attributes:
         n_bits, target, n_train, seed: the problem.
-        min_count, top: analysis settings.
+        min_count, top, pb_method: analysis settings.
         rows: one `SGDBayesRow` per setting.
         info: free-form labels (architecture).
     """
@@ -270,6 +233,7 @@ class SGDBayesResult(RowsJson):
     top: int
     rows: list
     info: dict = dataclasses.field(default_factory=dict)
+    pb_method: str = "ep"
 
     def table(self) -> str:
         """A fixed-width text table, one line per setting."""
@@ -312,7 +276,7 @@ def sgd_vs_bayes(problem: Optional[BooleanProblem] = None, *,
                  batch_sizes: Sequence[int] = (16,), runs: int = 2000,
                  learning_rate: Optional[float] = None, max_epochs: int = 500,
                  min_count: int = 2, top: int = 10, seed: int = 0, chunk: int = 500,
-                 show_progress: bool = True,
+                 pb_method: str = "ep", pb_samples: int = 4000, show_progress: bool = True,
                  callback: Optional[Callable[[SGDBayesResult], None]] = None) -> SGDBayesResult:
     r"""Set :math:`P_{SGD}(f \mid S)` against :math:`P_B(f \mid S)` for every combination of
     width, optimizer and batch size.
@@ -334,6 +298,9 @@ def sgd_vs_bayes(problem: Optional[BooleanProblem] = None, *,
         top: how many of the most frequent functions ``top_mass_*`` covers.
         seed: seed of the runs (each setting uses the same seed).
         chunk: runs per compiled call.
+        pb_method: ``'ep'`` or ``'tilted'`` (unbiased, with standard errors), see
+            `bayes_log_probabilities`.
+        pb_samples: draws per probability for ``'tilted'``.
         show_progress: show progress bars.
         callback: called with the partial result after each setting (e.g. to save it).
 
@@ -354,16 +321,20 @@ def sgd_vs_bayes(problem: Optional[BooleanProblem] = None, *,
     widths = [checks.check_positive_int(w, "width") for w in widths]
     for o in optimizers:
         checks.check_choice(o, "optimizer", checks.OPTIMIZERS)
+    checks.check_choice(pb_method, "pb_method", PB_METHODS)
+    pb_samples = checks.check_positive_int(pb_samples, "pb_samples")
     min_count = checks.check_positive_int(min_count, "min_count")
     top = checks.check_positive_int(top, "top")
-    k0 = _check_net(make_net(widths[0]), problem)
-    if len(widths) > 1 and not np.allclose(k0, _check_net(make_net(widths[-1]), problem),
+    k0 = check_net(make_net(widths[0]), problem)
+    if len(widths) > 1 and not np.allclose(k0, check_net(make_net(widths[-1]), problem),
                                            rtol=1e-4):
         raise ValueError("the NNGP kernel of `make_net(width)` changes with the width: use "
                          "the NTK parameterization (the default of nn.Dense).")
     result = SGDBayesResult(problem.n_bits, problem.target, int(problem.train.size), seed,
-                            min_count, top, [], {"architecture": repr(make_net(widths[0]))})
+                            min_count, top, [], {"architecture": repr(make_net(widths[0]))},
+                            pb_method=pb_method)
     log_pb_of: dict = {}
+    stderr_of: dict = {}
     for width, opt, bs in itertools.product(widths, optimizers, batch_sizes):
         net = make_net(width)
         sample = sample_sgd_functions(net, problem, runs=runs, optimizer=opt,
@@ -372,15 +343,19 @@ def sgd_vs_bayes(problem: Optional[BooleanProblem] = None, *,
                                       show_progress=show_progress)
         need = [f for f, c in zip(sample.functions, sample.counts)
                 if c >= min_count and f not in log_pb_of]
-        for f, v in zip(need, bayes_log_probabilities(net, problem, need,
-                                                      show_progress=show_progress)):
-            log_pb_of[f] = float(v)
+        found = bayes_log_probabilities(net, problem, need, method=pb_method,
+                                        samples=pb_samples, seed=seed,
+                                        show_progress=show_progress)
+        for f, v, e in zip(need, found.log_p, found.stderr):
+            log_pb_of[f], stderr_of[f] = float(v), float(e)
         lpb, corr, mass_sgd, mass_b, errors = _analyse(sample, log_pb_of, problem,
                                                        min_count, top)
         result.rows.append(SGDBayesRow(width, opt, bs, sample.learning_rate, sample.runs,
                                        sample.fitted, sample.mean_epochs,
                                        sample.functions, sample.counts, lpb, corr,
-                                       mass_sgd, mass_b, errors))
+                                       mass_sgd, mass_b, errors,
+                                       [stderr_of.get(f) if v is not None else None
+                                        for f, v in zip(sample.functions, lpb)]))
         if callback is not None:
             callback(result)
     return result

@@ -9,16 +9,24 @@ posterior of a function ``f`` on test points given the labels ``y`` of a trainin
     P_B(f \mid S) = \frac{P(\operatorname{sign} g_S = y,\ \operatorname{sign} g_T = f)}
                          {P(\operatorname{sign} g_S = y)}.
 
-Three estimators, all in float64 with NumPy (independent of ``jax_enable_x64``):
+Four estimators, all in float64 with NumPy (independent of ``jax_enable_x64``):
 
 * ``'exact'``: closed forms for ``n <= 3`` (Sheppard's :math:`\tfrac14 + \arcsin\rho / 2\pi`
   and its three-dimensional analogue).
 * ``'ep'``: expectation propagation with step-function sites (Minka 2001; Rasmussen &
   Williams 2006, Alg. 3.5 with a noise-free probit; Cunningham et al. 2011 study its accuracy
   for orthant probabilities). Deterministic, :math:`O(n^3)` per sweep.
-* ``'ghk'``: the Geweke–Hajivassiliou–Keane sequential importance sampler, unbiased for the
-  probability itself, with a standard error; slower to converge as ``n`` grows but an
-  independent check of EP at full size.
+* ``'tilted'``: Botev's (2017) minimax exponential tilting of the GHK sampler: each variable
+  is drawn from a normal shifted by the tilting point :math:`\mu` that minimizes the worst
+  case of the importance weight (a saddle point of
+  :math:`\psi(x, \mu) = \sum_i \mu_i^2/2 - x_i\mu_i + \log P(Z_i > l_i(x) - \mu_i)`,
+  found by Newton's method). Unbiased for the probability, with a standard error that stays
+  small in hundreds of dimensions (relative errors of about 2% at ``n = 400`` with 2,000
+  draws on equicorrelated covariances, where the closed form is known and EP is off by up to
+  0.14 nats). The estimator to use when the number matters.
+* ``'ghk'``: the Geweke–Hajivassiliou–Keane sequential importance sampler (``'tilted'``
+  with :math:`\mu = 0`), unbiased with a standard error, but its variance grows quickly with
+  ``n``.
 """
 
 from __future__ import annotations
@@ -32,7 +40,7 @@ from scipy import special
 from ntkgp._src import checks
 from ntkgp._src.solve.linalg import NotPositiveDefiniteError
 
-METHODS = ("ep", "ghk", "exact")
+METHODS = ("ep", "tilted", "ghk", "exact")
 
 
 class LogProbability(NamedTuple):
@@ -40,7 +48,8 @@ class LogProbability(NamedTuple):
 
     Attributes:
         log_p: the natural log of the probability.
-        stderr: standard error of ``log_p`` (delta method for ``'ghk'``; 0 otherwise).
+        stderr: standard error of ``log_p`` (delta method for the samplers ``'tilted'`` and
+            ``'ghk'``; 0 for the deterministic methods).
     """
 
     log_p: float
@@ -221,12 +230,95 @@ def _ghk(k, s, samples, rng):
         u = rng.uniform(size=samples)
         # z_i = -Phi^-1(u * Phi(-lower)), sampled in log space so tiny tails stay finite
         z[:, i] = -special.ndtri_exp(np.log(u) + log_tail)
+    return _log_mean(log_w)
+
+
+def _log_mean(log_w):
+    """``log mean(exp(log_w))`` and its standard error (delta method: the relative standard
+    error of the mean weight)."""
+    samples = log_w.size
     top = np.max(log_w)
     w = np.exp(log_w - top)
     mean = float(np.mean(w))
-    log_p = top + math.log(mean)
+    log_p = float(top) + math.log(mean)
     stderr = float(np.std(w, ddof=1) / math.sqrt(samples) / mean) if samples > 1 else math.inf
     return log_p, stderr
+
+
+def _mills(a):
+    """:math:`\\phi(a) / P(Z > a)`, stable for every ``a``."""
+    return np.exp(_log_phi(a) - special.log_ndtr(-a))
+
+
+def _tilting(c, iters=60, tol=1e-9):
+    r"""The minimax tilting point of Botev (2017) for the orthant :math:`z_i \ge -(C z)_i`:
+    :math:`(x, \mu)` with :math:`\nabla\psi = 0`, where
+    :math:`\psi(x, \mu) = \sum_i \mu_i^2/2 - x_i \mu_i + \log P(Z > -(C x)_i - \mu_i)`
+    (the last :math:`\mu` is 0: that variable is integrated exactly). Damped Newton on the
+    :math:`2(n-1)` equations, through the Schur complement of the diagonal
+    :math:`\partial F_\mu / \partial \mu`. Returns ``(x, mu, converged)``."""
+    n = c.shape[0]
+    m = n - 1
+    x, mu = np.zeros(n), np.zeros(n)
+    cm = c[:, :m]
+
+    def residual(x, mu):
+        a = -(c @ x) - mu
+        r = _mills(a)
+        return np.concatenate([(mu - x + r)[:m], (c.T @ r - mu)[:m]]), a, r
+
+    f, a, r = residual(x, mu)
+    for _ in range(iters):
+        if m == 0 or np.max(np.abs(f)) < tol:
+            return x, mu, True
+        q = r * (r - a)                                     # d r / d a, in (0, 1)
+        d = 1.0 - q[:m]                                     # dF_mu/dmu (diagonal)
+        b = -np.eye(m) - q[:m, None] * cm[:m]               # dF_mu/dx
+        cq = cm.T * q[None, :]                              # C^T diag(q), (m, n)
+        g = -np.eye(m) - cq[:, :m]                          # dF_x/dmu
+        h = -cq @ cm                                        # dF_x/dx
+        schur = h - g @ (b / d[:, None])
+        rhs = -f[m:] + g @ (f[:m] / d)
+        try:
+            dx = np.linalg.solve(schur, rhs)
+        except np.linalg.LinAlgError:
+            return x, mu, False
+        dmu = (-f[:m] - b @ dx) / d
+        norm, step = np.sum(f * f), 1.0
+        while step > 1e-4:
+            x_new, mu_new = x.copy(), mu.copy()
+            x_new[:m] += step * dx
+            mu_new[:m] += step * dmu
+            f_new, a_new, r_new = residual(x_new, mu_new)
+            if np.all(np.isfinite(f_new)) and np.sum(f_new * f_new) < norm:
+                break
+            step *= 0.5
+        else:
+            return x, mu, False
+        x, mu, f, a, r = x_new, mu_new, f_new, a_new, r_new
+    return x, mu, bool(np.max(np.abs(f)) < tol)
+
+
+def _tilted(k, s, samples, rng):
+    """Botev's minimax-tilted GHK: importance sampling with each ``z_i`` drawn from a
+    normal of mean ``mu_i`` truncated to its constraint; ``mu = 0`` (plain GHK) when the
+    tilting point is not found, whose larger standard error then says so."""
+    a = k * s[:, None] * s[None, :]
+    chol, _ = _ordered_cholesky(a)
+    n = a.shape[0]
+    c = chol / np.diag(chol)[:, None] - np.eye(n)           # z_i >= -(C z)_i, C strictly lower
+    _, mu, converged = _tilting(c)
+    if not converged:
+        mu = np.zeros(n)
+    z = np.zeros((samples, n))
+    log_w = np.zeros(samples)
+    for i in range(n):
+        t = -(z[:, :i] @ c[i, :i]) - mu[i]                  # z_i - mu_i must exceed t
+        log_tail = special.log_ndtr(-t)
+        u = rng.uniform(size=samples)
+        z[:, i] = mu[i] - special.ndtri_exp(np.log(u) + log_tail)
+        log_w += 0.5 * mu[i] ** 2 - z[:, i] * mu[i] + log_tail
+    return _log_mean(log_w)
 
 
 def log_orthant_probability(k, signs, *, method: str = "ep", samples: int = 20000,
@@ -237,11 +329,11 @@ def log_orthant_probability(k, signs, *, method: str = "ep", samples: int = 2000
         k: covariance of shape ``(n, n)`` (e.g. an NNGP kernel on ``n`` inputs), symmetric
             positive definite.
         signs: array of shape ``(n,)`` with entries ``-1``/``+1``.
-        method: ``'ep'`` (expectation propagation, deterministic), ``'ghk'`` (unbiased
-            importance sampling with ``samples`` draws; returns a standard error) or
-            ``'exact'`` (closed form, ``n <= 3``).
-        samples: draws for ``'ghk'``.
-        seed: random seed for ``'ghk'``.
+        method: ``'ep'`` (expectation propagation, deterministic), ``'tilted'`` (minimax
+            tilted importance sampling with ``samples`` draws and a standard error), ``'ghk'``
+            (plain importance sampling, the same) or ``'exact'`` (closed form, ``n <= 3``).
+        samples: draws for ``'tilted'`` and ``'ghk'``.
+        seed: random seed for the samplers.
 
     Returns:
         A `LogProbability` ``(log_p, stderr)``.
@@ -266,4 +358,5 @@ def log_orthant_probability(k, signs, *, method: str = "ep", samples: int = 2000
     if method == "ep":
         return LogProbability(float(ep_log_probabilities(k, s[None])[0]), 0.0)
     samples = checks.check_positive_int(samples, "samples")
-    return LogProbability(*_ghk(k, s, samples, np.random.default_rng(seed)))
+    sampler = _tilted if method == "tilted" else _ghk
+    return LogProbability(*sampler(k, s, samples, np.random.default_rng(seed)))
