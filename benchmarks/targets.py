@@ -200,8 +200,8 @@ TARGETS = [
     ("scale", "iterative solve at N ≥ 100,000 on this machine (float32): peak memory (GiB)",
      field("cg_synth_N100000_f32", "maxrss_mb", 1 / 1024, " GiB"), (LE, 24.0)),
     ("sgd_bayes", "P_B by the tilted sampler on the 128-point NNGP orthant (4000 draws): "
-     "median standard error of log P (nats)", field("pb_tilted_128", "median_se"),
-     (LE, 0.05)),
+     "median standard error of log P (nats; EP's bias there is 0.1-0.3)",
+     field("pb_tilted_128", "median_se"), (LE, 0.1)),
     ("sgd_bayes", "P_B by the tilted sampler on the 128-point NNGP orthant: seconds per "
      "function", field("pb_tilted_128", "median_s", 1.0, " s"), (LE, 0.25)),
     ("sgd_bayes", "400 equicorrelated Gaussians (closed form known): tilted sampler's error "
