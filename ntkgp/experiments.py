@@ -5,6 +5,9 @@ breaks (large learning rates, the laziness scale, the parameterization)."""
 
 from ntkgp._src.checks import OPTIMIZERS as OPTIMIZERS
 from ntkgp._src.experiments.bayes import bayes_log_probabilities as bayes_log_probabilities
+from ntkgp._src.experiments.bayes import (
+    sample_posterior_functions as sample_posterior_functions,
+)
 from ntkgp._src.experiments.boolean import TARGETS as TARGETS
 from ntkgp._src.experiments.boolean import BooleanProblem as BooleanProblem
 from ntkgp._src.experiments.boolean import boolean_problem as boolean_problem

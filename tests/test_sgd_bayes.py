@@ -70,6 +70,13 @@ def test_posterior_of_a_tiny_problem_matches_brute_force():
     assert np.all(np.abs(np.log(counts / keep.sum()) - tilted.log_p)
                   < 3 * se + 4 * tilted.stderr)
     assert abs(np.exp(tilted.log_p).sum() - 1) < 0.02
+    # functions drawn from P_B itself come with the brute-force frequencies
+    drawn, n_drawn, ess = experiments.sample_posterior_functions(net, p, 40000, seed=2)
+    assert ess > 0.5 * 4 * 40000                       # the tilted proposal is nearly exact
+    freq = counts / keep.sum()
+    got = np.array([dict(zip(drawn, n_drawn)).get(f, 0) for f in funcs]) / 40000
+    bound = 4 * np.sqrt(freq * (1 - freq) * (1 / 40000 + 1 / keep.sum())) + 1e-3
+    assert np.all(np.abs(got - freq) < bound), (got, freq)
     # the evidence P(sign g_S = y_S) itself
     ep_s = log_orthant_probability(k[np.ix_(p.train, p.train)], p.y[p.train]).log_p
     assert abs(ep_s - math.log(keep.mean())) < 0.03
@@ -229,7 +236,8 @@ def test_sgd_vs_bayes_end_to_end_json_and_plot(tmp_path):
 def test_cli_runs_and_writes_json(tmp_path, capsys):
     assert main(["sgd-vs-bayes", "--bits", "4", "--n-train", "10", "--runs", "64",
                  "--widths", "16", "--batch-sizes", "5", "--out", str(tmp_path),
-                 "--pb-method", "tilted", "--pb-samples", "2000", "--quiet"]) == 0
+                 "--pb-method", "tilted", "--pb-samples", "2000", "--bayes-baseline",
+                 "--quiet"]) == 0
     out = capsys.readouterr().out
     assert "corr" in out and "top-mass" in out
     res = experiments.SGDBayesResult.from_json((tmp_path / "sgd_vs_bayes.json").read_text())
@@ -238,6 +246,9 @@ def test_cli_runs_and_writes_json(tmp_path, capsys):
     have = [(b, e) for b, e in zip(row.log_p_b, row.log_p_b_stderr) if b is not None]
     assert have and all(0 < e < 0.2 for _, e in have)
     assert [e is None for e in row.log_p_b_stderr] == [b is None for b in row.log_p_b]
+    ideal = res.rows[-1]             # --bayes-baseline: 64 functions drawn from P_B itself
+    assert len(res.rows) == 3 and ideal.optimizer == "posterior" and ideal.fitted == 64
+    assert sum(ideal.counts) == 64 and ideal.batch_size == 0
     assert main(["sgd-vs-bayes", "--bits", "3", "--n-train", "8", "--out",
                  str(tmp_path)]) == 2
     assert "n_train < 2**n_bits" in capsys.readouterr().err

@@ -51,3 +51,21 @@ def test_tilted_equals_the_exact_forms_for_up_to_three_points(rng):
             exact = log_orthant_probability(k, s, method="exact").log_p
             got = log_orthant_probability(k, s, method="tilted", samples=4000)
             assert abs(got.log_p - exact) < 4 * got.stderr + 1e-12, (n, got, exact)
+
+
+@ONLY_X64_PASS  # NumPy float64 whatever JAX's dtype
+def test_weighted_draws_are_the_truncated_gaussian(rng):
+    """The tilted draws lie in the orthant, and reweighted they have the moments of N(0, K)
+    conditioned on it (against 2,000,000 brute-force prior draws)."""
+    from ntkgp._src.predict.orthant import tilted_draws
+    a = rng.standard_normal((4, 6))
+    k = a @ a.T / 6 + 0.2 * np.eye(4)
+    s = np.array([1.0, -1.0, 1.0, 1.0])
+    g, log_w = tilted_draws(k, s, 40000, np.random.default_rng(3))
+    assert np.all(g * s > 0)
+    w = np.exp(log_w - log_w.max())
+    w /= w.sum()
+    prior = np.random.default_rng(4).multivariate_normal(np.zeros(4), k, 2_000_000)
+    inside = prior[np.all(prior * s > 0, axis=1)]
+    np.testing.assert_allclose(w @ g, inside.mean(0), atol=0.02)
+    np.testing.assert_allclose(w @ (g * g), np.mean(inside ** 2, 0), rtol=0.03)

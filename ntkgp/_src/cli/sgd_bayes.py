@@ -52,6 +52,10 @@ def add_parser(sub):
                         "a standard error shown as error bars)")
     c.add_argument("--pb-samples", type=positive(int), default=4000,
                    help="draws per probability for --pb-method tilted")
+    c.add_argument("--bayes-baseline", action="store_true",
+                   help="add a row of --runs functions drawn from P_B itself, analysed the "
+                        "same way: how an exact Bayesian sampler looks after the same "
+                        "selection (functions found at least --min-count times)")
     c.add_argument("--seed", type=int, default=0, help="seed of the split and the runs")
     c.add_argument("--out", default="ntkgp-sgd-vs-bayes", help="output directory")
     c.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -83,7 +87,8 @@ def run(args) -> int:
             widths=args.widths, optimizers=args.optimizers, batch_sizes=args.batch_sizes,
             runs=args.runs, learning_rate=args.lr, max_epochs=args.max_epochs,
             min_count=args.min_count, seed=args.seed, pb_method=args.pb_method,
-            pb_samples=args.pb_samples, show_progress=not args.quiet, callback=save)
+            pb_samples=args.pb_samples, bayes_baseline=args.bayes_baseline,
+            show_progress=not args.quiet, callback=save)
 
     res, took = interruptible(compute, json_path, "ntkgp sgd-vs-bayes", "setting")
     if res is None:

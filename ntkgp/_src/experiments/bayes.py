@@ -11,18 +11,24 @@ two Gaussian orthant probabilities (`ntkgp.predict.log_orthant_probability`).
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from typing import Optional, Sequence
 
 import jax
 import numpy as np
 
 from ntkgp._src import checks
-from ntkgp._src.experiments.boolean import BooleanProblem, unpack_function
+from ntkgp._src.experiments.boolean import (
+    BooleanProblem,
+    function_frequencies,
+    pack_functions,
+    unpack_function,
+)
 from ntkgp._src.predict.orthant import (
     LogProbability,
     check_orthant,
     ep_log_probabilities,
     log_orthant_probability,
+    tilted_draws,
 )
 from ntkgp._src.progress import progress_bar
 
@@ -94,3 +100,49 @@ def bayes_log_probabilities(net, problem: BooleanProblem, functions: Sequence[st
         log_p[i] = joint.log_p - den.log_p
         err[i] = math.hypot(joint.stderr, den.stderr)
     return LogProbability(log_p, err)
+
+
+def sample_posterior_functions(net, problem: BooleanProblem, runs: int, *,
+                               proposals: Optional[int] = None, seed: int = 0):
+    r"""Draw held-out functions from :math:`P_B(f \mid S)` itself: the ideal Bayesian sampler
+    that `sgd_vs_bayes` sets SGD against, to measure what finite sampling alone does to the
+    comparison (a function enters it only if it came up ``min_count`` times).
+
+    :math:`g_S` is drawn from the NNGP prior conditioned on :math:`\operatorname{sign} g_S =
+    y_S` (the minimax-tilted proposal of ``proposals`` draws, resampled by its importance
+    weights), then :math:`g_T \mid g_S` from the Gaussian conditional, and
+    :math:`f = \operatorname{sign} g_T`.
+
+    Args:
+        net: an ``ntkgp.nn`` network (its analytic NNGP kernel).
+        problem: a `BooleanProblem`.
+        runs: functions to draw.
+        proposals: tilted draws of :math:`g_S` to resample from (default ``4 * runs``).
+        seed: random seed.
+
+    Returns:
+        ``(functions, counts, ess)``: distinct functions (hex, most frequent first), their
+        counts, and the effective sample size of the weighted proposals (resampling repeats
+        a proposal about ``runs / ess`` times; each repeat still gets its own :math:`g_T`).
+    """
+    runs = checks.check_positive_int(runs, "runs")
+    proposals = 4 * runs if proposals is None else checks.check_positive_int(proposals,
+                                                                             "proposals")
+    k = check_net(net, problem)
+    tr, te = problem.train, problem.test
+    k_s, y_s = check_orthant(k[np.ix_(tr, tr)], problem.y[tr])
+    rng = np.random.default_rng(seed)
+    g_s, log_w = tilted_draws(k_s, y_s, proposals, rng)
+    w = np.exp(log_w - log_w.max())
+    ess = float(w.sum() ** 2 / np.sum(w * w))
+    g_s = g_s[rng.choice(proposals, size=runs, p=w / w.sum())]
+    jitter = 1e-10 * float(np.mean(np.diag(k_s))) * np.eye(tr.size)
+    chol = np.linalg.cholesky(k_s + jitter)
+    k_ts = k[np.ix_(te, tr)]
+    a = np.linalg.solve(chol, k_ts.T)                            # L^-1 K_ST
+    cov = k[np.ix_(te, te)] - a.T @ a
+    cov = 0.5 * (cov + cov.T) + 1e-10 * float(np.mean(np.diag(cov))) * np.eye(te.size)
+    mean = g_s @ np.linalg.solve(chol.T, a)                      # (K_TS K_SS^-1 g_S)^T
+    g_t = mean + rng.standard_normal((runs, te.size)) @ np.linalg.cholesky(cov).T
+    functions, counts = function_frequencies(pack_functions(g_t > 0))
+    return functions, counts, ess

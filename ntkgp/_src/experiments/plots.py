@@ -137,8 +137,9 @@ def plot_sgd_vs_bayes(result, path=None):
             ax.text(0.5, 0.5, "no function found twice:\nmore runs needed", ha="center",
                     va="center", transform=ax.transAxes, fontsize=9)
         corr = "n/a" if row.correlation is None else f"{row.correlation:.2f}"
-        ax.set_title(f"width {row.width}, {row.optimizer}, batch {row.batch_size}\n"
-                     f"{row.fitted} runs, corr {corr}", fontsize=9)
+        what = (f"drawn from P_B itself (width {row.width})" if row.optimizer == "posterior"
+                else f"width {row.width}, {row.optimizer}, batch {row.batch_size}")
+        ax.set_title(f"{what}\n{row.fitted} runs, corr {corr}", fontsize=9)
         method = "EP" if result.pb_method == "ep" else "tilted sampler, ±1 s.e."
         ax.set_xlabel(rf"$\log_{{10}} P_B(f\mid S)$ (NNGP, {method})")
         ax.set_ylabel(r"$\log_{10} P_{SGD}(f\mid S)$")

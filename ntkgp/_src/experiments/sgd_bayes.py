@@ -32,7 +32,12 @@ import optax
 
 from ntkgp._src import checks
 from ntkgp._src.empirical.empirical import as_apply_fn
-from ntkgp._src.experiments.bayes import PB_METHODS, bayes_log_probabilities, check_net
+from ntkgp._src.experiments.bayes import (
+    PB_METHODS,
+    bayes_log_probabilities,
+    check_net,
+    sample_posterior_functions,
+)
 from ntkgp._src.experiments.boolean import (
     BooleanProblem,
     boolean_problem,
@@ -85,6 +90,9 @@ def _fit_until_correct(apply, optimizer, learning_rate, params0, keys, x, y, x_t
         return apply(p, x_test)[:, 0] > 0, e, done
 
     return jax.vmap(one)(params0, keys)
+
+POSTERIOR = "posterior"  # the optimizer name of the row drawn from P_B itself
+
 
 @dataclasses.dataclass
 class SGDSample:
@@ -180,7 +188,8 @@ class SGDBayesRow:
     r"""One training setting of `sgd_vs_bayes`.
 
     Attributes:
-        width, optimizer, batch_size, learning_rate: the setting.
+        width, optimizer, batch_size, learning_rate: the setting (optimizer ``'posterior'``:
+            functions drawn from :math:`P_B` itself, batch size and step 0).
         runs, fitted, mean_epochs: runs started, runs that fitted S, their mean epochs.
         functions, counts: distinct functions found (hex) and their counts, most frequent first.
         log_p_b: :math:`\log P_B(f \mid S)` for the functions with ``counts >= min_count``
@@ -276,7 +285,8 @@ def sgd_vs_bayes(problem: Optional[BooleanProblem] = None, *,
                  batch_sizes: Sequence[int] = (16,), runs: int = 2000,
                  learning_rate: Optional[float] = None, max_epochs: int = 500,
                  min_count: int = 2, top: int = 10, seed: int = 0, chunk: int = 500,
-                 pb_method: str = "ep", pb_samples: int = 4000, show_progress: bool = True,
+                 pb_method: str = "ep", pb_samples: int = 4000,
+                 bayes_baseline: bool = False, show_progress: bool = True,
                  callback: Optional[Callable[[SGDBayesResult], None]] = None) -> SGDBayesResult:
     r"""Set :math:`P_{SGD}(f \mid S)` against :math:`P_B(f \mid S)` for every combination of
     width, optimizer and batch size.
@@ -301,6 +311,10 @@ def sgd_vs_bayes(problem: Optional[BooleanProblem] = None, *,
         pb_method: ``'ep'`` or ``'tilted'`` (unbiased, with standard errors), see
             `bayes_log_probabilities`.
         pb_samples: draws per probability for ``'tilted'``.
+        bayes_baseline: add a last row (optimizer ``'posterior'``) whose ``runs`` functions
+            are drawn from :math:`P_B` itself (`sample_posterior_functions`), analysed in the
+            same way: what an exact Bayesian sampler looks like with the same number of
+            runs and the same ``min_count`` selection.
         show_progress: show progress bars.
         callback: called with the partial result after each setting (e.g. to save it).
 
@@ -335,12 +349,19 @@ def sgd_vs_bayes(problem: Optional[BooleanProblem] = None, *,
                             pb_method=pb_method)
     log_pb_of: dict = {}
     stderr_of: dict = {}
-    for width, opt, bs in itertools.product(widths, optimizers, batch_sizes):
+    settings = list(itertools.product(widths, optimizers, batch_sizes))
+    if bayes_baseline:
+        settings.append((widths[0], POSTERIOR, 0))
+    for width, opt, bs in settings:
         net = make_net(width)
-        sample = sample_sgd_functions(net, problem, runs=runs, optimizer=opt,
-                                      batch_size=bs, learning_rate=learning_rate,
-                                      max_epochs=max_epochs, seed=seed, chunk=chunk,
-                                      show_progress=show_progress)
+        if opt == POSTERIOR:
+            funcs, counts, _ = sample_posterior_functions(net, problem, runs, seed=seed)
+            sample = SGDSample(funcs, counts.tolist(), runs, runs, 0.0, 0.0)
+        else:
+            sample = sample_sgd_functions(net, problem, runs=runs, optimizer=opt,
+                                          batch_size=bs, learning_rate=learning_rate,
+                                          max_epochs=max_epochs, seed=seed, chunk=chunk,
+                                          show_progress=show_progress)
         need = [f for f, c in zip(sample.functions, sample.counts)
                 if c >= min_count and f not in log_pb_of]
         found = bayes_log_probabilities(net, problem, need, method=pb_method,

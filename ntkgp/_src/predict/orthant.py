@@ -299,12 +299,15 @@ def _tilting(c, iters=60, tol=1e-9):
     return x, mu, bool(np.max(np.abs(f)) < tol)
 
 
-def _tilted(k, s, samples, rng):
-    """Botev's minimax-tilted GHK: importance sampling with each ``z_i`` drawn from a
-    normal of mean ``mu_i`` truncated to its constraint; ``mu = 0`` (plain GHK) when the
-    tilting point is not found, whose larger standard error then says so."""
+def tilted_draws(k, s, samples, rng):
+    r"""Draws ``g`` of shape ``(samples, n)`` inside the orthant :math:`s_i g_i > 0` from
+    Botev's minimax-tilted proposal, and their log importance weights against
+    :math:`\mathcal N(0, K)` (mean weight: the orthant probability). Each ``z_i`` (the whitened
+    variables, in the Genz order) comes from a normal of mean ``mu_i`` truncated to its
+    constraint; ``mu = 0`` (plain GHK) when no tilting point is found, whose more uneven
+    weights then show it."""
     a = k * s[:, None] * s[None, :]
-    chol, _ = _ordered_cholesky(a)
+    chol, perm = _ordered_cholesky(a)
     n = a.shape[0]
     c = chol / np.diag(chol)[:, None] - np.eye(n)           # z_i >= -(C z)_i, C strictly lower
     _, mu, converged = _tilting(c)
@@ -318,7 +321,13 @@ def _tilted(k, s, samples, rng):
         u = rng.uniform(size=samples)
         z[:, i] = mu[i] - special.ndtri_exp(np.log(u) + log_tail)
         log_w += 0.5 * mu[i] ** 2 - z[:, i] * mu[i] + log_tail
-    return _log_mean(log_w)
+    g = np.empty((samples, n))
+    g[:, perm] = (z @ chol.T) * s[perm]                      # back to the original order
+    return g, log_w
+
+
+def _tilted(k, s, samples, rng):
+    return _log_mean(tilted_draws(k, s, samples, rng)[1])
 
 
 def log_orthant_probability(k, signs, *, method: str = "ep", samples: int = 20000,
