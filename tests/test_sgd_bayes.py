@@ -220,6 +220,13 @@ def test_sgd_vs_bayes_end_to_end_json_and_plot(tmp_path):
         with_pb = [b for c, b in zip(row.counts, row.log_p_b) if c >= 2]
         assert with_pb and all(b is not None and b < 0 for b in with_pb)
         assert row.correlation is None or -1 <= row.correlation <= 1
+        if row.correlation is not None:   # least squares, with bootstrap intervals around it
+            have = [(c, b) for c, b in zip(row.counts, row.log_p_b) if b is not None]
+            want = np.polyfit([b for _, b in have], np.log([c / row.fitted for c, _ in have]),
+                              1)[0]
+            assert abs(row.slope - want) < 1e-9
+            assert row.slope_ci[0] < row.slope < row.slope_ci[1]
+            assert row.correlation_ci[0] < row.correlation < row.correlation_ci[1]
     # the target itself is a simple function: SGD and the posterior both favour it
     top = r.rows[0].functions[0]
     assert experiments.unpack_function(top, p.test.size).tolist() == p.y[p.test].tolist()

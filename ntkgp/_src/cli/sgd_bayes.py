@@ -96,9 +96,10 @@ def run(args) -> int:
     write_text(json_path, res.to_json())
     print("\n" + res.table())
     print(f"\ncorr: Pearson correlation of log P_SGD and log P_B over functions found at least "
-          f"{res.min_count} times; top-mass: share of runs (SGD) and posterior probability (B) "
-          f"of the {res.top} most frequent functions; test err: mean held-out error of the "
-          "runs.")
+          f"{res.min_count} times; slope: least-squares slope of log P_SGD on log P_B (1 for a "
+          "sampler of P_B without selection); [95% CI]: bootstrap over those functions; "
+          f"top-mass: share of runs (SGD) and posterior probability (B) of the {res.top} most "
+          "frequent functions; test err: mean held-out error of the runs.")
     print(f"took {took:.0f} s; wrote {json_path}", end="")
     save_figure(lambda path: plot_sgd_vs_bayes(res, path),
                 os.path.join(args.out, "sgd_vs_bayes.png"))

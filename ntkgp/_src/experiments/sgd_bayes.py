@@ -22,8 +22,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import itertools
-import math
-from typing import Callable, ClassVar, Optional, Sequence
+from typing import Callable, Optional, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -44,14 +43,13 @@ from ntkgp._src.experiments.boolean import (
     default_net,
     function_frequencies,
     pack_functions,
-    unpack_function,
 )
+from ntkgp._src.experiments.sgd_bayes_result import SGDBayesResult, SGDBayesRow, analyse
 from ntkgp._src.predict.dynamics import max_learning_rate
 from ntkgp._src.progress import progress_bar
 from ntkgp._src.train.losses import mse_loss
 from ntkgp._src.train.models import PlainApply
 from ntkgp._src.train.training import make_optimizer
-from ntkgp._src.util import RowsJson
 
 
 @functools.partial(jax.jit, static_argnames=("optimizer", "batch_size", "max_epochs"))
@@ -183,102 +181,6 @@ def sample_sgd_functions(net, problem: BooleanProblem, *, runs: int = 1000,
                      float(np.mean(epochs)) if epochs else float("nan"), float(learning_rate))
 
 
-@dataclasses.dataclass
-class SGDBayesRow:
-    r"""One training setting of `sgd_vs_bayes`.
-
-    Attributes:
-        width, optimizer, batch_size, learning_rate: the setting (optimizer ``'posterior'``:
-            functions drawn from :math:`P_B` itself, batch size and step 0).
-        runs, fitted, mean_epochs: runs started, runs that fitted S, their mean epochs.
-        functions, counts: distinct functions found (hex) and their counts, most frequent first.
-        log_p_b: :math:`\log P_B(f \mid S)` for the functions with ``counts >= min_count``
-            (``None`` for the others).
-        log_p_b_stderr: the standard error of each ``log_p_b`` (0 for EP; ``None`` where
-            ``log_p_b`` is).
-        correlation: Pearson correlation of :math:`\log P_{SGD}` and :math:`\log P_B` over the
-            functions found at least ``min_count`` times (``None`` with fewer than 3).
-        top_mass_sgd, top_mass_b: the share of fitted runs that found the ``top`` most
-            frequent functions, and the posterior probability :math:`\sum P_B` of the same
-            functions.
-        errors: held-out error of each function (fraction of points it gets wrong).
-    """
-
-    width: int
-    optimizer: str
-    batch_size: int
-    learning_rate: float
-    runs: int
-    fitted: int
-    mean_epochs: float
-    functions: list
-    counts: list
-    log_p_b: list
-    correlation: Optional[float]
-    top_mass_sgd: float
-    top_mass_b: float
-    errors: list
-    log_p_b_stderr: list = dataclasses.field(default_factory=list)
-
-
-@dataclasses.dataclass
-class SGDBayesResult(RowsJson):
-    r"""Plain data of `sgd_vs_bayes`; ``to_json``/``from_json`` round-trip it.
-
-    Attributes:
-        n_bits, target, n_train, seed: the problem.
-        min_count, top, pb_method: analysis settings.
-        rows: one `SGDBayesRow` per setting.
-        info: free-form labels (architecture).
-    """
-
-    ROW: ClassVar[type] = SGDBayesRow
-
-    n_bits: int
-    target: str
-    n_train: int
-    seed: int
-    min_count: int
-    top: int
-    rows: list
-    info: dict = dataclasses.field(default_factory=dict)
-    pb_method: str = "ep"
-
-    def table(self) -> str:
-        """A fixed-width text table, one line per setting."""
-        head = (f"{'width':>6} {'optimizer':>9} {'batch':>5} {'fitted':>9} {'epochs':>7} "
-                f"{'distinct':>8} {'corr':>6} {'top-mass SGD':>12} {'top-mass B':>10} "
-                f"{'test err':>8}")
-        lines = [head]
-        for r in self.rows:
-            err = float(np.average(r.errors, weights=r.counts)) if r.counts else float("nan")
-            corr = "   n/a" if r.correlation is None else f"{r.correlation:6.3f}"
-            lines.append(f"{r.width:>6} {r.optimizer:>9} {r.batch_size:>5} "
-                         f"{r.fitted:>4}/{r.runs:<4} {r.mean_epochs:>7.1f} "
-                         f"{len(r.functions):>8} {corr} {r.top_mass_sgd:>12.3f} "
-                         f"{r.top_mass_b:>10.3f} {err:>8.3f}")
-        return "\n".join(lines)
-
-
-def _analyse(sample, log_pb_of, problem, min_count, top):
-    counts = np.asarray(sample.counts, float)
-    p_sgd = counts / max(sample.fitted, 1)
-    lpb = [log_pb_of.get(f) if c >= min_count else None
-           for f, c in zip(sample.functions, sample.counts)]
-    have = [i for i, v in enumerate(lpb) if v is not None]
-    corr = None
-    if len(have) >= 3:
-        a, b = np.log(p_sgd[have]), np.asarray([lpb[i] for i in have])
-        if np.std(a) > 0 and np.std(b) > 0:
-            corr = float(np.corrcoef(a, b)[0, 1])
-    top_idx = list(range(min(top, len(sample.functions))))
-    top_b = [lpb[i] for i in top_idx]
-    truth = problem.y[problem.test]
-    errors = [float(np.mean(unpack_function(f, truth.size) != truth)) for f in sample.functions]
-    return lpb, corr, float(p_sgd[top_idx].sum()), float(
-        sum(math.exp(v) for v in top_b if v is not None)), errors
-
-
 def sgd_vs_bayes(problem: Optional[BooleanProblem] = None, *,
                  make_net: Optional[Callable[[int], object]] = None,
                  widths: Sequence[int] = (64,), optimizers: Sequence[str] = ("sgd",),
@@ -369,14 +271,16 @@ def sgd_vs_bayes(problem: Optional[BooleanProblem] = None, *,
                                         show_progress=show_progress)
         for f, v, e in zip(need, found.log_p, found.stderr):
             log_pb_of[f], stderr_of[f] = float(v), float(e)
-        lpb, corr, mass_sgd, mass_b, errors = _analyse(sample, log_pb_of, problem,
-                                                       min_count, top)
+        lpb, corr, mass_sgd, mass_b, errors, fit = analyse(sample, log_pb_of, problem,
+                                                            min_count, top)
+        slope_, corr_ci, slope_ci = fit or (None, None, None)
         result.rows.append(SGDBayesRow(width, opt, bs, sample.learning_rate, sample.runs,
                                        sample.fitted, sample.mean_epochs,
                                        sample.functions, sample.counts, lpb, corr,
                                        mass_sgd, mass_b, errors,
                                        [stderr_of.get(f) if v is not None else None
-                                        for f, v in zip(sample.functions, lpb)]))
+                                        for f, v in zip(sample.functions, lpb)],
+                                       slope_, corr_ci, slope_ci))
         if callback is not None:
             callback(result)
     return result
