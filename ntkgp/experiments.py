@@ -13,6 +13,7 @@ from ntkgp._src.experiments.boolean import BooleanProblem as BooleanProblem
 from ntkgp._src.experiments.boolean import boolean_problem as boolean_problem
 from ntkgp._src.experiments.boolean import default_net as default_net
 from ntkgp._src.experiments.boolean import function_frequencies as function_frequencies
+from ntkgp._src.experiments.boolean import image_problem as image_problem
 from ntkgp._src.experiments.boolean import pack_functions as pack_functions
 from ntkgp._src.experiments.boolean import unpack_function as unpack_function
 from ntkgp._src.experiments.catapult import RateResult as RateResult

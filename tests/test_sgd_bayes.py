@@ -281,3 +281,23 @@ def test_interrupt_propagates_after_the_callback_has_the_finished_settings(monke
                                  show_progress=False,
                                  callback=lambda r: seen.append(len(r.rows)))
     assert seen == [1]
+
+
+@ONLY_X64_PASS  # a workflow test: the float32 path is the Boolean one's
+def test_binarized_images(tmp_path, capsys):
+    p = experiments.image_problem("digits", n_train=40, n_test=8, seed=1)
+    assert p.x.shape == (48, 64) and set(np.unique(p.y)) == {-1.0, 1.0}
+    assert p.train.tolist() == list(range(40)) and p.test.tolist() == list(range(40, 48))
+    assert p.target == "digits 0-4 vs 5-9" and np.all((p.x >= 0) & (p.x <= 1))
+    images = experiments.image_problem("digits", n_train=40, n_test=8, seed=1, flatten=False)
+    np.testing.assert_array_equal(images.x.reshape(48, -1), p.x)
+    with pytest.raises(ValueError, match="between 1 and 1797"):
+        experiments.image_problem("digits", n_train=1790, n_test=50)
+    assert main(["sgd-vs-bayes", "--dataset", "digits", "--n-train", "40", "--n-test", "8",
+                 "--runs", "64", "--widths", "16", "--batch-sizes", "8", "--optimizers", "sgd",
+                 "--out", str(tmp_path), "--quiet"]) == 0
+    assert "digits 0-4 vs 5-9 (64 inputs), |S| = 40" in capsys.readouterr().out
+    res = experiments.SGDBayesResult.from_json((tmp_path / "sgd_vs_bayes.json").read_text())
+    row = res.rows[0]
+    assert res.target == "digits 0-4 vs 5-9" and row.fitted == sum(row.counts) > 0
+    assert all(len(f) == 2 for f in row.functions)          # 8 held-out images: one byte

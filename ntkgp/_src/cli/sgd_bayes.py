@@ -17,7 +17,8 @@ def add_parser(sub):
         "sgd-vs-bayes", help="train thousands of small nets on a Boolean function and set the "
                              "frequency of each function they find against its NNGP posterior "
                              "probability (Mingard et al. 2021)",
-        description="All 2^n points of {0,1}^n labelled by a target function; a training set "
+        description="All 2^n points of {0,1}^n labelled by a target function (or, with "
+                    "--dataset, binarized images: classes 0-4 against 5-9); a training set "
                     "S; many networks trained from random initialisations until they fit S. "
                     "Each run's function on the held-out points is recorded and P_SGD(f|S) "
                     "estimated by frequency; P_B(f|S) is the NNGP posterior of the same "
@@ -30,7 +31,16 @@ def add_parser(sub):
     c.add_argument("--target", default="and_or",
                    help="target function: and_or ((x0 and x1) or x2), majority, parity, "
                         "first_bit")
-    c.add_argument("--n-train", type=positive(int), default=64, help="size of S")
+    c.add_argument("--dataset", choices=("digits", "fashion_mnist", "mnist5k"), default=None,
+                   help="binarized images instead of Boolean inputs: classes 0-4 against 5-9, "
+                        "--n-train + --n-test images drawn at random (flattened for the fully "
+                        "connected networks)")
+    c.add_argument("--n-test", type=positive(int), default=50,
+                   help="held-out images with --dataset (small, so that functions repeat)")
+    c.add_argument("--pool", type=positive(int), default=1,
+                   help="average-pool the images by this factor first (with --dataset)")
+    c.add_argument("--n-train", type=positive(int), default=None,
+                   help="size of S (default: 64 Boolean points, 500 images)")
     c.add_argument("--widths", type=widths, default=[64],
                    help="hidden widths, e.g. 64,256")
     c.add_argument("--depth", type=positive(int), default=2, help="hidden ReLU layers")
@@ -63,12 +73,20 @@ def add_parser(sub):
 
 
 def run(args) -> int:
-    from ntkgp._src.experiments.boolean import boolean_problem, default_net
+    from ntkgp._src.experiments.boolean import boolean_problem, default_net, image_problem
     from ntkgp._src.experiments.plots import plot_sgd_vs_bayes
     from ntkgp._src.experiments.sgd_bayes import sgd_vs_bayes
 
-    problem = boolean_problem(args.bits, args.target, args.n_train, seed=args.seed)
-    print(f"ntkgp sgd-vs-bayes: {args.bits}-bit {problem.target}, |S| = {args.n_train}, "
+    if args.dataset is None:
+        args.n_train = args.n_train or 64
+        problem = boolean_problem(args.bits, args.target, args.n_train, seed=args.seed)
+        what = f"{args.bits}-bit {problem.target}"
+    else:
+        args.n_train = args.n_train or 500
+        problem = image_problem(args.dataset, args.n_train, args.n_test, pool=args.pool,
+                                seed=args.seed)
+        what = f"{problem.target} ({problem.x.shape[1]} inputs)"
+    print(f"ntkgp sgd-vs-bayes: {what}, |S| = {args.n_train}, "
           f"{problem.test.size} held-out points; {args.depth} hidden ReLU layers, widths "
           f"{', '.join(map(str, args.widths))}; optimizers {', '.join(args.optimizers)}; "
           f"batch sizes {', '.join(map(str, args.batch_sizes))}; {args.runs} runs each",

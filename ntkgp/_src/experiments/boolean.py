@@ -1,5 +1,6 @@
-r"""Boolean problems for the SGD-vs-Bayes experiment: all points of :math:`\{0,1\}^n`, a target
-function, a train/held-out split, the default network, and names for the functions found."""
+r"""Problems for the SGD-vs-Bayes experiment: all points of :math:`\{0,1\}^n` with a target
+function, or binarized images; a train/held-out split, the default network, and names for the
+functions found."""
 
 from __future__ import annotations
 
@@ -36,11 +37,13 @@ TARGETS = {"majority": _majority, "parity": _parity, "first_bit": _first_bit,
 
 @dataclasses.dataclass(frozen=True)
 class BooleanProblem:
-    """All points of :math:`\\{0,1\\}^n`, their labels and a train/held-out split.
+    """All points of :math:`\\{0,1\\}^n` (or the images of `image_problem`), their labels and
+    a train/held-out split.
 
     Attributes:
-        x: inputs of shape ``(2**n_bits, n_bits)``, entries 0/1 (float).
-        y: labels of shape ``(2**n_bits,)``, entries -1/+1.
+        x: inputs of shape ``(2**n_bits, n_bits)``, entries 0/1 (float); images
+            ``(N, H*W)`` or ``(N, H, W, 1)`` for `image_problem`.
+        y: labels of shape ``(N,)``, entries -1/+1.
         train: indices of the training points ``S``, shape ``(n_train,)``.
         test: indices of the held-out points, shape ``(2**n_bits - n_train,)``.
         target: the target's name.
@@ -100,6 +103,46 @@ def boolean_problem(n_bits: int = 7, target="majority", n_train: int = 64,
     perm = np.random.default_rng(seed).permutation(n)
     return BooleanProblem(bits.astype(np.float64), y, np.sort(perm[:n_train]),
                           np.sort(perm[n_train:]), name)
+
+
+def image_problem(name: str = "digits", n_train: int = 500, n_test: int = 50,
+                  pool: int = 1, seed: int = 0, flatten: bool = True) -> BooleanProblem:
+    """Binarized images as a `BooleanProblem`: classes 0-4 against 5-9 (Mingard et al.
+    2021's binarized MNIST), ``n_train + n_test`` images drawn at random.
+
+    The held-out set must be small for functions to repeat among the runs: with ``n_test``
+    points there are ``2**n_test`` functions, and only those found at least twice are
+    compared.
+
+    Args:
+        name: an image set of `ntkgp.data.load_images` (``'digits'``, ``'fashion_mnist'``,
+            ``'mnist5k'``).
+        n_train: size of the training set ``S``.
+        n_test: held-out images.
+        pool: average-pool the images by this factor first.
+        seed: seed of the draw.
+        flatten: inputs as vectors ``(N, H*W)`` (fully connected networks) or images
+            ``(N, H, W, 1)`` (convolutional ones).
+
+    Returns:
+        A `BooleanProblem` whose ``x`` holds the images (``train`` the first ``n_train``).
+
+    Raises:
+        ValueError: when the set has fewer than ``n_train + n_test`` images.
+        ImportError / FileNotFoundError: the package holding the images is not installed.
+    """
+    from ntkgp._src.data import load_images
+
+    n_train = checks.check_positive_int(n_train, "n_train")
+    n_test = checks.check_positive_int(n_test, "n_test")
+    x, labels = load_images(name, n=n_train + n_test, pool=pool, seed=seed)  # checks n
+    pick = np.random.default_rng(seed).permutation(len(x))     # S and held-out at random
+    x, labels = x[pick], labels[pick]
+    if flatten:
+        x = x.reshape(len(x), -1)
+    y = np.where(labels >= 5, 1.0, -1.0)
+    return BooleanProblem(x, y, np.arange(n_train), np.arange(n_train, n_train + n_test),
+                          f"{name} 0-4 vs 5-9")
 
 
 def default_net(width: int, depth: int = 2, W_std: float = math.sqrt(2.0), b_std: float = 0.1):

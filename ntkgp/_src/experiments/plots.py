@@ -145,7 +145,8 @@ def plot_sgd_vs_bayes(result, path=None):
         ax.set_ylabel(r"$\log_{10} P_{SGD}(f\mid S)$")
     for ax in axes.ravel()[len(rows):]:
         ax.axis("off")
-    fig.suptitle(f"{result.n_bits}-bit {result.target}, |S| = {result.n_train}", fontsize=10)
+    what = result.target if " vs " in result.target else f"{result.n_bits}-bit {result.target}"
+    fig.suptitle(f"{what}, |S| = {result.n_train}", fontsize=10)
     fig.tight_layout()
     return save(fig, path)
 
