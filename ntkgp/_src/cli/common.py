@@ -71,16 +71,18 @@ def save_figure(plot, png) -> None:
     print(f" and {png}")
 
 
-def interruptible(compute, json_path: str, command: str, unit: str):
+def interruptible(compute, json_path: str, command: str, unit: str, more: str = ""):
     """``(compute(), seconds)``, or ``(None, None)`` after Ctrl-C, having said on stderr what
-    was kept (``compute`` saves each finished ``unit`` to ``json_path`` as it goes)."""
+    was kept (``compute`` saves each finished ``unit`` to ``json_path`` as it goes; ``more``
+    adds a sentence)."""
     t0 = time.perf_counter()
     try:
         return compute(), time.perf_counter() - t0
     except KeyboardInterrupt:
         saved = (f"the {unit}s finished so far are in {json_path}" if os.path.exists(json_path)
                  else f"no {unit} had finished")
-        print(f"\n{command}: interrupted; {saved}.", file=sys.stderr)
+        print(f"\n{command}: interrupted; {saved}.{' ' + more if more else ''}",
+              file=sys.stderr)
         return None, None
 
 

@@ -25,7 +25,9 @@ def add_parser(sub):
                     "architecture with thresholded outputs (expectation propagation, or with "
                     "--pb-method tilted an unbiased sampler with error bars). Prints "
                     "a table (one line per setting) and writes sgd_vs_bayes.json and "
-                    "sgd_vs_bayes.png (with matplotlib) to --out.",
+                    "sgd_vs_bayes.png (with matplotlib) to --out, with a journal of finished "
+                    "chunks of runs (runs-*.jsonl): the same command, interrupted or killed, "
+                    "resumes from it.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     c.add_argument("--bits", type=positive(int), default=7, help="n: inputs are {0,1}^n")
     c.add_argument("--target", default="and_or",
@@ -106,9 +108,11 @@ def run(args) -> int:
             runs=args.runs, learning_rate=args.lr, max_epochs=args.max_epochs,
             min_count=args.min_count, seed=args.seed, pb_method=args.pb_method,
             pb_samples=args.pb_samples, bayes_baseline=args.bayes_baseline,
-            show_progress=not args.quiet, callback=save)
+            journal=args.out, show_progress=not args.quiet, callback=save)
 
-    res, took = interruptible(compute, json_path, "ntkgp sgd-vs-bayes", "setting")
+    res, took = interruptible(compute, json_path, "ntkgp sgd-vs-bayes", "setting",
+                              "Finished chunks of runs are journaled in runs-*.jsonl there: "
+                              "the same command resumes from them.")
     if res is None:
         return 130
     write_text(json_path, res.to_json())

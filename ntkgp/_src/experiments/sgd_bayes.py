@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import hashlib
 import itertools
 from typing import Callable, Optional, Sequence
 
@@ -44,6 +45,7 @@ from ntkgp._src.experiments.boolean import (
     function_frequencies,
     pack_functions,
 )
+from ntkgp._src.experiments.journal import Journal
 from ntkgp._src.experiments.sgd_bayes_result import SGDBayesResult, SGDBayesRow, analyse
 from ntkgp._src.predict.dynamics import max_learning_rate
 from ntkgp._src.progress import progress_bar
@@ -115,13 +117,15 @@ class SGDSample:
 def sample_sgd_functions(net, problem: BooleanProblem, *, runs: int = 1000,
                          optimizer: str = "sgd", batch_size: int = 16,
                          learning_rate: Optional[float] = None, max_epochs: int = 500,
-                         seed: int = 0, chunk: int = 500,
+                         seed: int = 0, chunk: int = 500, journal: Optional[str] = None,
                          show_progress: bool = True) -> SGDSample:
     """Train ``runs`` networks from independent initialisations until they fit ``S`` and
     record the function each finds on the held-out points.
 
-    Runs go in ``vmap``-ed chunks of ``chunk``; a KeyboardInterrupt propagates (whole
-    settings are the unit that `sgd_vs_bayes` hands to its ``callback``).
+    Runs go in ``vmap``-ed chunks of ``chunk``; a KeyboardInterrupt propagates. With
+    ``journal`` each finished chunk is appended to a checksummed file in that folder, and a
+    later call with the same settings reads the chunks back instead of training them again:
+    an interrupted or killed run loses at most one chunk.
 
     Args:
         net: an ``ntkgp.nn`` network with one output.
@@ -134,7 +138,10 @@ def sample_sgd_functions(net, problem: BooleanProblem, *, runs: int = 1000,
         max_epochs: a run that has not fitted ``S`` after this many epochs is dropped.
         seed: seed of initialisations and minibatches.
         chunk: runs per compiled call.
-        show_progress: show a progress bar.
+        journal: a folder for the journal of finished chunks (``None``: none). The file is
+            named by a hash of everything that determines the runs; a changed line raises
+            `JournalError`.
+        show_progress: show a progress bar (with the time left).
 
     Returns:
         An `SGDSample`.
@@ -166,19 +173,42 @@ def sample_sgd_functions(net, problem: BooleanProblem, *, runs: int = 1000,
     started = 0
     key = jax.random.PRNGKey(seed)
     sizes = [min(chunk, runs - i) for i in range(0, runs, chunk)]
-    for size in progress_bar(sizes, desc="SGD runs", enabled=show_progress):
+    book = finished = None
+    if journal is not None:
+        book = Journal(journal, _run_settings(net, problem, optimizer, batch_size,
+                                              learning_rate, max_epochs, seed, chunk, dtype))
+        finished = book.read()
+    for i, size in enumerate(progress_bar(sizes, desc="SGD runs", enabled=show_progress)):
         key, k_init, k_train = jax.random.split(key, 3)
-        p0 = jax.vmap(lambda k: net.init(k, x.shape)[1])(jax.random.split(k_init, size))
-        signs, e, done = _fit_until_correct(
-            apply, optimizer, jnp.asarray(learning_rate, dtype), p0,
-            jax.random.split(k_train, size), x, y, x_test, batch_size, max_epochs)
-        done = np.asarray(done)
-        names += pack_functions(np.asarray(signs)[done])
-        epochs += list(np.asarray(e)[done])
+        got = (finished or {}).get(i)
+        if got is None or got["size"] != size:
+            p0 = jax.vmap(lambda k: net.init(k, x.shape)[1])(jax.random.split(k_init, size))
+            signs, e, done = _fit_until_correct(
+                apply, optimizer, jnp.asarray(learning_rate, dtype), p0,
+                jax.random.split(k_train, size), x, y, x_test, batch_size, max_epochs)
+            done = np.asarray(done)
+            got = {"size": size, "names": pack_functions(np.asarray(signs)[done]),
+                   "epochs": [int(v) for v in np.asarray(e)[done]]}
+            if book is not None:
+                book.append(i, got)
+        names += got["names"]
+        epochs += got["epochs"]
         started += size
     functions, counts = function_frequencies(names)
     return SGDSample(functions, [int(c) for c in counts], started, len(names),
                      float(np.mean(epochs)) if epochs else float("nan"), float(learning_rate))
+
+
+def _run_settings(net, problem, optimizer, batch_size, learning_rate, max_epochs, seed, chunk,
+                  dtype):
+    """Everything that determines a chunk's runs, for the journal's fingerprint."""
+    data = hashlib.sha256()
+    for a in (problem.x, problem.y, problem.train, problem.test):
+        data.update(np.ascontiguousarray(a).tobytes())
+    return {"problem": data.hexdigest(), "net": repr(net), "optimizer": optimizer,
+            "batch_size": batch_size, "learning_rate": float(learning_rate),
+            "max_epochs": max_epochs, "seed": seed, "chunk": chunk, "dtype": str(dtype),
+            "jax": jax.__version__}
 
 
 def sgd_vs_bayes(problem: Optional[BooleanProblem] = None, *,
@@ -188,7 +218,8 @@ def sgd_vs_bayes(problem: Optional[BooleanProblem] = None, *,
                  learning_rate: Optional[float] = None, max_epochs: int = 500,
                  min_count: int = 2, top: int = 10, seed: int = 0, chunk: int = 500,
                  pb_method: str = "ep", pb_samples: int = 4000,
-                 bayes_baseline: bool = False, show_progress: bool = True,
+                 bayes_baseline: bool = False, journal: Optional[str] = None,
+                 show_progress: bool = True,
                  callback: Optional[Callable[[SGDBayesResult], None]] = None) -> SGDBayesResult:
     r"""Set :math:`P_{SGD}(f \mid S)` against :math:`P_B(f \mid S)` for every combination of
     width, optimizer and batch size.
@@ -217,6 +248,8 @@ def sgd_vs_bayes(problem: Optional[BooleanProblem] = None, *,
             are drawn from :math:`P_B` itself (`sample_posterior_functions`), analysed in the
             same way: what an exact Bayesian sampler looks like with the same number of
             runs and the same ``min_count`` selection.
+        journal: a folder for the journals of finished chunks of runs (`sample_sgd_functions`):
+            a second call with the same settings resumes where the first stopped.
         show_progress: show progress bars.
         callback: called with the partial result after each setting (e.g. to save it).
 
@@ -263,7 +296,7 @@ def sgd_vs_bayes(problem: Optional[BooleanProblem] = None, *,
             sample = sample_sgd_functions(net, problem, runs=runs, optimizer=opt,
                                           batch_size=bs, learning_rate=learning_rate,
                                           max_epochs=max_epochs, seed=seed, chunk=chunk,
-                                          show_progress=show_progress)
+                                          journal=journal, show_progress=show_progress)
         need = [f for f, c in zip(sample.functions, sample.counts)
                 if c >= min_count and f not in log_pb_of]
         found = bayes_log_probabilities(net, problem, need, method=pb_method,
