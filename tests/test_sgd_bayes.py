@@ -301,3 +301,16 @@ def test_binarized_images(tmp_path, capsys):
     row = res.rows[0]
     assert res.target == "digits 0-4 vs 5-9" and row.fitted == sum(row.counts) > 0
     assert all(len(f) == 2 for f in row.functions)          # 8 held-out images: one byte
+
+
+@ONLY_X64_PASS  # NumPy float64 whatever JAX's dtype
+def test_posterior_draws_with_a_held_out_point_that_repeats_a_training_point():
+    """Its conditional variance is zero: every draw gives it the training point's label."""
+    p = experiments.boolean_problem(3, "majority", n_train=5, seed=0)
+    x = p.x.copy()
+    x[p.test[0]] = x[p.train[0]]
+    dup = experiments.BooleanProblem(x, p.y, p.train, p.test, p.target)
+    funcs, counts, _ = experiments.sample_posterior_functions(experiments.default_net(8), dup,
+                                                              500, seed=1)
+    first = [experiments.unpack_function(f, p.test.size)[0] for f in funcs]
+    assert sum(counts) == 500 and set(first) == {p.y[p.train[0]]}

@@ -15,6 +15,7 @@ from typing import Optional, Sequence
 
 import jax
 import numpy as np
+from scipy.linalg import solve_triangular
 
 from ntkgp._src import checks
 from ntkgp._src.experiments.boolean import (
@@ -136,13 +137,14 @@ def sample_posterior_functions(net, problem: BooleanProblem, runs: int, *,
     w = np.exp(log_w - log_w.max())
     ess = float(w.sum() ** 2 / np.sum(w * w))
     g_s = g_s[rng.choice(proposals, size=runs, p=w / w.sum())]
-    jitter = 1e-10 * float(np.mean(np.diag(k_s))) * np.eye(tr.size)
-    chol = np.linalg.cholesky(k_s + jitter)
-    k_ts = k[np.ix_(te, tr)]
-    a = np.linalg.solve(chol, k_ts.T)                            # L^-1 K_ST
-    cov = k[np.ix_(te, te)] - a.T @ a
-    cov = 0.5 * (cov + cov.T) + 1e-10 * float(np.mean(np.diag(cov))) * np.eye(te.size)
-    mean = g_s @ np.linalg.solve(chol.T, a)                      # (K_TS K_SS^-1 g_S)^T
-    g_t = mean + rng.standard_normal((runs, te.size)) @ np.linalg.cholesky(cov).T
+    # K_SS is positive definite here (tilted_draws factored it, or said why not)
+    chol = np.linalg.cholesky(k_s + 1e-10 * float(np.mean(np.diag(k_s))) * np.eye(tr.size))
+    a = solve_triangular(chol, k[np.ix_(te, tr)].T, lower=True)      # L^-1 K_ST
+    mean = g_s @ solve_triangular(chol.T, a, lower=False)             # (K_TS K_SS^-1 g_S)^T
+    # the conditional covariance is only semi-definite when a held-out point repeats a
+    # training point (its value is then fixed): a square root by eigh, rounding clipped
+    vals, vecs = np.linalg.eigh(k[np.ix_(te, te)] - a.T @ a)
+    root = vecs * np.sqrt(np.clip(vals, 0.0, None))
+    g_t = mean + rng.standard_normal((runs, te.size)) @ root.T
     functions, counts = function_frequencies(pack_functions(g_t > 0))
     return functions, counts, ess

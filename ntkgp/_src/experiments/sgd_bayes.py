@@ -91,6 +91,7 @@ def _fit_until_correct(apply, optimizer, learning_rate, params0, keys, x, y, x_t
 
     return jax.vmap(one)(params0, keys)
 
+
 POSTERIOR = "posterior"  # the optimizer name of the row drawn from P_B itself
 
 
