@@ -33,11 +33,11 @@ from ntkgp._src.experiments.plots import plot_learning_rates as plot_learning_ra
 from ntkgp._src.experiments.plots import plot_parameterizations as plot_parameterizations
 from ntkgp._src.experiments.plots import plot_sgd_vs_bayes as plot_sgd_vs_bayes
 from ntkgp._src.experiments.plots import plot_tickets as plot_tickets
-from ntkgp._src.experiments.sgd_bayes import SGDSample as SGDSample
-from ntkgp._src.experiments.sgd_bayes import sample_sgd_functions as sample_sgd_functions
 from ntkgp._src.experiments.sgd_bayes import sgd_vs_bayes as sgd_vs_bayes
 from ntkgp._src.experiments.sgd_bayes_result import SGDBayesResult as SGDBayesResult
 from ntkgp._src.experiments.sgd_bayes_result import SGDBayesRow as SGDBayesRow
+from ntkgp._src.experiments.sgd_runs import SGDSample as SGDSample
+from ntkgp._src.experiments.sgd_runs import sample_sgd_functions as sample_sgd_functions
 from ntkgp._src.experiments.tickets import TicketResult as TicketResult
 from ntkgp._src.experiments.tickets import TicketRow as TicketRow
 from ntkgp._src.experiments.tickets import lottery_tickets as lottery_tickets

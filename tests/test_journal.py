@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from ntkgp import experiments
-from ntkgp._src.experiments import sgd_bayes
+from ntkgp._src.experiments import sgd_runs
 from ntkgp._src.experiments.journal import Journal, JournalError
 from tests.conftest import ONLY_X32_PASS, ONLY_X64_PASS
 
@@ -41,25 +41,28 @@ def test_an_interrupted_sampling_resumes_to_the_same_functions(tmp_path, monkeyp
     net = experiments.default_net(16)
     kw = dict(runs=48, batch_size=5, chunk=16, max_epochs=200, show_progress=False)
     whole = experiments.sample_sgd_functions(net, p, **kw)
-    real, calls = sgd_bayes._fit_until_correct, []
+    real, stops = sgd_runs._epoch, []
 
-    def stop_at_third(*args):
-        calls.append(1)
-        if len(calls) == 3:
+    def stop_after_two_groups(*args, **kwargs):
+        if len(list(tmp_path.glob("runs-*.jsonl"))) and \
+                len(next(tmp_path.glob("runs-*.jsonl")).read_text().splitlines()) == 2:
             raise KeyboardInterrupt
-        return real(*args)
+        return real(*args, **kwargs)
 
-    monkeypatch.setattr(sgd_bayes, "_fit_until_correct", stop_at_third)
+    monkeypatch.setattr(sgd_runs, "_epoch", stop_after_two_groups)
     with pytest.raises(KeyboardInterrupt):
         experiments.sample_sgd_functions(net, p, journal=str(tmp_path), **kw)
     (path,) = tmp_path.glob("runs-*.jsonl")
-    assert len(path.read_text().splitlines()) == 2              # two chunks kept
-    calls.clear()
-    monkeypatch.setattr(sgd_bayes, "_fit_until_correct", lambda *a: (calls.append(1),
-                                                                     real(*a))[1])
+    assert len(path.read_text().splitlines()) == 2              # two groups of runs kept
+    monkeypatch.setattr(sgd_runs, "_epoch", real)
+    count = sgd_runs._Groups.stopped
+    monkeypatch.setattr(sgd_runs._Groups, "stopped",
+                        lambda self, *a: (stops.append(a[0]), count(self, *a))[1])
     resumed = experiments.sample_sgd_functions(net, p, journal=str(tmp_path), **kw)
-    assert len(calls) == 1                                      # only the third chunk ran
+    done = {int(json.loads(line)["chunk"]) for line in path.read_text().splitlines()[:2]}
+    assert sorted(stops) == [r for r in range(48) if r // 16 not in done]  # only the rest ran
     assert resumed == whole
+    stops.clear()
     again = experiments.sample_sgd_functions(net, p, journal=str(tmp_path), **kw)
-    assert len(calls) == 1 and again == whole                   # nothing left to run
+    assert stops == [] and again == whole                       # nothing left to run
     assert np.sum(whole.counts) == whole.fitted

@@ -1,5 +1,5 @@
 """The SGD-vs-Bayes experiment: orthant probabilities (EP, GHK) against closed forms and brute
-force, the frequency estimator, and the vmapped fit-until-correct loop against a Python loop."""
+force, the frequency estimator, and the vmapped slots of SGD runs against a Python loop."""
 
 import collections
 import itertools
@@ -12,7 +12,7 @@ import optax
 import pytest
 
 from ntkgp import experiments, nn
-from ntkgp._src.experiments import sgd_bayes
+from ntkgp._src.experiments import sgd_runs
 from ntkgp.cli import main
 from ntkgp.predict import log_orthant_probability
 from tests.conftest import ONLY_X32_PASS, ONLY_X64_PASS
@@ -149,10 +149,12 @@ def test_problem_and_errors():
                                          experiments.boolean_problem(3, n_train=4), batch_size=5)
 
 
-def _python_loop(net, p0, key, x, y, x_test, lr, batch_size, max_epochs):
-    """The same training written as a plain Python loop over epochs and steps (one jitted
-    gradient step); returns the held-out signs, the epochs run and whether S was fitted."""
+def _python_loop(net, run, seed, x, y, x_test, lr, batch_size, max_epochs):
+    """Run ``run`` written as a plain Python loop over epochs and steps (one jitted gradient
+    step), from the keys documented for it; returns the held-out signs, the epochs run and
+    whether S was fitted."""
     opt = optax.sgd(lr)
+    k_init, k_train = jax.random.split(jax.random.fold_in(jax.random.PRNGKey(seed), run))
 
     @jax.jit
     def step(p, s, xb, yb):
@@ -163,39 +165,43 @@ def _python_loop(net, p0, key, x, y, x_test, lr, batch_size, max_epochs):
     def fits(p):
         return bool(np.all(np.asarray(net.apply(p, x))[:, 0] * np.asarray(y) > 0))
 
-    p, s = p0, opt.init(p0)
-    n, epochs = x.shape[0], 0
+    p = net.init(k_init, x.shape)[1]
+    s, n, epochs = opt.init(p), x.shape[0], 0
     nb = n // batch_size
     while not fits(p) and epochs < max_epochs:
-        key, sub = jax.random.split(key)
-        order = np.asarray(jax.random.permutation(sub, n))[: nb * batch_size]
-        for idx in order.reshape(nb, batch_size):
+        order = np.asarray(jax.random.permutation(jax.random.fold_in(k_train, epochs), n))
+        for idx in order[: nb * batch_size].reshape(nb, batch_size):
             p, s = step(p, s, x[idx], y[idx])
         epochs += 1
     return np.asarray(net.apply(p, x_test))[:, 0] > 0, epochs, fits(p)
 
 
-@ONLY_X64_PASS  # the same updates in both dtypes: vmapped runs against a Python loop
-def test_vmapped_fit_until_correct_equals_a_python_loop():
+@ONLY_X64_PASS  # the same updates in both dtypes: runs through slots against a Python loop
+def test_runs_through_slots_equal_a_python_loop_whatever_the_slot_count(monkeypatch):
+    """Each run stops at its first fitting epoch and its slot takes the next run; whatever
+    the number of slots, run ``i`` is the plain loop from ``fold_in(PRNGKey(seed), i)``."""
     p = experiments.boolean_problem(4, "and_or", n_train=10, seed=0)
     net = experiments.default_net(16)
     dtype = jax.numpy.result_type(float)
-    x = jax.numpy.asarray(p.x[p.train], dtype)
-    y = jax.numpy.asarray(p.y[p.train], dtype)
-    xt = jax.numpy.asarray(p.x[p.test], dtype)
-    keys = jax.random.split(jax.random.PRNGKey(3), 4)
-    p0 = jax.vmap(lambda k: net.init(k, x.shape)[1])(keys)
-    tkeys = jax.random.split(jax.random.PRNGKey(4), 4)
-    lr, bs, max_epochs = 0.5, 5, 40
-    signs, epochs, done = sgd_bayes._fit_until_correct(
-        sgd_bayes.PlainApply(net.apply), "sgd", jax.numpy.asarray(lr, dtype), p0, tkeys, x, y, xt,
-        bs, max_epochs)
-    for i in range(4):
-        want_signs, want_epochs, want_done = _python_loop(
-            net, jax.tree.map(lambda a: a[i], p0), tkeys[i], x, y, xt, lr, bs, max_epochs)
-        assert int(epochs[i]) == want_epochs and bool(done[i]) == want_done
-        np.testing.assert_array_equal(np.asarray(signs[i]), want_signs)
-    assert np.all(np.asarray(epochs) >= 1)
+    x, y, xt = (jax.numpy.asarray(a, dtype) for a in (p.x[p.train], p.y[p.train], p.x[p.test]))
+    lr, bs, max_epochs, runs = 0.5, 5, 12, 9
+    want = [_python_loop(net, r, 3, x, y, xt, lr, bs, max_epochs) for r in range(runs)]
+    assert len({w[1] for w in want}) > 2 and not all(w[2] for w in want)  # runs differ
+    seen, real = {}, sgd_runs._Groups.stopped
+    monkeypatch.setattr(sgd_runs._Groups, "stopped", lambda self, r, f, e, sg: (
+        seen.__setitem__(r, (sg, e, f)), real(self, r, f, e, sg))[1])
+    for slots in (1, 4, 9):
+        seen.clear()
+        got = experiments.sample_sgd_functions(net, p, runs=runs, batch_size=bs,
+                                               learning_rate=lr, max_epochs=max_epochs,
+                                               seed=3, chunk=slots, show_progress=False)
+        assert sorted(seen) == list(range(runs))
+        for r, (signs, epochs, fitted) in enumerate(want):
+            assert seen[r][1:] == (epochs, fitted)
+            np.testing.assert_array_equal(seen[r][0], signs)
+        assert got.fitted == sum(w[2] for w in want)
+        fitted_epochs = [w[1] for w in want if w[2]]
+        assert got.mean_epochs == pytest.approx(np.mean(fitted_epochs))
 
 
 @ONLY_X32_PASS
@@ -265,16 +271,16 @@ def test_cli_runs_and_writes_json(tmp_path, capsys):
 def test_interrupt_propagates_after_the_callback_has_the_finished_settings(monkeypatch):
     """A KeyboardInterrupt during the second setting's runs propagates; the callback has
     already received the first setting whole."""
-    real = sgd_bayes._fit_until_correct
+    real = sgd_runs._epoch
     calls, seen = [], []
 
     def flaky(*args, **kwargs):
         calls.append(1)
-        if len(calls) == 3:
+        if seen:                       # the first setting is done
             raise KeyboardInterrupt
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(sgd_bayes, "_fit_until_correct", flaky)
+    monkeypatch.setattr(sgd_runs, "_epoch", flaky)
     p = experiments.boolean_problem(4, "first_bit", n_train=10)
     with pytest.raises(KeyboardInterrupt):
         experiments.sgd_vs_bayes(p, widths=[16], batch_sizes=[5, 10], runs=40, chunk=20,

@@ -26,7 +26,7 @@ def add_parser(sub):
                     "--pb-method tilted an unbiased sampler with error bars). Prints "
                     "a table (one line per setting) and writes sgd_vs_bayes.json and "
                     "sgd_vs_bayes.png (with matplotlib) to --out, with a journal of finished "
-                    "chunks of runs (runs-*.jsonl): the same command, interrupted or killed, "
+                    "runs (runs-*.jsonl): the same command, interrupted or killed, "
                     "resumes from it.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     c.add_argument("--bits", type=positive(int), default=7, help="n: inputs are {0,1}^n")
@@ -111,7 +111,7 @@ def run(args) -> int:
             journal=args.out, show_progress=not args.quiet, callback=save)
 
     res, took = interruptible(compute, json_path, "ntkgp sgd-vs-bayes", "setting",
-                              "Finished chunks of runs are journaled in runs-*.jsonl there: "
+                              "Finished runs are journaled in runs-*.jsonl there: "
                               "the same command resumes from them.")
     if res is None:
         return 130
