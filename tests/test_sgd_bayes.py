@@ -5,6 +5,7 @@ import collections
 import itertools
 import json
 import math
+import warnings
 
 import jax
 import numpy as np
@@ -247,11 +248,15 @@ def test_sgd_vs_bayes_end_to_end_json_and_plot(tmp_path):
 
 @ONLY_X64_PASS
 def test_cli_runs_and_writes_json(tmp_path, capsys):
-    assert main(["sgd-vs-bayes", "--bits", "4", "--n-train", "10", "--runs", "64",
-                 "--widths", "16", "--batch-sizes", "5", "--out", str(tmp_path),
-                 "--pb-method", "tilted", "--pb-samples", "2000", "--bayes-baseline",
-                 "--quiet"]) == 0
-    out = capsys.readouterr().out
+    with warnings.catch_warnings():   # the CLI prints them: one line each
+        warnings.simplefilter("default", RuntimeWarning)
+        assert main(["sgd-vs-bayes", "--bits", "4", "--n-train", "10", "--runs", "64",
+                     "--widths", "16", "--batch-sizes", "5", "--out", str(tmp_path),
+                     "--pb-method", "tilted", "--pb-samples", "2000", "--bayes-baseline",
+                     "--quiet"]) == 0
+    out, err = capsys.readouterr()
+    for line in err.splitlines():
+        assert line.startswith("ntkgp sgd-vs-bayes: warning: ") and "did not fit S" in line
     assert "corr" in out and "top-mass" in out
     res = experiments.SGDBayesResult.from_json((tmp_path / "sgd_vs_bayes.json").read_text())
     assert res.rows[0].runs == 64 and res.pb_method == "tilted"
@@ -320,3 +325,34 @@ def test_posterior_draws_with_a_held_out_point_that_repeats_a_training_point():
                                                               500, seed=1)
     first = [experiments.unpack_function(f, p.test.size)[0] for f in funcs]
     assert sum(counts) == 500 and set(first) == {p.y[p.train[0]]}
+
+
+@ONLY_X64_PASS
+def test_learning_rate_factors_are_settings_of_their_own():
+    p = experiments.boolean_problem(4, "first_bit", n_train=10)
+    kw = dict(widths=[16], batch_sizes=[5], runs=40, show_progress=False)
+    r = experiments.sgd_vs_bayes(p, lr_factors=[0.5, 1], **kw)
+    plain = experiments.sgd_vs_bayes(p, **kw).rows[0]
+    half, one = r.rows
+    assert half.learning_rate == pytest.approx(0.5 * one.learning_rate, rel=1e-12)
+    assert one == plain                      # factor 1 is the default step
+    assert half.functions != one.functions or half.mean_epochs > one.mean_epochs
+    head, *lines = r.table().splitlines()
+    assert head.split()[:5] == ["width", "optimizer", "batch", "lr", "fitted"]
+    assert f"{half.learning_rate:.3g}" in lines[0] and "decades" in head
+    with pytest.raises(ValueError, match="lr_factors"):
+        experiments.sgd_vs_bayes(p, lr_factors=[0.0], **kw)
+
+
+@ONLY_X64_PASS
+def test_warnings_say_what_to_change():
+    """Runs that never fit S, and a held-out set too large for functions to repeat."""
+    hard = experiments.boolean_problem(5, "parity", n_train=12, seed=0)
+    with pytest.warns(RuntimeWarning, match="did not fit S within 1 epochs"):
+        experiments.sgd_vs_bayes(hard, widths=[8], batch_sizes=[4], runs=16, max_epochs=1,
+                                 optimizers=["sgd"], show_progress=False)
+    wide = experiments.boolean_problem(7, "majority", n_train=24, seed=0)     # 104 held out
+    with pytest.warns(RuntimeWarning, match=r"104 held-out points .* use about 52"):
+        r = experiments.sgd_vs_bayes(wide, widths=[8], batch_sizes=[8], runs=8,
+                                     optimizers=["sgd"], show_progress=False)
+    assert r.rows[0].correlation is None

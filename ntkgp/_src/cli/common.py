@@ -34,6 +34,15 @@ def number_list(text: str, example: str):
     return values
 
 
+def factors(text: str):
+    """``'0.5,1.5,3'`` as ``[0.5, 1.5, 3.0]``, all positive (an argparse type)."""
+    values = number_list(text, "0.5,1.5,3")
+    if min(values) <= 0:
+        raise argparse.ArgumentTypeError(f"expected positive numbers, like 0.5,1.5,3; got "
+                                         f"{text!r}")
+    return values
+
+
 def positive(kind):
     """An argparse type: ``kind(text)``, which must be > 0."""
     def parse(text):

@@ -7,10 +7,10 @@ import os
 
 from ntkgp._src.cli import breakdown
 from ntkgp._src.cli.common import (
+    factors,
     interruptible,
     load_dataset,
     note,
-    number_list,
     positive,
     save_figure,
     widths,
@@ -25,14 +25,6 @@ ARCH_HELP = ("architecture [conv-]ACTIVATION-[WIDTH]xDEPTH[,W_std=S][,b_std=S]: 
              "abs or sin; e.g. relu-512x3, erf-x2,W_std=2, conv-relu-256x2. Without --widths "
              "the sweep is WIDTH/64, WIDTH/16, WIDTH/4, WIDTH "
              f"(default {DEFAULT_ARCH}: 64, 256, 1024, 4096)")
-
-
-def _factors(text: str):
-    values = number_list(text, "0.5,1.5,3")
-    if min(values) <= 0:
-        raise argparse.ArgumentTypeError(f"expected positive numbers, like 0.5,1.5,3; got "
-                                         f"{text!r}")
-    return values
 
 
 def _parameterizations(text: str):
@@ -95,12 +87,12 @@ def add_parser(sub):
                         "width). Several, e.g. ntk,standard,mup, run the sweep in each and write "
                         "parameterizations.json and .png (distance to the linearization "
                         "against width, slopes for each)")
-    c.add_argument("--lr-factors", type=_factors, default=None,
+    c.add_argument("--lr-factors", type=factors, default=None,
                    help="instead of the width sweep: train one network of the largest width "
                         "and its linearization at these multiples of the critical step of its "
                         "NTK at init (above 1 the linearization diverges; the catapult phase), "
                         "e.g. 0.5,1.5,3; writes catapult.json and catapult.png")
-    c.add_argument("--alphas", type=_factors, default=None,
+    c.add_argument("--alphas", type=factors, default=None,
                    help="instead of the width sweep: at the largest width, train alpha (f - f0) "
                         "on the loss / alpha^2 for each laziness scale alpha (Chizat et al. "
                         "2019; large is lazy), e.g. 0.1,1,10; writes laziness.json")

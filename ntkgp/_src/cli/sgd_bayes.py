@@ -5,7 +5,15 @@ from __future__ import annotations
 import argparse
 import os
 
-from ntkgp._src.cli.common import interruptible, note, positive, save_figure, widths, write_text
+from ntkgp._src.cli.common import (
+    factors,
+    interruptible,
+    note,
+    positive,
+    save_figure,
+    widths,
+    write_text,
+)
 
 
 def _names(text: str):
@@ -54,6 +62,9 @@ def add_parser(sub):
     c.add_argument("--lr", type=positive(float), default=None,
                    help="learning rate (default: half the largest stable full-batch step of "
                         "the NTK for sgd, a tenth of it for momentum, 1e-3 for adam)")
+    c.add_argument("--lr-factors", type=factors, default=[1.0],
+                   help="multiples of the learning rate to run, e.g. 0.25,0.5,1 (one setting "
+                        "each)")
     c.add_argument("--max-epochs", type=positive(int), default=500,
                    help="runs that have not fitted S by then are dropped")
     c.add_argument("--min-count", type=positive(int), default=2,
@@ -91,7 +102,9 @@ def run(args) -> int:
     print(f"ntkgp sgd-vs-bayes: {what}, |S| = {args.n_train}, "
           f"{problem.test.size} held-out points; {args.depth} hidden ReLU layers, widths "
           f"{', '.join(map(str, args.widths))}; optimizers {', '.join(args.optimizers)}; "
-          f"batch sizes {', '.join(map(str, args.batch_sizes))}; {args.runs} runs each",
+          f"batch sizes {', '.join(map(str, args.batch_sizes))}"
+          + (f"; learning rate x {', '.join(f'{f:g}' for f in args.lr_factors)}"
+             if args.lr_factors != [1.0] else "") + f"; {args.runs} runs each",
           flush=True)
     os.makedirs(args.out, exist_ok=True)
     json_path = os.path.join(args.out, "sgd_vs_bayes.json")
@@ -105,7 +118,8 @@ def run(args) -> int:
         return sgd_vs_bayes(
             problem, make_net=lambda w: default_net(w, args.depth),
             widths=args.widths, optimizers=args.optimizers, batch_sizes=args.batch_sizes,
-            runs=args.runs, learning_rate=args.lr, max_epochs=args.max_epochs,
+            runs=args.runs, learning_rate=args.lr, lr_factors=args.lr_factors,
+            max_epochs=args.max_epochs,
             min_count=args.min_count, seed=args.seed, pb_method=args.pb_method,
             pb_samples=args.pb_samples, bayes_baseline=args.bayes_baseline,
             journal=args.out, show_progress=not args.quiet, callback=save)

@@ -20,6 +20,7 @@ https://arxiv.org/abs/2006.15191.
 from __future__ import annotations
 
 import itertools
+import warnings
 from typing import Callable, Optional, Sequence
 
 import numpy as np
@@ -32,8 +33,17 @@ from ntkgp._src.experiments.bayes import (
     sample_posterior_functions,
 )
 from ntkgp._src.experiments.boolean import BooleanProblem, boolean_problem, default_net
-from ntkgp._src.experiments.sgd_bayes_result import SGDBayesResult, SGDBayesRow, analyse
-from ntkgp._src.experiments.sgd_runs import SGDSample, sample_sgd_functions
+from ntkgp._src.experiments.sgd_bayes_result import (
+    SGDBayesResult,
+    SGDBayesRow,
+    analyse,
+    diagnose,
+)
+from ntkgp._src.experiments.sgd_runs import (
+    SGDSample,
+    default_learning_rate,
+    sample_sgd_functions,
+)
 
 POSTERIOR = "posterior"  # the optimizer name of the row drawn from P_B itself
 
@@ -42,14 +52,15 @@ def sgd_vs_bayes(problem: Optional[BooleanProblem] = None, *,
                  make_net: Optional[Callable[[int], object]] = None,
                  widths: Sequence[int] = (64,), optimizers: Sequence[str] = ("sgd",),
                  batch_sizes: Sequence[int] = (16,), runs: int = 2000,
-                 learning_rate: Optional[float] = None, max_epochs: int = 500,
+                 learning_rate: Optional[float] = None, lr_factors: Sequence[float] = (1.0,),
+                 max_epochs: int = 500,
                  min_count: int = 2, top: int = 10, seed: int = 0, chunk: Optional[int] = None,
                  pb_method: str = "ep", pb_samples: int = 4000,
                  bayes_baseline: bool = False, journal: Optional[str] = None,
                  show_progress: bool = True,
                  callback: Optional[Callable[[SGDBayesResult], None]] = None) -> SGDBayesResult:
     r"""Set :math:`P_{SGD}(f \mid S)` against :math:`P_B(f \mid S)` for every combination of
-    width, optimizer and batch size.
+    width, optimizer, batch size and learning-rate factor.
 
     The NNGP kernel of ``make_net(width)`` must not depend on the width (NTK
     parameterization), so :math:`P_B` is computed once per distinct function and shared.
@@ -61,7 +72,10 @@ def sgd_vs_bayes(problem: Optional[BooleanProblem] = None, *,
             `default_net`: two hidden ReLU layers).
         widths, optimizers, batch_sizes: the settings to run.
         runs: initialisations per setting.
-        learning_rate: see `sample_sgd_functions`.
+        learning_rate: see `sample_sgd_functions` (default: `default_learning_rate` of
+            each optimizer).
+        lr_factors: multiples of ``learning_rate`` to run (the second-order effect of the
+            step size; factors above 2 leave the stable range of plain SGD).
         max_epochs: runs that have not fitted ``S`` by then are dropped (and counted).
         min_count: :math:`P_B` is computed, and the correlation taken, for functions found
             at least this many times (a frequency of one run says little).
@@ -79,6 +93,10 @@ def sgd_vs_bayes(problem: Optional[BooleanProblem] = None, *,
             a second call with the same settings resumes where the first stopped.
         show_progress: show progress bars.
         callback: called with the partial result after each setting (e.g. to save it).
+
+    Warns:
+        RuntimeWarning: runs that did not fit ``S``, too few repeated functions (the
+            held-out set is too large), :math:`P_B` with standard errors above 0.5 nats.
 
     Returns:
         An `SGDBayesResult`. A KeyboardInterrupt propagates; ``callback`` has by then
@@ -111,17 +129,24 @@ def sgd_vs_bayes(problem: Optional[BooleanProblem] = None, *,
                             pb_method=pb_method)
     log_pb_of: dict = {}
     stderr_of: dict = {}
-    settings = list(itertools.product(widths, optimizers, batch_sizes))
+    factors = [float(f) for f in lr_factors]
+    if not factors or not all(np.isfinite(f) and f > 0 for f in factors):
+        raise ValueError(f"`lr_factors` must be positive numbers; got {lr_factors!r}.")
+    settings = list(itertools.product(widths, optimizers, batch_sizes, factors))
     if bayes_baseline:
-        settings.append((widths[0], POSTERIOR, 0))
-    for width, opt, bs in settings:
+        settings.append((widths[0], POSTERIOR, 0, 1.0))
+    for width, opt, bs, factor in settings:
         net = make_net(width)
+        rate = learning_rate
+        if opt != POSTERIOR and (factor != 1.0 or rate is None):
+            rate = factor * (default_learning_rate(net, problem.x[problem.train], opt)
+                             if rate is None else rate)
         if opt == POSTERIOR:
             funcs, counts, _ = sample_posterior_functions(net, problem, runs, seed=seed)
             sample = SGDSample(funcs, counts.tolist(), runs, runs, 0.0, 0.0)
         else:
             sample = sample_sgd_functions(net, problem, runs=runs, optimizer=opt,
-                                          batch_size=bs, learning_rate=learning_rate,
+                                          batch_size=bs, learning_rate=rate,
                                           max_epochs=max_epochs, seed=seed, chunk=chunk,
                                           journal=journal, show_progress=show_progress)
         need = [f for f, c in zip(sample.functions, sample.counts)
@@ -141,6 +166,9 @@ def sgd_vs_bayes(problem: Optional[BooleanProblem] = None, *,
                                        [stderr_of.get(f) if v is not None else None
                                         for f, v in zip(sample.functions, lpb)],
                                        slope_, corr_ci, slope_ci))
+        for message in diagnose(result.rows[-1], min_count, problem.test.size, max_epochs):
+            warnings.warn(message, RuntimeWarning, stacklevel=2)
         if callback is not None:
             callback(result)
     return result
+

@@ -84,16 +84,22 @@ class SGDBayesResult(RowsJson):
     pb_method: str = "ep"
 
     def table(self) -> str:
-        """A fixed-width text table, one line per setting."""
-        head = (f"{'width':>6} {'optimizer':>9} {'batch':>5} {'fitted':>9} {'epochs':>7} "
-                f"{'distinct':>8} {'corr [95% CI]':>17} {'slope [95% CI]':>17} "
-                f"{'top-mass SGD':>12} {'top-mass B':>10} {'test err':>8}")
+        """A fixed-width text table, one line per setting (``decades``: the span of
+        :math:`\\log_{10} P_{SGD}` over the functions found at least ``min_count`` times)."""
+        runs = max([len(f"{r.fitted}/{r.runs}") for r in self.rows] + [9])
+        head = (f"{'width':>6} {'optimizer':>9} {'batch':>5} {'lr':>8} {'fitted':>{runs}} "
+                f"{'epochs':>7} {'distinct':>8} {'decades':>7} {'corr [95% CI]':>17} "
+                f"{'slope [95% CI]':>17} {'top-mass SGD':>12} {'top-mass B':>10} "
+                f"{'test err':>8}")
         lines = [head]
         for r in self.rows:
             err = float(np.average(r.errors, weights=r.counts)) if r.counts else float("nan")
+            seen = [c for c in r.counts if c >= self.min_count]
+            span = np.log10(max(seen) / min(seen)) if seen else float("nan")
             lines.append(f"{r.width:>6} {r.optimizer:>9} {r.batch_size:>5} "
-                         f"{r.fitted:>4}/{r.runs:<4} {r.mean_epochs:>7.1f} "
-                         f"{len(r.functions):>8} {_with_ci(r.correlation, r.correlation_ci)} "
+                         f"{r.learning_rate:>8.3g} {f'{r.fitted}/{r.runs}':>{runs}} "
+                         f"{r.mean_epochs:>7.1f} {len(r.functions):>8} {span:>7.1f} "
+                         f"{_with_ci(r.correlation, r.correlation_ci)} "
                          f"{_with_ci(r.slope, r.slope_ci)} {r.top_mass_sgd:>12.3f} "
                          f"{r.top_mass_b:>10.3f} {err:>8.3f}")
         return "\n".join(lines)
@@ -141,3 +147,26 @@ def _slope_and_intervals(log_sgd, log_b, resamples=1000):
             slopes.append(np.polyfit(b, a, 1)[0])
     ci = (lambda v: [float(q) for q in np.percentile(v, [2.5, 97.5])] if v else None)
     return float(np.polyfit(log_b, log_sgd, 1)[0]), ci(corrs), ci(slopes)
+
+
+def diagnose(row: SGDBayesRow, min_count: int, n_test: int, max_epochs: int) -> list:
+    """What a reader of ``row`` must know before trusting it, as sentences that say what to
+    change: runs that never fitted ``S``, no function found ``min_count`` times (the held-out
+    set is too large for the number of runs), :math:`P_B` with large standard errors."""
+    out = []
+    what = f"{row.optimizer}, batch {row.batch_size}, lr {row.learning_rate:.3g}"
+    if row.runs and row.fitted < row.runs:
+        out.append(f"{what}: {row.runs - row.fitted} of {row.runs} runs did not fit S within "
+                   f"{max_epochs} epochs and were dropped; raise max_epochs or change the "
+                   "learning rate if that is many.")
+    repeated = sum(c >= min_count for c in row.counts)
+    if row.fitted and repeated < 3:
+        out.append(f"{what}: only {repeated} of {len(row.functions)} distinct functions were "
+                   f"found at least {min_count} times in {row.fitted} runs, too few to compare "
+                   f"with P_B: the {n_test} held-out points allow too many functions; use "
+                   f"about {max(1, n_test // 2)} or fewer, or more runs.")
+    noisy = [e for e in row.log_p_b_stderr if e is not None and e > 0.5]
+    if noisy:
+        out.append(f"{what}: {len(noisy)} values of log P_B have a standard error above 0.5 "
+                   f"nats (largest {max(noisy):.2f}); raise the number of P_B samples.")
+    return out

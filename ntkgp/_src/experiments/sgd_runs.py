@@ -127,10 +127,11 @@ class SGDSample:
 
 
 def default_learning_rate(net, x, optimizer: str) -> float:
-    """Half the largest stable full-batch step of the analytic NTK on ``x`` (``'sgd'``; a
-    tenth of that for ``'momentum'``), ``1e-3`` for ``'adam'``."""
+    """Half the largest stable full-batch step of the analytic NTK on the training inputs
+    ``x`` (``'sgd'``; a tenth of that for ``'momentum'``), ``1e-3`` for ``'adam'``."""
     if optimizer == "adam":
         return 1e-3
+    x = jnp.asarray(x, jnp.result_type(float))
     rate = 0.5 * float(max_learning_rate(net.kernel(x, None, "ntk")))
     return rate * (0.1 if optimizer == "momentum" else 1.0)
 
