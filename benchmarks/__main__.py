@@ -51,7 +51,8 @@ PLAN = {
     "cntk": (["--repeats", "2"],
              ["--repeats", "2", "--cases", r"^cnn3_(gap|flatten)_N(50|100|200)_f32$"]),
     "sgd_bayes": (["--repeats", "3"],
-                  ["--repeats", "1", "--cases", r"^(sgdruns_vmap|pb_ep|pb_tilted)"]),
+                  ["--repeats", "1", "--cases",
+                   r"^(sgdruns_vmap|sgdruns_digits|images_|pb_ep|pb_tilted)"]),
     "scale": (["--repeats", "1", "--timeout", "3000"],  # N=100,000 takes ~25 min
               ["--repeats", "1",
                "--cases", r"^(exact|cg)_N(2000|5000|10000)_f64$|^cg_noprec|^dask_"]),

@@ -1,11 +1,18 @@
 #!/usr/bin/env python
-"""SGD-vs-Bayes benchmarks: the vmapped fit-until-correct runs and the P_B estimators.
+"""SGD-vs-Bayes benchmarks: the vmapped SGD runs and the P_B estimators.
 
 neural-tangents has no counterpart (it has neither the training runs nor orthant
 probabilities), so the ratios that matter are inside the suite (same session, same machine):
   sgdruns_{vmap,loop}_w64_f32: networks (7-bit and_or, |S|=64, 2 hidden ReLU layers of 64,
-      batch 16) trained until they fit S; `vmap` = 1000 runs in two vmapped calls of 500,
-      `loop` = 100 runs one compiled call each (time scaled to 1000 runs). Time per 1000 runs.
+      batch 16) trained until they fit S (`sample_sgd_functions`); `vmap` = 1000 runs through
+      the default number of vmapped slots, `loop` = 100 runs through one slot (time scaled to
+      1000 runs). Time per 1000 runs.
+  sgdruns_digits500_w64_f32: the same network on 500 binarized digits (classes 0-4 against
+      5-9, 30 held out): 4000 runs; time per 1000 runs, and the minutes 10^5 runs take at that
+      rate.
+  images_digits500_f32: `sgd_vs_bayes` on that problem, 10^4 runs, P_B by the tilted sampler
+      for every function found twice: one run, compile included; the decades of P_SGD the
+      repeated functions span, correlation and slope.
   pb_{ep,ghk}_128: log P(sign g = s) on the full 128-point orthant of the NNGP of that
       network, for 32 sign patterns (the target's labels, then near-target functions: 1 to 8
       held-out labels flipped, like the functions SGD finds); EP batched, GHK with 50000
@@ -35,6 +42,8 @@ from _common import main, timing_row  # noqa: E402
 
 def all_cases():
     return [dict(id=f"sgdruns_{how}_w64_f32", how=how, nt_id=None) for how in ("vmap", "loop")] \
+        + [dict(id="sgdruns_digits500_w64_f32", how="digits", nt_id=None),
+           dict(id="images_digits500_f32", how="images", nt_id=None)] \
         + [dict(id=f"pb_{m}_128", how=m, nt_id=None) for m in ("ep", "ghk", "tilted")] \
         + [dict(id="pb_tilted_equicorr_n400", how="equicorr", nt_id=None)] \
         + [dict(id="default_cli_f32", how="cli", nt_id=None)]
@@ -55,46 +64,51 @@ def _patterns(problem, n=32):
 
 
 def run_case(case, repeats):
-    import jax
-    import jax.numpy as jnp
     import numpy as np
 
     from ntkgp import experiments
-    from ntkgp._src.experiments import sgd_bayes
     from ntkgp._src.predict import orthant
-    from ntkgp.predict import max_learning_rate
     problem = experiments.boolean_problem(7, "and_or", 64)
     net = experiments.default_net(64)
     info = {}
-    if case["how"] in ("vmap", "loop"):
-        x = jnp.asarray(problem.x[problem.train], jnp.float32)
-        y = jnp.asarray(problem.y[problem.train], jnp.float32)
-        xt = jnp.asarray(problem.x[problem.test], jnp.float32)
-        lr = jnp.asarray(0.5 * float(max_learning_rate(net.kernel(x, None, "ntk"))),
-                         jnp.float32)     # the default of sample_sgd_functions
-        runs, chunk = (1000, 500) if case["how"] == "vmap" else (100, 1)
-        apply = sgd_bayes.PlainApply(net.apply)
+    if case["how"] in ("vmap", "loop", "digits"):
+        if case["how"] == "digits":
+            problem = experiments.image_problem("digits", 500, 30)
+        runs, chunk = {"vmap": (1000, None), "loop": (100, 1), "digits": (4000, None)}[
+            case["how"]]
 
-        def once(seed):
-            key = jax.random.PRNGKey(seed)
-            fitted = 0
-            for _ in range(runs // chunk):
-                key, k1, k2 = jax.random.split(key, 3)
-                p0 = jax.vmap(lambda k: net.init(k, x.shape)[1])(jax.random.split(k1, chunk))
-                _, e, done = sgd_bayes._fit_until_correct(
-                    apply, "sgd", lr, p0, jax.random.split(k2, chunk), x, y, xt, 16, 500)
-                fitted += int(np.sum(np.asarray(done)))
-            return fitted
+        def once(seed, n=runs):
+            return experiments.sample_sgd_functions(net, problem, runs=n, chunk=chunk,
+                                                    seed=seed, show_progress=False)
 
         t0 = time.perf_counter()
-        once(0)
+        once(0, 8 if chunk is None else 1)
         compile_s = time.perf_counter() - t0
         ts = []
         for r in range(repeats):
             t0 = time.perf_counter()
-            fitted = once(r + 1)
+            got = once(r + 1)
             ts.append((time.perf_counter() - t0) * 1000 / runs)
-        info["note"] = f"{fitted}/{runs} fitted; time per 1000 runs"
+        info["note"] = (f"{got.fitted}/{runs} fitted, {got.mean_epochs:.1f} epochs; time per "
+                        "1000 runs")
+        if case["how"] == "digits":
+            info["minutes_1e5"] = float(np.median(ts)) * 100 / 60
+            info["note"] += f"; 10^5 runs in {info['minutes_1e5']:.0f} min at this rate"
+    elif case["how"] == "images":
+        problem = experiments.image_problem("digits", 500, 30)
+        t0 = time.perf_counter()
+        r = experiments.sgd_vs_bayes(problem, runs=10000, optimizers=["sgd"],
+                                     pb_method="tilted", show_progress=False)
+        ts, compile_s = [time.perf_counter() - t0], None
+        row = r.rows[0]
+        seen = [c for c in row.counts if c >= 2]
+        info.update(decades=float(np.log10(max(seen) / min(seen))),
+                    pb_missing=sum(b is None for c, b in zip(row.counts, row.log_p_b) if c >= 2),
+                    note=(f"one run; {len(row.functions)} distinct, {len(seen)} seen twice "
+                          f"(P_SGD over {np.log10(max(seen) / min(seen)):.1f} decades), corr "
+                          f"{row.correlation:.2f} {row.correlation_ci}, slope {row.slope:.2f} "
+                          f"{row.slope_ci}, top-10 mass SGD {row.top_mass_sgd:.3f} / B "
+                          f"{row.top_mass_b:.3f}"))
     elif case["how"] in ("ep", "ghk"):
         k = np.asarray(net.kernel(problem.x, None, "nngp"), np.float64)
         pats = _patterns(problem)

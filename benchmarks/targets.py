@@ -206,6 +206,11 @@ TARGETS = [
      "function", field("pb_tilted_128", "median_s", 1.0, " s"), (LE, 0.25)),
     ("sgd_bayes", "400 equicorrelated Gaussians (closed form known): tilted sampler's error "
      "in its own standard errors", field("pb_tilted_equicorr_n400", "z"), (LE, 4.0)),
+    ("sgd_bayes", "SGD runs on 500 binarized digits (FCN 64-64, batch 16, until S is fitted): "
+     "minutes for 10^5 runs on this machine", field("sgdruns_digits500_w64_f32", "minutes_1e5",
+                                                     1.0, " min"), (LE, 60.0)),
+    ("sgd_bayes", "the image experiment (10^4 runs on 500 digits, 30 held out): repeated "
+     "functions without a P_B", field("images_digits500_f32", "pb_missing"), (LE, 0)),
 ]
 
 NO_TARGETS = {

@@ -306,8 +306,12 @@ def test_binarized_images(tmp_path, capsys):
         experiments.image_problem("digits", n_train=1790, n_test=50)
     assert main(["sgd-vs-bayes", "--dataset", "digits", "--n-train", "40", "--n-test", "8",
                  "--runs", "64", "--widths", "16", "--batch-sizes", "8", "--optimizers", "sgd",
-                 "--out", str(tmp_path), "--quiet"]) == 0
-    assert "digits 0-4 vs 5-9 (64 inputs), |S| = 40" in capsys.readouterr().out
+                 "--moments", "--out", str(tmp_path), "--quiet"]) == 0
+    out = capsys.readouterr().out
+    assert "digits 0-4 vs 5-9 (64 inputs), |S| = 40" in out and "moments:" in out
+    moments = experiments.EnsembleResult.from_json((tmp_path / "moments.json").read_text())
+    assert moments.widths == [16] and [r.seeds for r in moments.rows] == [4, 16, 64]
+    assert all(0 < r.mean_err < 1 for r in moments.rows)   # the same problem, closed forms
     res = experiments.SGDBayesResult.from_json((tmp_path / "sgd_vs_bayes.json").read_text())
     row = res.rows[0]
     assert res.target == "digits 0-4 vs 5-9" and row.fitted == sum(row.counts) > 0
