@@ -309,6 +309,12 @@ def test_binarized_images(tmp_path, capsys):
                  "--moments", "--out", str(tmp_path), "--quiet"]) == 0
     out = capsys.readouterr().out
     assert "digits 0-4 vs 5-9 (64 inputs), |S| = 40" in out and "moments:" in out
+    cnn = experiments.default_net(4, 1, arch="cnn")             # images (N, 8, 8, 1)
+    s = experiments.sample_sgd_functions(cnn, images, runs=8, batch_size=8, max_epochs=200,
+                                         show_progress=False)
+    assert s.runs == 8 and s.fitted > 0 and all(len(f) == 2 for f in s.functions)
+    assert main(["sgd-vs-bayes", "--arch", "cnn", "--out", str(tmp_path)]) == 2
+    assert "--arch cnn needs images" in capsys.readouterr().err
     moments = experiments.EnsembleResult.from_json((tmp_path / "moments.json").read_text())
     assert moments.widths == [16] and [r.seeds for r in moments.rows] == [4, 16, 64]
     assert all(0 < r.mean_err < 1 for r in moments.rows)   # the same problem, closed forms

@@ -54,6 +54,9 @@ def add_parser(sub):
     c.add_argument("--widths", type=widths, default=[64],
                    help="hidden widths, e.g. 64,256")
     c.add_argument("--depth", type=positive(int), default=2, help="hidden ReLU layers")
+    c.add_argument("--arch", choices=("fcn", "cnn"), default="fcn",
+                   help="fully connected, or (with --dataset) 3x3 convolutions with --widths "
+                        "channels, then Flatten and a dense readout")
     c.add_argument("--optimizers", type=_names, default=["sgd", "adam"],
                    help="sgd, momentum and/or adam, e.g. sgd,adam")
     c.add_argument("--batch-sizes", type=widths, default=[16], help="e.g. 8,32")
@@ -97,16 +100,20 @@ def run(args) -> int:
     from ntkgp._src.experiments.sgd_bayes import sgd_vs_bayes
 
     if args.dataset is None:
+        if args.arch == "cnn":
+            raise ValueError("--arch cnn needs images: pass --dataset digits (or "
+                             "fashion_mnist, mnist5k).")
         args.n_train = args.n_train or 64
         problem = boolean_problem(args.bits, args.target, args.n_train, seed=args.seed)
         what = f"{args.bits}-bit {problem.target}"
     else:
         args.n_train = args.n_train or 500
         problem = image_problem(args.dataset, args.n_train, args.n_test, pool=args.pool,
-                                seed=args.seed)
-        what = f"{problem.target} ({problem.x.shape[1]} inputs)"
+                                seed=args.seed, flatten=args.arch == "fcn")
+        what = f"{problem.target} ({'x'.join(map(str, problem.x.shape[1:]))} inputs)"
     print(f"ntkgp sgd-vs-bayes: {what}, |S| = {args.n_train}, "
-          f"{problem.test.size} held-out points; {args.depth} hidden ReLU layers, widths "
+          f"{problem.test.size} held-out points; {args.depth} hidden ReLU "
+          f"{'convolutions' if args.arch == 'cnn' else 'layers'}, widths "
           f"{', '.join(map(str, args.widths))}; optimizers {', '.join(args.optimizers)}; "
           f"batch sizes {', '.join(map(str, args.batch_sizes))}"
           + (f"; learning rate x {', '.join(f'{f:g}' for f in args.lr_factors)}"
@@ -122,7 +129,7 @@ def run(args) -> int:
 
     def compute():
         return sgd_vs_bayes(
-            problem, make_net=lambda w: default_net(w, args.depth),
+            problem, make_net=lambda w: default_net(w, args.depth, arch=args.arch),
             widths=args.widths, optimizers=args.optimizers, batch_sizes=args.batch_sizes,
             runs=args.runs, learning_rate=args.lr, lr_factors=args.lr_factors,
             max_epochs=args.max_epochs,
@@ -160,7 +167,7 @@ def _moments(args, problem) -> int:
     dtype = jnp.result_type(float)
     x, y = problem.x.astype(dtype), problem.y.astype(dtype)
     res, took = interruptible(
-        lambda: ensemble_sweep(lambda w: default_net(w, args.depth), args.widths,
+        lambda: ensemble_sweep(lambda w: default_net(w, args.depth, arch=args.arch), args.widths,
                                x[problem.train], y[problem.train], x[problem.test],
                                show_progress=not args.quiet,
                                callback=lambda r: write_text(path, r.to_json())),

@@ -12,7 +12,7 @@ from typing import Sequence
 import numpy as np
 
 from ntkgp._src import checks
-from ntkgp._src.nn.spec import mlp
+from ntkgp._src.nn.spec import cnn, mlp
 
 
 def _majority(x):
@@ -145,19 +145,26 @@ def image_problem(name: str = "digits", n_train: int = 500, n_test: int = 50,
                           f"{name} 0-4 vs 5-9")
 
 
-def default_net(width: int, depth: int = 2, W_std: float = math.sqrt(2.0), b_std: float = 0.1):
-    """A fully connected ReLU network with ``depth`` hidden layers of ``width`` units and
-    one output (NTK parameterization).
+def default_net(width: int, depth: int = 2, W_std: float = math.sqrt(2.0), b_std: float = 0.1,
+                arch: str = "fcn"):
+    """The experiment's network: ``depth`` hidden ReLU layers of ``width`` units (``'fcn'``)
+    or of ``width`` channels of 3x3 convolutions (``'cnn'``, `ntkgp.nn.cnn`: ``SAME``
+    padding, then ``Flatten``, for images ``(N, H, W, C)``), and one output (NTK
+    parameterization).
 
     Args:
-        width: hidden units per layer.
+        width: hidden units (channels) per layer.
         depth: number of hidden layers.
         W_std: weight standard deviation (``sqrt(2)``: the ReLU's variance-preserving value).
         b_std: bias standard deviation.
+        arch: ``'fcn'`` or ``'cnn'``.
 
     Returns:
-        An ``ntkgp.nn`` `Layer` mapping ``(N, d)`` to ``(N, 1)``.
+        An ``ntkgp.nn`` `Layer` with one output.
     """
+    checks.check_choice(arch, "arch", ("fcn", "cnn"))
+    if arch == "cnn":
+        return cnn(depth, width, "relu", W_std=W_std, b_std=b_std)
     return mlp(depth, width, "relu", W_std=W_std, b_std=b_std)
 
 

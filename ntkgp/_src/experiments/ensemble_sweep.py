@@ -129,7 +129,8 @@ def ensemble_sweep(make_net: Callable[[int], object], widths: Sequence[int], x_t
         make_net: ``make_net(width)`` returns an ``ntkgp.nn`` network in the NTK
             parameterization (its analytic kernels must not depend on the width).
         widths: hidden widths.
-        x_train: inputs ``(N, d)``; y_train: targets ``(N, K)`` or ``(N,)``.
+        x_train: inputs ``(N, d)`` (or images ``(N, H, W, C)`` for convolutional networks);
+            y_train: targets ``(N, K)`` or ``(N,)``.
         x_test: inputs ``(M, d)``.
         seeds: ensemble sizes to report (each at least 2); the first ``s`` of the
             ``max(seeds)`` networks form each.
@@ -160,7 +161,7 @@ def ensemble_sweep(make_net: Callable[[int], object], widths: Sequence[int], x_t
         raise ValueError(f"`seeds` must be ensemble sizes of at least 2 (a covariance needs "
                          f"two draws); got {seeds}.")
     steps = checks.check_positive_int(steps, "steps")
-    x_train, x_test = checks.check_inputs(x_train, x_test)
+    x_train, x_test = checks.check_inputs(x_train, x_test, ndim=None)   # images too
     y, _ = checks.check_targets(y_train, x_train.shape[0])
     key = jax.random.PRNGKey(0) if key is None else key
     net0 = make_net(widths[0])
