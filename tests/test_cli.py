@@ -59,3 +59,20 @@ def test_bad_arguments_exit_with_status_2_and_one_line():
 def test_version():
     import ntkgp
     assert re.fullmatch(r"\d+\.\d+\.\d+(\.dev\d+)?", ntkgp.__version__)
+
+
+@ONLY_X32_PASS  # argparse only
+def test_help_says_each_default_once():
+    """No option's help repeats a default its text already gives, and none shows Python
+    values (None, False, [64])."""
+    parser = build_parser()
+    sub = next(a for a in parser._actions if a.choices and "compare" in a.choices)
+    for name, command in sub.choices.items():
+        text = " ".join(command.format_help().split())
+        assert "(default: None)" not in text and "(default: False)" not in text, name
+        assert "(default: [" not in text, name
+        assert not re.search(r"default[^()]*\) \(default", text), name
+    compare = " ".join(sub.choices["sgd-vs-bayes"].format_help().split())
+    assert "(default: 64)" in compare and "(default: sgd,adam)" in compare
+    kernel = " ".join(sub.choices["kernel"].format_help().split())
+    assert "shrinks like width^-1/2" in kernel and "(default: 64 256 1024)" in kernel

@@ -34,6 +34,23 @@ def number_list(text: str, example: str):
     return values
 
 
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """``--help`` with each option's default said once: not where the help text already
+    says it, nor for flags and options without one; lists as they are written (``64,256``
+    or ``64 256``)."""
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        d = action.default
+        if ("default" in text or d is None or d is argparse.SUPPRESS or isinstance(d, bool)
+                or action.option_strings == []):
+            return text
+        sep = " " if action.nargs in ("+", "*") else ","     # as the option is written
+        shown = sep.join(f"{v:g}" if isinstance(v, float) else str(v) for v in d) \
+            if isinstance(d, (list, tuple)) else d
+        return f"{text} (default: {shown})"
+
+
 def factors(text: str):
     """``'0.5,1.5,3'`` as ``[0.5, 1.5, 3.0]``, all positive (an argparse type)."""
     values = number_list(text, "0.5,1.5,3")

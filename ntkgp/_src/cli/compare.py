@@ -7,6 +7,7 @@ import os
 
 from ntkgp._src.cli import breakdown
 from ntkgp._src.cli.common import (
+    HelpFormatter,
     factors,
     interruptible,
     load_dataset,
@@ -46,7 +47,7 @@ def add_parser(sub):
                     "ensemble against the predicted Gaussian; test errors against the NTK and "
                     "NNGP. Prints a table and fitted log-log slopes (theory: -1/2), writes "
                     "compare.json and compare.png (with matplotlib) to --out.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        formatter_class=HelpFormatter)
     c.add_argument("--dataset", default="diabetes",
                    help="diabetes, breast_cancer, wine, iris, digits (bundled with "
                         "scikit-learn; classes become centered one-hot targets), a numeric "

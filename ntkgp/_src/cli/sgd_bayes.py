@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import argparse
 import os
 
 from ntkgp._src.cli.common import (
+    HelpFormatter,
     factors,
     interruptible,
     note,
@@ -36,7 +36,7 @@ def add_parser(sub):
                     "sgd_vs_bayes.png (with matplotlib) to --out, with a journal of finished "
                     "runs (runs-*.jsonl): the same command, interrupted or killed, "
                     "resumes from it.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        formatter_class=HelpFormatter)
     c.add_argument("--bits", type=positive(int), default=7, help="n: inputs are {0,1}^n")
     c.add_argument("--target", default="and_or",
                    help="target function: and_or ((x0 and x1) or x2), majority, parity, "

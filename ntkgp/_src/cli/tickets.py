@@ -6,6 +6,7 @@ import argparse
 import os
 
 from ntkgp._src.cli.common import (
+    HelpFormatter,
     interruptible,
     load_dataset,
     note,
@@ -42,7 +43,7 @@ def add_parser(sub):
                     "distance to the trained network's test outputs and its test error, with "
                     "log-log slopes against width; writes tickets.json and tickets.png (with "
                     "matplotlib) to --out.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        formatter_class=HelpFormatter)
     c.add_argument("--dataset", default="digits",
                    help="diabetes, breast_cancer, wine, iris, digits (scikit-learn), or a "
                         "numeric CSV file with --target")
