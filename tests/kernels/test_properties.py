@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from ntkgp import nn
 from ntkgp._src.nn import blocking
-from tests.conftest import DTYPE, X64, needs_x64, rel_err
+from tests.conftest import DTYPE, ONLY_X32_PASS, X64, needs_x64, rel_err
 
 ACTS = {
     "relu": nn.Relu, "leaky": lambda: nn.LeakyRelu(0.1), "abs": nn.Abs, "erf": nn.Erf,
@@ -256,3 +256,11 @@ def test_permutation_equivariance(n, d, seed):
     k, kp = net.kernel(x), net.kernel(x[perm])
     np.testing.assert_allclose(kp.ntk, np.asarray(k.ntk)[np.ix_(perm, perm)], rtol=1e-5,
                                atol=1e-6)
+
+
+@ONLY_X32_PASS  # a repr
+def test_repr_shows_shapes_not_values():
+    k = nn.mlp(2, 1).kernel(np.ones((300, 4), np.float32), np.ones((2, 4), np.float32))
+    text = repr(k)
+    assert text.startswith("Kernel(nngp=f32[300,2], ntk=f32[300,2], cov1=f32[300], cov2=f32[2]")
+    assert "mask1=None" in text and len(text) < 400

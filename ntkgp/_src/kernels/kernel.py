@@ -71,6 +71,21 @@ class Kernel:
         n2 = self.cov1.shape[0] if self.cov2 is None else self.cov2.shape[0]
         return (self.cov1.shape[0], n2)
 
+    def __repr__(self) -> str:
+        """Shapes and dtypes, not values (``Kernel(nngp=f32[100,100], ...)``)."""
+        def show(v):
+            if v is None or isinstance(v, (bool, int)):
+                return repr(v)
+            a = getattr(v, "aval", None) or v          # abstract (traced) arrays too
+            if not (hasattr(a, "dtype") and hasattr(a, "shape")):
+                return repr(v)
+            kind = {"f": "f", "i": "i", "b": "bool", "u": "u"}.get(a.dtype.kind, a.dtype.kind)
+            bits = "" if kind == "bool" else str(a.dtype.itemsize * 8)
+            return f"{kind}{bits}[{','.join(map(str, a.shape))}]"
+        fields = ", ".join(f"{f.name}={show(getattr(self, f.name))}"
+                           for f in dataclasses.fields(self))
+        return f"Kernel({fields})"
+
     @property
     def cov2_or_cov1(self) -> Array:
         return self.cov1 if self.cov2 is None else self.cov2
