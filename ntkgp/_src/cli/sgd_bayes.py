@@ -125,7 +125,8 @@ def run(args) -> int:
     def save(res):  # after each setting: finished work survives an interrupt
         write_text(json_path, res.to_json())
         if not args.quiet:
-            note(res.table().splitlines()[-1])
+            lines = res.table().splitlines()     # the header with the first row
+            note("\n".join(lines if len(res.rows) == 1 else lines[-1:]))
 
     def compute():
         return sgd_vs_bayes(
