@@ -9,8 +9,8 @@ import importlib
 from ntkgp._version import __version__ as __version__
 
 #: the public modules, in the order data flows through them
-MODULES = ("nn", "kernels", "empirical", "batching", "distributed", "linalg", "predict",
-           "train", "compare", "experiments", "estimator", "data", "cli")
+MODULES = ("nn", "kernels", "features", "empirical", "batching", "distributed", "linalg",
+           "predict", "train", "compare", "experiments", "estimator", "data", "cli")
 
 
 def __getattr__(name):

@@ -13,7 +13,7 @@ pytestmark = ONLY_X32_PASS  # nothing here depends on the dtype
 
 SRC = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "ntkgp", "_src")
 # bottom to top; a module may import from its own layer and the layers before it
-LAYERS = [("checks", "util", "progress", "data"), ("kernels",), ("nn",), ("empirical",),
+LAYERS = [("checks", "util", "progress", "data"), ("kernels", "features"), ("nn",), ("empirical",),
           ("scale",), ("solve",), ("predict", "train"), ("experiments", "estimator"), ("cli",)]
 RANK = {name: i for i, group in enumerate(LAYERS) for name in group}
 

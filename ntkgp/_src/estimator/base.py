@@ -15,11 +15,12 @@ from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from ntkgp._src import checks
-from ntkgp._src.estimator.network import NAMES, KernelFunction, lml_function
+from ntkgp._src.estimator.network import NAMES, KernelFunction, build_network, lml_function
 from ntkgp._src.nn.core import Layer
 from ntkgp._src.nn.spec import ACTIVATIONS
 from ntkgp._src.predict.posterior import Posterior
 from ntkgp._src.scale.tiles import DENSE_MAX_N
+from ntkgp._src.solve.features import FeatureSolver
 from ntkgp._src.solve.linalg import NotPositiveDefiniteError
 from ntkgp._src.solve.solvers import as_solver
 
@@ -61,6 +62,11 @@ def compute_dtype(x):
     return np.dtype(np.float64 if jax.config.read("jax_enable_x64") else np.float32)
 
 
+def _seed(random_state):
+    """The random features' seed: ``random_state`` when it is an integer, else 0."""
+    return int(random_state) if isinstance(random_state, (int, np.integer)) else 0
+
+
 def check_architecture(est):
     """Validate the architecture arguments (at fit, as scikit-learn does)."""
     if est.network is not None:
@@ -97,7 +103,7 @@ class NeuralKernelEstimator(BaseEstimator):
     def __init__(self, activation="relu", *, depth=1, W_std=1.5, b_std=0.05,
                  parameterization="ntk", width=1024, network=None, t=None, diag_reg=1e-2,
                  optimizer="fmin_l_bfgs_b", n_restarts_optimizer=0, max_fit_samples=2000,
-                 tile_size=None, solver="auto", random_state=None):
+                 tile_size=None, solver="auto", n_features=2048, random_state=None):
         self.activation = activation
         self.depth = depth
         self.W_std = W_std
@@ -112,6 +118,7 @@ class NeuralKernelEstimator(BaseEstimator):
         self.max_fit_samples = max_fit_samples
         self.tile_size = tile_size
         self.solver = solver
+        self.n_features = n_features
         self.random_state = random_state
 
     # -- hyperparameters ---------------------------------------------------------------------
@@ -218,27 +225,33 @@ class NeuralKernelEstimator(BaseEstimator):
         self.kernel_ = KernelFunction(self._arch(hp), self.tile_size)
         self.X_train_ = X
         # a saved model's solution is where an iterative solver starts
-        solver = as_solver(solver or self._pick_solver(X.shape[0]), X.shape[0]).starting_from(
-            alpha)
+        solver = solver or self._pick_solver(X.shape[0])
+        features = solver == "features"
+        solver = FeatureSolver(int(self.n_features), _seed(self.random_state)) if features \
+            else as_solver(solver, X.shape[0]).starting_from(alpha)
         self.solver_ = solver.name
         if not solver.dense:  # a matrix-free solve never checks the whole kernel
             self._check_scale(X, hp)
-        self.posterior_ = Posterior(self.kernel_, X, Y, mode=self.mode, diag_reg=hp["diag_reg"],
+        # random features are drawn from the network itself; the other solvers use its kernel
+        source = build_network(**self._arch(hp)) if features else self.kernel_
+        self.posterior_ = Posterior(source, X, Y, mode=self.mode, diag_reg=hp["diag_reg"],
                                     solver=solver, tile_size=self.tile_size)
         self.log_marginal_likelihood_value_ = (
-            float(self.posterior_.log_marginal_likelihood()) if self.posterior_.solver.dense
-            else float("nan"))
+            float(self.posterior_.log_marginal_likelihood())
+            if self.posterior_.solver.dense or features else float("nan"))
         return self
 
     def _pick_solver(self, n):
         """'cholesky', 'eigh' (a finite training time) or 'cg' for ``n`` training rows (see
         ``solver``); says when it switches to 'cg'."""
-        checks.check_choice(self.solver, "solver", ("auto", "cholesky", "cg"))
+        checks.check_choice(self.solver, "solver", ("auto", "cholesky", "cg", "features"))
+        if self.solver == "features":
+            checks.check_int(self.n_features, "n_features", 1)
         finite_t = self.t is not None and np.isfinite(self.t)
-        if self.solver == "cg" and finite_t:
-            raise ValueError("solver='cg' predicts the network trained to convergence (t=None "
-                             f"or inf) only; got t={self.t!r}. Use solver='cholesky' for a "
-                             "finite training time.")
+        if self.solver in ("cg", "features") and finite_t:
+            raise ValueError(f"solver={self.solver!r} predicts the network trained to "
+                             f"convergence (t=None or inf) only; got t={self.t!r}. Use "
+                             "solver='cholesky' for a finite training time.")
         if finite_t:
             return "eigh"
         if self.solver != "auto":
@@ -287,7 +300,7 @@ class NeuralKernelEstimator(BaseEstimator):
         """
         check_is_fitted(self, "posterior_")
         if theta is not None and not self.posterior_.solver.dense:
-            raise ValueError("this model was solved by conjugate gradients (solver='cg'): its "
+            raise ValueError(f"this model was solved with solver={self.solver_!r}: its "
                              "training kernel is never held, so the evidence at other "
                              "`theta` is not available; refit with solver='cholesky' (or on a "
                              "subset) to evaluate it.")

@@ -143,7 +143,7 @@ class SavedModel:
         version: the ntkgp version that saved it.
         arrays: the checked arrays.
         extra: small fitted values (whether the targets were 1-D).
-        solver: ``'cholesky'`` or ``'cg'``, the solver it used.
+        solver: ``'cholesky'``, ``'eigh'``, ``'cg'`` or ``'features'``, the solver it used.
     """
 
     path: str
@@ -292,7 +292,8 @@ def _check(path, meta, files) -> SavedModel:
     if not isinstance(info, dict) or not isinstance(extra, dict):
         _fail(path, "its info is not a JSON object")
     solver = meta.get("solver")
-    if solver not in ("cholesky", "eigh", "cg") or (solver == "cg") != ("alpha" in files):
+    if solver not in ("cholesky", "eigh", "cg", "features") or \
+            (solver == "cg") != ("alpha" in files):
         _fail(path, f"unknown solver {solver!r}")
     return SavedModel(path, name, params, hp, x.dtype.name, info, str(meta.get("version")),
                       files, extra, solver)

@@ -37,8 +37,13 @@ ARGS_DOC = r"""
             (preconditioned conjugate gradients on kernel tiles recomputed on the fly:
             memory ``O(N)``, for N too large to factor; `ntkgp.linalg.CGSolver`), or
             ``'auto'`` (default): ``'cg'`` above 20,000 training rows when ``t`` is
-            ``None``/``inf``, with a warning saying so. A finite ``t`` is always solved by
-            eigendecomposition.
+            ``None``/``inf``, with a warning saying so; or ``'features'``: regression on
+            ``n_features`` random features of the network (`ntkgp.features.FeatureMap`; time
+            :math:`O(N D^2)`, memory :math:`O(D^2)`, for millions of rows; NTK
+            parameterization; hyperparameters still fitted on the exact kernel of
+            ``max_fit_samples`` rows). A finite ``t`` is always solved by eigendecomposition.
+        n_features: random directions per activation layer for ``solver='features'``
+            (drawn with ``random_state`` when it is an integer, else seed 0).
         random_state: seed or ``RandomState`` for the subset and the restarts.
 """
 
@@ -55,8 +60,9 @@ _REG_ATTRS = """
         log_marginal_likelihood_value_: at ``theta_``.
         posterior_: the `ntkgp.predict.Posterior` of the training kernel at the fitted
             hyperparameters (mode ``mode``), which makes every prediction.
-        solver_: ``'cholesky'``, ``'eigh'`` or ``'cg'``, the solver used. With ``'cg'``,
-            ``log_marginal_likelihood_value_`` is NaN (no log-determinant is computed).
+        solver_: ``'cholesky'``, ``'eigh'``, ``'cg'`` or ``'features'``, the solver used.
+            With ``'cg'``, ``log_marginal_likelihood_value_`` is NaN (no log-determinant is
+            computed).
         kernel_: the kernel function of the fitted architecture.
         X_train_, y_mean_, y_scale_, n_features_in_.
 """
@@ -67,13 +73,14 @@ class _Regressor(RegressorMixin, NeuralKernelEstimator):
     def __init__(self, activation="relu", *, depth=1, W_std=1.5, b_std=0.05,
                  parameterization="ntk", width=1024, network=None, t=None, diag_reg=1e-2,
                  normalize_y=True, optimizer="fmin_l_bfgs_b", n_restarts_optimizer=0,
-                 max_fit_samples=2000, tile_size=None, solver="auto", random_state=None):
+                 max_fit_samples=2000, tile_size=None, solver="auto", n_features=2048,
+                 random_state=None):
         super().__init__(activation, depth=depth, W_std=W_std, b_std=b_std,
                          parameterization=parameterization, width=width, network=network, t=t,
                          diag_reg=diag_reg, optimizer=optimizer,
                          n_restarts_optimizer=n_restarts_optimizer,
                          max_fit_samples=max_fit_samples, tile_size=tile_size, solver=solver,
-                         random_state=random_state)
+                         n_features=n_features, random_state=random_state)
         self.normalize_y = normalize_y
 
     def __sklearn_tags__(self):

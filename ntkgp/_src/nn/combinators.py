@@ -9,6 +9,7 @@ import jax
 import numpy as np
 
 from ntkgp._src import checks
+from ntkgp._src.features import rules
 from ntkgp._src.kernels.kernel import Kernel
 from ntkgp._src.kernels.spatial import kernel_to_diagonal
 from ntkgp._src.nn.blocking import materialized
@@ -101,7 +102,7 @@ def serial(*layers: Layer) -> Layer:
                       structured=all(layer.structured for layer in layers),
                       heavy=any(layer.heavy for layer in layers), diag_ok=diag_ok,
                       spatial=any(layer.spatial for layer in layers), mask_map=mask_map,
-                      combinator=True)
+                      combinator=True, features=rules.chain(layers))
 
 
 def parallel(*layers: Layer) -> Layer:
@@ -148,7 +149,7 @@ def parallel(*layers: Layer) -> Layer:
                       heavy=any(layer.heavy for layer in layers),
                       diag_ok=lambda out_ok: all(layer.diag_ok(out_ok) for layer in layers),
                       spatial=any(layer.spatial for layer in layers), mask_map=mask_map,
-                      combinator=True)
+                      combinator=True, features=rules.branches(layers))
 
 
 def FanOut(num: int) -> Layer:
@@ -164,7 +165,7 @@ def FanOut(num: int) -> Layer:
     num = checks.check_positive_int(num, "num")
     return make_layer(f"FanOut({num})", lambda key, s: ([tuple(s)] * num, ()),
                       lambda p, x, **kw: [x] * num, lambda k: [k] * num,
-                      mask_map=lambda m: [m] * num)
+                      mask_map=lambda m: [m] * num, features=lambda f, key, draws: [f] * num)
 
 
 def _own_rng(kwargs, i):
@@ -241,7 +242,8 @@ def FanInSum() -> Layer:
         return first.replace(nngp=add("nngp"), ntk=add("ntk"), cov1=add("cov1"),
                              cov2=add("cov2"), is_gaussian=all(k.is_gaussian for k in ks))
 
-    return make_layer("FanInSum()", init, apply, kernel_map, mask_map=joined_mask)
+    return make_layer("FanInSum()", init, apply, kernel_map, mask_map=joined_mask,
+                      features=lambda fs, key, draws: rules.fan_in_sum(fs))
 
 
 def FanInProd() -> Layer:
@@ -311,5 +313,5 @@ def repeat(layer: Layer, n: int) -> Layer:
     _check_layers([layer], "repeat")
     if n == 0:
         return make_layer(f"repeat({layer.name}, 0)", lambda key, s: (tuple(s), ()),
-                          lambda p, x, **kw: x, lambda k: k)
+                          lambda p, x, **kw: x, lambda k: k, features=rules.identity)
     return serial(*([layer] * int(n)))

@@ -62,6 +62,8 @@ class Layer:
         mask_map: ``mask_map(mask) -> mask``: the position mask ``(N, *S)`` of the layer's
             outputs given that of its inputs (lists for multi-branch layers; ``None`` when
             the outputs have no positions); see ``mask_constant``.
+        features: the layer's random-feature rule ``(feats, key, draws) -> feats``
+            (``ntkgp._src.features.rules``), or ``None`` where it has none.
     """
 
     init: Callable
@@ -74,6 +76,7 @@ class Layer:
     diag_ok: Callable = keep_diag
     spatial: bool = False
     mask_map: Callable = keep_mask
+    features: Optional[Callable] = None
 
     def __iter__(self):
         return iter((self.init, self.apply, self.kernel))
@@ -218,7 +221,7 @@ def make_layer(name: str, init: Callable, apply: Callable, kernel_map: Callable,
                structured: bool = True, heavy: bool = False,
                diag_ok: Callable = keep_diag, spatial: bool = False,
                mask_map: Callable = keep_mask, remask: bool = False,
-               combinator: bool = False) -> Layer:
+               combinator: bool = False, features: Optional[Callable] = None) -> Layer:
     """A `Layer` from its functions.
 
     Leaf layers (``combinator=False``) get their masks handled here: the output kernel carries
@@ -231,7 +234,7 @@ def make_layer(name: str, init: Callable, apply: Callable, kernel_map: Callable,
     layer = Layer(init=init, apply=apply,
                   kernel=make_kernel_fn(kernel_map, name, diag_ok, spatial),
                   name=name, kernel_map=kernel_map, structured=structured, heavy=heavy,
-                  diag_ok=diag_ok, spatial=spatial, mask_map=mask_map)
+                  diag_ok=diag_ok, spatial=spatial, mask_map=mask_map, features=features)
     apply._ntkgp_layer = layer  # lets ntkgp.empirical find the structure behind `layer.apply`
     return layer
 

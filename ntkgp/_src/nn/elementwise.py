@@ -73,7 +73,7 @@ def Elementwise(fn: Optional[Callable] = None, nngp_fn: Optional[Callable] = Non
     return elementwise_layer(
         name or f"Elementwise({label}, nngp_fn)", fn if fn is not None else _no_finite,
         functools.partial(cf.user_pair, nngp_fn=nngp_fn, d_nngp_fn=d_nngp_fn),
-        functools.partial(cf.user_diag, nngp_fn=nngp_fn))
+        functools.partial(cf.user_diag, nngp_fn=nngp_fn), random_features=fn is not None)
 
 
 def ElementwiseNumerical(fn: Callable, deg: int = 25, df: Optional[Callable] = None) -> Layer:

@@ -11,6 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ntkgp._src import checks
+from ntkgp._src.features import rules
 from ntkgp._src.kernels import activations as act
 from ntkgp._src.kernels.kernel import Kernel
 from ntkgp._src.nn.core import Layer, make_layer
@@ -116,11 +117,14 @@ def Dense(out_dim: int, W_std: float = 1.0, b_std: Optional[float] = 0.0,
     name = (f"Dense({out_dim}, W_std={format_number(W_std)}, b_std="
             f"{'None' if b_std is None else format_number(b_std)}"
             + (", standard)" if standard else ")"))
-    return make_layer(name, init, apply, kernel_map, remask=True)
+    features = None if standard else (
+        lambda f, key, draws: rules.dense(f, W_std, b_std if has_bias else None))
+    return make_layer(name, init, apply, kernel_map, remask=True, features=features)
 
 
 # ---------------------------------------------------------------------------------------------
-def elementwise_layer(name: str, fn: Callable, pair: Callable, diag: Callable) -> Layer:
+def elementwise_layer(name: str, fn: Callable, pair: Callable, diag: Callable,
+                      random_features: bool = True) -> Layer:
     def init(key, input_shape):
         return tuple(input_shape), ()
 
@@ -130,7 +134,10 @@ def elementwise_layer(name: str, fn: Callable, pair: Callable, diag: Callable) -
     def kernel_map(k: Kernel) -> Kernel:
         return act.apply_activation(k, pair, diag)
 
-    return make_layer(name, init, apply, kernel_map, heavy=True, remask=True)
+    features = (lambda f, key, draws: rules.activation(f, key, draws, fn)) \
+        if random_features else None
+    return make_layer(name, init, apply, kernel_map, heavy=True, remask=True,
+                      features=features)
 
 
 def ABRelu(a: float, b: float) -> Layer:
@@ -274,7 +281,7 @@ def Identity() -> Layer:
         A `Layer` (no parameters); outputs equal inputs.
     """
     return make_layer("Identity()", lambda key, s: (tuple(s), ()), lambda p, x, **kw: x,
-                      lambda k: k)
+                      lambda k: k, features=rules.identity)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -311,7 +318,8 @@ def Dropout(rate: float, mode: str = "train") -> Layer:
     checks.check_choice(mode, "mode", ("train", "test"))
     name = f"Dropout({format_number(rate)}, {mode})"
     if mode == "test":
-        return make_layer(name, lambda key, s: (tuple(s), ()), lambda p, x, **kw: x, lambda k: k)
+        return make_layer(name, lambda key, s: (tuple(s), ()), lambda p, x, **kw: x, lambda k: k,
+                          features=rules.identity)
 
     def apply(params, x, rng=None, **kwargs):
         if rng is None:

@@ -24,11 +24,12 @@ import jax.numpy as jnp
 import numpy as np
 
 from ntkgp._src import checks
-from ntkgp._src.predict import common
+from ntkgp._src.predict import common, evidence, moments_features
 from ntkgp._src.predict import moments_cg as cg_moments
 from ntkgp._src.predict.common import DRIVER, PRIOR, kernel_callable, kernel_part
 from ntkgp._src.scale import tiles
 from ntkgp._src.solve import linalg
+from ntkgp._src.solve.features import FeatureFactor
 from ntkgp._src.solve.operators import DenseKernelOperator, KernelOperator
 from ntkgp._src.solve.solvers import CGFactor, Solver, as_solver, direct_result
 from ntkgp._src.solve.tiled import TiledKernelOperator
@@ -46,8 +47,9 @@ class Posterior:
         y_train: targets ``(N,)`` or ``(N, K)``.
         mode: ``'nngp'``, ``'ntk'`` or ``'ntkgp'`` (see the module docs).
         solver: ``'auto'`` (Cholesky up to 20,000 points, conjugate gradients beyond),
-            ``'cholesky'``, ``'eigh'`` (needed for finite training times), ``'cg'``, or a
-            solver object (`ntkgp.linalg.CholeskySolver`, `EigenSolver`, `CGSolver`).
+            ``'cholesky'``, ``'eigh'`` (finite times), ``'cg'``, ``'features'`` (random
+            features of ``kernel_fn``, a network; N in the millions), or a solver object
+            (`ntkgp.linalg.CholeskySolver`, `EigenSolver`, `CGSolver`, `FeatureSolver`).
         diag_reg: :math:`\lambda \ge 0` on the diagonal of ``D``, times its mean diagonal
             unless ``diag_reg_absolute_scale``. For ``'nngp'``/``'ntkgp'`` it is the noise
             variance of the observations.
@@ -92,6 +94,8 @@ class Posterior:
             sym = bool(getattr(k, "x1_is_x2", False))
             ops = {g: DenseKernelOperator(kernel_part(k, g, "kernel_fn(x_train, None)"), sym,
                                           g.upper()) for g in kinds}
+        elif solver.name == "features":
+            ops = solver.operators(kernel_fn, x_train, kinds)
         else:
             bars = getattr(solver, "progress", None)
             ops = {g: TiledKernelOperator(kfn, x_train, get=g, tile_size=tile_size,
@@ -166,6 +170,9 @@ class Posterior:
             self.y_train = np.asarray(y, np.float64)
             self.prior = p
             self.alpha = self.factor.solve(self.y_train, getattr(solver, "x0", None))
+        elif isinstance(self.factor, FeatureFactor):
+            self.y_train, self.prior, self.alpha = np.asarray(y, np.float64), p, None
+            self.factor.fit(self.y_train, p)
         else:
             self.y_train = y.astype(self.factor.added.dtype)
             self.alpha = None
@@ -178,7 +185,7 @@ class Posterior:
     @property
     def solve_result(self):
         """How the solver met the training system: a `ntkgp.linalg.SolveResult`."""
-        if isinstance(self.factor, CGFactor):
+        if isinstance(self.factor, (CGFactor, FeatureFactor)):
             return self.factor.result()
         return direct_result(self.factor)
 
@@ -195,6 +202,9 @@ class Posterior:
         if isinstance(self.factor, CGFactor):
             new.y_train = np.asarray(y, np.float64)
             new.alpha = self.factor.solve(new.y_train)
+        elif isinstance(self.factor, FeatureFactor):
+            new.y_train = np.asarray(y, np.float64)
+            new.factor = self.factor.refit(new.y_train, self.prior)
         else:
             new.y_train = y.astype(self.y_train.dtype)
         new.m = int(np.prod(new.y_train.shape))
@@ -257,6 +267,9 @@ class Posterior:
         want = "cov" if return_cov else "var" if return_var else None
         if x_test is None and k_test_train is None:
             mean, second = self._train_points(ts, inf, want)
+        elif isinstance(self.factor, FeatureFactor):
+            mean, second = moments_features.predict(self, x_test, k_test_train, want)
+            mean, second = mean[None], (None if second is None else second[None])
         elif isinstance(self.factor, CGFactor):
             if want == "cov":
                 raise ValueError("conjugate gradients give predictive variances "
@@ -353,21 +366,7 @@ class Posterior:
 
         Differentiable in everything that made the kernel (dense solvers).
         """
-        f, y = self.factor, self.y_train
-        n, k = y.shape
-        if isinstance(f, linalg.Cholesky):
-            white = f.solve_lower(y)
-            quad, logdet = jnp.sum(white ** 2), f.logdet()
-        elif isinstance(f, linalg.Eigh):
-            yv = f.evecs.T @ y
-            quad = jnp.sum(yv ** 2 / f.evals[:, None])
-            logdet = jnp.sum(jnp.log(f.evals))
-        else:
-            raise ValueError("the log marginal likelihood needs log det of the kernel, which "
-                             "conjugate gradients do not give; use solver='cholesky'.")
-        return (-0.5 * quad - 0.5 * k * logdet
-                - 0.5 * n * k * jnp.log(2 * jnp.pi).astype(quad.dtype))
-
+        return evidence.log_marginal_likelihood(self.factor, self.y_train)
 
 _LEAVES = ("y_train", "factor", "prior", "x_train")
 
@@ -375,7 +374,7 @@ _LEAVES = ("y_train", "factor", "prior", "x_train")
 def _flatten(p: Posterior):
     """Dense posteriors are pytrees of their arrays (they pass through ``jax.jit`` and
     ``jax.grad``); a matrix-free one holds operators and is one opaque leaf-free node."""
-    if isinstance(p.factor, CGFactor):
+    if isinstance(p.factor, (CGFactor, FeatureFactor)):
         return (), _Opaque(p.__dict__)
     rest = tuple(sorted((k, v) for k, v in p.__dict__.items() if k not in _LEAVES))
     return tuple(getattr(p, k) for k in _LEAVES), rest

@@ -38,7 +38,7 @@ from ntkgp._src.solve.cg import cg_solve
 from ntkgp._src.solve.operators import KernelOperator
 from ntkgp._src.solve.result import SolveResult
 
-SOLVERS = ("auto", "cholesky", "eigh", "cg")
+SOLVERS = ("auto", "cholesky", "eigh", "cg", "features")
 
 
 class Solver:
@@ -176,4 +176,7 @@ def as_solver(solver: Union[str, Solver], n: int) -> Solver:
     checks.check_choice(solver, "solver", SOLVERS)
     if solver == "auto":
         solver = "cg" if n > tiles.DENSE_MAX_N else "cholesky"
+    if solver == "features":
+        from ntkgp._src.solve.features import FeatureSolver  # it builds on this module
+        return FeatureSolver()
     return {"cholesky": CholeskySolver, "eigh": EigenSolver, "cg": CGSolver}[solver]()

@@ -1,0 +1,210 @@
+r"""Solving on random features: the kernel :math:`K \approx \Phi\Phi^\top` of ``D`` features
+of ``N`` rows, regularized by :math:`\sigma^2 > 0`, is inverted in feature space (Woodbury):
+
+.. math::
+    (\Phi\Phi^\top + \sigma^2 I)^{-1}\Phi = \Phi\,A, \qquad
+    A = (\Phi^\top\Phi + \sigma^2 I_D)^{-1},
+
+so the posterior mean at :math:`x` is :math:`\phi(x)^\top w` with
+:math:`w = A\,\Phi^\top y`: one pass over the rows accumulates the ``D x D`` Gram
+:math:`\Phi^\top\Phi` and :math:`\Phi^\top y` (time :math:`O(N D^2)`, memory :math:`O(D^2)`,
+nothing of size ``N x N`` or ``N x D`` held), then one Cholesky of size ``D``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import warnings
+from typing import Optional
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import scipy.linalg
+
+from ntkgp._src import checks
+from ntkgp._src.features.feature_map import FeatureMap
+from ntkgp._src.solve import linalg
+from ntkgp._src.solve.operators import KernelOperator
+from ntkgp._src.solve.result import SolveResult
+from ntkgp._src.solve.solvers import Solver
+
+
+class FeatureKernelOperator(KernelOperator):
+    r"""The kernel :math:`\Phi\Phi^\top` of a `FeatureMap` on rows ``x``, recomputed in blocks
+    of rows on every use (memory: one block of features).
+
+    Args:
+        feature_map: the `FeatureMap`.
+        x: the rows ``(N, d)``.
+        get: ``'nngp'`` or ``'ntk'``: which of the map's kernels.
+    """
+
+    cheap_columns = False
+    symmetric = True
+
+    def __init__(self, feature_map: FeatureMap, x, get: str):
+        self.feature_map, self.x, self.get = feature_map, x, get
+        self.shape = (x.shape[0], x.shape[0])
+        self.dtype = np.dtype(x.dtype)
+
+    def _blocks(self):
+        for a, b, f in self.feature_map.chunks(self.x, self.get == "ntk"):
+            yield a, b, np.asarray(getattr(f, self.get), np.float64)
+
+    def matmat(self, v):
+        v = np.asarray(v, np.float64)
+        parts = [(a, b, phi) for a, b, phi in self._blocks()]
+        t = sum(phi.T @ v[a:b] for a, b, phi in parts)
+        return np.concatenate([phi @ t for _, _, phi in parts])
+
+    def _compute_diagonal(self):
+        return np.concatenate([np.sum(phi ** 2, axis=1) for _, _, phi in self._blocks()])
+
+    def columns(self, idx):
+        cols = np.asarray(getattr(self.feature_map.features(
+            self.x[np.asarray(idx)], self.get == "ntk"), self.get), np.float64)
+        return np.concatenate([phi @ cols.T for _, _, phi in self._blocks()])
+
+
+@jax.jit
+def _block_sums(phi, psi, y):
+    """One block's contributions: ``phi^T phi``, ``phi^T y``, ``phi^T psi`` (or ``None``)."""
+    cross = None if psi is None else phi.T @ psi
+    return phi.T @ phi, phi.T @ y, cross
+
+
+@dataclasses.dataclass(frozen=True)
+class FeatureSolver(Solver):
+    """Regression on ``n_features`` random features of the network (`FeatureMap`): time
+    :math:`O(N D^2)`, memory :math:`O(D^2)`, for ``N`` in the millions. Predicts the network
+    trained to convergence (:math:`t=\\infty`), with means, variances and covariances.
+
+    Args:
+        n_features: random directions per activation layer (``D`` is about twice that for
+            the NTK, once for the NNGP).
+        seed: the features' random key (the same seed, the same kernel).
+        jitter: as `CholeskySolver` (for the ``D x D`` system).
+        progress: progress bars over blocks of rows (default: above 8 blocks).
+    """
+
+    n_features: int = 2048
+    seed: int = 0
+    jitter: Optional[float] = None
+    progress: Optional[bool] = None
+    name = "features"
+    finite_time = False
+    dense = False
+
+    def starting_from(self, x0):
+        return self
+
+    def feature_map(self, net) -> FeatureMap:
+        return FeatureMap(net, self.n_features, self.seed)
+
+    def operators(self, net, x, kinds):
+        """`FeatureKernelOperator` of each kernel in ``kinds``, on one shared feature map."""
+        fmap = self.feature_map(net)
+        return {g: FeatureKernelOperator(fmap, x, g) for g in kinds}
+
+    def factor(self, op, diag_reg=0.0, absolute=False, name="kernel"):
+        if not isinstance(op, FeatureKernelOperator):
+            raise ValueError("solver='features' needs a network to draw features from: build "
+                             "the posterior with `Posterior(net, x_train, y_train, "
+                             "solver='features')`, not from kernel matrices.")
+        checks.check_nonneg(diag_reg, "diag_reg")
+        if not float(diag_reg) > 0:
+            raise ValueError("solver='features' needs diag_reg > 0: the kernel of D random "
+                             "features has rank at most D, so without noise the training "
+                             "system is singular. Pass e.g. diag_reg=1e-3.")
+        return FeatureFactor(op, float(diag_reg), bool(absolute), self)
+
+
+class FeatureFactor:
+    r""":math:`(\Phi\Phi^\top + \sigma^2 I)^{-1}` in feature space; `fit` makes the one pass
+    over the training rows (``prior``: the operator of the prior kernel when it differs from
+    the driving one, whose cross Gram :math:`\Phi^\top\Psi` the same pass accumulates)."""
+
+    def __init__(self, op: FeatureKernelOperator, diag_reg: float, absolute: bool,
+                 solver: FeatureSolver):
+        self.op, self.diag_reg, self.absolute, self.solver = op, diag_reg, absolute, solver
+        self.feature_map = op.feature_map
+        self.chol = self.weights = self.cross = None
+
+    def fit(self, y, prior: Optional[FeatureKernelOperator] = None):
+        """Accumulate the Gram and :math:`\\Phi^\\top y` over the rows of ``y`` ``(N, K)``,
+        factor, and solve for the weights ``w`` ``(D, K)``."""
+        drive, other = self.op.get, None if prior is None else prior.get
+        gram = rhs = cross = None
+        y = jnp.asarray(y, self.op.x.dtype)
+        need_ntk = "ntk" in (drive, other)
+        for a, b, f in self.feature_map.chunks(self.op.x, need_ntk, self.solver.progress):
+            parts = _block_sums(getattr(f, drive), None if other is None else
+                                getattr(f, other), y[a:b])
+            parts = [None if p is None else np.asarray(p, np.float64) for p in parts]
+            if gram is None:
+                gram, rhs, cross = parts
+            else:
+                gram, rhs = gram + parts[0], rhs + parts[1]
+                cross = None if cross is None else cross + parts[2]
+        n = self.op.n
+        mean_diag = float(np.trace(gram)) / n
+        noise = self.diag_reg * (1.0 if self.absolute else mean_diag)
+        self.mean_diag, self.n_rows = mean_diag, n
+        self.chol, self.added, self.jitter, self.attempts = _host_cholesky(gram, noise)
+        self.gram, self.rhs, self.cross = gram, rhs, cross
+        self.y_sq = np.sum(np.asarray(y, np.float64) ** 2, axis=0)
+        self.weights = self.solve(rhs)
+        return self
+
+    def refit(self, y, prior: Optional[FeatureKernelOperator] = None) -> FeatureFactor:
+        """A new factor of the same features fitted to other targets (one more pass)."""
+        return FeatureFactor(self.op, self.diag_reg, self.absolute, self.solver).fit(y, prior)
+
+    def solve_lower(self, b):
+        """:math:`L^{-1} b` for :math:`LL^\\top = \\Phi^\\top\\Phi + \\sigma^2 I` (float64)."""
+        return scipy.linalg.solve_triangular(self.chol, b, lower=True)
+
+    def solve(self, b):
+        """:math:`A b = (\\Phi^\\top\\Phi + \\sigma^2 I)^{-1} b` (float64)."""
+        return scipy.linalg.cho_solve((self.chol, True), b)
+
+    def result(self) -> SolveResult:
+        return SolveResult("features", converged=bool(np.all(np.isfinite(self.weights))),
+                           iterations=self.attempts, jitter=self.jitter)
+
+    def log_marginal_likelihood(self):
+        r""":math:`\log p(y)` under :math:`N(0, \Phi\Phi^\top + \sigma^2 I)`, summed over the
+        outputs, by the matrix determinant lemma and Woodbury."""
+        s2 = float(self.added)
+        n, d = self.n_rows, self.gram.shape[0]
+        k = self.rhs.shape[1]
+        quad = (np.sum(self.y_sq) - np.sum(self.rhs * self.weights)) / s2
+        logdet = (n - d) * np.log(s2) + 2.0 * np.sum(np.log(np.diagonal(self.chol)))
+        return -0.5 * quad - 0.5 * k * logdet - 0.5 * n * k * np.log(2 * np.pi)
+
+
+def _host_cholesky(gram, noise):
+    """``(L, added, jitter, attempts)``: the float64 Cholesky factor of ``gram + added I``
+    (``D x D``, on the host: the Gram of many rows needs float64 whatever the features'
+    precision), escalating a relative jitter as `ntkgp.linalg.cholesky` does."""
+    d = gram.shape[0]
+    mean = max(float(np.trace(gram)) / d, np.finfo(np.float64).tiny)
+    sym = 0.5 * (gram + gram.T)
+    jitters = [0.0] + list(np.sqrt(np.finfo(np.float64).eps) * 10.0 ** np.arange(20))
+    for attempt, jit in enumerate(j for j in jitters if j <= linalg.MAX_JITTER):
+        added = noise + jit * mean
+        try:
+            chol = scipy.linalg.cholesky(sym + added * np.eye(d), lower=True)
+        except np.linalg.LinAlgError:
+            continue
+        if np.min(np.diagonal(chol)) ** 2 > d * np.finfo(np.float64).eps * mean:
+            if jit:
+                warnings.warn(f"The Gram matrix of {d} random features is singular to float64 "
+                              f"precision; added jitter {jit:.1e} x mean(diag) to factorize it. "
+                              "Pass a larger `diag_reg`.", linalg.JitterWarning, stacklevel=4)
+            return chol, added, jit, attempt + 1
+    raise linalg.NotPositiveDefiniteError(
+        f"The Gram matrix of {d} random features could not be factorized even with jitter "
+        f"{linalg.MAX_JITTER:g} x mean(diag); its entries may be inf/NaN (inputs too large?). "
+        "Pass a larger `diag_reg` or standardize the inputs.")

@@ -1,0 +1,15 @@
+"""Random features of the infinite-width kernels: ``phi(x1) @ phi(x2).T`` approximates
+``net.kernel(x1, x2, get)`` with an error shrinking like ``1/sqrt(n_features)``, so kernel
+regression on millions of rows costs time linear in the rows::
+
+    from ntkgp import features, nn
+    net = nn.mlp(2, 512, "relu")
+    phi = features.FeatureMap(net, n_features=2048, key=0)   # get='ntk'
+    k_approx = phi(x1) @ phi(x2).T
+
+Regression and posteriors on them: ``predict.Posterior(net, x, y, solver='features')``
+(`ntkgp.linalg.FeatureSolver`) and the estimators' ``solver='features'``.
+"""
+
+from ntkgp._src.features.feature_map import FeatureMap as FeatureMap
+from ntkgp._src.features.rules import Feats as Feats

@@ -1,0 +1,172 @@
+"""Random features: their kernels converge to the exact NNGP/NTK like 1/sqrt(n_features), are
+unbiased where the construction is (one hidden layer), and the posterior solved on them equals
+the exact posterior of the feature kernel."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from ntkgp import features, linalg, nn, predict
+from ntkgp.kernels import Kernel
+from tests.conftest import DTYPE, X64, frob_err
+
+RNG = np.random.default_rng(0)
+X1 = RNG.normal(size=(12, 5)).astype(DTYPE)
+X2 = RNG.normal(size=(9, 5)).astype(DTYPE)
+
+NETS = {
+    "relu2": nn.serial(nn.Dense(64, 1.5, 0.1), nn.Relu(), nn.Dense(64, 1.3, 0.2), nn.Relu(),
+                       nn.Dense(1, 1.2, 0.05)),
+    "erf": nn.serial(nn.Dense(64, 1.5, 0.1), nn.Erf(), nn.Dense(1, 1.2, 0.05)),
+    "gelu": nn.serial(nn.Dense(64, 1.5, 0.1), nn.Gelu(), nn.Dense(1, 1.2, 0.05)),
+    "residual": nn.serial(nn.Dense(64), nn.FanOut(2),
+                          nn.parallel(nn.Identity(), nn.serial(nn.Relu(), nn.Dense(64, 1.4, 0.1))),
+                          nn.FanInSum(), nn.Relu(), nn.Dense(1)),
+}
+
+
+def _error(net, get, m, seeds=3):
+    exact = getattr(net.kernel(X1, X2), get)
+    return np.mean([frob_err(features.FeatureMap(net, m, s, get=get).kernel(X1, X2), exact)
+                    for s in range(seeds)])
+
+
+@pytest.mark.parametrize("get", ["nngp", "ntk"])
+@pytest.mark.parametrize("name", sorted(NETS))
+def test_feature_kernels_converge_like_one_over_sqrt_m(name, get):
+    net = NETS[name]
+    coarse, fine = _error(net, get, 64), _error(net, get, 1024)
+    assert fine < 0.15, fine
+    # 16 times the features: the error shrinks about 4-fold (1/sqrt(m)); 2.5-6.5 allows for
+    # the spread of three seeds
+    assert 2.5 < coarse / fine < 6.5, (coarse, fine)
+
+
+@pytest.mark.parametrize("get", ["nngp", "ntk"])
+def test_one_hidden_layer_features_are_unbiased(get):
+    """With one activation the estimate is an exact Monte-Carlo average: the mean over 200
+    independent maps of 32 features is 200 times less noisy than one map, bias included."""
+    net = nn.serial(nn.Dense(8, 1.3, 0.2), nn.Relu(), nn.Dense(1, 1.1, 0.1))
+    exact = getattr(net.kernel(X1, X2), get)
+    maps = [features.FeatureMap(net, 32, s, get=get).kernel(X1, X2) for s in range(200)]
+    single = np.mean([frob_err(k, exact) for k in maps[:20]])
+    mean = frob_err(np.mean(maps, axis=0), exact)
+    assert mean < 0.2 * single, (mean, single)  # 1/sqrt(200) = 0.07 without bias
+
+
+def test_features_do_not_depend_on_blocks_of_rows():
+    phi = features.FeatureMap(NETS["relu2"], 64, jax.random.PRNGKey(3))
+    whole = np.asarray(phi(X1))
+    parts = np.concatenate([np.asarray(f.ntk) for _, _, f in phi.chunks(jnp.asarray(X1), True,
+                                                                            rows=5)])
+    np.testing.assert_allclose(parts, whole, rtol=1e-5 if not X64 else 1e-12, atol=1e-6)
+    assert whole.shape == (12, 2 * 64 + 1)  # [W psi, phi'] of the readout: m + (m + 1)
+    assert np.asarray(features.FeatureMap(NETS["relu2"], 64, 3, get="nngp")(X1)).shape == \
+        (12, 64 + 1)
+
+
+def _feature_kernels(phi, x, xt):
+    f = phi.features(np.concatenate([x, xt]), True)
+    return {g: np.asarray(getattr(f, g), np.float64) for g in ("nngp", "ntk")}
+
+
+@pytest.mark.parametrize("mode", ["nngp", "ntk", "ntkgp"])
+def test_posterior_on_features_is_the_exact_posterior_of_the_feature_kernel(mode):
+    net = NETS["relu2"]
+    x = RNG.normal(size=(60, 5)).astype(DTYPE)
+    y = np.sin(x[:, :2]).astype(DTYPE)
+    xt = RNG.normal(size=(7, 5)).astype(DTYPE)
+    solver = linalg.FeatureSolver(n_features=48, seed=1)
+    post = predict.Posterior(net, x, y, mode=mode, solver=solver, diag_reg=1e-2)
+    mean, cov = post.predict(xt, return_cov=True)
+    _, var = post.predict(xt, return_var=True)
+    f = _feature_kernels(solver.feature_map(net), x, xt)
+    n = len(x)
+    k = {g: a @ a.T for g, a in f.items()}
+    ref = predict.Posterior.from_kernels({g: v[:n, :n] for g, v in k.items()}, y, mode=mode,
+                                         diag_reg=1e-2)
+    ktt = Kernel(nngp=jnp.asarray(k["nngp"][n:, :n]), ntk=jnp.asarray(k["ntk"][n:, :n]),
+                 cov1=None, cov2=None)
+    kss = Kernel(nngp=jnp.asarray(k["nngp"][n:, n:]), ntk=jnp.asarray(k["ntk"][n:, n:]),
+                 cov1=None, cov2=None)
+    ref_mean, ref_cov = ref.predict(k_test_train=ktt, k_test_test=kss, return_cov=True)
+    tol = 1e-8 if X64 else 2e-3
+    scale = np.max(np.abs(ref_cov))
+    np.testing.assert_allclose(mean, ref_mean, atol=tol * np.max(np.abs(ref_mean)))
+    np.testing.assert_allclose(cov, ref_cov, atol=tol * scale)
+    np.testing.assert_allclose(var, np.diagonal(ref_cov), atol=tol * scale)
+    assert abs(float(post.log_marginal_likelihood()) - float(ref.log_marginal_likelihood())) \
+        < tol * abs(float(ref.log_marginal_likelihood())) + (1e-6 if X64 else 0.05)
+    assert post.solve_result.solver == "features" and post.solve_result.converged
+    again = post.with_targets(2 * y)
+    np.testing.assert_allclose(again.predict(xt), 2 * np.asarray(mean),
+                               atol=tol * np.max(np.abs(ref_mean)) * 2)
+
+
+def test_feature_operator_products_match_the_feature_kernel():
+    net = NETS["erf"]
+    x = RNG.normal(size=(30, 5)).astype(DTYPE)
+    phi = features.FeatureMap(net, 32, 0)
+    op = linalg.FeatureKernelOperator(phi, jnp.asarray(x), "ntk")
+    a = np.asarray(phi(x), np.float64)
+    v = RNG.normal(size=(30, 2))
+    tol = 1e-10 if X64 else 1e-4
+    np.testing.assert_allclose(op.matmat(v), a @ (a.T @ v), rtol=tol, atol=tol)
+    np.testing.assert_allclose(op.diagonal(), np.sum(a * a, 1), rtol=tol)
+    np.testing.assert_allclose(op.columns([3, 7]), (a @ a.T)[:, [3, 7]], rtol=tol, atol=tol)
+
+
+def test_what_random_features_cannot_do_is_said():
+    x = RNG.normal(size=(10, 5)).astype(DTYPE)
+    y = x[:, 0]
+    with pytest.raises(ValueError, match="not available for the layer Dense.*standard"):
+        features.FeatureMap(nn.serial(nn.Dense(8, parameterization="standard"), nn.Relu(),
+                                      nn.Dense(1)), 8)(x)
+    with pytest.raises(ValueError, match="spatial layers"):
+        features.FeatureMap(nn.serial(nn.Conv(4, (3, 3)), nn.Relu(), nn.Flatten(),
+                                      nn.Dense(1)), 8)
+    with pytest.raises(ValueError, match="not available for the layer LayerNorm"):
+        features.FeatureMap(nn.serial(nn.Dense(8), nn.LayerNorm(), nn.Dense(1)), 8)(x)
+    only_kernel = nn.Elementwise(nngp_fn=lambda c, v1, v2: c)
+    with pytest.raises(ValueError, match="not available"):
+        features.FeatureMap(nn.serial(nn.Dense(8), only_kernel, nn.Dense(1)), 8)(x)
+    with pytest.raises(TypeError, match="ntkgp.nn network"):
+        features.FeatureMap(lambda a, b, g: None, 8)
+    net = NETS["relu2"]
+    with pytest.raises(ValueError, match="diag_reg > 0"):
+        predict.Posterior(net, x, y, solver="features", diag_reg=0.0)
+    post = predict.Posterior(net, x, y, solver="features", diag_reg=1e-2)
+    with pytest.raises(ValueError, match="finite training time"):
+        post.predict(x, t=1.0)
+    with pytest.raises(ValueError, match="not test kernels"):
+        post.predict(k_test_train=np.zeros((2, 10)))
+    with pytest.raises(ValueError, match="needs a network"):
+        predict.Posterior.from_kernels(np.eye(10), y, solver="features", diag_reg=1e-2)
+    with pytest.raises(ValueError, match="n_features"):
+        features.FeatureMap(net, 0)
+
+
+def test_estimators_solve_on_random_features_and_save_them(tmp_path):
+    from ntkgp import data
+    from ntkgp.estimator import NNGPRegressor, NTKRegressor, load_model, save_model
+
+    x, y = data.load("diabetes")
+    x, y = x.astype(DTYPE), y.astype(DTYPE)
+    kw = dict(depth=1, optimizer=None, diag_reg=0.1)
+    exact = NTKRegressor(**kw).fit(x[:300], y[:300])
+    est = NTKRegressor(solver="features", n_features=512, random_state=3, **kw).fit(x[:300],
+                                                                                   y[:300])
+    assert est.solver_ == "features" and est.get_params()["n_features"] == 512
+    err = [np.sqrt(np.mean((e.predict(x[300:]) - y[300:]) ** 2)) for e in (exact, est)]
+    assert abs(err[1] / err[0] - 1) < 0.05, err
+    mean, std = est.predict(x[300:], return_std=True)
+    assert np.all(std > 0) and np.isfinite(est.log_marginal_likelihood_value_)
+    save_model(est, tmp_path / "m.npz")
+    back = load_model(tmp_path / "m.npz")
+    assert back.solver_ == "features"
+    np.testing.assert_allclose(back.predict(x[300:]), mean, rtol=1e-5)
+    nngp = NNGPRegressor(solver="features", n_features=256, **kw).fit(x[:300], y[:300])
+    assert np.isfinite(nngp.score(x[300:], y[300:]))
+    with pytest.raises(ValueError, match="solver='features' predicts"):
+        NTKRegressor(solver="features", t=1.0, **kw).fit(x[:50], y[:50])
