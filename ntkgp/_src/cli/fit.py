@@ -70,7 +70,8 @@ def cmd_fit(args) -> int:
         y = np.asarray(y, np.float64)
     est = cls(args.activation, depth=args.depth, t=args.t,
               optimizer=None if args.no_fit else "fmin_l_bfgs_b",
-              n_restarts_optimizer=args.restarts, solver=args.solver, random_state=args.seed)
+              n_restarts_optimizer=args.restarts, solver=args.solver,
+              n_features=args.n_features, random_state=args.seed)
     model = make_pipeline(StandardScaler(), est)
     t0 = time.perf_counter()
     model.fit(x, y)
@@ -87,6 +88,9 @@ def cmd_fit(args) -> int:
         print(f"  hyperparameters: {hp} (fitted on {min(len(x), fitted.max_fit_samples)} "
               f"rows); solved by conjugate gradients: {solved.iterations} iterations, "
               f"relative residual {solved.residual:.1e}")
+    elif solved.solver == "features":
+        print(f"  hyperparameters: {hp} (fitted on {min(len(x), fitted.max_fit_samples)} "
+              f"rows); solved on {args.n_features} random features per layer")
     else:
         print(f"  hyperparameters: {hp}; log marginal likelihood "
               f"{fitted.log_marginal_likelihood_value_:.4g}")
@@ -158,9 +162,12 @@ def add_parsers(sub):
     f.add_argument("--no-fit", action="store_true",
                    help="keep W_std/b_std/diag_reg at their defaults (no marginal-likelihood fit)")
     f.add_argument("--restarts", type=int, default=0, help="random restarts of the fit")
-    f.add_argument("--solver", choices=("auto", "cholesky", "cg"), default="auto",
-                   help="exact factorization, or conjugate gradients on kernel tiles (memory "
-                   "O(N)); auto: cg above 20000 rows (default auto)")
+    f.add_argument("--solver", choices=("auto", "cholesky", "cg", "features"), default="auto",
+                   help="exact factorization; conjugate gradients on kernel tiles (memory "
+                   "O(N)); or regression on random features of the network (time O(N D^2), "
+                   "for millions of rows); auto: cg above 20000 rows")
+    f.add_argument("--n-features", type=int, default=2048,
+                   help="random directions per activation layer with --solver features")
     f.add_argument("--seed", type=int, default=0)
     f.add_argument("--force", action="store_true", help="replace an existing --out file")
     f.set_defaults(func=cmd_fit)
