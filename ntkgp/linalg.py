@@ -11,6 +11,7 @@ from ntkgp._src.solve.cg import nystrom as nystrom
 from ntkgp._src.solve.cg import pivoted_cholesky as pivoted_cholesky
 from ntkgp._src.solve.features import FeatureFactor as FeatureFactor
 from ntkgp._src.solve.features import FeatureKernelOperator as FeatureKernelOperator
+from ntkgp._src.solve.features import FeatureSaturationWarning as FeatureSaturationWarning
 from ntkgp._src.solve.features import FeatureSolver as FeatureSolver
 from ntkgp._src.solve.linalg import Cholesky as Cholesky
 from ntkgp._src.solve.linalg import Eigh as Eigh

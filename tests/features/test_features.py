@@ -71,6 +71,7 @@ def _feature_kernels(phi, x, xt):
     return {g: np.asarray(getattr(f, g), np.float64) for g in ("nngp", "ntk")}
 
 
+@pytest.mark.filterwarnings("ignore::ntkgp.linalg.FeatureSaturationWarning")
 @pytest.mark.parametrize("mode", ["nngp", "ntk", "ntkgp"])
 def test_posterior_on_features_is_the_exact_posterior_of_the_feature_kernel(mode):
     net = NETS["relu2"]
@@ -102,6 +103,18 @@ def test_posterior_on_features_is_the_exact_posterior_of_the_feature_kernel(mode
     again = post.with_targets(2 * y)
     np.testing.assert_allclose(again.predict(xt), 2 * np.asarray(mean),
                                atol=tol * np.max(np.abs(ref_mean)) * 2)
+
+
+def test_saturated_features_are_said_and_measured():
+    x = RNG.normal(size=(200, 5)).astype(DTYPE)
+    y = np.sin(3 * x[:, 0])
+    net = NETS["erf"]
+    with pytest.warns(linalg.FeatureSaturationWarning, match="raise `n_features`"):
+        few = predict.Posterior(net, x, y, solver=linalg.FeatureSolver(16), diag_reg=1e-3)
+    assert few.factor.effective_dim > 0.5 * (2 * 16 + 1)
+    many = predict.Posterior(net, x[:20], y[:20], solver=linalg.FeatureSolver(256),
+                             diag_reg=1e-3)  # 20 rows use at most 20 of 513 dimensions
+    assert many.factor.effective_dim <= 20
 
 
 def test_feature_operator_products_match_the_feature_kernel():

@@ -28,6 +28,7 @@ from ntkgp._src.solve import linalg
 from ntkgp._src.solve.operators import KernelOperator
 from ntkgp._src.solve.result import SolveResult
 from ntkgp._src.solve.solvers import Solver
+from ntkgp._src.util import check_fits_in_memory
 
 
 class FeatureKernelOperator(KernelOperator):
@@ -65,6 +66,14 @@ class FeatureKernelOperator(KernelOperator):
         cols = np.asarray(getattr(self.feature_map.features(
             self.x[np.asarray(idx)], self.get == "ntk"), self.get), np.float64)
         return np.concatenate([phi @ cols.T for _, _, phi in self._blocks()])
+
+
+#: above this share of effective dimensions the features are saturated (a warning)
+SATURATED = 0.5
+
+
+class FeatureSaturationWarning(UserWarning):
+    """The data use most of the random features' dimensions: raise ``n_features``."""
 
 
 @jax.jit
@@ -139,6 +148,10 @@ class FeatureFactor:
         y = jnp.asarray(y, self.op.x.dtype)
         need_ntk = "ntk" in (drive, other)
         for a, b, f in self.feature_map.chunks(self.op.x, need_ntk, self.solver.progress):
+            if gram is None:
+                check_fits_in_memory(getattr(f, drive).shape[-1], np.float64, 5,
+                                     "the Gram matrix of the random features (pass fewer "
+                                     "`n_features`)")
             parts = _block_sums(getattr(f, drive), None if other is None else
                                 getattr(f, other), y[a:b])
             parts = [None if p is None else np.asarray(p, np.float64) for p in parts]
@@ -152,6 +165,16 @@ class FeatureFactor:
         noise = self.diag_reg * (1.0 if self.absolute else mean_diag)
         self.mean_diag, self.n_rows = mean_diag, n
         self.chol, self.added, self.jitter, self.attempts = _host_cholesky(gram, noise)
+        self.effective_dim = _effective_dim(self.chol, float(self.added))
+        d = gram.shape[0]
+        if self.effective_dim > SATURATED * d:
+            warnings.warn(
+                f"The {d} random features are saturated: the data use {self.effective_dim:.0f} "
+                f"effective dimensions of them (sum of mu/(mu + noise) over the Gram's "
+                f"eigenvalues mu), more than {SATURATED:.0%}. The exact kernel then likely "
+                "has more dimensions above the noise than the features can carry, and "
+                "predictions may differ from the exact solve; raise `n_features` or "
+                "`diag_reg`.", FeatureSaturationWarning, stacklevel=4)
         self.gram, self.rhs, self.cross = gram, rhs, cross
         self.y_sq = np.sum(np.asarray(y, np.float64) ** 2, axis=0)
         self.weights = self.solve(rhs)
@@ -182,6 +205,13 @@ class FeatureFactor:
         quad = (np.sum(self.y_sq) - np.sum(self.rhs * self.weights)) / s2
         logdet = (n - d) * np.log(s2) + 2.0 * np.sum(np.log(np.diagonal(self.chol)))
         return -0.5 * quad - 0.5 * k * logdet - 0.5 * n * k * np.log(2 * np.pi)
+
+
+def _effective_dim(chol, noise):
+    r""":math:`\sum_i \mu_i/(\mu_i + \sigma^2) = D - \sigma^2 \operatorname{tr} A`, with
+    :math:`\operatorname{tr} A = \|L^{-1}\|_F^2`."""
+    inv = scipy.linalg.solve_triangular(chol, np.eye(chol.shape[0]), lower=True)
+    return float(chol.shape[0] - noise * np.sum(inv * inv))
 
 
 def _host_cholesky(gram, noise):
