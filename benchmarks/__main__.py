@@ -56,6 +56,9 @@ PLAN = {
     "scale": (["--repeats", "1", "--timeout", "3000"],  # N=100,000 takes ~25 min
               ["--repeats", "1",
                "--cases", r"^(exact|cg)_N(2000|5000|10000)_f64$|^cg_noprec|^dask_"]),
+    "features": (["--repeats", "1", "--timeout", "1200"],
+                 ["--repeats", "1", "--timeout", "1200", "--cases",
+                  r"^rf_(diamonds_N20000|synth_N20000|fashion_mnist)_f32$"]),
     "attention": (["--repeats", "5"],
                   ["--repeats", "5", "--cases", r"^transformer2_(masked_)?N(100|400)_f32$"]),
     "activations": (["--repeats", "7"], ["--repeats", "5"]),
@@ -68,7 +71,10 @@ PLAN = {
 # target cases too long for the quick run: their rows keep the date of the last full run
 QUICK_SKIPS = {"cg_synth_N100000_f32": "the N=100,000 CG solve, about 25 minutes on 2 cores; "
                                        "alone: python benchmarks/scale.py --cases "
-                                       "cg_synth_N100000 --timeout 3000"}
+                                       "cg_synth_N100000 --timeout 3000",
+               "rf_synth_N1000000_f32": "10^6 rows on random features and Nystroem, several "
+                                        "minutes; alone: python benchmarks/features.py "
+                                        "--cases rf_synth_N1000000 --timeout 1200"}
 
 
 def _tabular_data_missing():

@@ -50,6 +50,11 @@ SUITES = {
          "regression (FC NTK, 1 hidden ReLU layer, time end to end incl. 1000 test means, one "
          "run each), and kernel tiles in one process vs a 2-worker Dask LocalCluster",
          r".")]),
+    "features": ("features.py", [
+        ("Random features (no neural-tangents counterpart): regression on NTK random features "
+         "(`solver='features'`) against the exact solve, CG and scikit-learn's Nystroem + "
+         "RidgeCV of the same dimension, in one process; time end to end, test RMSE or "
+         "accuracy in the note", r".")]),
     "attention": ("attention.py", [
         ("Transformer kernels, `kernel(x, x)` (NNGP + NTK): Dense embedding, 2 blocks of "
          "[residual softmax self-attention (4 heads, summed positional embeddings) + "

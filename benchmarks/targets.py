@@ -71,6 +71,19 @@ def field_ratio(num, den, key):
     return measure
 
 
+def key_ratio(case, num, den):
+    """``row[num] / row[den]`` of one case's ntkgp row (e.g. two solvers' test errors measured
+    in the same process)."""
+    def measure(rows):
+        row = (rows.get(case) or {}).get("ntkgp") or {}
+        a, b = row.get(num), row.get(den)
+        if a is None or not b:
+            return None
+        return a / b, rows[case].get("date"), f"{a:.4g} / {b:.4g}"
+    measure.cases = [case]
+    return measure
+
+
 def time_ratio(num, den):
     """ntkgp median of case ``num`` / ntkgp median of case ``den`` (same run)."""
     def measure(rows):
@@ -199,6 +212,21 @@ TARGETS = [
      (GE, 3.0)),
     ("scale", "iterative solve at N ≥ 100,000 on this machine (float32): peak memory (GiB)",
      field("cg_synth_N100000_f32", "maxrss_mb", 1 / 1024, " GiB"), (LE, 24.0)),
+    ("features", "regression on 2048 NTK random features vs the exact solve, diamonds "
+     "(N=20,000): test RMSE ratio", key_ratio("rf_diamonds_N20000_f32", "features", "exact"),
+     (LE, 1.02)),
+    ("features", "regression on 2048 NTK random features vs the exact solve, 8-d synthetic "
+     "sine (N=20,000): test RMSE ratio", key_ratio("rf_synth_N20000_f32", "features",
+                                                   "exact"), (LE, 1.02)),
+    ("features", "10^6 rows (8-d synthetic) fitted on random features and predicted on this "
+     "machine: minutes", field("rf_synth_N1000000_f32", "median_s", 1 / 60, " min"),
+     (LE, 10.0)),
+    ("features", "random features vs scikit-learn's Nystroem + RidgeCV of the same dimension, "
+     "10^6 rows: test RMSE ratio", key_ratio("rf_synth_N1000000_f32", "features", "nystroem"),
+     (LE, 1.0)),
+    ("features", "random features vs Nystroem + RidgeCV of the same dimension, Fashion-MNIST "
+     "(60,000 rows): test accuracy ratio", key_ratio("rf_fashion_mnist_f32", "features",
+                                                     "nystroem"), (GE, 1.0)),
     ("sgd_bayes", "P_B by the tilted sampler on the 128-point NNGP orthant (4000 draws): "
      "median standard error of log P (nats; EP's bias there is 0.1-0.3)",
      field("pb_tilted_128", "median_se"), (LE, 0.1)),

@@ -9,7 +9,7 @@ import pytest
 
 from ntkgp import features, linalg, nn, predict
 from ntkgp.kernels import Kernel
-from tests.conftest import DTYPE, X64, frob_err
+from tests.conftest import DTYPE, ONLY_X64_PASS, X64, frob_err
 
 RNG = np.random.default_rng(0)
 X1 = RNG.normal(size=(12, 5)).astype(DTYPE)
@@ -130,6 +130,7 @@ def test_feature_operator_products_match_the_feature_kernel():
     np.testing.assert_allclose(op.columns([3, 7]), (a @ a.T)[:, [3, 7]], rtol=tol, atol=tol)
 
 
+@ONLY_X64_PASS
 def test_what_random_features_cannot_do_is_said():
     x = RNG.normal(size=(10, 5)).astype(DTYPE)
     y = x[:, 0]
@@ -160,6 +161,7 @@ def test_what_random_features_cannot_do_is_said():
         features.FeatureMap(net, 0)
 
 
+@ONLY_X64_PASS
 def test_estimators_solve_on_random_features_and_save_them(tmp_path):
     from ntkgp import data
     from ntkgp.estimator import NNGPRegressor, NTKRegressor, load_model, save_model

@@ -1,0 +1,143 @@
+#!/usr/bin/env python
+"""Random-feature regression against the exact solve, CG, and scikit-learn's Nystroem + ridge.
+
+neural-tangents has no counterpart (no random features), so every comparison is inside one
+case's process. FC NTK of one hidden ReLU layer (W_std=1.5, b_std=0.05) as in the scale suite,
+mode 'ntk' at t=inf, diag_reg=1e-2 relative, float32, `FeatureSolver(n_features=m)` (NTK
+features of width D = 2m + 1). Each case also fits scikit-learn's `Nystroem` (RBF, gamma =
+1/d, D components on the same rows) + `RidgeCV` (alphas 1e-3..1e2; above 100,000 rows the
+alpha RidgeCV picks on the first 20,000, then `Ridge` on all), the usual choice for kernel
+regression at this size. Times are end to end (features or kernels, solve, test means).
+  rf_diamonds_N20000_f32: ggplot2/diamonds (log price from the 6 numeric columns,
+      standardized), 20,000 train / 5,000 test rows; exact (`gp_inference` on the whole kernel,
+      tiles of 2048), CG (pivoted-Cholesky rank 1024, tol 1e-3) and features m=2048.
+  rf_synth_N20000_f32: the scale suite's synthetic data (8 standard-normal features,
+      y = sin(2 x.w) + 0.1 noise), same four solvers: a problem whose exact kernel has many
+      dimensions above the noise (features saturate; the warning's effective dimension is in
+      the note).
+  rf_synth_N1000000_f32: 10^6 synthetic rows, features m=1024 vs Nystroem (D = 2049); test
+      RMSE on 2,000 held-out rows (noise floor 0.1).
+  rf_fashion_mnist_f32: Fashion-MNIST (Debian package dataset-fashion-mnist), 60,000 train /
+      10,000 test 784-pixel images in [0, 1], one-hot targets, features m=2048; test accuracy
+      against Nystroem + ridge (D = 4097) on the same rows.
+Peak memory = the case process's max RSS.
+
+Usage:
+  python benchmarks/features.py [--cases REGEX] [--repeats 1] [--render]
+"""
+
+import os
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from _common import main, timing_row  # noqa: E402
+
+DIAG_REG = 1e-2
+
+
+def all_cases():
+    return [dict(id="rf_diamonds_N20000_f32", data="diamonds", n=20000, m=2048, exact=True,
+                 nt_id=None),
+            dict(id="rf_synth_N20000_f32", data="synth", n=20000, m=2048, exact=True,
+                 nt_id=None),
+            dict(id="rf_synth_N1000000_f32", data="synth", n=1000000, m=1024, exact=False,
+                 nt_id=None),
+            dict(id="rf_fashion_mnist_f32", data="fashion", n=60000, m=2048, exact=False,
+                 nt_id=None)]
+
+
+def _data(case):
+    import numpy as np
+
+    from ntkgp import data
+    if case["data"] == "diamonds":
+        x, y = data.rdataset("ggplot2", "diamonds", target="price", standardize=False)
+        x = (x - x.mean(0)) / x.std(0)
+        y = np.log(y)
+        perm = np.random.default_rng(0).permutation(len(x))
+        x, y = x[perm], (y[perm] - y.mean()) / y.std()
+        n = case["n"]
+        return x[:n], y[:n], x[n:n + 5000], y[n:n + 5000]
+    if case["data"] == "synth":
+        n, d = case["n"], 8
+        rng = np.random.default_rng(0)
+        x = rng.standard_normal((n + 2000, d))
+        w = np.random.default_rng(99).standard_normal(d) / np.sqrt(d)
+        y = np.sin(2.0 * x @ w) + 0.1 * rng.standard_normal(n + 2000)
+        return x[:n], y[:n], x[n:], y[n:]
+    xtr, ltr = data.load_images("fashion_mnist", "train")
+    xte, lte = data.load_images("fashion_mnist", "test")
+    return (xtr.reshape(len(xtr), -1), np.eye(10)[ltr], xte.reshape(len(xte), -1),
+            np.eye(10)[lte])
+
+
+def _score(mean, y):
+    import numpy as np
+    if y.ndim == 2:  # classes: accuracy
+        return float(np.mean(np.argmax(mean, 1) == np.argmax(y, 1)))
+    return float(np.sqrt(np.mean((mean - y) ** 2)))
+
+
+def run_case(case, repeats):
+    import warnings
+
+    import numpy as np
+    from sklearn.kernel_approximation import Nystroem
+    from sklearn.linear_model import Ridge, RidgeCV
+
+    from ntkgp import batching, linalg, nn, predict
+    net = nn.serial(nn.Dense(1, W_std=1.5, b_std=0.05), nn.Relu(),
+                    nn.Dense(1, W_std=1.5, b_std=0.05))
+    xtr, ytr, xte, yte = (a.astype(np.float32) for a in _data(case))
+    metric = "accuracy" if ytr.ndim == 2 else "RMSE"
+    info, times = {"metric": metric}, {}
+
+    t0 = time.perf_counter()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", linalg.FeatureSaturationWarning)
+        post = predict.Posterior(net, xtr, ytr, mode="ntk", diag_reg=DIAG_REG,
+                                 solver=linalg.FeatureSolver(case["m"]))
+    info["features"] = _score(np.asarray(post.predict(xte)), yte)
+    times["features"] = time.perf_counter() - t0
+    d_features = int(post.factor.gram.shape[0])
+    info["effective_dim"] = post.factor.effective_dim
+    info["saturated"] = any(issubclass(w.category, linalg.FeatureSaturationWarning)
+                            for w in caught)
+    del post
+
+    t0 = time.perf_counter()
+    ny = Nystroem(gamma=1.0 / xtr.shape[1], n_components=d_features, random_state=0)
+    z = ny.fit_transform(xtr)
+    if len(z) > 100000:  # RidgeCV's SVD would copy the N x D features: alpha from a subset
+        alpha = RidgeCV(alphas=np.logspace(-3, 2, 6)).fit(z[:20000], ytr[:20000]).alpha_
+        ridge = Ridge(alpha=alpha, solver="cholesky").fit(z, ytr)
+    else:
+        ridge = RidgeCV(alphas=np.logspace(-3, 2, 6)).fit(z, ytr)
+    info["nystroem"] = _score(ridge.predict(ny.transform(xte)), yte)
+    times["nystroem"] = time.perf_counter() - t0
+    del z
+
+    if case["exact"]:
+        t0 = time.perf_counter()
+        kfn = batching.batch(net.kernel, 2048)
+        post = predict.gp_inference(kfn(xtr, None, get="ntk"), ytr, diag_reg=DIAG_REG)
+        info["exact"] = _score(np.asarray(post.predict(kfn(xte, xtr, get="ntk"))), yte)
+        times["exact"] = time.perf_counter() - t0
+        del post
+        t0 = time.perf_counter()
+        post = predict.cg_inference(net.kernel, xtr, ytr, get="ntk", diag_reg=DIAG_REG,
+                                    tol=1e-3, max_iter=500, rank=1024)
+        info["cg"] = _score(np.asarray(post.predict(xte)), yte)
+        times["cg"] = time.perf_counter() - t0
+    info["times"] = times
+    parts = [f"{k} {info[k]:.4f} in {times[k]:.1f} s" for k in
+             ("features", "exact", "cg", "nystroem") if k in info]
+    info["note"] = (f"N={len(xtr)}, test {metric}: " + "; ".join(parts)
+                    + f"; D={d_features}, effective dim {info['effective_dim']:.0f}"
+                    + (" (saturated)" if info["saturated"] else ""))
+    return timing_row(case["id"], None, [times["features"]], **info)
+
+
+if __name__ == "__main__":
+    main("features", all_cases, run_case, __file__, __doc__)
