@@ -1,10 +1,13 @@
 #!/usr/bin/env python
-"""Random-feature regression against the exact solve, CG, and scikit-learn's Nystroem + ridge.
+"""Random-feature and Nystrom regression against the exact solve, CG, and scikit-learn's
+Nystroem + ridge.
 
 neural-tangents has no counterpart (no random features), so every comparison is inside one
 case's process. FC NTK of one hidden ReLU layer (W_std=1.5, b_std=0.05) as in the scale suite,
 mode 'ntk' at t=inf, diag_reg=1e-2 relative, float32, `FeatureSolver(n_features=m)` (NTK
-features of width D = 2m + 1). Each case also fits scikit-learn's `Nystroem` (RBF, gamma =
+features of width D = 2m + 1) and `FeatureSolver(m, kind='nystrom')` (`solver='nystrom'`:
+the exact NTK on m landmark rows, D = m). Each case also fits scikit-learn's `Nystroem` (RBF,
+gamma =
 1/d, D components on the same rows) + `RidgeCV` (alphas 1e-3..1e2; above 100,000 rows the
 alpha RidgeCV picks on the first 20,000, then `Ridge` on all), the usual choice for kernel
 regression at this size. Times are end to end (features or kernels, solve, test means).
@@ -107,6 +110,14 @@ def run_case(case, repeats):
     del post
 
     t0 = time.perf_counter()
+    post = predict.Posterior(net, xtr, ytr, mode="ntk", diag_reg=DIAG_REG,
+                             solver=linalg.FeatureSolver(case["m"], kind="nystrom"))
+    info["nystrom"] = _score(np.asarray(post.predict(xte)), yte)
+    times["nystrom"] = time.perf_counter() - t0
+    info["nystrom_effective_dim"] = post.factor.effective_dim
+    del post
+
+    t0 = time.perf_counter()
     ny = Nystroem(gamma=1.0 / xtr.shape[1], n_components=d_features, random_state=0)
     z = ny.fit_transform(xtr)
     if len(z) > 100000:  # RidgeCV's SVD would copy the N x D features: alpha from a subset
@@ -134,8 +145,10 @@ def run_case(case, repeats):
     parts = [f"{k} {info[k]:.4f} in {times[k]:.1f} s" for k in
              ("features", "exact", "cg", "nystroem") if k in info]
     info["note"] = (f"N={len(xtr)}, test {metric}: " + "; ".join(parts)
-                    + f"; D={d_features}, effective dim {info['effective_dim']:.0f}"
-                    + (" (saturated)" if info["saturated"] else ""))
+                    + f"; random features D={d_features}, effective dim "
+                    f"{info['effective_dim']:.0f}" + (" (saturated)" if info["saturated"] else "")
+                    + f"; Nystrom D={case['m']}, effective dim "
+                    f"{info['nystrom_effective_dim']:.0f}")
     return timing_row(case["id"], None, [times["features"]], **info)
 
 

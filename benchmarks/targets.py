@@ -215,6 +215,12 @@ TARGETS = [
     ("features", "regression on 2048 NTK random features vs the exact solve, diamonds "
      "(N=20,000): test RMSE ratio", key_ratio("rf_diamonds_N20000_f32", "features", "exact"),
      (LE, 1.02)),
+    ("features", "regression on Nystrom features of the exact NTK (2048 landmarks) vs the exact "
+     "solve, diamonds (N=20,000): test RMSE ratio", key_ratio("rf_diamonds_N20000_f32",
+                                                              "nystrom", "exact"), (LE, 1.02)),
+    ("features", "regression on Nystrom features (2048 landmarks) vs the exact solve, 8-d "
+     "synthetic sine (N=20,000): test RMSE ratio", key_ratio("rf_synth_N20000_f32", "nystrom",
+                                                             "exact"), (LE, 1.02)),
     ("features", "regression on 2048 NTK random features vs the exact solve, 8-d synthetic "
      "sine (N=20,000): test RMSE ratio", key_ratio("rf_synth_N20000_f32", "features",
                                                    "exact"), (LE, 1.02)),

@@ -7,9 +7,13 @@ regression on millions of rows costs time linear in the rows::
     phi = features.FeatureMap(net, n_features=2048, key=0)   # get='ntk'
     k_approx = phi(x1) @ phi(x2).T
 
-Regression and posteriors on them: ``predict.Posterior(net, x, y, solver='features')``
-(`ntkgp.linalg.FeatureSolver`) and the estimators' ``solver='features'``.
+`NystromMap` gives features of the exact kernel on landmark rows instead (any architecture;
+data-adaptive). Regression and posteriors on either: ``predict.Posterior(net, x, y,
+solver='features')`` or ``solver='nystrom'`` (`ntkgp.linalg.FeatureSolver`), the estimators'
+``solver=`` and ``ntkgp fit --solver``.
 """
 
+from ntkgp._src.features.feature_map import BaseFeatureMap as BaseFeatureMap
 from ntkgp._src.features.feature_map import FeatureMap as FeatureMap
+from ntkgp._src.features.nystrom import NystromMap as NystromMap
 from ntkgp._src.features.rules import Feats as Feats

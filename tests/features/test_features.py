@@ -71,18 +71,24 @@ def _feature_kernels(phi, x, xt):
     return {g: np.asarray(getattr(f, g), np.float64) for g in ("nngp", "ntk")}
 
 
+CNN = nn.serial(nn.Conv(8, (3, 3), padding="SAME"), nn.Relu(), nn.Flatten(), nn.Dense(1))
+
+
 @pytest.mark.filterwarnings("ignore::ntkgp.linalg.FeatureSaturationWarning")
-@pytest.mark.parametrize("mode", ["nngp", "ntk", "ntkgp"])
-def test_posterior_on_features_is_the_exact_posterior_of_the_feature_kernel(mode):
-    net = NETS["relu2"]
-    x = RNG.normal(size=(60, 5)).astype(DTYPE)
-    y = np.sin(x[:, :2]).astype(DTYPE)
-    xt = RNG.normal(size=(7, 5)).astype(DTYPE)
-    solver = linalg.FeatureSolver(n_features=48, seed=1)
+@pytest.mark.parametrize("mode,kind", [("nngp", "random"), ("ntk", "random"),
+                                       ("ntkgp", "random"), ("ntk", "nystrom")])
+def test_posterior_on_features_is_the_exact_posterior_of_the_feature_kernel(mode, kind):
+    net = NETS["relu2"] if kind == "random" else CNN
+    shape = (5,) if kind == "random" else (4, 4, 2)  # Nystrom: any network, images too
+    x = RNG.normal(size=(60, *shape)).astype(DTYPE)
+    y = np.sin(x.reshape(60, -1)[:, :2]).astype(DTYPE)
+    xt = RNG.normal(size=(7, *shape)).astype(DTYPE)
+    solver = linalg.FeatureSolver(n_features=48, seed=1, kind=kind)
     post = predict.Posterior(net, x, y, mode=mode, solver=solver, diag_reg=1e-2)
+    assert post.solve_result.solver == solver.name
     mean, cov = post.predict(xt, return_cov=True)
     _, var = post.predict(xt, return_var=True)
-    f = _feature_kernels(solver.feature_map(net), x, xt)
+    f = _feature_kernels(post.factor.feature_map, x, xt)
     n = len(x)
     k = {g: a @ a.T for g, a in f.items()}
     ref = predict.Posterior.from_kernels({g: v[:n, :n] for g, v in k.items()}, y, mode=mode,
@@ -99,10 +105,24 @@ def test_posterior_on_features_is_the_exact_posterior_of_the_feature_kernel(mode
     np.testing.assert_allclose(var, np.diagonal(ref_cov), atol=tol * scale)
     assert abs(float(post.log_marginal_likelihood()) - float(ref.log_marginal_likelihood())) \
         < tol * abs(float(ref.log_marginal_likelihood())) + (1e-6 if X64 else 0.05)
-    assert post.solve_result.solver == "features" and post.solve_result.converged
+    assert post.solve_result.converged
     again = post.with_targets(2 * y)
     np.testing.assert_allclose(again.predict(xt), 2 * np.asarray(mean),
                                atol=tol * np.max(np.abs(ref_mean)) * 2)
+
+
+def test_nystrom_features_are_the_kernel_projected_on_the_landmarks():
+    x = RNG.normal(size=(40, 4, 4, 2)).astype(DTYPE)
+    phi = features.NystromMap.from_rows(CNN, x, 25, key=2)
+    exact = np.asarray(CNN.kernel(x, None, "ntk"), np.float64)
+    approx = np.asarray(phi.kernel(x), np.float64)
+    rows = [i for i in range(40) if any(np.array_equal(x[i], m) for m in phi.landmarks)]
+    assert len(rows) == 25 and phi.n_features <= 25
+    tol = (1e-8 if X64 else 2e-3) * np.max(np.abs(exact))
+    np.testing.assert_allclose(approx[np.ix_(rows, rows)], exact[np.ix_(rows, rows)], atol=tol)
+    assert np.min(np.linalg.eigvalsh(exact - approx)) > -tol  # never above the kernel
+    every = features.NystromMap.from_rows(CNN, x[:20], 25)  # all rows are landmarks: exact
+    np.testing.assert_allclose(every.kernel(x[:20]), exact[:20, :20], atol=tol)
 
 
 def test_saturated_features_are_said_and_measured():
@@ -181,6 +201,10 @@ def test_estimators_solve_on_random_features_and_save_them(tmp_path):
     back = load_model(tmp_path / "m.npz")
     assert back.solver_ == "features"
     np.testing.assert_allclose(back.predict(x[300:]), mean, rtol=1e-5)
+    nys = NTKRegressor(solver="nystrom", n_features=200, **kw).fit(x[:300], y[:300])
+    assert nys.solver_ == "nystrom"
+    err_nys = np.sqrt(np.mean((nys.predict(x[300:]) - y[300:]) ** 2))
+    assert abs(err_nys / err[0] - 1) < 0.05, (err_nys, err[0])
     nngp = NNGPRegressor(solver="features", n_features=256, **kw).fit(x[:300], y[:300])
     assert np.isfinite(nngp.score(x[300:], y[300:]))
     with pytest.raises(ValueError, match="solver='features' predicts"):

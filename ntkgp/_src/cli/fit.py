@@ -88,9 +88,11 @@ def cmd_fit(args) -> int:
         print(f"  hyperparameters: {hp} (fitted on {min(len(x), fitted.max_fit_samples)} "
               f"rows); solved by conjugate gradients: {solved.iterations} iterations, "
               f"relative residual {solved.residual:.1e}")
-    elif solved.solver == "features":
+    elif solved.solver in ("features", "nystrom"):
+        what = ("random features per layer" if solved.solver == "features" else
+                "Nystrom landmarks")
         print(f"  hyperparameters: {hp} (fitted on {min(len(x), fitted.max_fit_samples)} "
-              f"rows); solved on {args.n_features} random features per layer")
+              f"rows); solved on {args.n_features} {what}")
     else:
         print(f"  hyperparameters: {hp}; log marginal likelihood "
               f"{fitted.log_marginal_likelihood_value_:.4g}")
@@ -162,12 +164,14 @@ def add_parsers(sub):
     f.add_argument("--no-fit", action="store_true",
                    help="keep W_std/b_std/diag_reg at their defaults (no marginal-likelihood fit)")
     f.add_argument("--restarts", type=int, default=0, help="random restarts of the fit")
-    f.add_argument("--solver", choices=("auto", "cholesky", "cg", "features"), default="auto",
+    f.add_argument("--solver", choices=("auto", "cholesky", "cg", "features", "nystrom"),
+                   default="auto",
                    help="exact factorization; conjugate gradients on kernel tiles (memory "
-                   "O(N)); or regression on random features of the network (time O(N D^2), "
-                   "for millions of rows); auto: cg above 20000 rows")
+                   "O(N)); or regression on random or Nystrom features of the network (time "
+                   "O(N D^2), for millions of rows); auto: cg above 20000 rows")
     f.add_argument("--n-features", type=int, default=2048,
-                   help="random directions per activation layer with --solver features")
+                   help="random directions per activation layer (--solver features) or "
+                   "landmarks (--solver nystrom)")
     f.add_argument("--seed", type=int, default=0)
     f.add_argument("--force", action="store_true", help="replace an existing --out file")
     f.set_defaults(func=cmd_fit)

@@ -226,8 +226,9 @@ class NeuralKernelEstimator(BaseEstimator):
         self.X_train_ = X
         # a saved model's solution is where an iterative solver starts
         solver = solver or self._pick_solver(X.shape[0])
-        features = solver == "features"
-        solver = FeatureSolver(int(self.n_features), _seed(self.random_state)) if features \
+        features = solver in ("features", "nystrom")
+        solver = FeatureSolver(int(self.n_features), _seed(self.random_state),
+                               "random" if solver == "features" else "nystrom") if features \
             else as_solver(solver, X.shape[0]).starting_from(alpha)
         self.solver_ = solver.name
         if not solver.dense:  # a matrix-free solve never checks the whole kernel
@@ -244,11 +245,12 @@ class NeuralKernelEstimator(BaseEstimator):
     def _pick_solver(self, n):
         """'cholesky', 'eigh' (a finite training time) or 'cg' for ``n`` training rows (see
         ``solver``); says when it switches to 'cg'."""
-        checks.check_choice(self.solver, "solver", ("auto", "cholesky", "cg", "features"))
-        if self.solver == "features":
+        checks.check_choice(self.solver, "solver",
+                            ("auto", "cholesky", "cg", "features", "nystrom"))
+        if self.solver in ("features", "nystrom"):
             checks.check_int(self.n_features, "n_features", 1)
         finite_t = self.t is not None and np.isfinite(self.t)
-        if self.solver in ("cg", "features") and finite_t:
+        if self.solver in ("cg", "features", "nystrom") and finite_t:
             raise ValueError(f"solver={self.solver!r} predicts the network trained to "
                              f"convergence (t=None or inf) only; got t={self.t!r}. Use "
                              "solver='cholesky' for a finite training time.")

@@ -143,7 +143,8 @@ class SavedModel:
         version: the ntkgp version that saved it.
         arrays: the checked arrays.
         extra: small fitted values (whether the targets were 1-D).
-        solver: ``'cholesky'``, ``'eigh'``, ``'cg'`` or ``'features'``, the solver it used.
+        solver: ``'cholesky'``, ``'eigh'``, ``'cg'``, ``'features'`` or ``'nystrom'``, the solver it
+            used.
     """
 
     path: str
@@ -292,7 +293,7 @@ def _check(path, meta, files) -> SavedModel:
     if not isinstance(info, dict) or not isinstance(extra, dict):
         _fail(path, "its info is not a JSON object")
     solver = meta.get("solver")
-    if solver not in ("cholesky", "eigh", "cg", "features") or \
+    if solver not in ("cholesky", "eigh", "cg", "features", "nystrom") or \
             (solver == "cg") != ("alpha" in files):
         _fail(path, f"unknown solver {solver!r}")
     return SavedModel(path, name, params, hp, x.dtype.name, info, str(meta.get("version")),

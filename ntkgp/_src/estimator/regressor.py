@@ -41,9 +41,12 @@ ARGS_DOC = r"""
             ``n_features`` random features of the network (`ntkgp.features.FeatureMap`; time
             :math:`O(N D^2)`, memory :math:`O(D^2)`, for millions of rows; NTK
             parameterization; hyperparameters still fitted on the exact kernel of
-            ``max_fit_samples`` rows). A finite ``t`` is always solved by eigendecomposition.
-        n_features: random directions per activation layer for ``solver='features'``
-            (drawn with ``random_state`` when it is an integer, else seed 0).
+            ``max_fit_samples`` rows); or ``'nystrom'``: the same on Nyström features of the
+            exact kernel on ``n_features`` landmark rows (`ntkgp.features.NystromMap`; any
+            architecture). A finite ``t`` is always solved by eigendecomposition.
+        n_features: random directions per activation layer for ``solver='features'``, or
+            landmarks for ``'nystrom'`` (drawn with ``random_state`` when it is an integer,
+            else seed 0).
         random_state: seed or ``RandomState`` for the subset and the restarts.
 """
 
@@ -60,7 +63,7 @@ _REG_ATTRS = """
         log_marginal_likelihood_value_: at ``theta_``.
         posterior_: the `ntkgp.predict.Posterior` of the training kernel at the fitted
             hyperparameters (mode ``mode``), which makes every prediction.
-        solver_: ``'cholesky'``, ``'eigh'``, ``'cg'`` or ``'features'``, the solver used.
+        solver_: ``'cholesky'``, ``'eigh'``, ``'cg'``, ``'features'`` or ``'nystrom'``.
             With ``'cg'``, ``log_marginal_likelihood_value_`` is NaN (no log-determinant is
             computed).
         kernel_: the kernel function of the fitted architecture.

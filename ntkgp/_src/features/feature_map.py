@@ -38,7 +38,69 @@ def _features(x, key, draws, net, width, compute_ntk):
                      rules.Draws(width, replay=draws))
 
 
-class FeatureMap:
+class BaseFeatureMap:
+    """What every feature map offers: ``phi(x)``, `features`, `kernel` and `chunks` over
+    blocks of rows; subclasses give `_check`, `_prepare` (once per kind of input) and `_block`
+    (the features of one padded block)."""
+
+    get = "ntk"
+    desc = "features"
+
+    def _check(self, x):
+        x, _ = checks.check_inputs(x, None, ndim=2)
+        return x
+
+    def _prepare(self, x, compute_ntk):
+        return None
+
+    def _block(self, block, state, compute_ntk) -> rules.Feats:
+        raise NotImplementedError
+
+    def features(self, x, compute_ntk: Optional[bool] = None) -> rules.Feats:
+        """Both feature arrays of ``x`` ``(N, ...)``: ``Feats(nngp (N, D), ntk (N, D'))``
+        (``ntk`` is ``None`` unless ``compute_ntk``, by default when ``get='ntk'``)."""
+        x = self._check(x)
+        ntk = self.get == "ntk" if compute_ntk is None else bool(compute_ntk)
+        parts = [f for _, _, f in self.chunks(x, ntk, progress=False)]
+        if len(parts) == 1:
+            return parts[0]
+        return rules.Feats(jnp.concatenate([p.nngp for p in parts]),
+                           None if not ntk else jnp.concatenate([p.ntk for p in parts]))
+
+    def __call__(self, x) -> jax.Array:
+        """``phi(x)``: the features of the kernel ``get``, shape ``(N, D)``."""
+        f = self.features(x)
+        return f.ntk if self.get == "ntk" else f.nngp
+
+    def kernel(self, x1, x2=None) -> jax.Array:
+        r"""The kernel the features define: :math:`\phi(x_1)\phi(x_2)^\top`, ``(N1, N2)``."""
+        a = self(x1)
+        return a @ (a if x2 is None else self(x2)).T
+
+    def chunks(self, x, compute_ntk: bool, progress: Optional[bool] = None,
+               rows: int = ROWS) -> Iterator[Tuple[int, int, rules.Feats]]:
+        """``(start, stop, Feats)`` for consecutive blocks of at most ``rows`` rows of ``x``
+        (checked), each computed by one compiled program (the last block padded); a progress
+        bar for more than 8 blocks unless ``progress=False``."""
+        n = x.shape[0]
+        size = min(rows, n)
+        starts = range(0, n, size)
+        bar = progress_bar(starts, total=len(starts), desc=self.desc,
+                           enabled=progress if progress is not None else len(starts) > 8)
+        state = self._prepare(x, compute_ntk)
+        for a in bar:
+            b = min(a + size, n)
+            block = jnp.asarray(x[a:b])
+            if b - a < size:
+                block = jnp.concatenate([block, jnp.zeros((size - (b - a),) + x.shape[1:],
+                                                          block.dtype)])
+            f = self._block(block, state, bool(compute_ntk))
+            if b - a < size:
+                f = rules.Feats(f.nngp[:b - a], None if f.ntk is None else f.ntk[:b - a])
+            yield a, b, f
+
+
+class FeatureMap(BaseFeatureMap):
     r"""Random features of the NNGP or NTK of a network.
 
     ``phi = FeatureMap(net, n_features, key)`` is a function: ``phi(x)`` of shape ``(N, D)``,
@@ -75,36 +137,12 @@ class FeatureMap:
         if isinstance(key, (int, np.integer)) and not isinstance(key, bool):
             key = jax.random.PRNGKey(int(key))
         self.net, self.key, self.get = net, key, get
+        self.desc = "random features"
         self._draws = {}  # (d, dtype, compute_ntk) -> the Gaussian matrices, drawn once
 
     def __repr__(self):
         return (f"FeatureMap({self.net.name}, n_features={self.n_features}, "
                 f"get={self.get!r})")
-
-    def _check(self, x):
-        x, _ = checks.check_inputs(x, None, ndim=2)
-        return x
-
-    def features(self, x, compute_ntk: Optional[bool] = None) -> rules.Feats:
-        """Both feature arrays of ``x`` ``(N, d)``: ``Feats(nngp (N, D), ntk (N, D'))``
-        (``ntk`` is ``None`` unless ``compute_ntk``, by default when ``get='ntk'``)."""
-        x = self._check(x)
-        ntk = self.get == "ntk" if compute_ntk is None else bool(compute_ntk)
-        parts = [f for _, _, f in self.chunks(x, ntk, progress=False)]
-        if len(parts) == 1:
-            return parts[0]
-        return rules.Feats(jnp.concatenate([p.nngp for p in parts]),
-                           None if not ntk else jnp.concatenate([p.ntk for p in parts]))
-
-    def __call__(self, x) -> jax.Array:
-        """``phi(x)``: the features of the kernel ``get``, shape ``(N, D)``."""
-        f = self.features(x)
-        return f.ntk if self.get == "ntk" else f.nngp
-
-    def kernel(self, x1, x2=None) -> jax.Array:
-        r"""The kernel the features define: :math:`\phi(x_1)\phi(x_2)^\top`, ``(N1, N2)``."""
-        a = self(x1)
-        return a @ (a if x2 is None else self(x2)).T
 
     def _matrices(self, x, compute_ntk):
         """The random matrices for inputs like ``x``, drawn on first use (then reused: no
@@ -115,25 +153,8 @@ class FeatureMap:
                                      self.net, self.n_features, bool(compute_ntk))
         return self._draws[sig]
 
-    def chunks(self, x, compute_ntk: bool, progress: Optional[bool] = None,
-               rows: int = ROWS) -> Iterator[Tuple[int, int, rules.Feats]]:
-        """``(start, stop, Feats)`` for consecutive blocks of at most ``rows`` rows of ``x``
-        (checked ``(N, d)``), each computed by one compiled program (the last block padded);
-        a progress bar for more than 8 blocks unless ``progress=False``."""
-        n = x.shape[0]
-        size = min(rows, n)
-        starts = range(0, n, size)
-        bar = progress_bar(starts, total=len(starts), desc="random features",
-                           enabled=progress if progress is not None else len(starts) > 8)
-        draws = self._matrices(x, compute_ntk)
-        for a in bar:
-            b = min(a + size, n)
-            block = x[a:b]
-            if b - a < size:
-                block = jnp.concatenate([block, jnp.zeros((size - (b - a),) + x.shape[1:],
-                                                          x.dtype)])
-            f = _features(jnp.asarray(block), self.key, draws, self.net, self.n_features,
-                          bool(compute_ntk))
-            if b - a < size:
-                f = rules.Feats(f.nngp[:b - a], None if f.ntk is None else f.ntk[:b - a])
-            yield a, b, f
+    def _prepare(self, x, compute_ntk):
+        return self._matrices(x, compute_ntk)
+
+    def _block(self, block, state, compute_ntk):
+        return _features(block, self.key, state, self.net, self.n_features, compute_ntk)

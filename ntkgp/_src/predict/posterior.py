@@ -47,8 +47,8 @@ class Posterior:
         y_train: targets ``(N,)`` or ``(N, K)``.
         mode: ``'nngp'``, ``'ntk'`` or ``'ntkgp'`` (see the module docs).
         solver: ``'auto'`` (Cholesky up to 20,000 points, conjugate gradients beyond),
-            ``'cholesky'``, ``'eigh'`` (finite times), ``'cg'``, ``'features'`` (random
-            features of ``kernel_fn``, a network; N in the millions), or a solver object
+            ``'cholesky'``, ``'eigh'`` (finite times), ``'cg'``, ``'features'`` / ``'nystrom'``
+            (random / Nyström features of ``kernel_fn``; N in the millions), or a solver object
             (`ntkgp.linalg.CholeskySolver`, `EigenSolver`, `CGSolver`, `FeatureSolver`).
         diag_reg: :math:`\lambda \ge 0` on the diagonal of ``D``, times its mean diagonal
             unless ``diag_reg_absolute_scale``. For ``'nngp'``/``'ntkgp'`` it is the noise
@@ -94,7 +94,7 @@ class Posterior:
             sym = bool(getattr(k, "x1_is_x2", False))
             ops = {g: DenseKernelOperator(kernel_part(k, g, "kernel_fn(x_train, None)"), sym,
                                           g.upper()) for g in kinds}
-        elif solver.name == "features":
+        elif solver.name in ("features", "nystrom"):
             ops = solver.operators(kernel_fn, x_train, kinds)
         else:
             bars = getattr(solver, "progress", None)

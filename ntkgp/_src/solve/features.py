@@ -24,6 +24,7 @@ import scipy.linalg
 
 from ntkgp._src import checks
 from ntkgp._src.features.feature_map import FeatureMap
+from ntkgp._src.features.nystrom import NystromMap
 from ntkgp._src.solve import linalg
 from ntkgp._src.solve.operators import KernelOperator
 from ntkgp._src.solve.result import SolveResult
@@ -85,45 +86,60 @@ def _block_sums(phi, psi, y):
 
 @dataclasses.dataclass(frozen=True)
 class FeatureSolver(Solver):
-    """Regression on ``n_features`` random features of the network (`FeatureMap`): time
+    """Regression on ``n_features`` features of the network: random features (`FeatureMap`,
+    ``kind='random'``, solver name ``'features'``) or Nyström features of its exact kernel on
+    ``n_features`` landmark rows (`NystromMap`, ``kind='nystrom'``, solver ``'nystrom'``): time
     :math:`O(N D^2)`, memory :math:`O(D^2)`, for ``N`` in the millions. Predicts the network
     trained to convergence (:math:`t=\\infty`), with means, variances and covariances.
 
     Args:
         n_features: random directions per activation layer (``D`` is about twice that for
-            the NTK, once for the NNGP).
-        seed: the features' random key (the same seed, the same kernel).
+            the NTK, once for the NNGP), or the number of landmarks (``D``) for Nyström.
+        seed: the features' random key or the landmarks' draw (same seed, same kernel).
+        kind: ``'random'`` or ``'nystrom'``.
         jitter: as `CholeskySolver` (for the ``D x D`` system).
         progress: progress bars over blocks of rows (default: above 8 blocks).
     """
 
     n_features: int = 2048
     seed: int = 0
+    kind: str = "random"
     jitter: Optional[float] = None
     progress: Optional[bool] = None
-    name = "features"
     finite_time = False
     dense = False
+
+    def __post_init__(self):
+        checks.check_choice(self.kind, "kind", ("random", "nystrom"))
+        checks.check_positive_int(self.n_features, "n_features")
+
+    @property
+    def name(self):
+        """``'features'`` (random features) or ``'nystrom'``."""
+        return "features" if self.kind == "random" else "nystrom"
 
     def starting_from(self, x0):
         return self
 
-    def feature_map(self, net) -> FeatureMap:
+    def feature_map(self, net, x=None):
+        """The feature map of ``net`` (Nyström: with landmarks drawn from the rows ``x``)."""
+        if self.kind == "nystrom":
+            return NystromMap.from_rows(net, x, self.n_features, self.seed)
         return FeatureMap(net, self.n_features, self.seed)
 
     def operators(self, net, x, kinds):
         """`FeatureKernelOperator` of each kernel in ``kinds``, on one shared feature map."""
-        fmap = self.feature_map(net)
+        fmap = self.feature_map(net, x)
         return {g: FeatureKernelOperator(fmap, x, g) for g in kinds}
 
     def factor(self, op, diag_reg=0.0, absolute=False, name="kernel"):
         if not isinstance(op, FeatureKernelOperator):
-            raise ValueError("solver='features' needs a network to draw features from: build "
-                             "the posterior with `Posterior(net, x_train, y_train, "
-                             "solver='features')`, not from kernel matrices.")
+            raise ValueError(f"solver={self.name!r} needs a network to draw features from: "
+                             "build the posterior with `Posterior(net, x_train, y_train, "
+                             f"solver={self.name!r})`, not from kernel matrices.")
         checks.check_nonneg(diag_reg, "diag_reg")
         if not float(diag_reg) > 0:
-            raise ValueError("solver='features' needs diag_reg > 0: the kernel of D random "
+            raise ValueError(f"solver={self.name!r} needs diag_reg > 0: the kernel of D "
                              "features has rank at most D, so without noise the training "
                              "system is singular. Pass e.g. diag_reg=1e-3.")
         return FeatureFactor(op, float(diag_reg), bool(absolute), self)
@@ -167,9 +183,11 @@ class FeatureFactor:
         self.chol, self.added, self.jitter, self.attempts = _host_cholesky(gram, noise)
         self.effective_dim = _effective_dim(self.chol, float(self.added))
         d = gram.shape[0]
-        if self.effective_dim > SATURATED * d:
+        # Nystrom on every row is the exact kernel: nothing to saturate
+        exact = len(getattr(self.feature_map, "landmarks", ())) >= n
+        if self.effective_dim > SATURATED * d and not exact:
             warnings.warn(
-                f"The {d} random features are saturated: the data use {self.effective_dim:.0f} "
+                f"The {d} features are saturated: the data use {self.effective_dim:.0f} "
                 f"effective dimensions of them (sum of mu/(mu + noise) over the Gram's "
                 f"eigenvalues mu), more than {SATURATED:.0%}. The exact kernel then likely "
                 "has more dimensions above the noise than the features can carry, and "
@@ -193,7 +211,7 @@ class FeatureFactor:
         return scipy.linalg.cho_solve((self.chol, True), b)
 
     def result(self) -> SolveResult:
-        return SolveResult("features", converged=bool(np.all(np.isfinite(self.weights))),
+        return SolveResult(self.solver.name, converged=bool(np.all(np.isfinite(self.weights))),
                            iterations=self.attempts, jitter=self.jitter)
 
     def log_marginal_likelihood(self):

@@ -38,7 +38,7 @@ from ntkgp._src.solve.cg import cg_solve
 from ntkgp._src.solve.operators import KernelOperator
 from ntkgp._src.solve.result import SolveResult
 
-SOLVERS = ("auto", "cholesky", "eigh", "cg", "features")
+SOLVERS = ("auto", "cholesky", "eigh", "cg", "features", "nystrom")
 
 
 class Solver:
@@ -176,7 +176,7 @@ def as_solver(solver: Union[str, Solver], n: int) -> Solver:
     checks.check_choice(solver, "solver", SOLVERS)
     if solver == "auto":
         solver = "cg" if n > tiles.DENSE_MAX_N else "cholesky"
-    if solver == "features":
+    if solver in ("features", "nystrom"):
         from ntkgp._src.solve.features import FeatureSolver  # it builds on this module
-        return FeatureSolver()
+        return FeatureSolver(kind="random" if solver == "features" else "nystrom")
     return {"cholesky": CholeskySolver, "eigh": EigenSolver, "cg": CGSolver}[solver]()
