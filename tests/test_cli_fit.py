@@ -54,7 +54,6 @@ def test_fit_and_predict_regression(regression_csv, capsys):
 
 
 @pytest.mark.parametrize("solver,says", [("cg", "solved by conjugate gradients:"),
-                                         ("features", "solved on 128 random features"),
                                          ("nystrom", "solved on 128 Nystrom landmarks")])
 def test_fit_with_a_matrix_free_solver_saves_a_model_that_predicts(regression_csv, capsys,
                                                                    solver, says):

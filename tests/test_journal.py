@@ -9,7 +9,7 @@ import pytest
 from ntkgp import experiments
 from ntkgp._src.experiments import sgd_runs
 from ntkgp._src.experiments.journal import Journal, JournalError
-from tests.conftest import ONLY_X32_PASS, ONLY_X64_PASS
+from tests.conftest import ONLY_X64_PASS
 
 
 @ONLY_X64_PASS  # files only
@@ -35,7 +35,7 @@ def test_round_trip_tampering_and_a_cut_last_line(tmp_path):
         book.read()
 
 
-@ONLY_X32_PASS
+@ONLY_X64_PASS
 def test_an_interrupted_sampling_resumes_to_the_same_functions(tmp_path, monkeypatch):
     p = experiments.boolean_problem(4, "and_or", n_train=10, seed=0)
     net = experiments.default_net(16)

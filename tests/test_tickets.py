@@ -47,6 +47,7 @@ def test_random_mask_density():
     assert abs(float(m["W"].mean()) - 0.2) < 0.01 and float(m["b"].min()) == 1.0
 
 
+@ONLY_X64_PASS  # logic, not rounding: one pass
 def test_nothing_pruned_gives_the_dense_net_back():
     """With a sparsity too small to remove a weight, each ticket is the dense network trained
     again from the same start: the plumbing of rewinding and retraining, exactly."""
