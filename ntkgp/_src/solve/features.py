@@ -55,10 +55,10 @@ class FeatureKernelOperator(KernelOperator):
             yield a, b, np.asarray(getattr(f, self.get), np.float64)
 
     def matmat(self, v):
+        # two passes, each holding one block of features (never all N x D of them)
         v = np.asarray(v, np.float64)
-        parts = [(a, b, phi) for a, b, phi in self._blocks()]
-        t = sum(phi.T @ v[a:b] for a, b, phi in parts)
-        return np.concatenate([phi @ t for _, _, phi in parts])
+        t = sum(phi.T @ v[a:b] for a, b, phi in self._blocks())
+        return np.concatenate([phi @ t for _, _, phi in self._blocks()])
 
     def _compute_diagonal(self):
         return np.concatenate([np.sum(phi ** 2, axis=1) for _, _, phi in self._blocks()])
