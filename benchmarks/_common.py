@@ -63,8 +63,10 @@ SUITES = {
          "its measured float32 matmul peak) plus one write of the outputs", r".")]),
     "activations": ("activations.py", [
         ("Closed-form activation kernels, `kernel(x, x)` (NNGP + NTK): 3 x [Dense(512, 1.5, "
-         "0.05) + activation] + Dense(1), N=4000, d=784, float32; `relu` is the baseline of "
-         "the time-vs-ReLU targets", r".")]),
+         "0.05) + activation] + Dense(1), N=4000, d=784; `relu` is the baseline of the "
+         "time-vs-ReLU targets; `limit` = the input Gram at this machine's measured matmul "
+         "rate plus one read and write of both kernels per layer at its memory bandwidth",
+         r".")]),
     "graphs": ("graphs.py", [
         ("Graph network kernels, `kernel(x, x, pattern=(A, A))` (NNGP + NTK): 2 x [Aggregate + "
          "Dense(512) + Relu] + GlobalAvgPool + Dense(1), 200 graphs of 24 nodes, 16 features, "

@@ -1,6 +1,6 @@
 #!/usr/bin/env python
-"""Closed-form activation kernels: each against ReLU's (ntkgp, same session) and against
-neural-tangents 0.6.5's kernel of the same network.
+"""Closed-form activation kernels: each against ReLU's (ntkgp, same session), against
+neural-tangents 0.6.5's kernel of the same network, and against this machine's limit.
 
 Cases (each in its own subprocess, neural-tangents first; this script is also the
 neural-tangents side, run in its reference venv with `--backend nt`):
@@ -8,6 +8,13 @@ neural-tangents side, run in its reference venv with `--backend nt`):
                          times, + Dense(1) on x of shape (4000, 784), float32 (inputs scaled
                          to unit mean square so that Exp and Gaussian stay finite); `relu` is
                          the baseline of the "vs ReLU" targets
+  act_<name>_N4000_f64   the same in float64 (relu, erf, gelu: the arc-sine/arc-cosine kernels)
+
+The "limit" of a case: the input Gram matrix (2 N^2 d flops) at this machine's matmul rate in
+the case's dtype, plus one read and one write of the NNGP and NTK matrices per layer at its
+measured memory bandwidth (both measured in the same process; `_limits.py`). The elementwise
+work per entry (a polynomial, a square root) comes on top of it and is what differs between
+activations.
 
 Usage:
   python benchmarks/activations.py [--cases REGEX] [--repeats 3] [--no-nt]
@@ -19,7 +26,9 @@ import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import _common  # noqa: E402
 from _common import kernel_row, main  # noqa: E402
+from _limits import copy_gbps, matmul_gflops  # noqa: E402
 
 N, D, DEPTH = 4000, 784, 3
 
@@ -34,12 +43,17 @@ ACTIVATIONS = {
     "monomial3": ("Monomial", dict(degree=3)), "hermite3": ("Hermite", dict(degree=3)),
     "rectified_monomial2": ("RectifiedMonomial", dict(degree=2)),
     "elementwise_closed_form": ("Elementwise", "erf"),
+    "erf": ("Erf", dict(a=1.1, b=0.9, c=0.1)), "gelu": ("Gelu", {}),
+    "sin": ("Sin", dict(a=1.2, b=0.8, c=0.3)), "abrelu": ("ABRelu", dict(a=-0.3, b=1.2)),
+    "leaky_relu": ("LeakyRelu", dict(alpha=0.1)), "abs": ("Abs", {}),
 }
-NEW = [a for a in ACTIVATIONS if a != "relu"]
+FLOAT64 = ("relu", "erf", "gelu")
 
 
 def all_cases():
-    return [dict(id=f"act_{a}_N{N}_f32", act=a, nt_self=True) for a in ACTIVATIONS]
+    cases = [dict(id=f"act_{a}_N{N}_f32", act=a, dt="f32", nt_self=True) for a in ACTIVATIONS]
+    return cases + [dict(id=f"act_{a}_N{N}_f64", act=a, dt="f64", nt_self=True)
+                    for a in FLOAT64]
 
 
 def _erf_dual(np_):
@@ -64,15 +78,35 @@ def network(lib, act):
     return lib.serial(*layers, lib.Dense(1, W_std=1.5, b_std=0.05))
 
 
+def machine_limit(dtype):
+    """(limit seconds, matmul GFLOP/s, copy GB/s) of one kernel(x, x) in ``dtype``."""
+    import numpy as np
+    gflops, gbps = matmul_gflops(dtype), copy_gbps(N * N, dtype)
+    kernel_bytes = 2 * N * N * np.dtype(dtype).itemsize  # NNGP and NTK
+    passes = 2 * (DEPTH + 1)  # read and write both per layer (the last Dense included)
+    return 2 * N * N * D / (gflops * 1e9) + passes * kernel_bytes / (gbps * 1e9), gflops, gbps
+
+
 def run_case(case, repeats):
     import warnings
 
+    import jax
     import jax.numpy as jnp
     import numpy as np
     warnings.filterwarnings("ignore")  # neural-tangents' Elementwise warns about autodiff
+    dtype = "float64" if case["dt"] == "f64" else "float32"
+    if dtype == "float64":
+        jax.config.update("jax_enable_x64", True)
     rng = np.random.default_rng(0)
-    x = jnp.asarray(rng.standard_normal((N, D)) / 1.5 ** 2, jnp.float32)
-    return kernel_row(case["id"], lambda lib: network(lib, case["act"]), x, repeats)
+    x = jnp.asarray(rng.standard_normal((N, D)) / 1.5 ** 2, dtype)
+    row = kernel_row(case["id"], lambda lib: network(lib, case["act"]), x, repeats)
+    if _common.BACKEND != "nt":
+        limit_s, gflops, gbps = machine_limit(dtype)
+        row.update(limit_s=limit_s, ratio_to_limit=row["median_s"] / limit_s,
+                   note=f"limit {limit_s:.3g} s (input Gram at {gflops:.0f} GFLOP/s + "
+                        f"{2 * (DEPTH + 1)} kernel passes at {gbps:.1f} GB/s): "
+                        f"{row['median_s'] / limit_s:.1f}x the limit")
+    return row
 
 
 if __name__ == "__main__":

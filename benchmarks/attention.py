@@ -25,11 +25,11 @@ The reference venv: `NTREF_LIGHT=1 bash ../shared/ntref/ntref_setup.sh /tmp/ntre
 
 import os
 import sys
-import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import _common  # noqa: E402
 from _common import main, time_compiled, timing_row  # noqa: E402
+from _limits import copy_gbps, matmul_gflops  # noqa: E402
 
 L, C, DEPTH, HEADS = 16, 32, 2, 4
 
@@ -69,29 +69,12 @@ def inputs(n, masked=False):
 
 def machine_limit(n):
     """(flops, limit seconds, matmul GFLOP/s, copy GB/s) of one kernel(x, x)."""
-    import jax
-    import jax.numpy as jnp
-    import numpy as np
-    a = jnp.asarray(np.random.default_rng(0).standard_normal((2048, 2048)), jnp.float32)
-    mm = jax.jit(lambda u: u @ u)
-    mm(a).block_until_ready()
-    t = min(_timed(lambda: mm(a).block_until_ready()) for _ in range(5))
-    gflops = 2 * 2048 ** 3 / t / 1e9
-    big = jnp.ones((n * n * L * L,), jnp.float32)
-    cp = jax.jit(lambda u: u * 1.0001)
-    cp(big).block_until_ready()
-    t = min(_timed(lambda: cp(big).block_until_ready()) for _ in range(3))
-    gbps = 2 * big.size * 4 / t / 1e9  # read + write
+    gflops = matmul_gflops("float32")
+    gbps = copy_gbps(n * n * L * L, "float32")
     p = L
     flops = DEPTH * 8 * p ** 3 * n * n  # nngp and ntk: 2 arrays x 2 products x 2 P^3
     out_bytes = 2 * n * n * p * p * 4
     return flops, flops / (gflops * 1e9) + out_bytes / (gbps * 1e9), gflops, gbps
-
-
-def _timed(fn):
-    t0 = time.perf_counter()
-    fn()
-    return time.perf_counter() - t0
 
 
 def run_case(case, repeats):

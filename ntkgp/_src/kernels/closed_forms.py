@@ -18,7 +18,7 @@ import numpy as np
 from numpy.polynomial import polynomial as npoly
 
 from ntkgp._src.kernels.activations import correlation
-from ntkgp._src.kernels.special import arccos, safe_sqrt
+from ntkgp._src.kernels.special import arccos, arcsin, safe_sqrt
 
 _PI = np.pi
 
@@ -28,7 +28,7 @@ def sign_pair(c, s1, s2, eye, need_dot):
     r""":math:`\phi = \mathrm{sign}`: :math:`K' = \frac{2}{\pi}\arcsin\rho`; :math:`\dot K = 0`
     (the derivative vanishes almost everywhere, as for the finite network's gradients)."""
     rho = correlation(c, s1, s2, eye)
-    k = 1.0 - 2.0 / _PI * arccos(rho)
+    k = 2.0 / _PI * arcsin(rho)
     return k, (jnp.zeros_like(k) if need_dot else None)
 
 
