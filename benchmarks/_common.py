@@ -65,7 +65,7 @@ SUITES = {
         ("Closed-form activation kernels, `kernel(x, x)` (NNGP + NTK): 3 x [Dense(512, 1.5, "
          "0.05) + activation] + Dense(1), N=4000, d=784; `relu` is the baseline of the "
          "time-vs-ReLU targets; `limit` = the input Gram at this machine's measured matmul "
-         "rate plus one read and write of both kernels per layer at its memory bandwidth",
+         "rate plus one write of both kernels at its measured memory bandwidth",
          r".")]),
     "graphs": ("graphs.py", [
         ("Graph network kernels, `kernel(x, x, pattern=(A, A))` (NNGP + NTK): 2 x [Aggregate + "
