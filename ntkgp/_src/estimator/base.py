@@ -177,9 +177,14 @@ class NeuralKernelEstimator(BaseEstimator):
         start = np.clip(np.log([max(hp[n], 1e-300) for n in names]), *bounds.T)
         starts = [start] + [rng.uniform(bounds[:, 0], bounds[:, 1])
                             for _ in range(int(self.n_restarts_optimizer))]
+        # stop when a step gains less than the rounding of the loss (~10 eps): in float32 the
+        # default 2.2e-9 cannot be met, and the line search spent a third of a digits fit
+        # backtracking between points whose losses were equal to the last bit
+        ftol = max(2.2e-9, 10 * float(np.finfo(x.dtype).eps))
         best = None
         for s in starts:
-            res = scipy.optimize.minimize(loss, s, jac=True, method="L-BFGS-B", bounds=bounds)
+            res = scipy.optimize.minimize(loss, s, jac=True, method="L-BFGS-B", bounds=bounds,
+                                          options={"ftol": ftol})
             if best is None or res.fun < best.fun:
                 best = res
         if not last:
