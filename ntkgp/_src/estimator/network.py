@@ -40,16 +40,40 @@ def lml_function(mode, activation, depth, parameterization, width, network, name
     or NTK (``'ntk'``), ``log(hyperparameters[names]) = theta`` and the others from ``fixed``
     (``[W_std, b_std, diag_reg]``). One compilation per architecture and data shape."""
 
-    def lml(theta, fixed, x, y):
+    def with_theta(theta, fixed):
         hp = dict(zip(NAMES, fixed))
         hp.update({n: jnp.exp(theta[i]) for i, n in enumerate(names)})
+        return hp
+
+    def train_kernel(theta, fixed, x):
+        hp = with_theta(theta, fixed)
         net = build_network(activation, depth, hp["W_std"], hp["b_std"], parameterization,
                             width, network)
-        k = net.kernel(x, None, (mode,))
-        post = gp_inference(getattr(k, mode), y, diag_reg=hp["diag_reg"])
+        return getattr(net.kernel(x, None, (mode,)), mode)
+
+    def lml_of_kernel(k, theta, fixed, y):
+        post = gp_inference(k, y, diag_reg=with_theta(theta, fixed)["diag_reg"])
         return post.log_marginal_likelihood()
 
-    return jax.jit(lml), jax.jit(jax.value_and_grad(lml))
+    def lml(theta, fixed, x, y):
+        return lml_of_kernel(train_kernel(theta, fixed, x), theta, fixed, y)
+
+    def value_and_grad(theta, fixed, x, y):
+        # The chain rule through the N x N kernel: log p(y)'s gradient in the kernel matrix by
+        # reverse mode (through the Cholesky factor), the kernel's derivative in each of its
+        # hyperparameters by forward mode, one tangent at a time. Reverse mode through the
+        # kernel recursion itself cost 3x as much (ReLU depth 2, N=1200: 0.17 s against
+        # 0.06 s for two tangents; one vmap over the tangents 0.14 s).
+        kernel = functools.partial(train_kernel, fixed=fixed, x=x)
+        k = kernel(theta)
+        value, (g_k, g_theta) = jax.value_and_grad(lml_of_kernel, (0, 1))(k, theta, fixed, y)
+        for i, n in enumerate(names):
+            if n != "diag_reg":  # the one hyperparameter the kernel does not depend on
+                e = jnp.zeros_like(theta).at[i].set(1)
+                g_theta = g_theta.at[i].add(jnp.sum(jax.jvp(kernel, (theta,), (e,))[1] * g_k))
+        return value, g_theta
+
+    return jax.jit(lml), jax.jit(value_and_grad)
 
 
 @functools.lru_cache(maxsize=128)
