@@ -27,9 +27,9 @@ _ASIN_COEF = {
                            0.026554542206161328, 0.038085023561092654),
 }
 # pi/2 as the dtype's nearest value plus the rest (Cody & Waite): sums with it keep the last bit.
-_PIO2 = {dt: (dt.type(np.pi / 2), dt.type(np.pi / 2 - np.float64(dt.type(np.pi / 2))))
-         for dt in _ASIN_COEF}
-_PIO2[np.dtype(np.float64)] = (np.float64(np.pi / 2), np.float64(6.123233995736766e-17))
+_PIO2 = {np.dtype(np.float64): (np.float64(np.pi / 2), np.float64(6.123233995736766e-17)),
+         np.dtype(np.float32): (np.float32(np.pi / 2),
+                                np.float32(np.pi / 2 - np.float64(np.float32(np.pi / 2))))}
 
 
 def _asin_core(x):
