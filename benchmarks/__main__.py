@@ -72,6 +72,9 @@ PLAN = {
 QUICK_SKIPS = {"cg_synth_N100000_f32": "the N=100,000 CG solve, about 25 minutes on 2 cores; "
                                        "alone: python benchmarks/scale.py --cases "
                                        "cg_synth_N100000 --timeout 3000",
+               "exact_net_N30000_f64": "the N=30,000 float64 Cholesky, about 4 minutes and 18 "
+                                       "GB; alone: python benchmarks/scale.py --cases "
+                                       "exact_net_N30000",
                "rf_synth_N1000000_f32": "10^6 rows on random features and Nystroem, several "
                                         "minutes; alone: python benchmarks/features.py "
                                         "--cases rf_synth_N1000000 --timeout 1200"}

@@ -7,6 +7,9 @@ b_std=0.05), NTK kernel regression at t=inf, diag_reg=1e-2 relative, synthetic d
 standard-normal features, y = sin(2 x.w) + 0.1 noise) unless said:
   exact_N{n}_{f64,f32}: `gp_inference` on the whole training kernel (computed in tiles of
       2048), mean at 1000 test points; time end to end (kernel + factorization + prediction).
+  exact_net_N{n}_f64: the same mean by `predict.Posterior(net, x, y, mode='ntkgp')`, which
+      computes the training kernel itself (one program) and factors it: the memory a user
+      of the exact path meets (kernel, one triangular factor above 8,192 points, a panel).
   cg_N{n}_{f64,f32}: `cg_inference` (pivoted Cholesky of rank min(1024, N/4); tol 1e-8 in
       float64, 1e-4 in float32) and the same 1000 test means; the note gives iterations and
       max |CG - exact| / max |exact| over the test means (the exact case of the same N and
@@ -46,6 +49,8 @@ def all_cases():
     cases += [dict(id=f"cg_N{n}_f64", how="cg", n=n, nt_id=None) for n in SIZES[:3]]
     cases += [dict(id="exact_N20000_f32", how="exact", n=20000, nt_id=None),
               dict(id="cg_N20000_f32", how="cg", n=20000, nt_id=None),
+              dict(id="exact_net_N20000_f64", how="exact_net", n=20000, nt_id=None),
+              dict(id="exact_net_N30000_f64", how="exact_net", n=30000, nt_id=None),
               dict(id="cg_noprec_N5000_f64", how="noprec", n=5000, nt_id=None),
               dict(id="cg_diamonds_f32", how="diamonds", nt_id=None),
               dict(id="cg_synth_N100000_f32", how="synth", n=100000, nt_id=None),
@@ -74,7 +79,7 @@ def run_case(case, repeats):
     how, info = case["how"], {}
     dt = np.float64 if case["id"].endswith("f64") else np.float32
     t0 = time.perf_counter()
-    if how in ("exact", "cg", "noprec"):
+    if how in ("exact", "exact_net", "cg", "noprec"):
         n = case["n"]
         x, y = _synthetic(n + N_TEST)
         x = x.astype(dt)
@@ -85,6 +90,11 @@ def run_case(case, repeats):
             post = predict.gp_inference(kfn(xtr, None, get="ntk"), ytr, diag_reg=DIAG_REG)
             mean = np.asarray(post.predict(kfn(xte, xtr, get="ntk")))
             np.save(SAVED.format(n=n, dt=np.dtype(dt).name), mean)
+        elif how == "exact_net":
+            post = predict.Posterior(net, xtr, ytr, mode="ntkgp", solver="cholesky",
+                                     diag_reg=DIAG_REG)
+            mean = np.asarray(post.predict(xte))
+            info["note"] = "kernel computed by the posterior"
         else:
             post = predict.cg_inference(net.kernel, xtr, ytr, get="ntk", diag_reg=DIAG_REG,
                                         tol=1e-8 if dt == np.float64 else 1e-4,

@@ -217,6 +217,8 @@ TARGETS = [
     ("scale", "CG iterations without / with the preconditioner, N=5000 (reported; the "
      "tests ask for ≥3×)", field_ratio("cg_noprec_N5000_f64", "cg_N5000_f64", "iterations"),
      (GE, 3.0)),
+    ("scale", "exact solve (Cholesky) at N=30,000 in float64 on this 24 GiB machine: peak "
+     "memory (GiB)", field("exact_net_N30000_f64", "maxrss_mb", 1 / 1024, " GiB"), (LE, 24.0)),
     ("scale", "iterative solve at N ≥ 100,000 on this machine (float32): peak memory (GiB)",
      field("cg_synth_N100000_f32", "maxrss_mb", 1 / 1024, " GiB"), (LE, 24.0)),
     ("features", "regression on 2048 NTK random features vs the exact solve, diamonds "

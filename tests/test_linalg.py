@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 from ntkgp import linalg
+from ntkgp._src.solve import linalg as linalg_src
 from ntkgp._src.solve.linalg import _blocked_cholesky
 from tests.conftest import DTYPE, RTOL, rel_err
 
@@ -17,13 +18,21 @@ def _spd(n, rng):
 @pytest.mark.parametrize("n,block", [(7, 3), (9, 3), (10, 16)])
 def test_blocked_cholesky_equals_lapack(rng, n, block):
     k = _spd(n, rng)
-    assert rel_err(_blocked_cholesky(k, block), np.linalg.cholesky(np.asarray(k, np.float64))) \
-        <= 10 * RTOL
+    assert rel_err(_blocked_cholesky(k, 0.0, False, block),
+                   np.linalg.cholesky(np.asarray(k, np.float64))) <= 10 * RTOL
+
+
+def test_blocked_cholesky_regularizes_each_panel_as_the_whole_matrix(rng):
+    k = _spd(11, rng)
+    k = k + 0.1 * jnp.asarray(rng.standard_normal((11, 11)).astype(DTYPE))  # not symmetric
+    kr, added = linalg.regularize(k, 0.3, False)
+    want = np.linalg.cholesky(np.asarray(kr, np.float64))
+    assert rel_err(_blocked_cholesky(k, added, True, 4), want) <= 10 * RTOL
 
 
 def test_blocked_cholesky_fails_with_nan_on_a_non_pd_matrix():
     bad = jnp.diag(jnp.array([1.0, 1.0, 1.0, -1.0, 1.0], DTYPE))
-    assert np.isnan(np.asarray(_blocked_cholesky(bad, 2))).any()
+    assert np.isnan(np.asarray(_blocked_cholesky(bad, 0.0, False, 2))).any()
 
 
 def test_solves_and_logdet(rng):
@@ -35,6 +44,27 @@ def test_solves_and_logdet(rng):
     assert rel_err(c.chol @ c.solve_lower(b), b) <= 10 * RTOL
     assert rel_err(c.chol.T @ c.solve_upper(b), b) <= 10 * RTOL
     assert float(c.logdet()) == pytest.approx(np.linalg.slogdet(kn)[1], rel=10 * RTOL)
+
+
+def test_large_kernels_keep_one_factor_and_solve_the_same(rng, monkeypatch):
+    # thresholds lowered so that 13 points take the large-N path (blocked, one factor copy)
+    k = _spd(13, rng)
+    b = jnp.asarray(rng.standard_normal((13, 3)).astype(DTYPE))
+    two = linalg.cholesky(k, 1e-3)
+    monkeypatch.setattr(linalg_src, "FACTOR_COPY_MAX_N", 8)
+    monkeypatch.setattr(linalg_src, "LARGE_LAPACK_N", 8)
+    monkeypatch.setattr(linalg_src, "CHOLESKY_BLOCK", 5)
+    linalg_src._cholesky.clear_cache()
+    try:
+        one = linalg.cholesky(k, 1e-3)
+    finally:
+        linalg_src._cholesky.clear_cache()
+    assert one.chol_t is None and two.chol_t is not None
+    assert rel_err(one.chol, two.chol) <= 10 * RTOL
+    for f in ("solve_lower", "solve_upper", "solve"):
+        assert rel_err(getattr(one, f)(b), getattr(two, f)(b)) <= 10 * RTOL
+        assert rel_err(getattr(one, f)(b[:, 0]), getattr(two, f)(b)[:, 0]) <= 10 * RTOL
+    assert float(one.logdet()) == pytest.approx(float(two.logdet()), rel=10 * RTOL)
 
 
 def test_regularization_is_relative_to_the_mean_diagonal(rng):

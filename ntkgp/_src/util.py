@@ -67,7 +67,7 @@ def device_free_memory_bytes(device=None) -> int:
     return free_memory_bytes()
 
 
-def check_fits_in_memory(n: int, dtype, n_matrices: int, what: str):
+def check_fits_in_memory(n: int, dtype, n_matrices: float, what: str):
     """Raise ``MemoryError`` when ``n_matrices`` arrays of ``n x n`` ``dtype`` would not fit in
     the available host memory (checked on the CPU backend only).
 
@@ -89,7 +89,7 @@ def check_fits_in_memory(n: int, dtype, n_matrices: int, what: str):
 
     if jax.default_backend() != "cpu":
         return
-    need = n_matrices * n * n * np.dtype(dtype).itemsize
+    need = int(n_matrices * n * n * np.dtype(dtype).itemsize)
     free = free_memory_bytes()
     if need > free:
         raise MemoryError(

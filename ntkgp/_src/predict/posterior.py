@@ -88,8 +88,8 @@ class Posterior:
         solver = as_solver(solver, n)
         kinds = sorted({DRIVER[mode], PRIOR[mode]})
         if solver.dense:
-            check_fits_in_memory(n, x_train.dtype, 2 + len(kinds), f"the training kernels "
-                                 f"({', '.join(kinds)}) and their factorization")
+            what = f"the training kernels ({', '.join(kinds)}) and their factorization"
+            check_fits_in_memory(n, x_train.dtype, len(kinds) + solver.work_matrices, what)
             k = kfn(x_train, None, tuple(kinds))
             sym = bool(getattr(k, "x1_is_x2", False))
             ops = {g: DenseKernelOperator(kernel_part(k, g, "kernel_fn(x_train, None)"), sym,

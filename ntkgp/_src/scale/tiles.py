@@ -34,6 +34,9 @@ DENSE_MAX_N = 20000
 #: above this N, on the CPU, Cholesky is blocked in panels of `CHOLESKY_BLOCK` columns
 LARGE_LAPACK_N = 8192
 CHOLESKY_BLOCK = 2048
+#: up to this N a Cholesky factor is kept twice, as L and as L^T (each triangular solve reads
+#: the copy laid out for it, ~2x faster); above it once, which saves N^2 of memory
+FACTOR_COPY_MAX_N = 8192
 
 
 def devices(devices: Optional[Sequence] = None) -> list:

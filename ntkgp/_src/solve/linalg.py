@@ -31,7 +31,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ntkgp._src import checks
-from ntkgp._src.scale.tiles import CHOLESKY_BLOCK, LARGE_LAPACK_N
+from ntkgp._src.scale.tiles import CHOLESKY_BLOCK, FACTOR_COPY_MAX_N, LARGE_LAPACK_N
 
 Array = jax.Array
 MAX_JITTER = 1e-2  # relative to the mean diagonal; beyond this the answer is a different model
@@ -61,13 +61,18 @@ def regularize(k: Array, diag_reg, absolute: bool, jitter=0.0,
         ``(K_reg, added)``: the ``(N, N)`` regularized kernel and the scalar added to its
         diagonal.
     """
-    mean_diag = jnp.mean(jnp.diagonal(k))
-    scale = 1.0 if absolute else mean_diag
-    added = jnp.asarray(diag_reg, k.dtype) * scale + jnp.asarray(jitter, k.dtype) * mean_diag
+    added = _added(k, diag_reg, absolute, jitter)
     eye = jnp.eye(k.shape[0], dtype=k.dtype)
     if symmetrize:
         k = 0.5 * (k + k.T)
     return k + added * eye, added
+
+
+def _added(k, diag_reg, absolute, jitter):
+    """What `regularize` adds to the diagonal of ``k``."""
+    mean_diag = jnp.mean(jnp.diagonal(k))
+    scale = 1.0 if absolute else mean_diag
+    return jnp.asarray(diag_reg, k.dtype) * scale + jnp.asarray(jitter, k.dtype) * mean_diag
 
 
 @dataclasses.dataclass(frozen=True)
@@ -79,7 +84,10 @@ class Cholesky:
         chol_t: array of shape ``(N, N)``, :math:`L^\top` stored separately: XLA's CPU
             triangular solve is about 2x faster on a transposed operand (measured, N=4000,
             float32, 500 right-hand sides: 0.06 s against 0.12 s), so each solve reads the copy
-            that is transposed for it.
+            that is transposed for it. ``None`` above ``FACTOR_COPY_MAX_N`` points, where
+            memory matters more than the lower solves (which then read :math:`L` as it is,
+            about 2x slower): the factorization then holds the kernel, one factor and a panel
+            (:math:`\approx 2.3 N^2` numbers at :math:`N = 30000`, against :math:`3.3 N^2`).
         added: scalar, what was added to the diagonal of :math:`K` (``diag_reg`` term plus any
             jitter), in the kernel's units.
         jitter: the relative jitter that was needed (0 when none).
@@ -94,6 +102,8 @@ class Cholesky:
 
     def solve_lower(self, b: Array) -> Array:
         r""":math:`L^{-1} b` for ``b`` of shape ``(N,)`` or ``(N, M)``."""
+        if self.chol_t is None:
+            return jax.scipy.linalg.solve_triangular(self.chol, b, lower=True)
         return jax.scipy.linalg.solve_triangular(self.chol_t.T, b, lower=True)
 
     def solve_upper(self, b: Array) -> Array:
@@ -131,8 +141,9 @@ class Eigh:
 jax.tree_util.register_dataclass(Eigh, data_fields=["evals", "evecs", "added"], meta_fields=[])
 
 
-def _blocked_cholesky(a: Array, block: int = CHOLESKY_BLOCK) -> Array:
-    r"""Left-looking blocked Cholesky: LAPACK only on ``block``-sized diagonal blocks.
+def _blocked_cholesky(k: Array, added, symmetrize: bool, block: int = CHOLESKY_BLOCK) -> Array:
+    r"""Left-looking blocked Cholesky of ``k`` regularized (`regularize`) panel by panel:
+    LAPACK only on ``block``-sized diagonal blocks, and no regularized copy of ``k``.
 
     jaxlib's CPU Cholesky calls the LAPACK of SciPy's OpenBLAS wheel, whose multithreaded
     ``potrf`` corrupts memory on large matrices (observed with OpenBLAS 0.3.30 on 2 threads:
@@ -140,14 +151,19 @@ def _blocked_cholesky(a: Array, block: int = CHOLESKY_BLOCK) -> Array:
     segfault or bus error; N=12000, or one thread, is fine; limiting threads at run time does
     not reach jaxlib's call). Here the bulk of the work, :math:`S = A_{j:,j} - L_{j:,<j}
     L_{j,<j}^\top`, is XLA's own matrix product and the panel is a triangular solve; measured
-    as fast as LAPACK (N=8000 float64: 2.8 s against 3.3 s).
+    as fast as LAPACK (N=8000 float64: 2.8 s against 3.3 s). Each panel of :math:`A` is
+    formed from ``k`` when it is read (symmetrized, ``added`` on its diagonal block), and the
+    factor is filled in place, so the memory is ``k``, :math:`L` and one panel.
     """
-    n = a.shape[0]
-    chol = jnp.zeros_like(a)
+    n = k.shape[0]
+    chol = jnp.zeros_like(k)
     hi = jax.lax.Precision.HIGHEST
     for j in range(0, n, block):
         e = min(j + block, n)
-        s = a[j:, j:e]
+        s = k[j:, j:e]
+        if symmetrize:
+            s = 0.5 * (s + k[j:e, j:].T)
+        s = s.at[: e - j].add(added * jnp.eye(e - j, dtype=k.dtype))
         if j:
             s = s - jnp.matmul(chol[j:, :j], chol[j:e, :j].T, precision=hi)
         diag = jnp.linalg.cholesky(s[: e - j], symmetrize_input=False)
@@ -160,17 +176,20 @@ def _blocked_cholesky(a: Array, block: int = CHOLESKY_BLOCK) -> Array:
 
 @functools.partial(jax.jit, static_argnames=("absolute", "symmetrize"))
 def _cholesky(k, diag_reg, jitter, absolute, symmetrize):
-    kr, added = regularize(k, diag_reg, absolute, jitter, symmetrize)
-    if k.shape[0] > LARGE_LAPACK_N and jax.default_backend() == "cpu":
-        chol = _blocked_cholesky(kr)
-    else:
-        chol = jnp.linalg.cholesky(kr, symmetrize_input=False)
-    piv = jnp.diagonal(chol)
     n = k.shape[0]
-    floor = n * jnp.finfo(k.dtype).eps * jnp.mean(jnp.diagonal(kr))
+    if n > LARGE_LAPACK_N and jax.default_backend() == "cpu":
+        added = _added(k, diag_reg, absolute, jitter)
+        chol = _blocked_cholesky(k, added, symmetrize, CHOLESKY_BLOCK)
+        mean_diag = jnp.mean(jnp.diagonal(k)) + added
+    else:
+        kr, added = regularize(k, diag_reg, absolute, jitter, symmetrize)
+        chol = jnp.linalg.cholesky(kr, symmetrize_input=False)
+        mean_diag = jnp.mean(jnp.diagonal(kr))
+    piv = jnp.diagonal(chol)
+    floor = n * jnp.finfo(k.dtype).eps * mean_diag
     finite = jnp.all(jnp.isfinite(piv))
     ok = finite & (jnp.min(piv) ** 2 > floor)
-    return chol, chol.T, added, ok, finite
+    return chol, (chol.T if n <= FACTOR_COPY_MAX_N else None), added, ok, finite
 
 
 @functools.partial(jax.jit, static_argnames=("absolute",))
@@ -220,13 +239,15 @@ def cholesky(k, diag_reg=0.0, *, diag_reg_absolute_scale: bool = False,
         chol, chol_t, added, ok, _ = _cholesky(k, diag_reg, 0.0 if jitter is None else jitter,
                                                absolute, bool(symmetrize))
         if jitter is None:  # no retries under a trace: a failure shows as NaN
-            chol, chol_t = jnp.where(ok, chol, jnp.nan), jnp.where(ok, chol_t, jnp.nan)
+            chol = jnp.where(ok, chol, jnp.nan)
+            chol_t = None if chol_t is None else jnp.where(ok, chol_t, jnp.nan)
         return Cholesky(chol, chol_t, added)
     checks.check_finite(k, name)
     eps = float(jnp.finfo(k.dtype).eps)
     tries = [jitter] if jitter is not None else [0.0] + list(
         np.sqrt(eps) * 10.0 ** np.arange(0, 1 + np.floor(np.log10(MAX_JITTER / np.sqrt(eps)))))
     for attempt, j in enumerate(tries, 1):
+        chol = chol_t = None  # a failed attempt's factor is freed before the next one
         chol, chol_t, added, ok, finite = _cholesky(k, diag_reg, j, absolute, bool(symmetrize))
         ok, finite = jax.device_get((ok, finite))  # one host round trip
         if ok or (jitter is not None and finite):

@@ -48,11 +48,14 @@ class Solver:
         name: ``'cholesky'``, ``'eigh'`` or ``'cg'``.
         finite_time: whether predictions at a finite training time are possible.
         dense: whether it needs the whole matrix in memory (otherwise only products).
+        work_matrices: for a dense solver, the memory its factorization takes beyond the
+            kernel matrix, in ``N x N`` matrices.
     """
 
     name: str = ""
     finite_time: bool = False
     dense: bool = True
+    work_matrices: float = 0.0
 
     def factor(self, op: KernelOperator, diag_reg=0.0, absolute: bool = False,
                name: str = "kernel"):
@@ -77,6 +80,7 @@ class CholeskySolver(Solver):
 
     jitter: Optional[float] = None
     name = "cholesky"
+    work_matrices = 1.5  # the factor (once above FACTOR_COPY_MAX_N) and its panels
 
     def factor(self, op, diag_reg=0.0, absolute=False, name="kernel"):
         f = linalg.cholesky(op.dense(), diag_reg, diag_reg_absolute_scale=absolute,
@@ -91,6 +95,7 @@ class EigenSolver(Solver):
 
     name = "eigh"
     finite_time = True
+    work_matrices = 3.0  # the eigenvectors, LAPACK's copy of the matrix and its workspace
 
     def factor(self, op, diag_reg=0.0, absolute=False, name="kernel"):
         return linalg.eigh(op.dense(), diag_reg, diag_reg_absolute_scale=absolute, name=name)
