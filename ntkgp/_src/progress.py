@@ -1,8 +1,15 @@
-"""Progress bars (tqdm) that stay quiet in tests and when output is not wanted."""
+"""Progress bars (tqdm) that stay quiet in tests and when output is not wanted.
+
+Bars are time-based: one appears only once its work has taken `DELAY` seconds, so quick calls
+print nothing and anything longer shows where it is. ``NTKGP_PROGRESS=0`` silences them all.
+"""
 
 from __future__ import annotations
 
 import os
+
+#: seconds of work before a bar appears
+DELAY = 2.0
 
 
 def progress_bar(iterable, total=None, desc=None, enabled=True):
@@ -10,7 +17,7 @@ def progress_bar(iterable, total=None, desc=None, enabled=True):
     if not enabled or os.environ.get("NTKGP_PROGRESS", "1") == "0":
         return iterable
     from tqdm.auto import tqdm
-    return tqdm(iterable, total=total, desc=desc, leave=False)
+    return tqdm(iterable, total=total, desc=desc, leave=False, delay=DELAY)
 
 
 class _Quiet:
@@ -30,4 +37,4 @@ def progress_counter(total, desc=None, enabled=True):
     if not enabled or os.environ.get("NTKGP_PROGRESS", "1") == "0":
         return _Quiet()
     from tqdm.auto import tqdm
-    return tqdm(total=total, desc=desc, leave=False)
+    return tqdm(total=total, desc=desc, leave=False, delay=DELAY)

@@ -46,7 +46,7 @@ def monte_carlo_kernel(net, key, n_samples: int, x1, x2=None, get=None,
         get: ``'nngp'``, ``'ntk'``, a tuple of them, or ``None`` for both.
         trace_axes: output axes averaged over (see `empirical_ntk_fn`).
         implementation: empirical NTK implementation.
-        progress: show a progress bar (default: when ``n_samples >= 20``).
+        progress: show a progress bar (default: once the samples have taken 2 s).
         diagonal_axes: output axes of which only the diagonal is kept (see
             `empirical_ntk_fn`).
         vmap_axes: ``0`` when ``apply_fn`` treats examples independently (see
@@ -87,7 +87,7 @@ def monte_carlo_kernel(net, key, n_samples: int, x1, x2=None, get=None,
 
     var = jax.jit(var)
     acc = {}
-    show = n_samples >= 20 if progress is None else progress
+    show = True if progress is None else progress
     for s in progress_bar(range(n_samples), total=n_samples, desc="monte carlo", enabled=show):
         params = init_params(jax.random.fold_in(key, s))
         sample = {"nngp": nngp_fn(x1, x2, params, **kwargs), "cov1": var(params, x1, per1)}

@@ -19,6 +19,7 @@ from ntkgp._src.estimator.network import NAMES, KernelFunction, build_network, l
 from ntkgp._src.nn.core import Layer
 from ntkgp._src.nn.spec import ACTIVATIONS
 from ntkgp._src.predict.posterior import Posterior
+from ntkgp._src.progress import progress_counter
 from ntkgp._src.scale.tiles import DENSE_MAX_N
 from ntkgp._src.solve.features import FeatureSolver
 from ntkgp._src.solve.linalg import NotPositiveDefiniteError
@@ -164,6 +165,7 @@ class NeuralKernelEstimator(BaseEstimator):
         def loss(theta):
             v, g = value_and_grad(jnp.asarray(theta, x.dtype), fixed, x, y)
             v, g = -float(v) * per_entry, -np.asarray(g, np.float64) * per_entry
+            bar.update()
             if np.isfinite(v) and np.all(np.isfinite(g)):
                 last.update(theta=np.array(theta), v=v)
                 return v, g
@@ -182,11 +184,17 @@ class NeuralKernelEstimator(BaseEstimator):
         # backtracking between points whose losses were equal to the last bit
         ftol = max(2.2e-9, 10 * float(np.finfo(x.dtype).eps))
         best = None
-        for s in starts:
-            res = scipy.optimize.minimize(loss, s, jac=True, method="L-BFGS-B", bounds=bounds,
-                                          options={"ftol": ftol})
-            if best is None or res.fun < best.fun:
-                best = res
+        # a bar of likelihood evaluations once the fit has taken 2 s (NTKGP_PROGRESS=0: none)
+        bar = progress_counter(None, desc=f"{type(self).__name__}: marginal likelihood "
+                               f"evaluations ({x.shape[0]} rows)")
+        try:
+            for s in starts:
+                res = scipy.optimize.minimize(loss, s, jac=True, method="L-BFGS-B",
+                                              bounds=bounds, options={"ftol": ftol})
+                if best is None or res.fun < best.fun:
+                    best = res
+        finally:
+            bar.close()
         if not last:
             self._check_scale(x, hp)
             raise NotPositiveDefiniteError(

@@ -86,7 +86,7 @@ class BaseFeatureMap:
         size = min(rows, n)
         starts = range(0, n, size)
         bar = progress_bar(starts, total=len(starts), desc=self.desc,
-                           enabled=progress if progress is not None else len(starts) > 8)
+                           enabled=True if progress is None else progress)
         state = self._prepare(x, compute_ntk)
         for a in bar:
             b = min(a + size, n)

@@ -54,7 +54,7 @@ def cg_inference(kernel_fn: Callable, x_train, y_train, *, get: str = "ntk",
         max_iter: most CG iterations.
         x0: ``(N,)`` or ``(N, K)`` starting point of the solve, e.g. the ``alpha`` of an
             earlier solve of the same system (then one kernel pass confirms it).
-        progress: progress bars (default: for large problems).
+        progress: progress bars (default: each once its work has taken 2 s).
 
     Returns:
         A `Posterior` solved by `ntkgp.linalg.CGSolver` (this function is its shorthand);

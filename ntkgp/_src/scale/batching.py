@@ -93,7 +93,8 @@ def batch(kernel_fn: Callable, tile_size: Optional[int] = None,
             keyword, or ``empirical_ntk_fn(f)`` with ``params`` as the third argument).
         tile_size: examples per tile side; ``None`` picks one from free memory
             (`auto_tile_size`).
-        progress: show a progress bar; default: when there are more than 16 tiles.
+        progress: show a progress bar; default: once the tiles have taken 2 s
+            (`ntkgp._src.progress.DELAY`; ``NTKGP_PROGRESS=0`` silences every bar).
         store: a directory where each finished tile is saved (one ``.npz`` per tile, written
             to a temporary name and renamed, so a tile on disk is always complete). Calling
             again with the same store, inputs and tile size loads the finished tiles and
@@ -193,7 +194,7 @@ def batch(kernel_fn: Callable, tile_size: Optional[int] = None,
                 str(jax.tree.structure((args, per1, per2))),
                 sorted((k, repr(v)) for k, v in kwargs.items()), t1, t2))
         devs = tiling.devices(devices)
-        show = len(tiles) > 16 if progress is None else progress
+        show = True if progress is None else progress
         out = None
         bar = progress_counter(len(tiles), desc="kernel tiles", enabled=show)
         todo = []

@@ -160,7 +160,7 @@ def kernel_to_zarr(kernel_fn: Callable, x1, x2=None, *, path: str, get: Optional
         client: a ``distributed.Client``, a scheduler address (``'tcp://host:8786'``), or
             ``None`` for a new `LocalCluster` on this machine (one single-threaded worker per
             core), closed at the end.
-        progress: show a progress bar over tiles (default: when there are over 4).
+        progress: show a progress bar over tiles (default: once they have taken 2 s).
         store_key: a string naming the kernel function and its settings, needed when ntkgp
             cannot identify the function itself (see `ntkgp.batching.batch`).
 
@@ -188,7 +188,7 @@ def kernel_to_zarr(kernel_fn: Callable, x1, x2=None, *, path: str, get: Optional
         distributed = _need("distributed")
         cl, owned = connect(client)
         bar = progress_counter(len(tiles), desc="kernel tiles (dask)",
-                               enabled=len(tiles) > 4 if progress is None else progress)
+                               enabled=True if progress is None else progress)
         bar.update(len(tiles) - len(todo))
         futures = []
         try:

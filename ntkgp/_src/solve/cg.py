@@ -92,7 +92,7 @@ def pivoted_cholesky(op: KernelOperator, rank: int, rel_tol: float = 1e-6,
     total = float(d.sum())
     lt = np.zeros((n, rank))
     bar = progress_counter(rank, desc="pivoted Cholesky",
-                           enabled=op.n > 4096 if progress is None else progress)
+                           enabled=True if progress is None else progress)
     m = 0
     for m in range(rank):
         p = int(np.argmax(d))
@@ -209,7 +209,7 @@ def cg_solve(op: KernelOperator, b, noise: float,
         tol: stop when every column's relative residual is at most ``tol`` (``> 0``).
         max_iter: at most this many iterations (kernel passes), ``>= 1``.
         x0: starting point, the shape of ``b`` (default zeros).
-        progress: show a progress bar over iterations (default: when ``N > 4096``).
+        progress: show a progress bar over iterations (default: once they have taken 2 s).
         callback: ``callback(iteration, x, residual)`` after every iteration, with the
             current iterate (a copy is yours to keep): a checkpoint for long solves. It may
             return ``True`` to stop now (the result then says ``stopped``). A
@@ -258,7 +258,7 @@ def cg_solve(op: KernelOperator, b, noise: float,
     z = precond(r)
     p = z.copy()
     rz = np.sum(r * z, axis=0)
-    show = op.n > 4096 if progress is None else progress
+    show = True if progress is None else progress
     bar = progress_counter(max_iter, desc="conjugate gradients", enabled=show)
     it = 0
     stopped = False

@@ -98,7 +98,7 @@ class FeatureSolver(Solver):
         seed: the features' random key or the landmarks' draw (same seed, same kernel).
         kind: ``'random'`` or ``'nystrom'``.
         jitter: as `CholeskySolver` (for the ``D x D`` system).
-        progress: progress bars over blocks of rows (default: above 8 blocks).
+        progress: progress bars over blocks of rows (default: once they have taken 2 s).
     """
 
     n_features: int = 2048

@@ -145,7 +145,7 @@ class StoredKernelOperator(KernelOperator):
             ``np.load(..., mmap_mode='r')``, a zarr array, an HDF5 dataset.
         block_rows: rows per band (default: the zarr chunk height, else 2048); memory is one
             band, ``block_rows x N``.
-        progress: show a progress bar per product (default: when it has over 16 bands).
+        progress: show a progress bar per product (default: once a product has taken 2 s).
     """
 
     def __init__(self, k, block_rows: Optional[int] = None, progress: Optional[bool] = None):
@@ -163,7 +163,7 @@ class StoredKernelOperator(KernelOperator):
 
     def _bands(self, desc):
         rows = range(0, self.n, self.block_rows)
-        show = len(rows) > 16 if self.progress is None else self.progress
+        show = True if self.progress is None else self.progress
         bar = progress_counter(len(rows), desc=desc, enabled=show)
         for r in rows:
             band = np.asarray(self.k[r:r + self.block_rows], np.float64)

@@ -112,7 +112,7 @@ class CGSolver(Solver):
         preconditioner: ``'auto'``, ``'pivoted_cholesky'``, ``'nystrom'`` or ``None``.
         rank: rank of the preconditioner.
         x0: starting point of the first solve (the targets'), e.g. an earlier solution.
-        progress: progress bars (default: for large problems).
+        progress: progress bars (default: each once its work has taken 2 s).
     """
 
     tol: float = 1e-6

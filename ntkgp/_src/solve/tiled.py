@@ -33,7 +33,7 @@ class TiledKernelOperator(KernelOperator):
         tile_size: rows per tile (default ``min(N, 2048)``); memory is one ``tile_size`` x
             ``tile_size`` tile and its intermediates per device.
         devices: JAX devices to shard the tiles over (default: all local devices).
-        progress: show a progress bar per product (default: when it has over 64 tile pairs).
+        progress: show a progress bar per product (default: once a product has taken 2 s).
 
     Cost per product: :math:`N^2/2` kernel evaluations (the tiles on and above the diagonal).
     """
@@ -118,7 +118,7 @@ class TiledKernelOperator(KernelOperator):
         prog, per_call = self._pairs_program
         pairs = [(i, j) for i in range(nb) for j in range(i, nb)]
         out = np.zeros((nb, t, c), np.float64)
-        show = len(pairs) > 64 if self.progress is None else self.progress
+        show = True if self.progress is None else self.progress
         bar = progress_counter(len(pairs), desc="kernel-vector product", enabled=show)
         pending = []
 
@@ -185,7 +185,7 @@ class TiledKernelOperator(KernelOperator):
         out = []
         rows = range(0, m, t)
         bar = progress_counter(len(rows), desc="test rows",
-                               enabled=len(rows) > 16 if progress is None else progress)
+                               enabled=True if progress is None else progress)
         for r in rows:
             a = jnp.asarray(pad_rows(x_test[r:r + t], t).astype(self.dtype))
             out.append(np.asarray(prog(a, self.xb, vb), np.float64).sum(0)[:min(t, m - r)])
