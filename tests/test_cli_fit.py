@@ -42,15 +42,23 @@ def test_fit_and_predict_regression(regression_csv, capsys):
     assert main(["fit", str(d / "train.csv"), "--target", "target", "--out",
                  str(d / "m.npz"), "--depth", "1", "--no-fit"]) == 0
     assert "NTKRegressor" in capsys.readouterr().out
-    assert main(["predict", str(d / "m.npz"), str(d / "new.csv"), "--std",
-                 "--out", str(d / "pred.csv")]) == 0
+    assert main(["predict", str(d / "m.npz"), str(d / "new.csv"), "--std", "--interval",
+                 "0.9", "--out", str(d / "pred.csv")]) == 0
+    err = capsys.readouterr().err
+    assert "std_latent is the spread of the noise-free function" in err
+    assert "90% predictive interval of a new target" in err
     rows = read_rows(d / "pred.csv")
-    assert rows[0] == ["prediction", "std"] and len(rows) == 11
+    assert rows[0] == ["prediction", "std_latent", "lower_90", "upper_90"] and len(rows) == 11
     model = load_model(d / "m.npz")
     x, _ = load_diabetes(return_X_y=True)
     np.testing.assert_allclose([float(r[0]) for r in rows[1:]], model.predict(x[80:90]),
                                rtol=1e-6)
     assert all(float(r[1]) > 0 for r in rows[1:])
+    lo, hi = model[-1].predict_interval(model[:-1].transform(x[80:90]), 0.9)
+    np.testing.assert_allclose([[float(r[2]), float(r[3])] for r in rows[1:]],
+                               np.stack([lo, hi], 1), rtol=1e-6)
+    # the interval holds the noise: wider than the latent std's interval around the mean
+    assert all(float(r[3]) - float(r[2]) > 2 * 1.64 * float(r[1]) for r in rows[1:])
 
 
 @pytest.mark.parametrize("solver,says", [("cg", "solved by conjugate gradients:"),
@@ -116,3 +124,6 @@ def test_errors(regression_csv, tmp_path, capsys):
     write_csv(d / "short.csv", ["f0", "f1"], [["1", "2"]])
     assert main(["predict", str(d / "m.npz"), str(d / "short.csv")]) == 2
     assert "lacks the feature column(s) f2" in capsys.readouterr().err
+    assert main(["predict", str(d / "m.npz"), str(d / "new.csv"), "--interval", "95"]) == 2
+    assert "`coverage` must be a probability in (0, 1), e.g. 0.95; got 95.0" in \
+        capsys.readouterr().err

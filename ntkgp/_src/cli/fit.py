@@ -127,11 +127,30 @@ def cmd_predict(args) -> int:
     out = io.StringIO()
     w = csv.writer(out, lineterminator="\n")
     if task == "regression":
+        reg = model[-1]
         mean, std = model.predict(x, return_std=True) if args.std else (model.predict(x), None)
-        w.writerow(["prediction"] + (["std"] if args.std else []))
+        head, cols = ["prediction"], [mean]
+        if args.std:
+            head, cols = head + ["std_latent"], cols + [std]
+            print("ntkgp predict: std_latent is the spread of the noise-free function (for "
+                  f"the {type(reg).__name__}"
+                  f"{'' if reg.mode == 'nngp' else ', over initializations'}); it leaves out "
+                  f"the fitted noise (std {float(np.sqrt(reg.noise_variance_[0])):.4g}); "
+                  "--interval gives intervals for new targets.", file=sys.stderr)
+        if args.interval is not None:
+            lo, hi = reg.predict_interval(model[:-1].transform(x), args.interval)
+            pct = f"{100 * args.interval:g}"
+            head, cols = head + [f"lower_{pct}", f"upper_{pct}"], cols + [lo, hi]
+            print(f"ntkgp predict: lower_{pct}/upper_{pct}: {pct}% predictive interval of a new "
+                  "target (the fitted Gaussian process's posterior plus the fitted noise).",
+                  file=sys.stderr)
+        w.writerow(head)
         for i in range(len(x)):
-            w.writerow([f"{mean[i]:.10g}"] + ([f"{std[i]:.10g}"] if args.std else []))
+            w.writerow([f"{c[i]:.10g}" for c in cols])
     else:
+        if args.interval is not None:
+            raise ValueError("--interval is for regression models; a classifier gives class "
+                             "probabilities with --std.")
         label = model.predict(x)
         classes = model[-1].classes_
         proba = model.predict_proba(x) if args.std else None
@@ -180,5 +199,10 @@ def add_parsers(sub):
     p.add_argument("data", help="CSV file with the model's feature columns (others ignored)")
     p.add_argument("--out", default=None, help="CSV file to write (default: standard output)")
     p.add_argument("--std", action="store_true",
-                   help="add the predictive std (regression) or class probabilities")
+                   help="add the std of the noise-free function (regression: column "
+                   "std_latent) or class probabilities")
+    p.add_argument("--interval", type=float, default=None, metavar="COVERAGE",
+                   help="regression: add the central predictive interval of new targets with "
+                   "this coverage, fitted noise included (e.g. 0.95: columns lower_95, "
+                   "upper_95)")
     p.set_defaults(func=cmd_predict)

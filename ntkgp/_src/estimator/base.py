@@ -285,11 +285,14 @@ class NeuralKernelEstimator(BaseEstimator):
         X = validate_data(self, X, reset=False, dtype=[np.float64, np.float32])
         return X.astype(self.X_train_.dtype)
 
-    def _latent(self, X, var=False, cov=False):
+    def _latent(self, X, var=False, cov=False, posterior=None, t=None):
         """Mean ``(M, K)`` of the outputs (normalized units) and their variance ``(M,)`` or
-        covariance ``(M, M)`` (shared by the ``K`` outputs)."""
+        covariance ``(M, M)`` (shared by the ``K`` outputs), from ``posterior`` (default the
+        fitted one, at the model's time ``t``)."""
         X = self._check_x(X)
-        out = self.posterior_.predict(X, self.t, return_var=var, return_cov=cov)
+        if posterior is None:
+            posterior, t = self.posterior_, self.t
+        out = posterior.predict(X, t, return_var=var, return_cov=cov)
         if var or cov:
             mean, second = out
             return np.asarray(mean), np.asarray(second)

@@ -3,9 +3,12 @@ r"""`NTKRegressor` and `NNGPRegressor`: infinitely wide networks as scikit-learn
 from __future__ import annotations
 
 import numpy as np
+import scipy.stats
 from sklearn.base import RegressorMixin
 from sklearn.utils import check_random_state
+from sklearn.utils.validation import check_is_fitted
 
+from ntkgp._src import checks
 from ntkgp._src.estimator.base import NeuralKernelEstimator
 
 ARGS_DOC = r"""
@@ -116,19 +119,30 @@ class _Regressor(RegressorMixin, NeuralKernelEstimator):
     def _out(self, a):
         return a[..., 0] if self._y_1d else a
 
-    def predict(self, X, return_std=False, return_cov=False):
+    def predict(self, X, return_std=False, return_cov=False, predictive=False):
         r"""Mean of the outputs at ``X``, and optionally their std or covariance.
 
-        `NNGPRegressor`: the Bayesian posterior of the NNGP (noise-free latent function).
-        `NTKRegressor`: the distribution, over random initializations, of infinitely wide
-        networks trained by gradient descent for time ``t`` (Lee et al. 2019); its spread is
-        not a Bayesian posterior.
+        By default the spread is that of the noise-free function. `NNGPRegressor`: the
+        Bayesian posterior of the NNGP. `NTKRegressor`: the distribution, over random
+        initializations, of infinitely wide networks trained by gradient descent for time
+        ``t`` (Lee et al. 2019), which is not a Bayesian posterior and is often far narrower
+        than the errors.
+
+        With ``predictive=True`` it is the predictive distribution of new targets
+        :math:`y_* = f(x_*) + \varepsilon`: the posterior of the Gaussian process whose
+        marginal likelihood was fitted (the NNGP, or the NTK as a GP kernel; the same mean at
+        :math:`t = \infty`) plus the fitted noise variance ``noise_variance_``,
+
+        .. math:: \sigma_*^2 = K_{**} - K_{*d}(K_{dd} + \sigma^2 I)^{-1} K_{d*} + \sigma^2.
+
+        This is what an interval for new observations needs (`predict_interval`).
 
         Args:
             X: array-like of shape ``(M, d)``.
             return_std: also return the standard deviation, ``(M,)`` or ``(M, K)``.
             return_cov: also return the covariance, ``(M, M)`` or ``(M, M, K)`` (the outputs
                 share one kernel; with ``normalize_y`` each is scaled by its variance).
+            predictive: the spread of new targets, noise included (needs ``t=None``).
 
         Returns:
             The mean, ``(M,)`` for 1-D training targets or ``(M, K)``; with ``(mean, std)``
@@ -136,13 +150,53 @@ class _Regressor(RegressorMixin, NeuralKernelEstimator):
         """
         if return_std and return_cov:
             raise ValueError("At most one of return_std or return_cov can be requested.")
-        mean, c = self._latent(X, var=return_std, cov=return_cov)
+        if predictive and (return_std or return_cov):
+            if self.t is not None:
+                raise ValueError(
+                    f"predictive=True gives the Gaussian-process predictive distribution of "
+                    f"the trained-to-convergence model; this model predicts at t={self.t!r}. "
+                    "Fit with t=None for predictive intervals.")
+            post = self.posterior_ if self.mode == "nngp" else self.posterior_.as_mode("ntkgp")
+            mean, c = self._latent(X, var=return_std, cov=return_cov, posterior=post)
+            noise = float(post.noise)
+            c = c + noise if return_std else c + noise * np.eye(c.shape[0], dtype=c.dtype)
+        else:
+            mean, c = self._latent(X, var=return_std, cov=return_cov)
         mean = self._out(mean * self.y_scale_ + self.y_mean_)
         if return_std:
             return mean, self._out(np.sqrt(c)[:, None] * self.y_scale_)
         if return_cov:
             return mean, self._out(c[:, :, None] * self.y_scale_ ** 2)
         return mean
+
+    def predict_interval(self, X, coverage=0.95):
+        r"""Central interval that holds a new target at ``X`` with probability ``coverage``
+        under the fitted Gaussian process, noise included: :math:`\mu_* \pm z\,\sigma_*`
+        with :math:`z = \Phi^{-1}((1 + \mathrm{coverage})/2)` and :math:`\sigma_*` from
+        ``predict(X, return_std=True, predictive=True)``.
+
+        Args:
+            X: array-like of shape ``(M, d)``.
+            coverage: probability in (0, 1), e.g. 0.95.
+
+        Returns:
+            ``(lower, upper)``, each ``(M,)`` for 1-D training targets or ``(M, K)``.
+        """
+        checks.check_scalar(coverage, "coverage")
+        if not 0.0 < coverage < 1.0:
+            raise ValueError(f"`coverage` must be a probability in (0, 1), e.g. 0.95; got "
+                             f"{coverage!r}.")
+        mean, std = self.predict(X, return_std=True, predictive=True)
+        z = float(scipy.stats.norm.ppf(0.5 + 0.5 * coverage))
+        return mean - z * std, mean + z * std
+
+    @property
+    def noise_variance_(self):
+        r"""The fitted observation-noise variance :math:`\sigma^2` in the targets' units,
+        ``(K,)`` (``diag_reg`` times the kernel's mean diagonal, times each output's
+        variance with ``normalize_y``)."""
+        check_is_fitted(self)
+        return float(self.posterior_.noise) * self.y_scale_ ** 2
 
     def sample_y(self, X, n_samples=1, random_state=0):
         """Draw functions from the predictive distribution at ``X``.
