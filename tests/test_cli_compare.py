@@ -122,3 +122,29 @@ def test_default_run_shows_the_kernel_regime(tmp_path):
     assert res.slopes["param_change"] < -0.35 and res.slopes["ntk_drift"] < -0.35
     assert res.rows[-1].dist_net_closed_form < 0.05
     assert all(0.3 < r.ensemble_chi2 < 3 for r in res.rows)
+
+
+@pytest.mark.skipif(X64 or sys.platform == "win32", reason="terminal output: the float32 "
+                    "pass, on a POSIX pseudo-terminal")
+def test_in_a_terminal_the_table_is_printed_once(tmp_path):
+    import os
+    import pty
+    main_fd, term = pty.openpty()  # stdout and stderr on one terminal, as a user runs it
+    argv = [a for a in TINY if a != "--quiet"] + ["--out", str(tmp_path)]
+    env = dict(os.environ, NTKGP_PROGRESS="1", COLUMNS="200")
+    p = subprocess.Popen([sys.executable, "-c", "from ntkgp.cli import run; run()", *argv],
+                         stdout=term, stderr=term, env=env, cwd=tmp_path)
+    os.close(term)
+    chunks = []
+    while True:
+        try:
+            data = os.read(main_fd, 4096)
+        except OSError:  # the terminal closed: the process ended
+            break
+        if not data:
+            break
+        chunks.append(data)
+    assert p.wait(timeout=300) == 0
+    text = b"".join(chunks).decode(errors="replace")
+    assert text.count("RMSE net") == 1, text  # the header of the rows, once
+    assert text.count("log-log slopes") == 1 and "took" in text

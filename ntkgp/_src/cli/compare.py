@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 
 from ntkgp._src.cli import breakdown
 from ntkgp._src.cli.common import (
@@ -129,9 +130,9 @@ def _row(r):
             f"{r.param_change:10.4f} {r.ntk_drift:10.4f} {_fmt(r.ensemble_chi2, '6.2f'):>6}")
 
 
-def summary(res) -> str:
-    """The table, slopes and a plain reading of a `SweepResult`."""
-    lines = [_header(res)] + [_row(r) for r in res.rows]
+def summary(res, table: bool = True) -> str:
+    """The table (unless ``table=False``), slopes and a plain reading of a `SweepResult`."""
+    lines = [_header(res)] + [_row(r) for r in res.rows] if table else []
     if res.loss == "xent":
         lines.append(f"infinite width: cross-entropy ODE from zero outputs test accuracy "
                      f"{res.test_acc_ntk:.4f} (t = {res.t:.4g}), NNGP posterior mean "
@@ -243,7 +244,10 @@ def run(args) -> int:
     res, took = interruptible(compute, json_path, "ntkgp compare", "width")
     if res is None:
         return 130
-    print(f"\n{summary(res)}\n\ntook {took:.0f} s (lr {res.learning_rate:.4g}"
-          f"); wrote {json_path}", end="")
+    # in a terminal the rows were shown as each width finished (stderr): not again
+    shown = not args.quiet and sys.stdout.isatty() and sys.stderr.isatty()
+    lead = "" if shown else "\n"
+    print(f"{lead}{summary(res, table=not shown)}\n\ntook {took:.0f} s "
+          f"(lr {res.learning_rate:.4g}); wrote {json_path}", end="")
     save_figure(lambda path: plot(res, path), os.path.join(args.out, "compare.png"))
     return 0
