@@ -6,6 +6,7 @@ parameterization)."""
 from __future__ import annotations
 
 import math
+import re
 
 import numpy as np
 
@@ -66,7 +67,9 @@ def plot(result, path=None):
     a.set_xlabel("width")
     a.set_ylabel("test RMSE")
     a.set_title("test error")
-    a.legend(fontsize=8)
+    lo, hi = a.get_ylim()  # headroom above every line, where the legend goes
+    a.set_ylim(lo, hi + 0.45 * (hi - lo))
+    a.legend(fontsize=7.5, loc="upper center", ncol=2)
     a = ax[1, 0]
     steps = np.asarray(result.curve_steps)
     for r, c in zip(rows, plt.cm.viridis(np.linspace(0, 0.9, len(rows)))):
@@ -86,10 +89,22 @@ def plot(result, path=None):
     a.set_ylabel("trained net")
     a.set_title("test outputs, seed 0")
     a.legend(fontsize=8)
-    title = ", ".join(f"{k} {v}" for k, v in result.info.items())
-    fig.suptitle(f"finite width vs infinite width{': ' + title if title else ''}", fontsize=11)
+    fig.suptitle(f"finite width vs infinite width: {_sweep_title(result.info, widths)}",
+                 fontsize=11)
     fig.tight_layout()
     return save(fig, path)
+
+
+def _sweep_title(info: dict, widths) -> str:
+    """What a width sweep ran: its info items, the architecture's own width shown as W (each
+    net has its width from the sweep), and the widths."""
+    parts = []
+    for k, v in info.items():
+        if k == "arch":
+            v = re.sub(r"-\d+x", "-Wx", str(v))
+        parts.append(f"{k} {v}")
+    ws = ", ".join(f"{w:g}" for w in widths)
+    return ", ".join(parts + [f"widths W = {ws}"])
 
 
 def save(fig, path):
