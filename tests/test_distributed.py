@@ -128,3 +128,41 @@ def test_a_killed_worker_still_gives_the_correct_matrix(client, tmp_path):
     # markers only: a worker killed while writing one leaves its temporary ".tmp-*.part" file
     # (SIGKILL runs no cleanup), which is never read as a marker
     assert len([f for f in os.listdir(path / "done") if not f.startswith(".tmp-")]) == 21
+
+
+@ONLY_X32_PASS
+def test_a_script_without_the_main_guard_is_told_before_any_worker_starts(tmp_path):
+    """Dask's worker processes import the script again: code outside `if __name__ ==
+    "__main__":` would start a cluster in each. The library says so instead."""
+    import subprocess
+    import sys
+    probe = tmp_path / "probe.py"
+    probe.write_text(
+        "from ntkgp._src.scale.dask_kernel import _unguarded_script_line as where\n"
+        "def run():\n"
+        "    return where()\n"
+        "print('top', where()[1], run()[1])\n"
+        "if __name__ == '__main__':\n"
+        "    print('guarded', where(), run())\n"
+        "else:\n"
+        "    print('else', where()[1])\n")
+    out = subprocess.run([sys.executable, str(probe)], capture_output=True, text=True,
+                         timeout=120, cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split("\n")[:2] == ["top 4 4", "guarded None None"]
+    script = tmp_path / "unguarded.py"
+    script.write_text(
+        "import numpy as np\n"
+        "from ntkgp import distributed, nn\n"
+        "net = nn.serial(nn.Dense(1), nn.Relu(), nn.Dense(1))\n"
+        "x = np.ones((4, 2), np.float32)\n"
+        "distributed.kernel_to_zarr(net.kernel, x, path='k', get='nngp', tile_size=2)\n")
+    t0 = time.perf_counter()
+    out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
+                         timeout=300, cwd=tmp_path)
+    assert out.returncode == 1
+    assert (f"from the top-level code of the script {script.resolve()} (line 5)"
+            in out.stderr), out.stderr
+    assert 'if __name__ == "__main__":' in out.stderr
+    assert out.stderr.count("Traceback") == 1  # this message alone: no worker was started
+    assert time.perf_counter() - t0 < 120  # nothing started and hung

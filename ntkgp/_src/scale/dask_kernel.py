@@ -17,8 +17,10 @@ raises, and so does reading a tile whose values no longer match its marker's che
 
 from __future__ import annotations
 
+import ast
 import json
 import os
+import sys
 from typing import Callable, Optional
 
 import numpy as np
@@ -115,12 +117,60 @@ def connect(client):
     if client is not None:
         raise TypeError(f"`client` must be a dask.distributed Client, a scheduler address "
                         f"like 'tcp://host:8786', or None; got {type(client).__name__}.")
+    line = _unguarded_script_line()
+    if line is not None:
+        raise RuntimeError(
+            f"ntkgp.distributed would start a local Dask cluster from the top-level code of the "
+            f"script {line[0]} (line {line[1]}): its worker processes import that script "
+            "again, so each would run this code too (Dask then fails with 'Nanny failed to "
+            "start', or in other runners the script runs once per worker). Put the code that "
+            "uses ntkgp.distributed under `if __name__ == \"__main__\":`, or pass `client=` a "
+            "running cluster's Client or scheduler address.")
     env = {"XLA_FLAGS": "--xla_cpu_multi_thread_eigen=false",
            "JAX_ENABLE_X64": "1" if jax.config.jax_enable_x64 else "0",
            "JAX_PLATFORMS": "cpu", "NTKGP_PROGRESS": "0"}
     cluster = distributed.LocalCluster(threads_per_worker=1, processes=True,
                                        dashboard_address=None, env=env)
     return distributed.Client(cluster), True
+
+
+def _is_main_test(test) -> bool:
+    """Whether an ``if`` test is ``__name__ == "__main__"`` (either way round)."""
+    if not (isinstance(test, ast.Compare) and len(test.ops) == 1
+            and isinstance(test.ops[0], ast.Eq)):
+        return False
+    sides = [test.left, test.comparators[0]]
+    return ({type(x) for x in sides} == {ast.Name, ast.Constant}
+            and any(isinstance(x, ast.Name) and x.id == "__name__" for x in sides)
+            and any(isinstance(x, ast.Constant) and x.value == "__main__" for x in sides))
+
+
+def _unguarded_script_line():
+    """``(script, line)`` when this call comes from the top-level code of the script Python
+    runs (``python script.py``) outside ``if __name__ == "__main__":``, else None (an
+    interactive session, a notebook, a function, or guarded code)."""
+    path = getattr(sys.modules.get("__main__"), "__file__", None)
+    if not path or not os.path.isfile(path):
+        return None
+    path = os.path.realpath(path)
+    frame, outer = sys._getframe(1), None
+    while frame is not None:  # the script's outermost frame: where its top level is now
+        if os.path.realpath(frame.f_code.co_filename) == path:
+            outer = frame
+        frame = frame.f_back
+    if outer is None or outer.f_code.co_name != "<module>":
+        return None
+    try:
+        with open(path, encoding="utf-8") as fh:
+            tree = ast.parse(fh.read())
+    except (OSError, SyntaxError, ValueError):
+        return None
+    line = outer.f_lineno
+    for node in ast.walk(tree):
+        if isinstance(node, ast.If) and _is_main_test(node.test) and any(
+                st.lineno <= line <= (st.end_lineno or st.lineno) for st in node.body):
+            return None
+    return path, line
 
 
 def _open_store(path, fp, shape, t, dtype, symmetric):
@@ -159,7 +209,8 @@ def kernel_to_zarr(kernel_fn: Callable, x1, x2=None, *, path: str, get: Optional
         tile_size: rows and columns per tile (= per zarr chunk).
         client: a ``distributed.Client``, a scheduler address (``'tcp://host:8786'``), or
             ``None`` for a new `LocalCluster` on this machine (one single-threaded worker per
-            core), closed at the end.
+            core), closed at the end. Its workers import the running script again, so in a
+            script this call belongs under ``if __name__ == "__main__":``.
         progress: show a progress bar over tiles (default: once they have taken 2 s).
         store_key: a string naming the kernel function and its settings, needed when ntkgp
             cannot identify the function itself (see `ntkgp.batching.batch`).
@@ -167,6 +218,10 @@ def kernel_to_zarr(kernel_fn: Callable, x1, x2=None, *, path: str, get: Optional
     Returns:
         The finished kernel as a read-only zarr array of shape ``(N1, N2)`` (the tiles
         found on disk from an earlier call checked against their checksums, `open_kernel`).
+
+    Raises:
+        RuntimeError: ``client=None`` from a script's top-level code outside
+            ``if __name__ == "__main__":`` (said before any worker starts).
 
     Resuming: calling again with the same path, inputs, kernel, ``get`` and tile size computes
     only the tiles without a ``done`` marker (an interrupted run, a lost worker); a different
