@@ -34,91 +34,22 @@ from typing import Callable, Sequence
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from ntkgp._src import checks
 from ntkgp._src.empirical import implementations as impls
+from ntkgp._src.empirical.functions import (
+    BATCHED_KWARGS,
+    adapt,
+    as_apply_fn,
+    as_layer,
+    bind_params,
+    independent_examples,
+    split_kwargs,
+)
 from ntkgp._src.kernels.kernel import Kernel
 from ntkgp._src.kernels.layout import DIAGONAL, PAIR, Layout
 
 IMPLEMENTATIONS = ("auto", "jacobian", "ntvp", "structured")
-
-
-def as_layer(f):
-    from ntkgp._src.nn.core import Layer
-    if isinstance(f, Layer):
-        return f
-    return getattr(f, "_ntkgp_layer", None)
-
-
-def as_apply_fn(f):
-    layer = as_layer(f)
-    if layer is not None:
-        return layer.apply
-    if not callable(f):
-        raise TypeError(f"`f` must be a function f(params, x) or an ntkgp.nn layer; got "
-                        f"{type(f).__name__}.")
-    return f
-
-
-BATCHED_KWARGS = ("pattern",)
-
-
-def split_kwargs(kwargs, batched, x1, x2):
-    """``(per-example kwargs of x1, of x2, shared kwargs)``. A keyword in ``batched`` holds
-    arrays with a first axis of examples, given as a pair ``(for_x1, for_x2)`` (``for_x1``
-    alone, or ``(for_x1, None)``, when ``x2`` is ``None``); the others go to every call as
-    they are."""
-    per1, per2, shared = {}, {}, {}
-    for name, v in kwargs.items():
-        if name not in batched:
-            shared[name] = v
-            continue
-        v1, v2 = v if isinstance(v, (tuple, list)) else (v, None)
-        if x2 is not None and v2 is None:
-            raise ValueError(f"`{name}` holds one entry per example: with x2 given, pass "
-                             f"{name}=(for_x1, for_x2).")
-        for val, x, nm, out in ((v1, x1, "x1", per1), (v2, x2, "x2", per2)):
-            if x is None:
-                continue
-            val = jax.tree.map(jnp.asarray, val)
-            if any(np.ndim(a) < 1 or a.shape[0] != x.shape[0] for a in jax.tree.leaves(val)):
-                raise ValueError(f"`{name}` for {nm} must have one entry per example (a first "
-                                 f"axis of {x.shape[0]}); got shapes "
-                                 f"{[tuple(np.shape(a)) for a in jax.tree.leaves(val)]}.")
-            out[name] = val
-    return per1, per2, shared
-
-
-def independent_examples(f, vmap_axes, batched_kwargs):
-    """``(independent, batched_kwargs)`` from neural-tangents' ``vmap_axes``: ``None``, ``0``
-    or ``(in_axes, out_axes, kwargs_axes)`` with the examples on axis 0 (``kwargs_axes`` a
-    dict naming keyword arguments with one entry per example, on their axis 0)."""
-    batched = tuple(batched_kwargs)
-    if vmap_axes is None:
-        return as_layer(f) is not None, batched
-    fix = ("ntkgp's empirical kernels take the examples on axis 0 of `x` and of the output of "
-           "`f`; move the batch axis first (jnp.moveaxis) and pass vmap_axes=0, or "
-           "vmap_axes=None to assume nothing.")
-    if isinstance(vmap_axes, (int, np.integer)) and not isinstance(vmap_axes, bool):
-        if vmap_axes != 0:
-            raise ValueError(f"vmap_axes={vmap_axes} is not supported: {fix}")
-        return True, batched
-    if not isinstance(vmap_axes, (tuple, list)) or len(vmap_axes) != 3:
-        raise TypeError(f"`vmap_axes` must be None, 0 or (in_axes, out_axes, kwargs_axes); got "
-                        f"{vmap_axes!r}.")
-    in_axes, out_axes, kwargs_axes = vmap_axes
-    if in_axes is None and out_axes is None:
-        return as_layer(f) is not None, batched
-    if in_axes != 0 or out_axes != 0:
-        raise ValueError(f"vmap_axes with in_axes={in_axes!r}, out_axes={out_axes!r} is not "
-                         f"supported: {fix}")
-    kwargs_axes = kwargs_axes or {}
-    if not isinstance(kwargs_axes, dict) or any(a not in (0, None)
-                                                  for a in kwargs_axes.values()):
-        raise ValueError(f"`kwargs_axes` of `vmap_axes` must be a dict of keyword names to 0 "
-                         f"(one entry per example) or None (shared); got {kwargs_axes!r}.")
-    return True, batched + tuple(k for k, a in kwargs_axes.items() if a == 0)
 
 
 def choose_implementation(f, params, x1, x2, trace_axes=(-1,), apply_kwargs=None,
@@ -133,8 +64,8 @@ def choose_implementation(f, params, x1, x2, trace_axes=(-1,), apply_kwargs=None
     * else ``'ntvp'``.
 
     Args:
-        f: an ``ntkgp.nn`` `Layer` or any ``f(params, x)``.
-        params: a pytree of parameters of ``f``.
+        f: an ``ntkgp.nn`` `Layer`, any ``f(params, x)``, an Equinox or Flax module.
+        params: a pytree of parameters of ``f`` (for modules, see `empirical_ntk_fn`).
         x1: inputs ``(N1, ...)``.
         x2: inputs ``(N2, ...)`` or ``None``.
         trace_axes: output axes averaged over (``()`` keeps full blocks).
@@ -148,8 +79,11 @@ def choose_implementation(f, params, x1, x2, trace_axes=(-1,), apply_kwargs=None
     layer = as_layer(f)
     if layer is not None and layer.structured and not apply_kwargs:
         return "structured"
+    adapter = adapt(f)
+    if adapter is not None:
+        params, apply_kwargs = bind_params(adapter, params, apply_kwargs or {}, "")
     per1, _, shared = split_kwargs(apply_kwargs or {}, BATCHED_KWARGS, x1, x2)
-    shape = impls.out_shape(impls.bind(as_apply_fn(f), shared), params, (x1, per1))
+    shape = impls.out_shape(impls.bind(as_apply_fn(f, True), shared), params, (x1, per1))
     fits = impls.jacobian_fits(params, x1, x2, shape, trace_axes, diagonal_axes)
     return "jacobian" if fits else "ntvp"
 
@@ -200,8 +134,13 @@ def empirical_ntk_fn(f, trace_axes: Sequence[int] = (-1,), diagonal_axes: Sequen
 
     Args:
         f: ``f(params, x) -> y`` with ``params`` any pytree (an ``ntkgp.nn`` network's
-            ``apply``, a Flax ``model.apply``, an Equinox model split into params and static
-            parts), or an ``ntkgp.nn`` `Layer`. ``y`` has shape ``(N, *O)``.
+            ``apply``, a Flax ``model.apply``), an ``ntkgp.nn`` `Layer`, or a module: an
+            Equinox module (applied to one example at a time, as Equinox's layers are),
+            a Flax linen module or a Flax nnx module (applied to the batch). ``y`` has
+            shape ``(N, *O)``. A module's ``params`` are: Equinox and nnx, ``None`` for the
+            module's own parameters or another module of the same structure (its inexact
+            arrays, its ``nnx.Param`` state); linen, the variables of ``model.init``
+            (``'params'`` differentiated, other collections held fixed).
         trace_axes: output axes (of ``y``, the examples' axis 0 among them) to average over;
             ``(-1,)`` gives an ``(N1, N2)`` kernel for ``y`` of shape ``(N, K)``, ``()`` the
             full ``(N1, N2, K, K)`` blocks, ``(0, -1)`` the mean over examples.
@@ -242,8 +181,9 @@ def empirical_ntk_fn(f, trace_axes: Sequence[int] = (-1,), diagonal_axes: Sequen
         https://arxiv.org/abs/2206.08720.
     """
     checks.check_choice(implementation, "implementation", IMPLEMENTATIONS)
-    apply = as_apply_fn(f)
+    apply = as_apply_fn(f, True)
     layer = as_layer(f)
+    adapter = adapt(f)
     independent, batched_kwargs = independent_examples(f, vmap_axes, batched_kwargs)
     if implementation == "structured" and (layer is None or not layer.structured):
         raise ValueError("implementation='structured' needs an ntkgp.nn network whose "
@@ -270,15 +210,15 @@ def empirical_ntk_fn(f, trace_axes: Sequence[int] = (-1,), diagonal_axes: Sequen
 
     def ntk_fn(x1, x2=None, params=None, **kwargs):
         x1, x2 = checks.check_inputs(x1, x2, ndim=None)
-        if params is None:
-            raise TypeError("`params` is required: ntk_fn(x1, x2, params).")
+        params, kwargs = bind_params(adapter, params, kwargs, "ntk_fn")
         per1, per2, shared = split_kwargs(kwargs, batched_kwargs, x1, x2)
         impl = implementation
         if impl == "structured" and kwargs:
             raise ValueError("implementation='structured' takes no keyword arguments of `f` "
                              f"(got {sorted(kwargs)}); use 'auto', 'jacobian' or 'ntvp'.")
         if impl == "auto":
-            impl = choose_implementation(f, params, x1, x2, trace_axes, kwargs, diagonal_axes)
+            impl = choose_implementation(apply if adapter else f, params, x1, x2, trace_axes,
+                                         kwargs, diagonal_axes)
         return _core((x1, per1), None if x2 is None else (x2, per2), params, shared, impl)
 
     return ntk_fn
@@ -301,7 +241,8 @@ def empirical_nngp_fn(f, trace_axes: Sequence[int] = (-1,), diagonal_axes: Seque
         ``nngp_fn(x1, x2, params, **kwargs)`` returning an array laid out as
         `empirical_ntk_fn`'s.
     """
-    apply = as_apply_fn(f)
+    apply = as_apply_fn(f, True)
+    adapter = adapt(f)
 
     @jax.jit
     def _core(x1, x2, params, shared):
@@ -324,8 +265,7 @@ def empirical_nngp_fn(f, trace_axes: Sequence[int] = (-1,), diagonal_axes: Seque
 
     def nngp_fn(x1, x2=None, params=None, **kwargs):
         x1, x2 = checks.check_inputs(x1, x2, ndim=None)
-        if params is None:
-            raise TypeError("`params` is required: nngp_fn(x1, x2, params).")
+        params, kwargs = bind_params(adapter, params, kwargs, "nngp_fn")
         per1, per2, shared = split_kwargs(kwargs, batched_kwargs, x1, x2)
         return _core((x1, per1), None if x2 is None else (x2, per2), params, shared)
 
@@ -354,6 +294,10 @@ def empirical_kernel_fn(f, trace_axes: Sequence[int] = (-1,), diagonal_axes: Seq
         ``kernel_fn(x1, x2=None, get=None, params=None, **kwargs)``; arrays laid out as
         `empirical_ntk_fn`'s; ``kwargs`` go to ``f``.
     """
+    adapter = adapt(f)
+    if adapter is not None:  # bound once here; the two kernels get the adapter's apply
+        f = as_apply_fn(f, True)
+        vmap_axes = 0 if vmap_axes is None and adapter.independent else vmap_axes
     ntk_fn = empirical_ntk_fn(f, trace_axes, diagonal_axes, vmap_axes, implementation,
                               batched_kwargs)
     _, batched_kwargs = independent_examples(f, vmap_axes, batched_kwargs)
@@ -367,6 +311,8 @@ def empirical_kernel_fn(f, trace_axes: Sequence[int] = (-1,), diagonal_axes: Seq
 
     def kernel_fn(x1, x2=None, get=None, params=None, **kwargs):
         names, single = checks.normalize_get(get)
+        if adapter is not None:
+            params, kwargs = bind_params(adapter, params, kwargs, "kernel_fn")
         out = {}
         if "nngp" in names:
             out["nngp"] = nngp_fn(x1, x2, params, **kwargs)

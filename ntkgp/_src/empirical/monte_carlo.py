@@ -17,14 +17,8 @@ import jax
 import jax.numpy as jnp
 
 from ntkgp._src import checks
-from ntkgp._src.empirical.empirical import (
-    BATCHED_KWARGS,
-    as_apply_fn,
-    as_layer,
-    empirical_nngp_fn,
-    empirical_ntk_fn,
-    split_kwargs,
-)
+from ntkgp._src.empirical.empirical import empirical_nngp_fn, empirical_ntk_fn
+from ntkgp._src.empirical.functions import BATCHED_KWARGS, as_apply_fn, as_layer, split_kwargs
 from ntkgp._src.kernels.kernel import Kernel
 from ntkgp._src.progress import progress_bar
 

@@ -7,7 +7,7 @@ from typing import Callable
 import jax
 
 from ntkgp._src import checks
-from ntkgp._src.empirical.empirical import as_apply_fn
+from ntkgp._src.empirical.functions import adapt, as_apply_fn, bind_params
 
 
 def empirical_ntk_vp_fn(f, x1, x2, params, **kwargs) -> Callable:
@@ -19,10 +19,10 @@ def empirical_ntk_vp_fn(f, x1, x2, params, **kwargs) -> Callable:
     ``empirical_ntk_vp_fn``).
 
     Args:
-        f: an ``ntkgp.nn`` `Layer` or any ``f(params, x)``.
+        f: an ``ntkgp.nn`` `Layer`, any ``f(params, x)``, an Equinox or Flax module.
         x1: inputs ``(N1, ...)``.
         x2: inputs ``(N2, ...)`` or ``None`` (the same as ``x1``).
-        params: a pytree of parameters of ``f``.
+        params: a pytree of parameters of ``f`` (for modules, see `empirical_ntk_fn`).
         **kwargs: keyword arguments of ``f``, the same for both inputs.
 
     Returns:
@@ -40,7 +40,8 @@ def empirical_ntk_vp_fn(f, x1, x2, params, **kwargs) -> Callable:
         (5, 2)
     """
     x1, x2 = checks.check_inputs(x1, x2, ndim=None)
-    apply = as_apply_fn(f)
+    apply = as_apply_fn(f, True)
+    params, kwargs = bind_params(adapt(f), params, kwargs, "empirical_ntk_vp_fn")
     xb = x1 if x2 is None else x2
     y2, vjp = jax.vjp(lambda p: apply(p, xb, **kwargs), params)
     _, jvp = jax.linearize(lambda p: apply(p, x1, **kwargs), params)

@@ -22,7 +22,7 @@ import numpy as np
 import optax
 
 from ntkgp._src import checks
-from ntkgp._src.empirical.empirical import as_apply_fn
+from ntkgp._src.empirical.functions import as_apply_fn
 from ntkgp._src.experiments.boolean import BooleanProblem, function_frequencies, pack_functions
 from ntkgp._src.experiments.journal import Journal
 from ntkgp._src.predict.dynamics import max_learning_rate

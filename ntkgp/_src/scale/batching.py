@@ -23,7 +23,7 @@ import jax
 import numpy as np
 
 from ntkgp._src import checks
-from ntkgp._src.empirical.empirical import BATCHED_KWARGS, split_kwargs
+from ntkgp._src.empirical.functions import BATCHED_KWARGS, split_kwargs
 from ntkgp._src.kernels.kernel import Kernel
 from ntkgp._src.progress import progress_counter
 from ntkgp._src.scale import tiles as tiling

@@ -9,7 +9,7 @@ from typing import Callable
 import jax
 
 from ntkgp._src import checks
-from ntkgp._src.empirical.empirical import as_apply_fn
+from ntkgp._src.empirical.functions import as_apply_fn
 
 
 def linearize(f: Callable, params0) -> Callable:
