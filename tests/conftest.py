@@ -1,14 +1,16 @@
 import os
 
 # The suite is bound by XLA compilation (hundreds of small programs, each run a few times):
-# LLVM's optimization level 0 compiles them about 30% faster, and the programs compute the
-# same operations (the HLO and its fusions are XLA's as in users' runs; matrix products and
-# factorizations call the same libraries). Set before the first computation starts the backend;
-# processes the tests start inherit it. A level the caller chose is kept. Doctests, README's
-# blocks, the executed docs and the benchmarks run with XLA's defaults.
+# JAX's jax_disable_most_optimizations (LLVM's optimization level 0, its expensive passes off)
+# compiles them about 30% faster, and the programs compute the same operations (the HLO and
+# its fusions are XLA's as in users' runs; matrix products and factorizations call the same
+# libraries). Set in the environment before JAX is imported, so that the processes the tests
+# start (Dask workers, the command line) compile alike. Tests bound by running compiled code
+# (Monte-Carlo averages of many finite networks) ask for XLA's full optimization with the
+# `optimized_programs` fixture. A level the caller chose (XLA_FLAGS or the variable) is kept.
+# Doctests, README's blocks, the executed docs and the benchmarks run with XLA's defaults.
 if "xla_backend_optimization_level" not in os.environ.get("XLA_FLAGS", ""):
-    os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "")
-                               + " --xla_backend_optimization_level=0").strip()
+    os.environ.setdefault("JAX_DISABLE_MOST_OPTIMIZATIONS", "1")
 
 import jax  # noqa: E402
 import numpy as np
@@ -57,6 +59,17 @@ def rel_err(a, b):
 def frob_err(a, b):
     a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
     return float(np.linalg.norm(a - b) / np.linalg.norm(b))
+
+
+@pytest.fixture
+def optimized_programs():
+    """XLA's full optimization for the programs a test compiles: for tests whose time goes to
+    running compiled code (many finite networks) rather than compiling it. Programs compiled
+    before in the same process keep the level they were compiled with."""
+    before = jax.config.read("jax_disable_most_optimizations")
+    jax.config.update("jax_disable_most_optimizations", False)
+    yield
+    jax.config.update("jax_disable_most_optimizations", before)
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -24,11 +24,13 @@ TOL = 1e-12 if X64 else 1e-6
 
 @pytest.fixture(scope="module")
 def client():
-    # the workers compile as this process does (the suite's XLA flags: a different LLVM
-    # optimization level rounds differently), on one thread each
+    # the workers compile as this process does (the suite's optimization level: a different
+    # LLVM level rounds differently), on one thread each
     flags = os.environ.get("XLA_FLAGS", "") + " --xla_cpu_multi_thread_eigen=false"
     env = {"JAX_ENABLE_X64": "1" if X64 else "0", "JAX_PLATFORMS": "cpu",
-           "XLA_FLAGS": flags.strip(), "NTKGP_PROGRESS": "0"}
+           "XLA_FLAGS": flags.strip(), "NTKGP_PROGRESS": "0",
+           "JAX_DISABLE_MOST_OPTIMIZATIONS": "1" if jax.config.read(
+               "jax_disable_most_optimizations") else "0"}
     with LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
                       dashboard_address=None, env=env) as cluster, Client(cluster) as c:
         c.wait_for_workers(2)

@@ -50,6 +50,7 @@ def _check_rate(name, widths, n_samples):
 
 
 @ONLY_X64_PASS
+@pytest.mark.usefixtures("optimized_programs")  # bound by running many networks
 @pytest.mark.parametrize("name", ["gap", pytest.param("flatten", marks=pytest.mark.slow)])
 def test_cnn_convergence_rate_reduced(name):
     """The CI version: 64 -> 256 channels (in the float64 pass: a statistical check; the

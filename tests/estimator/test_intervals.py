@@ -30,6 +30,7 @@ def _sets():
 
 
 @pytest.mark.skipif(not X64, reason="calibration of fitted models: float64 pass")
+@pytest.mark.usefixtures("optimized_programs")  # bound by running the fits
 def test_nngp_95_percent_intervals_cover_90_to_98_percent_of_held_out_targets():
     # 200 held-out points per set: a calibrated 95% interval covers 95% +- 1.5% (binomial
     # std) of each, so each set must reach 90% and the 800 points together 90-98%

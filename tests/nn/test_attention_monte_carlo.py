@@ -54,6 +54,7 @@ def _check(name, widths, n_samples):
 
 
 @ONLY_X64_PASS
+@pytest.mark.usefixtures("optimized_programs")  # bound by running many networks
 @pytest.mark.parametrize("name", ["softmax_sum_pe", "relu_concat_decay_layernorm"])
 def test_attention_convergence_rate_reduced(name):
     """The CI version: 32 -> 128 -> 512 channels, 16 networks each."""

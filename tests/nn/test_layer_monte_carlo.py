@@ -126,6 +126,7 @@ def _check(name, widths, n_samples, ratio):
 
 
 @ONLY_X64_PASS
+@pytest.mark.usefixtures("optimized_programs")  # bound by running many networks
 @pytest.mark.parametrize("name", NAMES)
 def test_layer_convergence_rate_reduced(name):
     """The CI version: 32 -> 512 units, 8 networks each."""
