@@ -82,3 +82,7 @@ def test_interval_errors():
     timed = NTKRegressor(optimizer=None, t=10.0).fit(x, x[:, 0])
     with pytest.raises(ValueError, match="t=None"):
         timed.predict_interval(x)
+    with pytest.raises(ValueError, match="return_std=True or return_cov=True"):
+        reg.predict(x, predictive=True)  # a mean alone would hide that nothing was asked
+    with pytest.raises(ValueError, match="return_std=True or return_cov=True"):
+        timed.predict(x, predictive=True)

@@ -150,7 +150,11 @@ class _Regressor(RegressorMixin, NeuralKernelEstimator):
         """
         if return_std and return_cov:
             raise ValueError("At most one of return_std or return_cov can be requested.")
-        if predictive and (return_std or return_cov):
+        if predictive and not (return_std or return_cov):
+            raise ValueError("predictive=True is about the spread of new targets: ask for it "
+                             "with return_std=True or return_cov=True (the mean is the same "
+                             "either way), or use predict_interval(X, coverage).")
+        if predictive:
             if self.t is not None:
                 raise ValueError(
                     f"predictive=True gives the Gaussian-process predictive distribution of "
