@@ -64,6 +64,7 @@ PLAN = {
     "activations": (["--repeats", "7"], ["--repeats", "5"]),
     "graphs": (["--repeats", "5"], ["--repeats", "3"]),
     "layers": (["--repeats", "5"], ["--repeats", "3"]),
+    "estimators": (["--repeats", "3"], ["--repeats", "3"]),
     "tabular": ([],
                 ["--datasets", r"^(heart|MASS/cpus)$", "--models", "ntk,nngp,rf,hgb,svc,gpr"]),
 }

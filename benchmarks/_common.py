@@ -77,6 +77,11 @@ SUITES = {
          "transposed convolutions (stride 2), locally connected layers, linear image "
          "resizing, pooling variants, Index + DotGeneral on digits (32 channels); Dropout and "
          "FanInProd in an FC net (width irrelevant, N=2000)", r".")]),
+    "estimators": ("estimators.py", [
+        ("scikit-learn estimators against the scikit-learn model a user would pick instead "
+         "(no neural-tangents counterpart), both fitted in one process: time = median fit "
+         "after the first, compile = first fit minus that; the baseline's time and both "
+         "scores in the note", r".")]),
     "tabular": ("tabular.py", []),  # accuracy tables, rendered by tabular.py ("markdown")
 }
 

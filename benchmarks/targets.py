@@ -90,6 +90,30 @@ def key_ratio(case, num, den):
     return measure
 
 
+def key_difference(case, a, b):
+    """``row[a] - row[b]`` of one case's ntkgp row (e.g. two models' accuracies)."""
+    def measure(rows):
+        row = (rows.get(case) or {}).get("ntkgp") or {}
+        if row.get(a) is None or row.get(b) is None:
+            return None
+        return row[a] - row[b], rows[case].get("date"), f"{row[a]:.4g} - {row[b]:.4g}"
+    measure.cases = [case]
+    return measure
+
+
+def key_ratio_of_median(case, key):
+    """ntkgp's median time of one case over a time ``key`` its row saved (a baseline measured
+    in the same process)."""
+    def measure(rows):
+        us = _median(rows.get(case), "ntkgp")
+        base = ((rows.get(case) or {}).get("ntkgp") or {}).get(key)
+        if us is None or not base:
+            return None
+        return us / base, rows[case].get("date"), f"{us:.3g} s / {base:.3g} s"
+    measure.cases = [case]
+    return measure
+
+
 def time_ratio(num, den):
     """ntkgp median of case ``num`` / ntkgp median of case ``den`` (same run)."""
     def measure(rows):
@@ -248,6 +272,19 @@ TARGETS = [
     ("features", "Nystrom features of the NTK (2048 landmarks) vs scikit-learn's Nystroem + "
      "RidgeCV (4097 components), Fashion-MNIST (60,000 rows): test accuracy ratio",
      key_ratio("rf_fashion_mnist_f32", "nystrom", "sklearn"), (GE, 1.0)),
+    ("estimators", "default NTKClassifier(depth=2) fit on 1,200 digits (float32): seconds",
+     field("fit_ntk_classifier_digits1200", "median_s", 1.0, " s"), (LE, 3.0)),
+    ("estimators", "the same fit as the first in a process, compilation included: seconds",
+     field("fit_ntk_classifier_digits1200", "first_fit_s", 1.0, " s"), (LE, 6.0)),
+    ("estimators", "the same fit: test accuracy minus scikit-learn's SVC's (597 held out)",
+     key_difference("fit_ntk_classifier_digits1200", "accuracy", "baseline_accuracy"),
+     (GE, -0.005)),
+    ("estimators", "default NNGPRegressor(depth=2) fit on 300 diabetes rows vs scikit-learn's "
+     "GaussianProcessRegressor (ARD RBF): time ratio", key_ratio_of_median(
+         "fit_nngp_regressor_diabetes300", "baseline_s"), (LE, 1.0)),
+    ("estimators", "GridSearchCV(NTKClassifier(), depth 1-4, cv=5) on 1,797 digits: "
+     "marginal-likelihood programs compiled (4 depths)", field("gridsearch_ntk_digits",
+                                                               "fit_compiles"), (LE, 5)),
     ("sgd_bayes", "P_B by the tilted sampler on the 128-point NNGP orthant (4000 draws): "
      "median standard error of log P (nats; EP's bias there is 0.1-0.3)",
      field("pb_tilted_128", "median_se"), (LE, 0.1)),

@@ -69,3 +69,25 @@ def test_one_class_is_an_error(iris):
         NTKClassifier(optimizer=None).fit(x, np.zeros(len(x)))
     with pytest.raises(ValueError, match="Unknown label type"):
         NTKClassifier(optimizer=None).fit(x, np.linspace(0, 1, len(x)))
+
+
+def test_nearby_training_sizes_share_one_compiled_fit(iris):
+    """Data sets a few rows apart (the folds of a cross-validation) are padded to one size for
+    the marginal-likelihood fit, so its program compiles once; the fit still sees only the
+    data (the same hyperparameters as on the unpadded size)."""
+    from ntkgp._src.estimator.network import lml_function, padded_rows
+
+    x, y, _, _ = iris
+    width = 4097  # an architecture no other test uses: a fresh cache
+    names = ("W_std", "b_std", "diag_reg")
+    value_and_grad = lml_function("ntk", "relu", 2, "ntk", width, None, names)[1]
+    sizes = [97, 98, 100]
+    assert len({padded_rows(n) for n in sizes}) == 1 and padded_rows(97) > 97
+    fits = [NTKClassifier(depth=2, width=width).fit(x[:n], y[:n]) for n in sizes]
+    assert value_and_grad._cache_size() == 1
+    moved = [np.max(np.abs(f.theta_ - np.log([1.5, 0.05, 1e-2]))) for f in fits]
+    assert min(moved) > 0.1  # each fit moved from its start
+    # the padded program's value is that of the data alone (the unpadded program's)
+    padded, _ = fits[1].log_marginal_likelihood(fits[1].theta_, eval_gradient=True)
+    np.testing.assert_allclose(padded, fits[1].log_marginal_likelihood(fits[1].theta_),
+                               rtol=10 * RTOL)

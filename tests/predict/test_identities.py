@@ -193,6 +193,34 @@ def test_log_marginal_likelihood_gradient_matches_finite_differences(data):
     assert np.isfinite(jax.jit(lml)(p))
 
 
+@pytest.mark.parametrize("extra", [0, 5])
+def test_closed_form_evidence_gradients(data, extra):
+    """The closed-form gradients (used by the estimators' fit) against reverse mode through the
+    Cholesky factor; rows padded with junk kernel entries and zero targets leave the value and
+    the gradients of the data rows unchanged."""
+    from ntkgp._src.predict import evidence
+
+    x, _, y = data
+    k = NET.kernel(x, None, "ntk")
+
+    def lml(k, reg):
+        return predict.gp_inference(k, y, diag_reg=reg, get="nngp").log_marginal_likelihood()
+
+    want_v, (want_k, want_reg) = jax.value_and_grad(lml, (0, 1))(k, 0.05)
+    n = len(x)
+    junk = jnp.asarray(np.random.default_rng(0).normal(size=(n + extra, n + extra)), k.dtype)
+    kp = junk.at[:n, :n].set(k)
+    yp = jnp.concatenate([y, jnp.zeros((extra, y.shape[1]), y.dtype)])
+    mask = np.arange(n + extra) < n
+    v, dk, dreg = jax.jit(evidence.log_marginal_likelihood_gradients)(kp, yp, 0.05, mask)
+    tol = 1e-9 if X64 else 1e-4
+    assert abs(float(v) - float(want_v)) <= tol * abs(float(want_v))
+    assert rel_err(dk[:n, :n], want_k) <= tol
+    assert abs(float(dreg) - float(want_reg)) <= tol * abs(float(want_reg))
+    np.testing.assert_array_equal(np.asarray(dk[n:]), 0.0)
+    np.testing.assert_array_equal(np.asarray(dk[:, n:]), 0.0)
+
+
 def test_posterior_is_a_pytree_through_jit(data):
     x, xt, y = data
     k_dd, k_td = NET.kernel(x, None), NET.kernel(xt, x)

@@ -15,7 +15,13 @@ from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from ntkgp._src import checks
-from ntkgp._src.estimator.network import NAMES, KernelFunction, build_network, lml_function
+from ntkgp._src.estimator.network import (
+    NAMES,
+    KernelFunction,
+    build_network,
+    lml_function,
+    pad_rows,
+)
 from ntkgp._src.nn.core import Layer
 from ntkgp._src.nn.spec import ACTIVATIONS
 from ntkgp._src.predict.posterior import Posterior
@@ -157,16 +163,24 @@ class NeuralKernelEstimator(BaseEstimator):
             x, y = x[rows], y[rows]
         value_and_grad = self._lml(names)[1]
         fixed = self._fixed(x.dtype)
+        padded = pad_rows(x, y)
         bounds = np.log([fit_bounds(n, x.dtype) for n in names])
 
-        per_entry = 1.0 / y.size  # O(1) gradients: L-BFGS-B's first step stays inside the box
-        last = {}
+        last, first = {}, {}
+
+        def evidence(theta):
+            """``(-log p(y), -gradient)``, or ``None`` where the kernel cannot be factorized."""
+            if first and np.array_equal(theta, first["theta"]):  # the start, evaluated below
+                return first.pop("out")
+            v, g = value_and_grad(jnp.asarray(theta, x.dtype), fixed, *padded)
+            bar.update()
+            v, g = -float(v), -np.asarray(g, np.float64)
+            return (v, g) if np.isfinite(v) and np.all(np.isfinite(g)) else None
 
         def loss(theta):
-            v, g = value_and_grad(jnp.asarray(theta, x.dtype), fixed, x, y)
-            v, g = -float(v) * per_entry, -np.asarray(g, np.float64) * per_entry
-            bar.update()
-            if np.isfinite(v) and np.all(np.isfinite(g)):
+            out = evidence(theta)
+            if out is not None:
+                v, g = out[0] * scale, out[1] * scale
                 last.update(theta=np.array(theta), v=v)
                 return v, g
             if not last:
@@ -179,14 +193,24 @@ class NeuralKernelEstimator(BaseEstimator):
         start = np.clip(np.log([max(hp[n], 1e-300) for n in names]), *bounds.T)
         starts = [start] + [rng.uniform(bounds[:, 0], bounds[:, 1])
                             for _ in range(int(self.n_restarts_optimizer))]
-        # stop when a step gains less than the rounding of the loss (~10 eps): in float32 the
-        # default 2.2e-9 cannot be met, and the line search spent a third of a digits fit
-        # backtracking between points whose losses were equal to the last bit
-        ftol = max(2.2e-9, 10 * float(np.finfo(x.dtype).eps))
-        best = None
         # a bar of likelihood evaluations once the fit has taken 2 s (NTKGP_PROGRESS=0: none)
         bar = progress_counter(None, desc=f"{type(self).__name__}: marginal likelihood "
                                f"evaluations ({x.shape[0]} rows)")
+        # The loss is -log p(y) / s. L-BFGS-B's first step is minus the gradient (an identity
+        # Hessian), so s makes its largest component 0.5 in log space: per entry of y
+        # (s = N K) the gradient in a scale parameter such as W_std can still be ~3 and the
+        # first step left the data's scale by a factor of 20, costing a line search (a third
+        # of a digits fit's evaluations). It stops when a step gains less than
+        # 0.1 max(1, |loss|) nat of evidence (scipy's relative ftol): far below what tells
+        # hyperparameters apart (differences under ~1 nat are noise; the loss is about the
+        # log evidence per entry of y, of order 1); or less than the loss's rounding (10 eps).
+        out = evidence(start)
+        scale = 1.0 / y.size
+        if out is not None:
+            first.update(theta=start, out=out)
+            scale = 1.0 / max(y.size, 2.0 * np.max(np.abs(out[1])))
+        ftol = max(0.1 * scale, 10 * float(np.finfo(x.dtype).eps))
+        best = None
         try:
             for s in starts:
                 res = scipy.optimize.minimize(loss, s, jac=True, method="L-BFGS-B",
@@ -335,8 +359,8 @@ class NeuralKernelEstimator(BaseEstimator):
         x = self.X_train_
         y = np.asarray(self.targets_)
         value, value_and_grad = self._lml(names)
-        args = (jnp.asarray(theta, x.dtype), self._fixed(x.dtype), x, y)
+        args = (jnp.asarray(theta, x.dtype), self._fixed(x.dtype))
         if eval_gradient:
-            v, g = value_and_grad(*args)
+            v, g = value_and_grad(*args, *pad_rows(x, y))
             return float(v), np.asarray(g, np.float64)
-        return float(value(*args))
+        return float(value(*args, x, y))

