@@ -127,3 +127,8 @@ def test_errors(regression_csv, tmp_path, capsys):
     assert main(["predict", str(d / "m.npz"), str(d / "new.csv"), "--interval", "95"]) == 2
     assert "`coverage` must be a probability in (0, 1), e.g. 0.95; got 95.0" in \
         capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["fit", str(d / "train.csv"), "--target", "target", "--out", str(d / "y.npz"),
+              "--depth", "deep"])
+    assert "expected a number of hidden layers >= 1 or 'auto'; got 'deep'" in \
+        capsys.readouterr().err

@@ -91,3 +91,40 @@ def test_nearby_training_sizes_share_one_compiled_fit(iris):
     padded, _ = fits[1].log_marginal_likelihood(fits[1].theta_, eval_gradient=True)
     np.testing.assert_allclose(padded, fits[1].log_marginal_likelihood(fits[1].theta_),
                                rtol=10 * RTOL)
+
+
+def test_depth_auto_takes_the_depth_of_the_largest_evidence(iris, monkeypatch, tmp_path):
+    """depth='auto' fits every depth of AUTO_DEPTHS on the same rows and keeps the one with
+    the largest maximized evidence: the same model as fitting that depth alone. The saved
+    model remembers the chosen depth."""
+    from ntkgp._src.estimator import base
+    from ntkgp.estimator import load_model, save_model
+
+    monkeypatch.setattr(base, "AUTO_DEPTHS", (1, 3))  # two depths keep the test short
+    x, y, xt, _ = iris
+    alone = {d: NTKClassifier(depth=d, random_state=0).fit(x, y) for d in (1, 3)}
+    auto = NTKClassifier(depth="auto", random_state=0).fit(x, y)
+    want = max(alone, key=lambda d: alone[d].log_marginal_likelihood_value_)
+    assert auto.depth_ == want and alone[want].depth_ == want
+    assert sorted(auto.evidence_by_depth_) == [1, 3]
+    for d in (1, 3):
+        np.testing.assert_allclose(auto.evidence_by_depth_[d],
+                                   alone[d].log_marginal_likelihood_value_, rtol=10 * RTOL)
+    assert abs(auto.evidence_by_depth_[1] - auto.evidence_by_depth_[3]) > 1.0  # a real choice
+    assert rel_err(auto.predict_proba(xt), alone[want].predict_proba(xt)) < 10 * RTOL
+    path = str(tmp_path / "auto.npz")
+    save_model(auto, path)
+    loaded = load_model(path)
+    assert loaded.depth == "auto" and loaded.depth_ == want
+    assert rel_err(loaded.predict_proba(xt), auto.predict_proba(xt)) < 10 * RTOL
+
+
+def test_depth_auto_needs_the_estimators_own_network(iris):
+    from ntkgp import nn
+
+    x, y, _, _ = iris
+    net = nn.serial(nn.Dense(1), nn.Relu(), nn.Dense(1))
+    with pytest.raises(ValueError, match="depth='auto' chooses the depth"):
+        NTKClassifier(depth="auto", network=net).fit(x, y)
+    with pytest.raises((ValueError, TypeError), match="depth"):
+        NTKClassifier(depth="deep").fit(x, y)

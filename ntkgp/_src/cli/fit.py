@@ -4,6 +4,7 @@ only (`ntkgp.estimator.save_model`): loading one runs no code from it."""
 
 from __future__ import annotations
 
+import argparse
 import csv
 import io
 import os
@@ -81,7 +82,8 @@ def cmd_fit(args) -> int:
                          info={"features": features, "target": args.target, "task": task})
     hp = ", ".join(f"{k}={v:.4g}" for k, v in fitted.hyperparameters_.items())
     score = "R^2" if task == "regression" else "accuracy"
-    print(f"ntkgp fit: {type(fitted).__name__} ({args.activation}, depth {args.depth}) on "
+    depth = (f"depth {fitted.depth_}" + " (auto)" * (args.depth == "auto"))
+    print(f"ntkgp fit: {type(fitted).__name__} ({args.activation}, {depth}) on "
           f"{len(x)} rows x {len(features)} features of {args.data!r} ({task}) in {secs:.1f} s")
     solved = fitted.posterior_.solve_result
     if solved.solver == "cg":
@@ -165,6 +167,20 @@ def cmd_predict(args) -> int:
     return 0
 
 
+def _depth(text):
+    """``--depth``: a number of hidden layers >= 1, or 'auto'."""
+    if text == "auto":
+        return text
+    try:
+        depth = int(text)
+    except ValueError:
+        depth = 0
+    if depth < 1:
+        raise argparse.ArgumentTypeError(f"expected a number of hidden layers >= 1 or 'auto'; "
+                                         f"got {text!r}")
+    return depth
+
+
 def add_parsers(sub):
     f = sub.add_parser("fit", help="fit an NTK/NNGP estimator on a CSV file and save it")
     f.add_argument("data", help="CSV file with a header row; numeric feature columns")
@@ -178,7 +194,9 @@ def add_parsers(sub):
                    help="ntk: trained infinitely wide network; nngp: Bayesian posterior")
     f.add_argument("--activation", default="relu",
                    choices=tuple(ACTIVATIONS))
-    f.add_argument("--depth", type=int, default=2, help="hidden layers (default 2)")
+    f.add_argument("--depth", type=_depth, default=2,
+                   help="hidden layers (default 2), or 'auto': the depth from 1 to 5 of the "
+                   "largest fitted marginal likelihood (five fits)")
     f.add_argument("--t", type=float, default=None, help="training time (default: converged)")
     f.add_argument("--no-fit", action="store_true",
                    help="keep W_std/b_std/diag_reg at their defaults (no marginal-likelihood fit)")

@@ -9,12 +9,13 @@ import warnings
 import jax
 import jax.numpy as jnp
 import numpy as np
-import scipy.optimize
 from sklearn.base import BaseEstimator
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from ntkgp._src import checks
+from ntkgp._src.estimator.evidence_fit import BOUNDS as BOUNDS
+from ntkgp._src.estimator.evidence_fit import evidence_at, maximize_evidence
 from ntkgp._src.estimator.network import (
     NAMES,
     KernelFunction,
@@ -25,7 +26,6 @@ from ntkgp._src.estimator.network import (
 from ntkgp._src.nn.core import Layer
 from ntkgp._src.nn.spec import ACTIVATIONS
 from ntkgp._src.predict.posterior import Posterior
-from ntkgp._src.progress import progress_counter
 from ntkgp._src.scale.tiles import DENSE_MAX_N
 from ntkgp._src.solve.features import FeatureSolver
 from ntkgp._src.solve.linalg import NotPositiveDefiniteError
@@ -34,17 +34,14 @@ from ntkgp._src.solve.solvers import as_solver
 # KernelFunction must stay importable from this module: models pickled before it moved to
 # `network` refer to it here.
 
-BOUNDS = {"W_std": (0.1, 10.0), "b_std": (1e-4, 10.0), "diag_reg": (1e-8, 10.0)}
 _warned = set()
+#: the depths ``depth='auto'`` compares (Arora et al. 2020 cross-validated depths 1 to 5)
+AUTO_DEPTHS = (1, 2, 3, 4, 5)
 
 
-def fit_bounds(name, dtype):
-    """``BOUNDS[name]``; the noise floor rises to ``1000 eps`` in float32, below which the
-    training kernel cannot be factorized reliably (inside the fit there is no jitter)."""
-    low, high = BOUNDS[name]
-    if name == "diag_reg":
-        low = max(low, 1e3 * float(np.finfo(dtype).eps))
-    return low, high
+def is_auto(depth):
+    """Whether ``depth`` asks for the depth to be chosen by the evidence."""
+    return isinstance(depth, str) and depth == "auto"
 
 
 class PrecisionWarning(UserWarning):
@@ -77,6 +74,10 @@ def _seed(random_state):
 def check_architecture(est):
     """Validate the architecture arguments (at fit, as scikit-learn does)."""
     if est.network is not None:
+        if is_auto(est.depth):
+            raise ValueError("depth='auto' chooses the depth of the estimator's own network; "
+                             "with `network=` there is no depth to choose. Compare networks "
+                             "by `log_marginal_likelihood_value_` or cross-validation.")
         if not (isinstance(est.network, Layer) or callable(est.network)):
             raise TypeError("`network` must be None, an ntkgp.nn network (Layer), or a "
                             "function network(W_std, b_std) -> Layer; got "
@@ -85,8 +86,9 @@ def check_architecture(est):
     if est.activation not in ACTIVATIONS:
         raise ValueError(f"`activation` must be one of {sorted(ACTIVATIONS)}; got "
                          f"{est.activation!r}. For another architecture pass `network=`.")
-    for name in ("depth", "width"):
-        checks.check_int(getattr(est, name), name, 1)
+    if not is_auto(est.depth):
+        checks.check_int(est.depth, "depth", 1)
+    checks.check_int(est.width, "width", 1)
     checks.check_choice(est.parameterization, "parameterization", ("ntk", "standard"))
     for name in ("W_std", "b_std"):
         checks.check_nonneg(getattr(est, name), name)
@@ -132,101 +134,48 @@ class NeuralKernelEstimator(BaseEstimator):
     def _free_names(self):
         return ("diag_reg",) if isinstance(self.network, Layer) else NAMES
 
+    def _depth(self):
+        """The number of hidden layers: ``depth``, or the one ``depth='auto'`` chose."""
+        return self.depth_ if is_auto(self.depth) else self.depth
+
     def _arch(self, hp):
-        return dict(activation=self.activation, depth=self.depth, W_std=hp["W_std"],
+        return dict(activation=self.activation, depth=self._depth(), W_std=hp["W_std"],
                     b_std=hp["b_std"], parameterization=self.parameterization, width=self.width,
                     network=self.network)
 
     def _lml(self, names):
         """``(theta, fixed, x, y) -> log p(y)``, jitted and cached per architecture."""
-        return lml_function(self.mode, self.activation, self.depth, self.parameterization,
+        return lml_function(self.mode, self.activation, self._depth(), self.parameterization,
                             self.width, self.network, tuple(names))
 
     def _fixed(self, dtype):
         return jnp.asarray([self.W_std, self.b_std, self.diag_reg], dtype)
 
-    def _fit_hyperparameters(self, x, y):
-        """Maximize the log marginal likelihood over the free hyperparameters (in log space,
-        L-BFGS-B with JAX gradients, from the given values and ``n_restarts_optimizer`` random
-        starts), on at most ``max_fit_samples`` training rows."""
+    def _fit_hyperparameters(self, x, y, rng):
+        """``(hyperparameters, log evidence)``: the free hyperparameters at the maximum of the
+        log marginal likelihood of ``y`` (in log space, L-BFGS-B with closed-form gradients,
+        from the given values and ``n_restarts_optimizer`` random starts), at the depth
+        ``depth_``; the evidence is ``None`` when nothing was fitted and one depth is given."""
         names = self._free_names()
         hp = {"W_std": float(self.W_std), "b_std": float(self.b_std),
               "diag_reg": float(self.diag_reg)}
-        if self.optimizer is None:
-            return hp
-        if self.optimizer != "fmin_l_bfgs_b":
-            raise ValueError(f"`optimizer` must be 'fmin_l_bfgs_b' or None; got "
-                             f"{self.optimizer!r}.")
-        rng = check_random_state(self.random_state)
-        if x.shape[0] > self.max_fit_samples:
-            rows = np.sort(rng.choice(x.shape[0], self.max_fit_samples, replace=False))
-            x, y = x[rows], y[rows]
         value_and_grad = self._lml(names)[1]
         fixed = self._fixed(x.dtype)
-        padded = pad_rows(x, y)
-        bounds = np.log([fit_bounds(n, x.dtype) for n in names])
-
-        last, first = {}, {}
-
-        def evidence(theta):
-            """``(-log p(y), -gradient)``, or ``None`` where the kernel cannot be factorized."""
-            if first and np.array_equal(theta, first["theta"]):  # the start, evaluated below
-                return first.pop("out")
-            v, g = value_and_grad(jnp.asarray(theta, x.dtype), fixed, *padded)
-            bar.update()
-            v, g = -float(v), -np.asarray(g, np.float64)
-            return (v, g) if np.isfinite(v) and np.all(np.isfinite(g)) else None
-
-        def loss(theta):
-            out = evidence(theta)
-            if out is not None:
-                v, g = out[0] * scale, out[1] * scale
-                last.update(theta=np.array(theta), v=v)
-                return v, g
-            if not last:
-                return np.inf, np.zeros_like(theta)
-            # The kernel could not be factorized here (NaN inside jit): a smooth wall around
-            # the last good point lets the line search step back instead of stopping.
-            d = np.asarray(theta) - last["theta"]
-            return last["v"] + 1.0 + 100.0 * d @ d, 200.0 * d
-
-        start = np.clip(np.log([max(hp[n], 1e-300) for n in names]), *bounds.T)
-        starts = [start] + [rng.uniform(bounds[:, 0], bounds[:, 1])
-                            for _ in range(int(self.n_restarts_optimizer))]
-        # a bar of likelihood evaluations once the fit has taken 2 s (NTKGP_PROGRESS=0: none)
-        bar = progress_counter(None, desc=f"{type(self).__name__}: marginal likelihood "
-                               f"evaluations ({x.shape[0]} rows)")
-        # The loss is -log p(y) / s. L-BFGS-B's first step is minus the gradient (an identity
-        # Hessian), so s makes its largest component 0.5 in log space: per entry of y
-        # (s = N K) the gradient in a scale parameter such as W_std can still be ~3 and the
-        # first step left the data's scale by a factor of 20, costing a line search (a third
-        # of a digits fit's evaluations). It stops when a step gains less than
-        # 0.1 max(1, |loss|) nat of evidence (scipy's relative ftol): far below what tells
-        # hyperparameters apart (differences under ~1 nat are noise; the loss is about the
-        # log evidence per entry of y, of order 1); or less than the loss's rounding (10 eps).
-        out = evidence(start)
-        scale = 1.0 / y.size
-        if out is not None:
-            first.update(theta=start, out=out)
-            scale = 1.0 / max(y.size, 2.0 * np.max(np.abs(out[1])))
-        ftol = max(0.1 * scale, 10 * float(np.finfo(x.dtype).eps))
-        best = None
-        try:
-            for s in starts:
-                res = scipy.optimize.minimize(loss, s, jac=True, method="L-BFGS-B",
-                                              bounds=bounds, options={"ftol": ftol})
-                if best is None or res.fun < best.fun:
-                    best = res
-        finally:
-            bar.close()
-        if not last:
+        if self.optimizer is None:
+            return hp, (evidence_at(value_and_grad, fixed, x, y, names, [hp[n] for n in names])
+                        if is_auto(self.depth) else None)
+        out = maximize_evidence(
+            value_and_grad, fixed, x, y, names, [hp[n] for n in names],
+            int(self.n_restarts_optimizer), rng, f"{type(self).__name__}: marginal likelihood "
+            f"evaluations ({x.shape[0]} rows{f', depth {self.depth_}' * is_auto(self.depth)})")
+        if out is None:
             self._check_scale(x, hp)
             raise NotPositiveDefiniteError(
                 "the kernel of the training data could not be factorized for any "
                 "hyperparameters tried; raise `diag_reg`, remove duplicate rows, or enable "
                 "x64.")
-        hp.update({n: float(np.exp(v)) for n, v in zip(names, best.x)})
-        return hp
+        hp.update({n: float(np.exp(v)) for n, v in zip(names, out[0])})
+        return hp, out[1]
 
     # -- fitting and predicting --------------------------------------------------------------
     def _validate_fit(self, X, y, **kw):
@@ -241,9 +190,27 @@ class NeuralKernelEstimator(BaseEstimator):
         return X.astype(compute_dtype(X)), y
 
     def _fit_targets(self, X, Y):
-        """Fit hyperparameters and factor the training kernel for targets ``Y`` ``(N, K)``."""
+        """Fit hyperparameters (and the depth, for ``depth='auto'``) on at most
+        ``max_fit_samples`` rows, and factor the training kernel for targets ``Y``
+        ``(N, K)``."""
         Y = Y.astype(X.dtype)
-        return self._factor(X, Y, self._fit_hyperparameters(X, Y))
+        if self.optimizer not in (None, "fmin_l_bfgs_b"):
+            raise ValueError(f"`optimizer` must be 'fmin_l_bfgs_b' or None; got "
+                             f"{self.optimizer!r}.")
+        rng = check_random_state(self.random_state)
+        x, y = X, Y
+        if self.optimizer is not None and X.shape[0] > self.max_fit_samples:
+            rows = np.sort(rng.choice(X.shape[0], self.max_fit_samples, replace=False))
+            x, y = X[rows], Y[rows]
+        auto = is_auto(self.depth)
+        fits = {}
+        for depth in AUTO_DEPTHS if auto else (int(self.depth),):
+            self.depth_ = depth
+            fits[depth] = self._fit_hyperparameters(x, y, rng)
+        if auto:  # the depth of the largest evidence, on the same rows for every depth
+            self.evidence_by_depth_ = {d: float(v) for d, (_, v) in fits.items()}
+            self.depth_ = max(fits, key=lambda d: fits[d][1])
+        return self._factor(X, Y, fits[self.depth_][0])
 
     def _check_scale(self, X, hp):
         """The kernel of the 16 largest rows at ``hp``: inputs that overflow in this precision
@@ -335,7 +302,7 @@ class NeuralKernelEstimator(BaseEstimator):
         Args:
             theta: log-hyperparameters in the order of ``hyperparameter_names_``; ``None``
                 for the fitted value.
-            eval_gradient: also return the gradient with respect to ``theta`` (JAX autodiff).
+            eval_gradient: also return the gradient with respect to ``theta`` (closed form).
 
         Returns:
             A float, and an array of shape ``(len(theta),)`` when ``eval_gradient``.

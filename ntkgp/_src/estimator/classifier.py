@@ -100,6 +100,8 @@ _CLS_ATTRS = r"""
         hyperparameters_: dict of the fitted ``W_std``, ``b_std``, ``diag_reg``.
         theta_: their logs, in the order ``hyperparameter_names_``.
         log_marginal_likelihood_value_: of the one-hot targets at ``theta_``.
+        depth_: the number of hidden layers used (``depth``, or the one ``'auto'`` chose).
+        evidence_by_depth_: for ``depth='auto'``, ``{depth: log marginal likelihood}``.
         posterior_, kernel_, X_train_, n_features_in_.
 """
 

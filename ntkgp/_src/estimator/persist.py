@@ -93,7 +93,7 @@ def save_model(model, path: str, info: Optional[dict] = None, overwrite: bool = 
     if bad:
         raise TypeError(f"cannot save arguments {bad} of {type(est).__name__} as data.")
     arrays = {"X_train": est.X_train_, "targets": est.targets_}
-    extra = {"y_1d": bool(getattr(est, "_y_1d", False))}
+    extra = {"y_1d": bool(getattr(est, "_y_1d", False)), "depth": int(est._depth())}
     if hasattr(est, "y_mean_"):
         arrays.update(y_mean=est.y_mean_, y_scale=est.y_scale_)
     if hasattr(est, "classes_"):
@@ -173,6 +173,8 @@ class SavedModel:
             x = x.astype(np.float32)
         est = CLASSES[self.estimator](**self.params)
         est.n_features_in_ = x.shape[1]
+        if est.depth == "auto":  # the depth the fit chose
+            est.depth_ = self.extra["depth"]
         if "classes" in a:
             est.classes_ = a["classes"]
         if "y_mean" in a:
@@ -292,6 +294,10 @@ def _check(path, meta, files) -> SavedModel:
     info, extra = meta.get("info", {}), meta.get("extra", {})
     if not isinstance(info, dict) or not isinstance(extra, dict):
         _fail(path, "its info is not a JSON object")
+    depth = extra.get("depth")
+    if params.get("depth") == "auto" and (isinstance(depth, bool) or not isinstance(depth, int)
+                                          or depth < 1):
+        _fail(path, "it was fitted with depth='auto' but does not say which depth it chose")
     solver = meta.get("solver")
     if solver not in ("cholesky", "eigh", "cg", "features", "nystrom") or \
             (solver == "cg") != ("alpha" in files):

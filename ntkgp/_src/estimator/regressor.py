@@ -14,7 +14,9 @@ from ntkgp._src.estimator.base import NeuralKernelEstimator
 ARGS_DOC = r"""
     Args:
         activation: ``'relu'``, ``'erf'``, ``'gelu'``, ``'abs'`` or ``'sin'``.
-        depth: number of hidden layers.
+        depth: number of hidden layers, or ``'auto'``: the depth from ``AUTO_DEPTHS`` (1 to
+            5) whose fitted hyperparameters give the largest log marginal likelihood, all on
+            the same rows (one hyperparameter fit per depth: five times the cost of one).
         W_std: weight scale :math:`\sigma_w` of every layer (start of the fit).
         b_std: bias scale :math:`\sigma_b` of every layer (start of the fit).
         parameterization: ``'ntk'`` or ``'standard'``.
@@ -70,6 +72,9 @@ _REG_ATTRS = """
             With ``'cg'``, ``log_marginal_likelihood_value_`` is NaN (no log-determinant is
             computed).
         kernel_: the kernel function of the fitted architecture.
+        depth_: the number of hidden layers used (``depth``, or the one ``'auto'`` chose).
+        evidence_by_depth_: for ``depth='auto'``, ``{depth: log marginal likelihood}`` at each
+            depth's fitted hyperparameters.
         X_train_, y_mean_, y_scale_, n_features_in_.
 """
 
