@@ -39,9 +39,10 @@ import numpy as np  # noqa: E402
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from _common import HERE, machine_info, subprocess_row, write_results  # noqa: E402
 
-CLASSIFICATION = ["australian", "bands", "chess", "contraceptive", "german", "heart",
-                  "ionosphere", "mammographic", "movement_libras", "pima", "segment", "sonar",
-                  "spambase", "vehicle", "vowel", "wdbc"]
+CLASSIFICATION = ["australian", "bands", "breast", "bupa", "chess", "contraceptive", "crx",
+                  "german", "heart", "housevotes", "ionosphere", "mammographic",
+                  "movement_libras", "pima", "saheart", "segment", "sonar", "spambase",
+                  "tic-tac-toe", "vehicle", "vowel", "wdbc", "wine", "wisconsin"]
 REGRESSION = [("modeldata", "concrete", "compressive_strength", ()),
               ("ISLR", "Auto", "mpg", ()),
               ("MASS", "cpus", "perf", ("estperf",)),
@@ -129,6 +130,13 @@ def ranks(scores):
     return dict(zip(names, r))
 
 
+def wins_ties_losses(rows, a, b):
+    """How many datasets model ``a`` scores above, level with (to 3 decimals) and below
+    ``b``."""
+    d = [round(r["scores"][a], 3) - round(r["scores"][b], 3) for r in rows]
+    return sum(x > 0 for x in d), sum(x == 0 for x in d), sum(x < 0 for x in d)
+
+
 def render(rows):
     lines = []
     for task, metric in (("classification", "test accuracy"), ("regression", "test R²")):
@@ -159,6 +167,10 @@ def render(rows):
                      + " | |")
         lines.append(f"| **total fit s** {pad} " + " | ".join(f"{v:.0f}" for v in fit)
                      + " | |")
+        lines += ["", "Wins / ties / losses of the NTK against each other model (a tie: the "
+                  "same score to 3 decimals):", ""] + [
+            f"- {m}: " + " / ".join(str(v) for v in wins_ties_losses(rs, "ntk", m))
+            for m in models if m != "ntk"]
         dates = {}
         for r in rs:
             dates.setdefault(r.get("date", "?"), []).append(r["dataset"])
