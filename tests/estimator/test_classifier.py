@@ -116,6 +116,8 @@ def test_depth_auto_takes_the_depth_of_the_largest_evidence(iris, monkeypatch, t
     save_model(auto, path)
     loaded = load_model(path)
     assert loaded.depth == "auto" and loaded.depth_ == want
+    save_model(alone[1], str(tmp_path / "one.npz"))
+    assert load_model(str(tmp_path / "one.npz")).depth_ == 1
     assert rel_err(loaded.predict_proba(xt), auto.predict_proba(xt)) < 10 * RTOL
 
 

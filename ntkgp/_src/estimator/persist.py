@@ -173,8 +173,8 @@ class SavedModel:
             x = x.astype(np.float32)
         est = CLASSES[self.estimator](**self.params)
         est.n_features_in_ = x.shape[1]
-        if est.depth == "auto":  # the depth the fit chose
-            est.depth_ = self.extra["depth"]
+        # the depth the fit used (with depth='auto', the one it chose)
+        est.depth_ = self.extra["depth"] if est.depth == "auto" else est.depth
         if "classes" in a:
             est.classes_ = a["classes"]
         if "y_mean" in a:
