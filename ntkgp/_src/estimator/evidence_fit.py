@@ -9,6 +9,7 @@ import scipy.optimize
 
 from ntkgp._src.estimator.network import pad_rows
 from ntkgp._src.progress import progress_counter
+from ntkgp._src.util import check_fits_in_memory
 
 BOUNDS = {"W_std": (0.1, 10.0), "b_std": (1e-4, 10.0), "diag_reg": (1e-8, 10.0)}
 
@@ -47,6 +48,10 @@ def maximize_evidence(value_and_grad, fixed, x, y, names, values, n_restarts, rn
         ``None`` when the kernel could not be factorized at any point tried.
     """
     padded = pad_rows(x, y)
+    # held at once in an evaluation: the kernel, its derivatives in W_std and b_std, the
+    # regularized kernel, its factor, its inverse, the gradient in the kernel
+    check_fits_in_memory(padded[0].shape[0], x.dtype, 7, "the marginal-likelihood fit's "
+                         "kernel, its derivatives and inverse (at most `max_fit_samples` rows)")
     bounds = np.log([fit_bounds(n, x.dtype) for n in names])
     last, first = {}, {}
 
