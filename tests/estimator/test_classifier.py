@@ -75,7 +75,8 @@ def test_nearby_training_sizes_share_one_compiled_fit(iris):
     """Data sets a few rows apart (the folds of a cross-validation) are padded to one size for
     the marginal-likelihood fit, so its program compiles once; the fit still sees only the
     data (the same hyperparameters as on the unpadded size)."""
-    from ntkgp._src.estimator.network import lml_function, padded_rows
+    from ntkgp._src.estimator.network import lml_function
+    from ntkgp._src.estimator.padding import padded_rows
 
     x, y, _, _ = iris
     width = 4097  # an architecture no other test uses: a fresh cache

@@ -248,7 +248,8 @@ def test_too_large_for_memory_is_a_clear_error(data, monkeypatch):
     x, y, _ = data
     import ntkgp._src.util as util
     monkeypatch.setattr(util, "free_memory_bytes", lambda: 1000)
-    with pytest.raises(MemoryError, match="N=30 training points .* need about"):
+    with pytest.raises(MemoryError, match=r"\(30 rows padded to 32\) for N=32 training "
+                       "points .* need about"):
         NTKRegressor(optimizer=None).fit(x, y)
     with pytest.raises(MemoryError, match="marginal-likelihood fit's .* N=32 training points"):
         NTKRegressor().fit(x, y)  # the fit's arrays, on its 30 rows padded to 32

@@ -21,8 +21,8 @@ from ntkgp._src.estimator.network import (
     KernelFunction,
     build_network,
     lml_function,
-    pad_rows,
 )
+from ntkgp._src.estimator.padding import pad_inputs, pad_rows, padded_posterior
 from ntkgp._src.nn.core import Layer
 from ntkgp._src.nn.spec import ACTIVATIONS
 from ntkgp._src.predict.posterior import Posterior
@@ -239,11 +239,15 @@ class NeuralKernelEstimator(BaseEstimator):
             self._check_scale(X, hp)
         # random features are drawn from the network itself; the other solvers use its kernel
         source = build_network(**self._arch(hp)) if features else self.kernel_
-        self.posterior_ = Posterior(source, X, Y, mode=self.mode, diag_reg=hp["diag_reg"],
-                                    solver=solver, tile_size=self.tile_size)
-        self.log_marginal_likelihood_value_ = (
-            float(self.posterior_.log_marginal_likelihood())
-            if self.posterior_.solver.dense or features else float("nan"))
+        if solver.name == "cholesky":  # on padded rows: one compiled program for nearby N
+            self.posterior_, lml = padded_posterior(self.kernel_, X, Y, self.mode,
+                                                    hp["diag_reg"], solver)
+        else:
+            self.posterior_ = Posterior(source, X, Y, mode=self.mode, diag_reg=hp["diag_reg"],
+                                        solver=solver, tile_size=self.tile_size)
+            lml = float(self.posterior_.log_marginal_likelihood()) \
+                if self.posterior_.solver.dense or features else float("nan")
+        self.log_marginal_likelihood_value_ = lml
         return self
 
     def _pick_solver(self, n):
@@ -281,13 +285,16 @@ class NeuralKernelEstimator(BaseEstimator):
         covariance ``(M, M)`` (shared by the ``K`` outputs), from ``posterior`` (default the
         fitted one, at the model's time ``t``)."""
         X = self._check_x(X)
+        m = X.shape[0]
         if posterior is None:
             posterior, t = self.posterior_, self.t
-        out = posterior.predict(X, t, return_var=var, return_cov=cov)
+        # padded test rows (dropped below): a bounded set of shapes for any number of rows
+        out = posterior.predict(pad_inputs(X), t, return_var=var, return_cov=cov)
         if var or cov:
             mean, second = out
-            return np.asarray(mean), np.asarray(second)
-        return np.asarray(out), None
+            second = np.asarray(second)
+            return np.asarray(mean)[:m], second[:m, :m] if cov else second[:m]
+        return np.asarray(out)[:m], None
 
     def log_marginal_likelihood(self, theta=None, eval_gradient=False):
         r"""Log marginal likelihood of the training targets under the GP prior of the model.

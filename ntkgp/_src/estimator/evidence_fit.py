@@ -1,5 +1,5 @@
 """Maximizing the evidence over an estimator's hyperparameters: L-BFGS-B in log space on the
-closed-form gradients of `network.lml_function`, on rows padded to `network.padded_rows`."""
+closed-form gradients of `network.lml_function`, on rows padded to `padding.padded_rows`."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import scipy.optimize
 
-from ntkgp._src.estimator.network import pad_rows
+from ntkgp._src.estimator.padding import pad_rows
 from ntkgp._src.progress import progress_counter
 from ntkgp._src.util import check_fits_in_memory
 

@@ -8,7 +8,6 @@ import functools
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from ntkgp._src import checks
 from ntkgp._src.nn.core import Layer
@@ -41,8 +40,9 @@ def lml_function(mode, activation, depth, parameterization, width, network, name
     likelihood of ``y`` ``(N, K)`` under the GP with this architecture's NNGP (``mode='nngp'``)
     or NTK (``'ntk'``), ``log(hyperparameters[names]) = theta`` and the others from ``fixed``
     (``[W_std, b_std, diag_reg]``). One compilation per architecture and data shape;
-    ``value_and_grad(theta, fixed, x, y, mask)`` takes inputs padded to `padded_rows` (rows
-    where ``mask`` is False are left out), so that nearby data sizes share one program."""
+    ``value_and_grad(theta, fixed, x, y, mask)`` takes inputs padded to
+    `padding.padded_rows` (rows where ``mask`` is False are left out), so that nearby data
+    sizes share one program."""
 
     def with_theta(theta, fixed):
         hp = dict(zip(NAMES, fixed))
@@ -87,26 +87,6 @@ def lml_function(mode, activation, depth, parameterization, width, network, name
         return value, grad
 
     return jax.jit(lml), jax.jit(value_and_grad)
-
-
-def padded_rows(n: int) -> int:
-    """The row count ``n`` data rows are padded to for the marginal-likelihood fit: the next
-    multiple of 1/16 of the power of two below ``n`` (of 8 below 128), so at most 6% more
-    rows (12% more work) and 16 programs per octave of sizes: the folds of a cross-validation
-    (sizes within a row of each other) almost always share one."""
-    step = max(8, 2 ** (max(int(n).bit_length() - 1, 0) - 4))
-    return -(-int(n) // step) * step
-
-
-def pad_rows(x, y):
-    """``(x, y, mask)`` padded to `padded_rows`: padded inputs repeat the first row (so every
-    kernel entry stays finite), padded targets are 0, ``mask`` is True on the data rows."""
-    n = x.shape[0]
-    extra = padded_rows(n) - n
-    mask = np.arange(n + extra) < n
-    x = np.concatenate([x, np.repeat(x[:1], extra, axis=0)])
-    y = np.concatenate([y, np.zeros((extra,) + y.shape[1:], y.dtype)])
-    return x, y, mask
 
 
 @functools.lru_cache(maxsize=128)

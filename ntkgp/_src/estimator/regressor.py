@@ -67,7 +67,10 @@ _REG_ATTRS = """
         theta_: their logs, in the order ``hyperparameter_names_``.
         log_marginal_likelihood_value_: at ``theta_``.
         posterior_: the `ntkgp.predict.Posterior` of the training kernel at the fitted
-            hyperparameters (mode ``mode``), which makes every prediction.
+            hyperparameters (mode ``mode``), which makes every prediction. With
+            ``'cholesky'`` its training rows are padded to a few sizes (the padded rows carry
+            no weight; see the hyperparameter how-to) so that fits of nearby sizes share
+            compiled programs.
         solver_: ``'cholesky'``, ``'eigh'``, ``'cg'``, ``'features'`` or ``'nystrom'``.
             With ``'cg'``, ``log_marginal_likelihood_value_`` is NaN (no log-determinant is
             computed).
