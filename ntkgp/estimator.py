@@ -2,6 +2,7 @@
 NNGP of infinitely wide networks, a scikit-learn ``Kernel`` adapter, and model files that hold
 data only (`save_model`/`load_model`)."""
 
+from ntkgp._src.estimator.base import AUTO_ACTIVATIONS as AUTO_ACTIVATIONS
 from ntkgp._src.estimator.base import AUTO_DEPTHS as AUTO_DEPTHS
 from ntkgp._src.estimator.base import BOUNDS as BOUNDS
 from ntkgp._src.estimator.base import PrecisionWarning as PrecisionWarning

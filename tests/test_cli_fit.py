@@ -79,6 +79,24 @@ def test_fit_with_a_matrix_free_solver_saves_a_model_that_predicts(regression_cs
     assert all(float(r[1]) > 0 for r in rows[1:])
 
 
+def test_fit_chooses_the_activation_and_depth(tmp_path, capsys, monkeypatch):
+    """--activation auto --depth auto: the pair of the largest evidence, said and saved."""
+    from ntkgp._src.estimator import base
+
+    monkeypatch.setattr(base, "AUTO_ACTIVATIONS", ("relu", "erf"))
+    monkeypatch.setattr(base, "AUTO_DEPTHS", (1, 2))
+    x, y = load_iris(return_X_y=True)
+    write_csv(tmp_path / "iris.csv", ["a", "b", "c", "d", "species"],
+              [list(map(str, r)) + [str(c)] for r, c in zip(x, y)])
+    assert main(["fit", str(tmp_path / "iris.csv"), "--target", "species", "--task",
+                 "classification", "--out", str(tmp_path / "iris.npz"), "--activation", "auto",
+                 "--depth", "auto"]) == 0
+    out = capsys.readouterr().out
+    model = load_model(tmp_path / "iris.npz")[-1]  # after the StandardScaler
+    assert f"({model.activation_} (auto), depth {model.depth_} (auto))" in out
+    assert model.activation_ in ("relu", "erf") and model.depth_ in (1, 2)
+
+
 def test_fit_and_predict_classification_with_string_labels(tmp_path, capsys):
     x, y = load_iris(return_X_y=True)
     names = np.array(["setosa", "versicolor", "virginica"])[y]

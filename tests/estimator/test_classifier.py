@@ -122,12 +122,51 @@ def test_depth_auto_takes_the_depth_of_the_largest_evidence(iris, monkeypatch, t
     assert rel_err(loaded.predict_proba(xt), auto.predict_proba(xt)) < 10 * RTOL
 
 
-def test_depth_auto_needs_the_estimators_own_network(iris):
+def test_activation_auto_takes_the_activation_of_the_largest_evidence(iris, monkeypatch,
+                                                                    tmp_path):
+    """activation='auto' fits every activation of AUTO_ACTIVATIONS and keeps the largest
+    maximized evidence (the same model as that activation alone); with depth='auto' too, every
+    pair. The saved model remembers the chosen activation."""
+    from ntkgp._src.estimator import base
+    from ntkgp.estimator import load_model, save_model
+
+    monkeypatch.setattr(base, "AUTO_ACTIVATIONS", ("relu", "erf"))
+    x, y, xt, _ = iris
+    alone = {a: NTKClassifier(a, depth=2, random_state=0).fit(x, y) for a in ("relu", "erf")}
+    auto = NTKClassifier("auto", depth=2, random_state=0).fit(x, y)
+    want = max(alone, key=lambda a: alone[a].log_marginal_likelihood_value_)
+    assert auto.activation_ == want and alone[want].activation_ == want
+    assert sorted(auto.evidence_by_architecture_) == [("erf", 2), ("relu", 2)]
+    for a in ("relu", "erf"):
+        np.testing.assert_allclose(auto.evidence_by_architecture_[a, 2],
+                                   alone[a].log_marginal_likelihood_value_, rtol=10 * RTOL)
+    assert abs(auto.evidence_by_architecture_["relu", 2] -
+               auto.evidence_by_architecture_["erf", 2]) > 1.0  # a real choice
+    assert rel_err(auto.predict_proba(xt), alone[want].predict_proba(xt)) < 10 * RTOL
+    path = str(tmp_path / "auto.npz")
+    save_model(auto, path)
+    loaded = load_model(path)
+    assert loaded.activation == "auto" and loaded.activation_ == want
+    assert rel_err(loaded.predict_proba(xt), auto.predict_proba(xt)) < 10 * RTOL
+
+    monkeypatch.setattr(base, "AUTO_DEPTHS", (1, 3))
+    both = NTKClassifier("auto", depth="auto", random_state=0).fit(x, y)
+    grid = both.evidence_by_architecture_
+    assert sorted(grid) == [("erf", 1), ("erf", 3), ("relu", 1), ("relu", 3)]
+    assert (both.activation_, both.depth_) == max(grid, key=grid.get)
+    assert both.evidence_by_depth_ == {d: grid[both.activation_, d] for d in (1, 3)}
+
+
+def test_auto_architecture_needs_the_estimators_own_network(iris):
     from ntkgp import nn
 
     x, y, _, _ = iris
     net = nn.serial(nn.Dense(1), nn.Relu(), nn.Dense(1))
     with pytest.raises(ValueError, match="depth='auto' chooses the depth"):
         NTKClassifier(depth="auto", network=net).fit(x, y)
+    with pytest.raises(ValueError, match="activation='auto' chooses the activation"):
+        NTKClassifier("auto", network=net).fit(x, y)
     with pytest.raises((ValueError, TypeError), match="depth"):
         NTKClassifier(depth="deep").fit(x, y)
+    with pytest.raises(ValueError, match=r"`activation` must be one of .* or 'auto'; got 'tanh'"):
+        NTKClassifier("tanh").fit(x, y)

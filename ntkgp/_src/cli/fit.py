@@ -83,7 +83,8 @@ def cmd_fit(args) -> int:
     hp = ", ".join(f"{k}={v:.4g}" for k, v in fitted.hyperparameters_.items())
     score = "R^2" if task == "regression" else "accuracy"
     depth = (f"depth {fitted.depth_}" + " (auto)" * (args.depth == "auto"))
-    print(f"ntkgp fit: {type(fitted).__name__} ({args.activation}, {depth}) on "
+    act = fitted.activation_ + " (auto)" * (args.activation == "auto")
+    print(f"ntkgp fit: {type(fitted).__name__} ({act}, {depth}) on "
           f"{len(x)} rows x {len(features)} features of {args.data!r} ({task}) in {secs:.1f} s")
     solved = fitted.posterior_.solve_result
     if solved.solver == "cg":
@@ -192,8 +193,9 @@ def add_parsers(sub):
                    "(said on one line)")
     f.add_argument("--mode", choices=("ntk", "nngp"), default="ntk",
                    help="ntk: trained infinitely wide network; nngp: Bayesian posterior")
-    f.add_argument("--activation", default="relu",
-                   choices=tuple(ACTIVATIONS))
+    f.add_argument("--activation", default="relu", choices=tuple(ACTIVATIONS) + ("auto",),
+                   help="default relu; auto: the activation of the largest fitted marginal "
+                   "likelihood (one fit each; with --depth auto, one per pair)")
     f.add_argument("--depth", type=_depth, default=2,
                    help="hidden layers (default 2), or 'auto': the depth from 1 to 5 of the "
                    "largest fitted marginal likelihood (five fits)")

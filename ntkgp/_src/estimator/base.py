@@ -37,11 +37,14 @@ from ntkgp._src.solve.solvers import as_solver
 _warned = set()
 #: the depths ``depth='auto'`` compares (Arora et al. 2020 cross-validated depths 1 to 5)
 AUTO_DEPTHS = (1, 2, 3, 4, 5)
+#: the activations ``activation='auto'`` compares: every one the estimators' networks offer
+AUTO_ACTIVATIONS = tuple(ACTIVATIONS)
 
 
-def is_auto(depth):
-    """Whether ``depth`` asks for the depth to be chosen by the evidence."""
-    return isinstance(depth, str) and depth == "auto"
+def is_auto(value):
+    """Whether an architecture argument (``depth``, ``activation``) asks to be chosen by the
+    evidence."""
+    return isinstance(value, str) and value == "auto"
 
 
 class PrecisionWarning(UserWarning):
@@ -74,17 +77,19 @@ def _seed(random_state):
 def check_architecture(est):
     """Validate the architecture arguments (at fit, as scikit-learn does)."""
     if est.network is not None:
-        if is_auto(est.depth):
-            raise ValueError("depth='auto' chooses the depth of the estimator's own network; "
-                             "with `network=` there is no depth to choose. Compare networks "
-                             "by `log_marginal_likelihood_value_` or cross-validation.")
+        for name in ("depth", "activation"):
+            if is_auto(getattr(est, name)):
+                raise ValueError(f"{name}='auto' chooses the {name} of the estimator's own "
+                                 f"network; with `network=` there is no {name} to choose. "
+                                 "Compare networks by `log_marginal_likelihood_value_` or "
+                                 "cross-validation.")
         if not (isinstance(est.network, Layer) or callable(est.network)):
             raise TypeError("`network` must be None, an ntkgp.nn network (Layer), or a "
                             "function network(W_std, b_std) -> Layer; got "
                             f"{type(est.network).__name__}.")
         return
-    if est.activation not in ACTIVATIONS:
-        raise ValueError(f"`activation` must be one of {sorted(ACTIVATIONS)}; got "
+    if est.activation not in ACTIVATIONS and not is_auto(est.activation):
+        raise ValueError(f"`activation` must be one of {sorted(ACTIVATIONS)} or 'auto'; got "
                          f"{est.activation!r}. For another architecture pass `network=`.")
     if not is_auto(est.depth):
         checks.check_int(est.depth, "depth", 1)
@@ -138,14 +143,22 @@ class NeuralKernelEstimator(BaseEstimator):
         """The number of hidden layers: ``depth``, or the one ``depth='auto'`` chose."""
         return self.depth_ if is_auto(self.depth) else self.depth
 
+    def _activation(self):
+        """The activation: ``activation``, or the one ``activation='auto'`` chose."""
+        return self.activation_ if is_auto(self.activation) else self.activation
+
+    def _auto(self):
+        """Whether the architecture is chosen by the evidence (an argument is ``'auto'``)."""
+        return is_auto(self.depth) or is_auto(self.activation)
+
     def _arch(self, hp):
-        return dict(activation=self.activation, depth=self._depth(), W_std=hp["W_std"],
+        return dict(activation=self._activation(), depth=self._depth(), W_std=hp["W_std"],
                     b_std=hp["b_std"], parameterization=self.parameterization, width=self.width,
                     network=self.network)
 
     def _lml(self, names):
         """``(theta, fixed, x, y) -> log p(y)``, jitted and cached per architecture."""
-        return lml_function(self.mode, self.activation, self._depth(), self.parameterization,
+        return lml_function(self.mode, self._activation(), self._depth(), self.parameterization,
                             self.width, self.network, tuple(names))
 
     def _fixed(self, dtype):
@@ -155,7 +168,8 @@ class NeuralKernelEstimator(BaseEstimator):
         """``(hyperparameters, log evidence)``: the free hyperparameters at the maximum of the
         log marginal likelihood of ``y`` (in log space, L-BFGS-B with closed-form gradients,
         from the given values and ``n_restarts_optimizer`` random starts), at the depth
-        ``depth_``; the evidence is ``None`` when nothing was fitted and one depth is given."""
+        ``activation_`` and depth ``depth_``; the evidence is ``None`` when nothing was fitted
+        and the architecture is given."""
         names = self._free_names()
         hp = {"W_std": float(self.W_std), "b_std": float(self.b_std),
               "diag_reg": float(self.diag_reg)}
@@ -163,11 +177,12 @@ class NeuralKernelEstimator(BaseEstimator):
         fixed = self._fixed(x.dtype)
         if self.optimizer is None:
             return hp, (evidence_at(value_and_grad, fixed, x, y, names, [hp[n] for n in names])
-                        if is_auto(self.depth) else None)
+                        if self._auto() else None)
+        which = f", {self.activation_}, depth {self.depth_}" if self._auto() else ""
         out = maximize_evidence(
             value_and_grad, fixed, x, y, names, [hp[n] for n in names],
             int(self.n_restarts_optimizer), rng, f"{type(self).__name__}: marginal likelihood "
-            f"evaluations ({x.shape[0]} rows{f', depth {self.depth_}' * is_auto(self.depth)})")
+            f"evaluations ({x.shape[0]} rows{which})")
         if out is None:
             self._check_scale(x, hp)
             raise NotPositiveDefiniteError(
@@ -190,7 +205,7 @@ class NeuralKernelEstimator(BaseEstimator):
         return X.astype(compute_dtype(X)), y
 
     def _fit_targets(self, X, Y):
-        """Fit hyperparameters (and the depth, for ``depth='auto'``) on at most
+        """Fit hyperparameters (and the depth and activation, where ``'auto'``) on at most
         ``max_fit_samples`` rows, and factor the training kernel for targets ``Y``
         ``(N, K)``."""
         Y = Y.astype(X.dtype)
@@ -202,15 +217,26 @@ class NeuralKernelEstimator(BaseEstimator):
         if self.optimizer is not None and X.shape[0] > self.max_fit_samples:
             rows = np.sort(rng.choice(X.shape[0], self.max_fit_samples, replace=False))
             x, y = X[rows], Y[rows]
-        auto = is_auto(self.depth)
-        fits = {}
-        for depth in AUTO_DEPTHS if auto else (int(self.depth),):
-            self.depth_ = depth
-            fits[depth] = self._fit_hyperparameters(x, y, rng)
-        if auto:  # the depth of the largest evidence, on the same rows for every depth
-            self.evidence_by_depth_ = {d: float(v) for d, (_, v) in fits.items()}
-            self.depth_ = max(fits, key=lambda d: fits[d][1])
-        return self._factor(X, Y, fits[self.depth_][0])
+        fits, failed = {}, None
+        for act in AUTO_ACTIVATIONS if is_auto(self.activation) else (self.activation,):
+            for depth in AUTO_DEPTHS if is_auto(self.depth) else (int(self.depth),):
+                self.activation_, self.depth_ = act, depth
+                try:
+                    fits[act, depth] = self._fit_hyperparameters(x, y, rng)
+                except NotPositiveDefiniteError as e:  # one candidate: the others may fit
+                    if not self._auto():
+                        raise
+                    failed = e
+        if not fits:
+            raise failed
+        if self._auto():  # the largest evidence, on the same rows for every candidate
+            evidence = {k: float(v) for k, (_, v) in fits.items()}
+            self.activation_, self.depth_ = max(evidence, key=evidence.get)
+            self.evidence_by_architecture_ = evidence
+            if is_auto(self.depth):
+                self.evidence_by_depth_ = {d: v for (a, d), v in evidence.items()
+                                           if a == self.activation_}
+        return self._factor(X, Y, fits[self.activation_, self.depth_][0])
 
     def _check_scale(self, X, hp):
         """The kernel of the 16 largest rows at ``hp``: inputs that overflow in this precision

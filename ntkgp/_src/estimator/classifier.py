@@ -101,7 +101,11 @@ _CLS_ATTRS = r"""
         theta_: their logs, in the order ``hyperparameter_names_``.
         log_marginal_likelihood_value_: of the one-hot targets at ``theta_``.
         depth_: the number of hidden layers used (``depth``, or the one ``'auto'`` chose).
-        evidence_by_depth_: for ``depth='auto'``, ``{depth: log marginal likelihood}``.
+        activation_: the activation used (``activation``, or the one ``'auto'`` chose).
+        evidence_by_depth_: for ``depth='auto'``, ``{depth: log marginal likelihood}`` (with
+            the chosen activation).
+        evidence_by_architecture_: when either is ``'auto'``,
+            ``{(activation, depth): log marginal likelihood}`` of every candidate.
         posterior_, kernel_, X_train_, n_features_in_.
 """
 

@@ -26,7 +26,7 @@ from typing import Optional
 import jax
 import numpy as np
 
-from ntkgp._src.estimator.base import NAMES, PrecisionWarning
+from ntkgp._src.estimator.base import AUTO_ACTIVATIONS, NAMES, PrecisionWarning
 from ntkgp._src.estimator.classifier import NNGPClassifier, NTKClassifier
 from ntkgp._src.estimator.regressor import NNGPRegressor, NTKRegressor
 from ntkgp._src.util import write_atomic
@@ -93,7 +93,8 @@ def save_model(model, path: str, info: Optional[dict] = None, overwrite: bool = 
     if bad:
         raise TypeError(f"cannot save arguments {bad} of {type(est).__name__} as data.")
     arrays = {"X_train": est.X_train_, "targets": est.targets_}
-    extra = {"y_1d": bool(getattr(est, "_y_1d", False)), "depth": int(est._depth())}
+    extra = {"y_1d": bool(getattr(est, "_y_1d", False)), "depth": int(est._depth()),
+             "activation": est._activation()}
     if hasattr(est, "y_mean_"):
         arrays.update(y_mean=est.y_mean_, y_scale=est.y_scale_)
     if hasattr(est, "classes_"):
@@ -173,8 +174,10 @@ class SavedModel:
             x = x.astype(np.float32)
         est = CLASSES[self.estimator](**self.params)
         est.n_features_in_ = x.shape[1]
-        # the depth the fit used (with depth='auto', the one it chose)
+        # the depth and activation the fit used (for 'auto', the ones it chose)
         est.depth_ = self.extra["depth"] if est.depth == "auto" else est.depth
+        est.activation_ = self.extra["activation"] if est.activation == "auto" else \
+            est.activation
         if "classes" in a:
             est.classes_ = a["classes"]
         if "y_mean" in a:
@@ -298,6 +301,9 @@ def _check(path, meta, files) -> SavedModel:
     if params.get("depth") == "auto" and (isinstance(depth, bool) or not isinstance(depth, int)
                                           or depth < 1):
         _fail(path, "it was fitted with depth='auto' but does not say which depth it chose")
+    if params.get("activation") == "auto" and extra.get("activation") not in AUTO_ACTIVATIONS:
+        _fail(path, "it was fitted with activation='auto' but does not say which activation "
+              "it chose")
     solver = meta.get("solver")
     if solver not in ("cholesky", "eigh", "cg", "features", "nystrom") or \
             (solver == "cg") != ("alpha" in files):

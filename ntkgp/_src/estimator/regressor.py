@@ -13,7 +13,10 @@ from ntkgp._src.estimator.base import NeuralKernelEstimator
 
 ARGS_DOC = r"""
     Args:
-        activation: ``'relu'``, ``'erf'``, ``'gelu'``, ``'abs'`` or ``'sin'``.
+        activation: ``'relu'``, ``'erf'``, ``'gelu'``, ``'abs'`` or ``'sin'``, or ``'auto'``:
+            the one of ``AUTO_ACTIVATIONS`` (all five) whose fitted hyperparameters give the
+            largest log marginal likelihood, all on the same rows (one hyperparameter fit per
+            activation; with ``depth='auto'`` too, one per pair: 25).
         depth: number of hidden layers, or ``'auto'``: the depth from ``AUTO_DEPTHS`` (1 to
             5) whose fitted hyperparameters give the largest log marginal likelihood, all on
             the same rows (one hyperparameter fit per depth: five times the cost of one).
@@ -76,8 +79,11 @@ _REG_ATTRS = """
             computed).
         kernel_: the kernel function of the fitted architecture.
         depth_: the number of hidden layers used (``depth``, or the one ``'auto'`` chose).
+        activation_: the activation used (``activation``, or the one ``'auto'`` chose).
         evidence_by_depth_: for ``depth='auto'``, ``{depth: log marginal likelihood}`` at each
-            depth's fitted hyperparameters.
+            depth's fitted hyperparameters (with the chosen activation).
+        evidence_by_architecture_: when either is ``'auto'``,
+            ``{(activation, depth): log marginal likelihood}`` of every candidate.
         X_train_, y_mean_, y_scale_, n_features_in_.
 """
 
