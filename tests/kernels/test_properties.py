@@ -145,6 +145,34 @@ def test_row_chunked_equals_direct(monkeypatch, rng, x2_none, rows):
         np.testing.assert_allclose(np.diag(chunked.nngp), chunked.cov1, rtol=1e-6)
 
 
+@pytest.mark.parametrize("x2_none", [True, False])
+def test_whole_up_to_computes_small_kernels_in_one_piece(monkeypatch, rng, x2_none):
+    """Inside `whole_up_to(entries)` a kernel of at most that many entries skips the blocks
+    (and gives the same kernel, exactly symmetric for x2=None); a larger one keeps them."""
+    x1 = rng.standard_normal((23, 4)).astype(DTYPE)
+    x2 = None if x2_none else rng.standard_normal((9, 4)).astype(DTYPE)
+    n2 = 23 if x2_none else 9
+    monkeypatch.setattr(blocking, "CHUNK_ELEMENTS", 3 * n2)  # blocks of 3 rows otherwise
+    blocked = deep(nn.Relu).kernel(x1, x2)
+    calls = []
+
+    def counted(fn):
+        return lambda *a: (calls.append(1), fn(*a))[1]
+    for name in ("_symmetric_blocks", "_grid_blocks"):
+        monkeypatch.setattr(blocking, name, counted(getattr(blocking, name)))
+    with blocking.whole_up_to(23 * n2):
+        whole = deep(nn.Relu).kernel(x1, x2)
+    assert not calls
+    for g in ("nngp", "ntk", "cov1"):
+        np.testing.assert_allclose(getattr(whole, g), getattr(blocked, g), rtol=1e-6)
+    if x2_none:
+        np.testing.assert_array_equal(whole.ntk, np.asarray(whole.ntk).T)
+    with blocking.whole_up_to(23 * n2 - 1):
+        deep(nn.Relu).kernel(x1, x2)
+    assert calls
+    assert blocking._whole.entries == 0  # restored on leaving
+
+
 @pytest.mark.parametrize("block", [2, 5])
 def test_square_blocks_equal_direct(monkeypatch, rng, block):
     """x2 given, when fewer than MIN_ROWS rows of x1 fit against all of x2: square blocks of

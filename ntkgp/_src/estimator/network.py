@@ -10,6 +10,7 @@ import jax
 import jax.numpy as jnp
 
 from ntkgp._src import checks
+from ntkgp._src.nn import blocking
 from ntkgp._src.nn.core import Layer
 from ntkgp._src.nn.spec import mlp
 from ntkgp._src.predict import evidence
@@ -18,6 +19,9 @@ from ntkgp._src.scale import batching
 from ntkgp._src.scale.tiles import DENSE_ROWS
 
 NAMES = ("W_std", "b_std", "diag_reg")
+#: kernels of at most this many entries are computed in one piece inside the evidence
+#: program (`blocking.whole_up_to`; up to N = 1216 rows of a fully connected network)
+FIT_WHOLE_ENTRIES = 3 << 19
 
 
 def build_network(activation, depth, W_std, b_std, parameterization, width, network):
@@ -77,7 +81,8 @@ def lml_function(mode, activation, depth, parameterization, width, network, name
             k = train_kernel(theta.at[which].set(sub), fixed, x)
             return k, k
 
-        dk, k = jax.jacfwd(kernel, has_aux=True)(theta[which])
+        with blocking.whole_up_to(FIT_WHOLE_ENTRIES):
+            dk, k = jax.jacfwd(kernel, has_aux=True)(theta[which])
         value, g_k, g_reg = evidence.log_marginal_likelihood_gradients(k, y, hp["diag_reg"],
                                                                        mask)
         grad = jnp.zeros_like(theta).at[which].set(

@@ -55,14 +55,15 @@ def pad_rows(x, y):
 
 @jax.jit
 def _mask_square(parts, n):
-    """Square kernels of padded rows: the data block kept, the padded rows and columns zero,
-    the padded diagonal the data rows' mean diagonal."""
+    """``(masked, means)``: square kernels of padded rows with the data block kept, the padded
+    rows and columns zero and the padded diagonal the data rows' mean diagonal (``means``)."""
     def one(k):
         valid = jnp.arange(k.shape[0]) < n
-        mean = jnp.sum(jnp.where(valid, jnp.diagonal(k), 0)) / n
+        mean = (jnp.sum(jnp.where(valid, jnp.diagonal(k), 0)) / n).astype(k.dtype)
         return jnp.where(valid[:, None] & valid[None, :], k, 0) + \
-            jnp.diag(jnp.where(valid, 0, mean).astype(k.dtype))
-    return jax.tree.map(one, parts)
+            jnp.diag(jnp.where(valid, 0, mean)), mean
+    out = {g: one(k) for g, k in parts.items()}
+    return {g: v[0] for g, v in out.items()}, {g: v[1] for g, v in out.items()}
 
 
 @jax.jit
@@ -102,7 +103,7 @@ def padded_posterior(kernel, x, y, mode, diag_reg, solver):
                          f"the training kernels ({', '.join(kinds)}) and their factorization "
                          f"({n} rows padded to {xp.shape[0]})")
     k = kernel(xp, None, kinds)
-    parts = _mask_square({g: getattr(k, g) for g in kinds}, n)
+    parts, means = _mask_square({g: getattr(k, g) for g in kinds}, n)
     # a Kernel of x with itself keeps its flag of exact symmetry (no symmetrizing copy)
     post = Posterior.from_kernels(k.replace(**parts), yp, mode=mode, solver=solver,
                                   diag_reg=diag_reg, kernel_fn=PaddedKernel(kernel, n),
@@ -110,6 +111,6 @@ def padded_posterior(kernel, x, y, mode, diag_reg, solver):
     value = float(post.log_marginal_likelihood())
     extra = xp.shape[0] - n
     if extra:  # the padded block's own term: zero targets of variance (mean diagonal + noise)
-        var = float(parts[DRIVER[mode]][n, n]) + float(post.noise)
+        var = float(means[DRIVER[mode]]) + float(post.noise)
         value += 0.5 * y.shape[1] * extra * (np.log(2 * np.pi) + np.log(var))
     return post, value
