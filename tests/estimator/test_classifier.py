@@ -155,6 +155,9 @@ def test_activation_auto_takes_the_activation_of_the_largest_evidence(iris, monk
     assert sorted(grid) == [("erf", 1), ("erf", 3), ("relu", 1), ("relu", 3)]
     assert (both.activation_, both.depth_) == max(grid, key=grid.get)
     assert both.evidence_by_depth_ == {d: grid[both.activation_, d] for d in (1, 3)}
+    both.set_params(activation="relu", depth=2).fit(x, y)  # a refit forgets the comparison
+    assert not hasattr(both, "evidence_by_architecture_")
+    assert not hasattr(both, "evidence_by_depth_")
 
 
 def test_auto_architecture_needs_the_estimators_own_network(iris):

@@ -217,6 +217,8 @@ class NeuralKernelEstimator(BaseEstimator):
         if self.optimizer is not None and X.shape[0] > self.max_fit_samples:
             rows = np.sort(rng.choice(X.shape[0], self.max_fit_samples, replace=False))
             x, y = X[rows], Y[rows]
+        for stale in ("evidence_by_architecture_", "evidence_by_depth_"):  # of an earlier fit
+            self.__dict__.pop(stale, None)
         fits, failed = {}, None
         for act in AUTO_ACTIVATIONS if is_auto(self.activation) else (self.activation,):
             for depth in AUTO_DEPTHS if is_auto(self.depth) else (int(self.depth),):

@@ -105,7 +105,8 @@ _CLS_ATTRS = r"""
         evidence_by_depth_: for ``depth='auto'``, ``{depth: log marginal likelihood}`` (with
             the chosen activation).
         evidence_by_architecture_: when either is ``'auto'``,
-            ``{(activation, depth): log marginal likelihood}`` of every candidate.
+            ``{(activation, depth): log marginal likelihood}`` of every candidate (one
+            whose kernel could not be factorized is left out).
         posterior_, kernel_, X_train_, n_features_in_.
 """
 

@@ -83,7 +83,8 @@ _REG_ATTRS = """
         evidence_by_depth_: for ``depth='auto'``, ``{depth: log marginal likelihood}`` at each
             depth's fitted hyperparameters (with the chosen activation).
         evidence_by_architecture_: when either is ``'auto'``,
-            ``{(activation, depth): log marginal likelihood}`` of every candidate.
+            ``{(activation, depth): log marginal likelihood}`` of every candidate (one
+            whose kernel could not be factorized is left out).
         X_train_, y_mean_, y_scale_, n_features_in_.
 """
 
