@@ -26,6 +26,7 @@ import numpy as np
 from ntkgp._src.predict.common import DRIVER, PRIOR
 from ntkgp._src.predict.posterior import Posterior
 from ntkgp._src.util import check_fits_in_memory
+from ntkgp._src.util import pad_rows as pad_to
 
 
 def padded_rows(n: int) -> int:
@@ -38,9 +39,9 @@ def padded_rows(n: int) -> int:
 
 
 def pad_inputs(x):
-    """``x`` ``(N, ...)`` padded to `padded_rows` rows that repeat its first row (so every
-    kernel entry stays finite)."""
-    return np.concatenate([x, np.repeat(x[:1], padded_rows(x.shape[0]) - x.shape[0], axis=0)])
+    """``x`` ``(N, ...)`` padded to `padded_rows` rows that repeat its last row (`util.pad_rows`:
+    real data, so every kernel entry stays finite)."""
+    return pad_to(x, padded_rows(x.shape[0]))
 
 
 def pad_rows(x, y):
