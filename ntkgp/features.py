@@ -17,3 +17,4 @@ from ntkgp._src.features.feature_map import BaseFeatureMap as BaseFeatureMap
 from ntkgp._src.features.feature_map import FeatureMap as FeatureMap
 from ntkgp._src.features.nystrom import NystromMap as NystromMap
 from ntkgp._src.features.rules import Feats as Feats
+from ntkgp._src.features.rules import orthogonal_normal as orthogonal_normal
