@@ -272,6 +272,12 @@ TARGETS = [
     ("features", "Nystrom features of the NTK (2048 landmarks) vs scikit-learn's Nystroem + "
      "RidgeCV (4097 components), Fashion-MNIST (60,000 rows): test accuracy ratio",
      key_ratio("rf_fashion_mnist_f32", "nystrom", "sklearn"), (GE, 1.0)),
+    ("features", "NTKRegressor(solver='features', activation='auto'), 1024 directions, vs "
+     "Nystroem + RidgeCV of the same dimension, 10^6 rows: test RMSE ratio",
+     key_ratio("rf_synth_N1000000_f32", "est_features", "sklearn"), (LE, 1.0)),
+    ("features", "NTKRegressor(solver='nystrom', activation='auto'), 2048 landmarks, vs "
+     "Nystroem + RidgeCV (2049 components), 10^6 rows: test RMSE ratio",
+     key_ratio("rf_synth_N1000000_f32", "est_nystrom", "sklearn"), (LE, 1.0)),
     ("estimators", "default NTKClassifier(depth=2) fit on 1,200 digits (float32): seconds",
      field("fit_ntk_classifier_digits1200", "median_s", 1.0, " s"), (LE, 3.0)),
     ("estimators", "the same fit as the first in a process, compilation included: seconds",
