@@ -58,9 +58,9 @@ def test_one_hidden_layer_features_are_unbiased(get):
 
 @pytest.mark.parametrize("d,m", [(5, 12), (12, 5), (6, 6)])
 def test_orthogonal_directions_are_orthogonal_in_blocks_and_each_standard_normal(d, m):
-    draws = np.stack([np.asarray(features.orthogonal_normal(jax.random.PRNGKey(s), (d, m),
-                                                             DTYPE), np.float64)
-                      for s in range(2000)])
+    keys = jax.random.split(jax.random.PRNGKey(0), 2000)
+    draws = np.asarray(jax.vmap(lambda k: features.orthogonal_normal(k, (d, m), DTYPE))(keys),
+                       np.float64)
     assert draws.shape == (2000, d, m)
     b = min(d, m)
     for start in range(0, m, b):  # within a block: orthogonal columns
