@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from sklearn.datasets import load_diabetes, load_digits
 
+from ntkgp._src.solve.solvers import FactoredSolver
 from ntkgp.estimator import NNGPRegressor, NTKClassifier, NTKRegressor
 from ntkgp.predict import Posterior
 
@@ -29,15 +30,20 @@ def digits():
     return (x / 16.0).astype(np.float32), y
 
 
+@pytest.mark.parametrize("optimizer", [None, "fmin_l_bfgs_b"])
 @pytest.mark.parametrize("cls", [NNGPRegressor, NTKRegressor])
-def test_padded_posterior_predicts_as_the_data_rows_alone(diabetes, cls):
+def test_padded_posterior_predicts_as_the_data_rows_alone(diabetes, cls, optimizer):
     """101 rows are padded to 104: means, variances, covariances, the noise and the evidence
-    equal those of a `Posterior` built on the 101 rows themselves."""
+    equal those of a `Posterior` built on the 101 rows themselves. With the hyperparameters
+    fitted, the posterior's kernels and factor are those the fit's program computed at them
+    (padded the same way): the same numbers to rounding."""
     from ntkgp._src.estimator.padding import padded_rows
 
     x, y = diabetes
     assert padded_rows(101) > 101
-    model = cls(depth=2, optimizer=None).fit(x[:101], y[:101])
+    model = cls(depth=2, optimizer=optimizer).fit(x[:101], y[:101])
+    # a fitted model's factor is its fit's own, not a second factorization
+    assert isinstance(model.posterior_.solver, FactoredSolver) == (optimizer is not None)
     assert model.posterior_.x_train.shape[0] == padded_rows(101)
     X, Y = model.X_train_, np.asarray(model.targets_)
     ref = Posterior(model.kernel_, X, Y, mode=model.mode,
@@ -58,6 +64,29 @@ def test_padded_posterior_predicts_as_the_data_rows_alone(diabetes, cls):
     want = np.sqrt(np.asarray(ref.as_mode("nngp" if model.mode == "nngp" else "ntkgp")
                               .predict(xt[:10], return_var=True)[1]) + float(ref.noise))
     np.testing.assert_allclose(std, want * model.y_scale_[0], rtol=10 * RTOL)
+
+
+@pytest.mark.parametrize("cls", [NTKClassifier, NNGPRegressor])
+def test_a_saved_fitted_model_predicts_exactly_as_the_fitted_one(diabetes, digits, cls,
+                                                                 tmp_path):
+    """The fitted model's posterior comes from its fit's last evaluation; a loaded model
+    recomputes it from the saved hyperparameters by the same program: the same numbers."""
+    from ntkgp.estimator import load_model, save_model
+
+    x, y = digits if cls is NTKClassifier else diabetes
+    y = y if cls is NTKClassifier else y.astype(x.dtype)
+    model = cls(depth=2).fit(x[:150], y[:150])
+    save_model(model, str(tmp_path / "m.npz"))
+    loaded = load_model(str(tmp_path / "m.npz"))
+    assert loaded.hyperparameters_ == model.hyperparameters_
+    assert loaded.log_marginal_likelihood_value_ == model.log_marginal_likelihood_value_
+    if cls is NTKClassifier:
+        np.testing.assert_array_equal(loaded.predict_proba(x[150:190]),
+                                      model.predict_proba(x[150:190]))
+    else:
+        for a, b in zip(model.predict(x[150:190], return_std=True),
+                        loaded.predict(x[150:190], return_std=True)):
+            np.testing.assert_array_equal(a, b)
 
 
 def _compilations(caplog):

@@ -15,7 +15,11 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 
 from ntkgp._src import checks
 from ntkgp._src.estimator.evidence_fit import BOUNDS as BOUNDS
-from ntkgp._src.estimator.evidence_fit import evidence_at, maximize_evidence
+from ntkgp._src.estimator.evidence_fit import (
+    EvidenceProgram,
+    evidence_at,
+    maximize_evidence,
+)
 from ntkgp._src.estimator.network import (
     NAMES,
     KernelFunction,
@@ -72,6 +76,11 @@ def compute_dtype(x):
 def _seed(random_state):
     """The random features' seed: ``random_state`` when it is an integer, else 0."""
     return int(random_state) if isinstance(random_state, (int, np.integer)) else 0
+
+
+def _above(value, than):
+    """Whether evidence ``value`` is larger than ``than`` (NaN or ``None``: never)."""
+    return value is not None and (than is None or not value <= than) and value == value
 
 
 def check_architecture(est):
@@ -164,25 +173,29 @@ class NeuralKernelEstimator(BaseEstimator):
     def _fixed(self, dtype):
         return jnp.asarray([self.W_std, self.b_std, self.diag_reg], dtype)
 
+    def _program(self, x, y):
+        """The `EvidenceProgram` of this architecture on the rows ``x``, ``y``."""
+        return EvidenceProgram(self._lml(self._free_names())[1], self._fixed(x.dtype), x, y)
+
     def _fit_hyperparameters(self, x, y, rng):
-        """``(hyperparameters, log evidence)``: the free hyperparameters at the maximum of the
-        log marginal likelihood of ``y`` (in log space, L-BFGS-B with closed-form gradients,
-        from the given values and ``n_restarts_optimizer`` random starts), at the depth
-        ``activation_`` and depth ``depth_``; the evidence is ``None`` when nothing was fitted
+        """``(hyperparameters, log evidence, program)``: the free hyperparameters at the
+        maximum of the log marginal likelihood of ``y`` (in log space, L-BFGS-B with
+        closed-form gradients, from the given values and ``n_restarts_optimizer`` random
+        starts), at the activation ``activation_`` and depth ``depth_``, and the
+        `EvidenceProgram` that found them; the evidence is ``None`` when nothing was fitted
         and the architecture is given."""
         names = self._free_names()
         hp = {"W_std": float(self.W_std), "b_std": float(self.b_std),
               "diag_reg": float(self.diag_reg)}
-        value_and_grad = self._lml(names)[1]
-        fixed = self._fixed(x.dtype)
+        if self.optimizer is None and not self._auto():
+            return hp, None, None
+        program = self._program(x, y)
         if self.optimizer is None:
-            return hp, (evidence_at(value_and_grad, fixed, x, y, names, [hp[n] for n in names])
-                        if self._auto() else None)
+            return hp, evidence_at(program, [hp[n] for n in names]), program
         which = f", {self.activation_}, depth {self.depth_}" if self._auto() else ""
         out = maximize_evidence(
-            value_and_grad, fixed, x, y, names, [hp[n] for n in names],
-            int(self.n_restarts_optimizer), rng, f"{type(self).__name__}: marginal likelihood "
-            f"evaluations ({x.shape[0]} rows{which})")
+            program, names, [hp[n] for n in names], int(self.n_restarts_optimizer), rng,
+            f"{type(self).__name__}: marginal likelihood evaluations ({x.shape[0]} rows{which})")
         if out is None:
             self._check_scale(x, hp)
             raise NotPositiveDefiniteError(
@@ -190,7 +203,7 @@ class NeuralKernelEstimator(BaseEstimator):
                 "hyperparameters tried; raise `diag_reg`, remove duplicate rows, or enable "
                 "x64.")
         hp.update({n: float(np.exp(v)) for n, v in zip(names, out[0])})
-        return hp, out[1]
+        return hp, out[1], program
 
     # -- fitting and predicting --------------------------------------------------------------
     def _validate_fit(self, X, y, **kw):
@@ -219,26 +232,32 @@ class NeuralKernelEstimator(BaseEstimator):
             x, y = X[rows], Y[rows]
         for stale in ("evidence_by_architecture_", "evidence_by_depth_"):  # of an earlier fit
             self.__dict__.pop(stale, None)
-        fits, failed = {}, None
+        fits, failed, best = {}, None, None
         for act in AUTO_ACTIVATIONS if is_auto(self.activation) else (self.activation,):
             for depth in AUTO_DEPTHS if is_auto(self.depth) else (int(self.depth),):
                 self.activation_, self.depth_ = act, depth
                 try:
-                    fits[act, depth] = self._fit_hyperparameters(x, y, rng)
+                    hp, value, program = self._fit_hyperparameters(x, y, rng)
                 except NotPositiveDefiniteError as e:  # one candidate: the others may fit
                     if not self._auto():
                         raise
                     failed = e
+                    continue
+                fits[act, depth] = hp, value
+                # the best candidate's program only: its evaluations' kernels are kept
+                if best is None or _above(value, fits[best[0]][1]):
+                    best = (act, depth), program
         if not fits:
             raise failed
         if self._auto():  # the largest evidence, on the same rows for every candidate
             evidence = {k: float(v) for k, (_, v) in fits.items()}
-            self.activation_, self.depth_ = max(evidence, key=evidence.get)
+            self.activation_, self.depth_ = best[0]  # the first of equal ones
             self.evidence_by_architecture_ = evidence
             if is_auto(self.depth):
                 self.evidence_by_depth_ = {d: v for (a, d), v in evidence.items()
                                            if a == self.activation_}
-        return self._factor(X, Y, fits[self.activation_, self.depth_][0])
+        program = best[1] if x is X else None  # not on a subsample of the rows
+        return self._factor(X, Y, fits[best[0]][0], program=program)
 
     def _check_scale(self, X, hp):
         """The kernel of the 16 largest rows at ``hp``: inputs that overflow in this precision
@@ -246,10 +265,12 @@ class NeuralKernelEstimator(BaseEstimator):
         big = np.argsort(np.max(np.abs(X.reshape(len(X), -1)), axis=1))[-16:]
         KernelFunction(self._arch(hp))(X[big])
 
-    def _factor(self, X, Y, hp, alpha=None, solver=None):
+    def _factor(self, X, Y, hp, alpha=None, solver=None, program=None):
         """Build the posterior of the training kernel at the hyperparameters ``hp``; ``alpha``
         and ``solver`` restore a saved model (its CG solution to start from, and the solver it
-        used)."""
+        used). Where the fit maximizes the evidence on all the rows, the dense posterior takes
+        the training kernels and their factor from its program at ``hp`` (``program``, the
+        fit's, or a new one for a saved model: the same numbers either way)."""
         self.targets_ = Y
         self.hyperparameters_ = hp
         self.hyperparameter_names_ = self._free_names()
@@ -268,8 +289,14 @@ class NeuralKernelEstimator(BaseEstimator):
         # random features are drawn from the network itself; the other solvers use its kernel
         source = build_network(**self._arch(hp)) if features else self.kernel_
         if solver.name == "cholesky":  # on padded rows: one compiled program for nearby N
+            solved = None
+            if (self.optimizer is not None or self._auto()) and \
+                    X.shape[0] <= self.max_fit_samples:
+                solved = (program or self._program(X, Y)).solved_at(self.theta_)
+                if not np.isfinite(solved[0]):  # left to the solver's jitter and its errors
+                    solved = None
             self.posterior_, lml = padded_posterior(self.kernel_, X, Y, self.mode,
-                                                    hp["diag_reg"], solver)
+                                                    hp["diag_reg"], solver, solved)
         else:
             self.posterior_ = Posterior(source, X, Y, mode=self.mode, diag_reg=hp["diag_reg"],
                                         solver=solver, tile_size=self.tile_size)
@@ -363,6 +390,6 @@ class NeuralKernelEstimator(BaseEstimator):
         value, value_and_grad = self._lml(names)
         args = (jnp.asarray(theta, x.dtype), self._fixed(x.dtype))
         if eval_gradient:
-            v, g = value_and_grad(*args, *pad_rows(x, y))
+            v, g = value_and_grad(*args, *pad_rows(x, y))[:2]
             return float(v), np.asarray(g, np.float64)
         return float(value(*args, x, y))

@@ -23,22 +23,61 @@ def fit_bounds(name, dtype):
     return low, high
 
 
-def evidence_at(value_and_grad, fixed, x, y, names, values):
-    """The log evidence of ``y`` at the hyperparameters ``values`` (in the order ``names``),
-    from the fit's own (padded) program."""
-    theta = jnp.asarray(np.log(values), x.dtype)
-    return float(value_and_grad(theta, fixed, *pad_rows(x, y))[0])
+class EvidenceProgram:
+    """The fit's compiled program (`network.lml_function`'s ``value_and_grad``) on one set of
+    rows, padded to `padding.padded_rows`; it keeps what its best evaluation computed (the
+    training kernels and the factor), from which the posterior at the fitted hyperparameters
+    is built without computing them again.
+
+    Args:
+        value_and_grad: ``(theta, fixed, x, y, mask) -> (log p, gradient, kernels, factor)``.
+        fixed: the hyperparameters ``[W_std, b_std, diag_reg]`` that are not fitted.
+        x, y: the rows, ``(N, d)`` and ``(N, K)``.
+    """
+
+    def __init__(self, value_and_grad, fixed, x, y):
+        self.value_and_grad, self.fixed = value_and_grad, fixed
+        self.dtype, self.size = x.dtype, y.size  # size: the number of targets
+        self.padded = pad_rows(x, y)
+        self.best = None  # (log p, theta as evaluated, kernels, factor)
+
+    def _theta(self, theta):
+        return jnp.asarray(theta, self.dtype)
+
+    def __call__(self, theta):
+        """``(log p, gradient)`` at the logs ``theta`` (NaN where the kernel cannot be
+        factorized); float, float64 array."""
+        t = self._theta(theta)
+        v, g, kernels, factor = self.value_and_grad(t, self.fixed, *self.padded)
+        v = float(v)
+        if np.isfinite(v) and (self.best is None or v > self.best[0]):
+            self.best = (v, np.asarray(t), kernels, factor)
+        return v, np.asarray(g, np.float64)
+
+    def solved_at(self, theta):
+        """``(log p, kernels, factor)`` at ``theta``: the best evaluation's when it was at
+        ``theta`` (in the program's precision), else a new evaluation's (the same numbers for a
+        model rebuilt from its saved hyperparameters)."""
+        t = np.asarray(self._theta(theta))
+        if self.best is None or not np.array_equal(t, self.best[1]):
+            v, _, kernels, factor = self.value_and_grad(jnp.asarray(t), self.fixed,
+                                                        *self.padded)
+            return float(v), kernels, factor
+        return self.best[0], self.best[2], self.best[3]
 
 
-def maximize_evidence(value_and_grad, fixed, x, y, names, values, n_restarts, rng, desc):
+def evidence_at(program, values):
+    """The log evidence at the hyperparameters ``values`` (in the order of the fitted names),
+    from the fit's own program."""
+    return program(np.log(values))[0]
+
+
+def maximize_evidence(program, names, values, n_restarts, rng, desc):
     """Maximize ``log p(y)`` over ``log(names)`` from ``values`` and ``n_restarts`` starts drawn
     log-uniformly in the bounds (``rng``).
 
     Args:
-        value_and_grad: ``(theta, fixed, x, y, mask) -> (log p, gradient)`` of
-            `network.lml_function`.
-        fixed: the hyperparameters ``[W_std, b_std, diag_reg]`` that are not fitted.
-        x, y: the rows to fit on, ``(N, d)`` and ``(N, K)``.
+        program: the `EvidenceProgram` on the rows to fit.
         names: the fitted hyperparameters; ``values``: their starting values.
         n_restarts: further random starts; ``rng``: a ``RandomState``.
         desc: the progress bar's title.
@@ -47,21 +86,22 @@ def maximize_evidence(value_and_grad, fixed, x, y, names, values, n_restarts, rn
         ``(theta, log p)`` of the best start (``theta`` the logs, ``(len(names),)``), or
         ``None`` when the kernel could not be factorized at any point tried.
     """
-    padded = pad_rows(x, y)
+    dtype = program.dtype
     # held at once in an evaluation: the kernel, its derivatives in W_std and b_std, the
-    # regularized kernel, its factor, its inverse, the gradient in the kernel
-    check_fits_in_memory(padded[0].shape[0], x.dtype, 7, "the marginal-likelihood fit's "
+    # regularized kernel, its factor, its inverse, the gradient in the kernel; and the best
+    # evaluation's two kernels and factor (with its transpose), kept
+    check_fits_in_memory(program.padded[0].shape[0], dtype, 11, "the marginal-likelihood fit's "
                          "kernel, its derivatives and inverse (at most `max_fit_samples` rows)")
-    bounds = np.log([fit_bounds(n, x.dtype) for n in names])
+    bounds = np.log([fit_bounds(n, dtype) for n in names])
     last, first = {}, {}
 
     def evidence(theta):
         """``(-log p(y), -gradient)``, or ``None`` where the kernel cannot be factorized."""
         if first and np.array_equal(theta, first["theta"]):  # the start, evaluated below
             return first.pop("out")
-        v, g = value_and_grad(jnp.asarray(theta, x.dtype), fixed, *padded)
+        v, g = program(theta)
         bar.update()
-        v, g = -float(v), -np.asarray(g, np.float64)
+        v, g = -v, -g
         return (v, g) if np.isfinite(v) and np.all(np.isfinite(g)) else None
 
     def loss(theta):
@@ -92,11 +132,11 @@ def maximize_evidence(value_and_grad, fixed, x, y, names, values, n_restarts, rn
     best = None
     try:
         out = evidence(start)
-        scale = 1.0 / y.size
+        scale = 1.0 / program.size
         if out is not None:
             first.update(theta=start, out=out)
-            scale = 1.0 / max(y.size, 2.0 * np.max(np.abs(out[1])))
-        ftol = max(0.1 * scale, 10 * float(np.finfo(x.dtype).eps))
+            scale = 1.0 / max(program.size, 2.0 * np.max(np.abs(out[1])))
+        ftol = max(0.1 * scale, 10 * float(np.finfo(dtype).eps))
         for s in starts:
             res = scipy.optimize.minimize(loss, s, jac=True, method="L-BFGS-B",
                                           bounds=bounds, options={"ftol": ftol})

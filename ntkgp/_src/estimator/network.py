@@ -14,6 +14,7 @@ from ntkgp._src.nn import blocking
 from ntkgp._src.nn.core import Layer
 from ntkgp._src.nn.spec import mlp
 from ntkgp._src.predict import evidence
+from ntkgp._src.predict.common import DRIVER, PRIOR
 from ntkgp._src.predict.gp import gp_inference
 from ntkgp._src.scale import batching
 from ntkgp._src.scale.tiles import DENSE_ROWS
@@ -43,28 +44,33 @@ def lml_function(mode, activation, depth, parameterization, width, network, name
     """Jitted ``(lml, value_and_grad(lml))`` with ``lml(theta, fixed, x, y)``: the log marginal
     likelihood of ``y`` ``(N, K)`` under the GP with this architecture's NNGP (``mode='nngp'``)
     or NTK (``'ntk'``), ``log(hyperparameters[names]) = theta`` and the others from ``fixed``
-    (``[W_std, b_std, diag_reg]``). One compilation per architecture and data shape;
-    ``value_and_grad(theta, fixed, x, y, mask)`` takes inputs padded to
-    `padding.padded_rows` (rows where ``mask`` is False are left out), so that nearby data
-    sizes share one program."""
+    (``[W_std, b_std, diag_reg]``). One compilation per architecture and data shape.
+
+    ``value_and_grad(theta, fixed, x, y, mask)`` takes inputs padded to `padding.padded_rows`
+    (rows where ``mask`` is False are left out), so that nearby data sizes share one program,
+    and returns ``(log p, gradient, kernels, factor)``: with the value and its gradient, the
+    training kernels a posterior of ``mode`` needs (``{'nngp': ..., 'ntk': ...}``, padded rows
+    as `evidence.mask_padded` makes them) and the Cholesky factor of the regularized driving
+    kernel, so that the posterior at the fitted hyperparameters is built from the fit's own
+    last evaluation."""
 
     def with_theta(theta, fixed):
         hp = dict(zip(NAMES, fixed))
         hp.update({n: jnp.exp(theta[i]) for i, n in enumerate(names)})
         return hp
 
-    def train_kernel(theta, fixed, x):
+    def train_kernel(theta, fixed, x, get=(mode,)):
         hp = with_theta(theta, fixed)
         net = build_network(activation, depth, hp["W_std"], hp["b_std"], parameterization,
                             width, network)
-        return getattr(net.kernel(x, None, (mode,)), mode)
+        return net.kernel(x, None, get)
 
-    def lml_of_kernel(k, theta, fixed, y):
+    def lml(theta, fixed, x, y):
+        k = getattr(train_kernel(theta, fixed, x), mode)
         post = gp_inference(k, y, diag_reg=with_theta(theta, fixed)["diag_reg"])
         return post.log_marginal_likelihood()
 
-    def lml(theta, fixed, x, y):
-        return lml_of_kernel(train_kernel(theta, fixed, x), theta, fixed, y)
+    kinds = tuple(sorted({DRIVER[mode], PRIOR[mode]}))
 
     def value_and_grad(theta, fixed, x, y, mask):
         # The chain rule through the N x N kernel: log p(y)'s gradient in the kernel matrix in
@@ -78,18 +84,21 @@ def lml_function(mode, activation, depth, parameterization, width, network, name
         which = jnp.asarray([i for i, n in enumerate(names) if n != "diag_reg"], int)
 
         def kernel(sub):
-            k = train_kernel(theta.at[which].set(sub), fixed, x)
-            return k, k
+            k = train_kernel(theta.at[which].set(sub), fixed, x, kinds)
+            return getattr(k, mode), {g: getattr(k, g) for g in kinds}
 
         with blocking.whole_up_to(FIT_WHOLE_ENTRIES):
-            dk, k = jax.jacfwd(kernel, has_aux=True)(theta[which])
-        value, g_k, g_reg = evidence.log_marginal_likelihood_gradients(k, y, hp["diag_reg"],
-                                                                       mask)
+            dk, ks = jax.jacfwd(kernel, has_aux=True)(theta[which])
+        data = jnp.asarray(mask, x.dtype)
+        value, g_k, g_reg, k_solved, factor = evidence.log_marginal_likelihood_gradients(
+            ks[mode], y, hp["diag_reg"], data)
         grad = jnp.zeros_like(theta).at[which].set(
             jnp.sum(g_k[:, :, None] * dk, axis=(0, 1)))
         if "diag_reg" in names:
             grad = grad.at[names.index("diag_reg")].set(g_reg * hp["diag_reg"])
-        return value, grad
+        kernels = {g: k_solved if g == mode else evidence.mask_padded(ks[g], data)[0]
+                   for g in kinds}
+        return value, grad, kernels, factor
 
     return jax.jit(lml), jax.jit(value_and_grad)
 

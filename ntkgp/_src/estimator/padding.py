@@ -24,7 +24,9 @@ import jax.numpy as jnp
 import numpy as np
 
 from ntkgp._src.predict.common import DRIVER, PRIOR
+from ntkgp._src.predict.evidence import mask_padded
 from ntkgp._src.predict.posterior import Posterior
+from ntkgp._src.solve.solvers import FactoredSolver
 from ntkgp._src.util import check_fits_in_memory
 from ntkgp._src.util import pad_rows as pad_to
 
@@ -56,14 +58,9 @@ def pad_rows(x, y):
 
 @jax.jit
 def _mask_square(parts, n):
-    """``(masked, means)``: square kernels of padded rows with the data block kept, the padded
-    rows and columns zero and the padded diagonal the data rows' mean diagonal (``means``)."""
-    def one(k):
-        valid = jnp.arange(k.shape[0]) < n
-        mean = (jnp.sum(jnp.where(valid, jnp.diagonal(k), 0)) / n).astype(k.dtype)
-        return jnp.where(valid[:, None] & valid[None, :], k, 0) + \
-            jnp.diag(jnp.where(valid, 0, mean)), mean
-    out = {g: one(k) for g, k in parts.items()}
+    """``(masked, means)``: `evidence.mask_padded` of each square kernel of padded rows."""
+    data = (jnp.arange(next(iter(parts.values())).shape[0]) < n)
+    out = {g: mask_padded(k, data.astype(k.dtype)) for g, k in parts.items()}
     return {g: v[0] for g, v in out.items()}, {g: v[1] for g, v in out.items()}
 
 
@@ -93,12 +90,21 @@ class PaddedKernel:
         return out.replace(**_mask_columns(parts, self.n))
 
 
-def padded_posterior(kernel, x, y, mode, diag_reg, solver):
+def padded_posterior(kernel, x, y, mode, diag_reg, solver, solved=None):
     """``(posterior, log evidence)``: the dense `Posterior` of ``kernel`` on ``x`` ``(N, d)``
     and targets ``y`` ``(N, K)`` built on rows padded to `padded_rows`, which predicts exactly
-    as the one on the data rows; the evidence is that of the data rows."""
+    as the one on the data rows; the evidence is that of the data rows. ``solved``: the
+    evidence, the padded training kernels and their factor computed already at these
+    hyperparameters (by `network.lml_function`'s program), or ``None`` to compute them here
+    with ``solver``."""
     n = x.shape[0]
     xp, yp, _ = pad_rows(x, y)
+    if solved is not None:
+        value, kernels, factor = solved
+        post = Posterior.from_kernels(kernels, yp, mode=mode, solver=FactoredSolver(factor),
+                                      diag_reg=diag_reg, kernel_fn=PaddedKernel(kernel, n),
+                                      x_train=xp)
+        return post, value
     kinds = tuple(sorted({DRIVER[mode], PRIOR[mode]}))
     check_fits_in_memory(xp.shape[0], xp.dtype, len(kinds) + solver.work_matrices,
                          f"the training kernels ({', '.join(kinds)}) and their factorization "

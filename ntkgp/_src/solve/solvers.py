@@ -89,6 +89,28 @@ class CholeskySolver(Solver):
 
 
 @dataclasses.dataclass(frozen=True)
+class FactoredSolver(Solver):
+    """A Cholesky factorization made already, by a compiled program that needed it too (an
+    estimator's marginal-likelihood fit): `factor` returns it as it is, which must be that of
+    the operator and ``diag_reg`` it is given. It predicts as `CholeskySolver` and has its
+    name.
+
+    Args:
+        made: the `ntkgp.linalg.Cholesky`.
+    """
+
+    made: linalg.Cholesky = dataclasses.field(default=None, compare=False)
+    name = "cholesky"
+    work_matrices = 1.5
+
+    def factor(self, op, diag_reg=0.0, absolute=False, name="kernel"):
+        if self.made.chol.shape != tuple(op.shape):
+            raise ValueError(f"the factor given is of {self.made.chol.shape[0]} rows, the "
+                             f"{name} matrix of {op.shape[0]}.")
+        return self.made
+
+
+@dataclasses.dataclass(frozen=True)
 class EigenSolver(Solver):
     """Eigendecomposition (`ntkgp.linalg.eigh`): predictions at any training time; about 20x
     the cost of a Cholesky factorization."""
