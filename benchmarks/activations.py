@@ -3,7 +3,8 @@
 neural-tangents 0.6.5's kernel of the same network, and against this machine's limit.
 
 Cases (each in its own subprocess, neural-tangents first; this script is also the
-neural-tangents side, run in its reference venv with `--backend nt`):
+neural-tangents side, run in its reference venv with `--backend nt`; each ntkgp case also times
+its network and the ReLU network alternately, for the "vs ReLU" ratio):
   act_<name>_N4000_f32   `kernel(x, x)` (NNGP + NTK) of Dense(512, 1.5, 0.05) + act, three
                          times, + Dense(1) on x of shape (4000, 784), float32 (inputs scaled
                          to unit mean square so that Exp and Gaussian stay finite); `relu` is
@@ -28,7 +29,7 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import _common  # noqa: E402
-from _common import kernel_row, main  # noqa: E402
+from _common import block, kernel_row, main  # noqa: E402
 from _limits import copy_gbps, matmul_gflops  # noqa: E402
 
 N, D, DEPTH = 4000, 784, 3
@@ -87,6 +88,31 @@ def machine_limit(dtype):
     return 2 * N * N * D / (gflops * 1e9) + out_bytes / (gbps * 1e9), gflops, gbps
 
 
+def paired_with_relu(act, x, repeats):
+    """(this network's, the ReLU network's) median seconds of ``kernel(x, x)``, both compiled
+    and timed alternately in this process, ``max(repeats, 5)`` times each: the ratio of the two
+    does not move with the machine's speed between cases, as the ratio of two cases' times
+    does (the ReLU network's own case ran 0.26-0.31 s across four runs of one hour)."""
+    import time
+
+    import jax
+    import numpy as np
+
+    from ntkgp import nn
+    runs = []
+    for a in (act, "relu"):
+        net = network(nn, a)
+        runs.append(jax.jit(lambda u, v, net=net: net.kernel(u, v)).lower(x, x).compile())
+        block(runs[-1](x, x))
+    ts = [[], []]
+    for _ in range(max(repeats, 5)):
+        for i, run in enumerate(runs):
+            t0 = time.perf_counter()
+            block(run(x, x))
+            ts[i].append(time.perf_counter() - t0)
+    return float(np.median(ts[0])), float(np.median(ts[1]))
+
+
 def run_case(case, repeats):
     import warnings
 
@@ -100,6 +126,8 @@ def run_case(case, repeats):
     rng = np.random.default_rng(0)
     x = jnp.asarray(rng.standard_normal((N, D)) / 1.5 ** 2, dtype)
     row = kernel_row(case["id"], lambda lib: network(lib, case["act"]), x, repeats)
+    if _common.BACKEND != "nt" and case["act"] != "relu":
+        row["paired_s"], row["paired_relu_s"] = paired_with_relu(case["act"], x, repeats)
     if _common.BACKEND != "nt":
         limit_s, gflops, gbps = machine_limit(dtype)
         row.update(limit_s=limit_s, ratio_to_limit=row["median_s"] / limit_s,
