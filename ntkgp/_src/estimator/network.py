@@ -52,7 +52,7 @@ def lml_function(mode, activation, depth, parameterization, width, network, name
     training kernels a posterior of ``mode`` needs (``{'nngp': ..., 'ntk': ...}``, padded rows
     as `evidence.mask_padded` makes them) and the Cholesky factor of the regularized driving
     kernel, so that the posterior at the fitted hyperparameters is built from the fit's own
-    last evaluation."""
+    best evaluation."""
 
     def with_theta(theta, fixed):
         hp = dict(zip(NAMES, fixed))
