@@ -99,7 +99,7 @@ class FactoredSolver(Solver):
         made: the `ntkgp.linalg.Cholesky`.
     """
 
-    made: linalg.Cholesky = dataclasses.field(default=None, compare=False)
+    made: linalg.Cholesky = dataclasses.field(compare=False)
     name = "cholesky"
     work_matrices = 1.5
 
