@@ -125,9 +125,11 @@ def row_chunked(run: Callable, x1, x2, compute_ntk: bool, entries: int = 1) -> K
         return _symmetric_blocks(run, x1, compute_ntk, block)
     # at least MIN_ROWS rows per block (each block also recomputes the per-example terms of all
     # of x2 through every layer, a fixed cost one or two rows do not repay) while such a block
-    # stays within MAX_CHUNK_ELEMENTS; beyond that, square blocks of both inputs
+    # stays within MAX_CHUNK_ELEMENTS; beyond that, and for inputs without spatial axes (whose
+    # per-example terms are a few numbers, and whose blocks' input Grams are faster as square
+    # matrix products than as thin ones), square blocks of both inputs
     rows = max(pairs // n2, min(MIN_ROWS, MAX_CHUNK_ELEMENTS // (n2 * entries)))
-    if rows < MIN_ROWS and pairs // n2 < MIN_ROWS:
+    if entries == 1 or (rows < MIN_ROWS and pairs // n2 < MIN_ROWS):
         b1 = min(n1, max(1, int(pairs ** 0.5)))
         b2 = min(n2, max(1, pairs // b1))
         if b1 * 2 > n1 and b2 * 2 > n2:
