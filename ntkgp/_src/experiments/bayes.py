@@ -75,7 +75,7 @@ def bayes_log_probabilities(net, problem: BooleanProblem, functions: Sequence[st
     Raises:
         ValueError: for a bad method or network.
         NotPositiveDefiniteError: when the kernel on the points is singular (repeated
-            points), for ``'tilted'``.
+            points), for ``'tilted'``; when it is not positive semi-definite, for both.
     """
     checks.check_choice(method, "method", PB_METHODS)
     k = check_net(net, problem)

@@ -111,7 +111,7 @@ def _posterior(k, tau, nu):
     chol = np.linalg.cholesky(b)
     v = np.linalg.solve(chol, sq[:, :, None] * k[None])              # L^-1 T^1/2 K
     diag = np.diag(k)[None] - np.sum(v * v, axis=1)
-    k_nu = nu @ k
+    k_nu = np.einsum("fj,jk->fk", nu, k)           # not `@`: a row must not depend on F
     w = np.einsum("fij,fj->fi", v, nu)
     mu = k_nu - np.einsum("fij,fi->fj", v, w)
     log_det_b = 2.0 * np.sum(np.log(np.diagonal(chol, axis1=1, axis2=2)), axis=1)
@@ -136,34 +136,59 @@ def _site_update(s, mu, var, tau, nu):
 def ep_log_probabilities(k, s, max_sweeps=100, tol=1e-7):
     """Sequential EP for a stack of sign vectors ``s`` of shape ``(F, n)`` sharing ``K``: one
     site at a time (rank-one updates of the ``F`` posteriors), the posteriors refactored after
-    each sweep. Stops when no site precision moved by more than ``tol`` (relative) in a
-    sweep. Returns ``log Z_EP`` of shape ``(F,)``."""
+    each sweep. Each function stops on its own once no site precision of its moved by more
+    than ``tol`` (relative) in a sweep, so its estimate does not depend on which other
+    functions share its batch (up to rounding). Returns ``log Z_EP`` of shape ``(F,)``."""
     n = k.shape[0]
     k = k + 1e-10 * float(np.mean(np.diag(k))) * np.eye(n)
+    try:
+        np.linalg.cholesky(k)
+    except np.linalg.LinAlgError:
+        raise NotPositiveDefiniteError(
+            f"the {n} x {n} covariance is not positive semi-definite (its Cholesky "
+            "factorization fails even with a relative jitter of 1e-10), so it is no Gaussian's "
+            "covariance and has no orthant probabilities; compute it with the network's "
+            "kernel (`net.kernel(x, x, 'nngp')`) rather than by hand.") from None
     tau = np.zeros(s.shape)
     nu = np.zeros(s.shape)
     sigma = np.broadcast_to(k, (s.shape[0], n, n)).copy()
     mu = np.zeros(s.shape)
+    active = np.arange(s.shape[0])
     for _ in range(max_sweeps):
-        tau_old = tau.copy()
-        for i in range(n):
-            col = sigma[:, :, i].copy()
-            si = col[:, i]
-            new_tau, new_nu = _site_update(s[:, i], mu[:, i], si, tau[:, i], nu[:, i])
-            d_tau, d_nu = new_tau - tau[:, i], new_nu - nu[:, i]
-            c = d_tau / (1.0 + d_tau * si)
-            mu += col * (d_nu * (1.0 - c * si) - c * np.sum(col * nu, axis=1))[:, None]
-            sigma -= c[:, None, None] * col[:, :, None] * col[:, None, :]
-            tau[:, i], nu[:, i] = new_tau, new_nu
-        # refactor: rank-one updates drift
-        sq = np.sqrt(tau)
-        b = np.eye(n) + sq[:, :, None] * k[None] * sq[:, None, :]
-        v = np.linalg.solve(np.linalg.cholesky(b), sq[:, :, None] * k[None])
-        sigma = k[None] - np.einsum("fki,fkj->fij", v, v)
-        mu = np.einsum("fij,fj->fi", sigma, nu)
-        if np.max(np.abs(tau - tau_old) / tau) < tol:
+        if active.size == 0:
             break
-    return _ep_log_z(k, s, tau, nu, np.diagonal(sigma, axis1=1, axis2=2), mu)
+        tau_old = tau[active]
+        t, v, sg, m = _ep_sweep(k, s[active], tau_old.copy(), nu[active], sigma[active],
+                                mu[active])
+        tau[active], nu[active], sigma[active], mu[active] = t, v, sg, m
+        active = active[np.max(np.abs(t - tau_old) / t, axis=1) >= tol]
+    log_z = _ep_log_z(k, s, tau, nu, np.diagonal(sigma, axis1=1, axis2=2), mu)
+    if not np.all(np.isfinite(log_z)):
+        raise FloatingPointError(
+            f"EP diverged for {int(np.sum(~np.isfinite(log_z)))} of {log_z.size} sign vectors "
+            "(a cavity variance went negative): the covariance is too ill-conditioned for EP; "
+            "use method='tilted'.")
+    return log_z
+
+
+def _ep_sweep(k, s, tau, nu, sigma, mu):
+    """One EP sweep over the sites of a stack of functions (arrays updated in place), then
+    the posteriors refactored from ``K`` and the sites: rank-one updates drift."""
+    n = k.shape[0]
+    for i in range(n):
+        col = sigma[:, :, i].copy()
+        si = col[:, i]
+        new_tau, new_nu = _site_update(s[:, i], mu[:, i], si, tau[:, i], nu[:, i])
+        d_tau, d_nu = new_tau - tau[:, i], new_nu - nu[:, i]
+        c = d_tau / (1.0 + d_tau * si)
+        mu += col * (d_nu * (1.0 - c * si) - c * np.sum(col * nu, axis=1))[:, None]
+        sigma -= c[:, None, None] * col[:, :, None] * col[:, None, :]
+        tau[:, i], nu[:, i] = new_tau, new_nu
+    sq = np.sqrt(tau)
+    b = np.eye(n) + sq[:, :, None] * k[None] * sq[:, None, :]
+    v = np.linalg.solve(np.linalg.cholesky(b), sq[:, :, None] * k[None])
+    sigma = k[None] - np.einsum("fki,fkj->fij", v, v)
+    return tau, nu, sigma, np.einsum("fij,fj->fi", sigma, nu)
 
 
 def _ep_log_z(k, s, tau, nu, diag, mu):
@@ -349,7 +374,9 @@ def log_orthant_probability(k, signs, *, method: str = "ep", samples: int = 2000
 
     Raises:
         ValueError: for bad shapes, signs other than -1/+1, NaN/inf or zero-variance points.
-        NotPositiveDefiniteError: when ``'ghk'`` cannot factor ``K``.
+        NotPositiveDefiniteError: when ``K`` is not positive semi-definite (``'ep'``) or
+            cannot be factored (``'tilted'``, ``'ghk'``).
+        FloatingPointError: when EP diverges on an ill-conditioned ``K``.
 
     Example:
         >>> import numpy as np
