@@ -5,11 +5,6 @@ import sys
 
 sys.path.insert(0, os.path.abspath(".."))
 os.environ.setdefault("NTKGP_PROGRESS", "0")
-# The notebooks' kernels (child processes) inherit this: with OpenBLAS's own threads, a kernel
-# deadlocked in the random-features page (jaxlib's LAPACK calls go to SciPy's OpenBLAS) on a
-# 2-core AMD EPYC host, 4 hangs in 4 runs of its first cell with nbclient; with one OpenBLAS
-# thread, 3 of 3 ran (20-30 s). Plain Python ran the same cell in 13 s either way.
-os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 project = "ntkgp"
 author = "the ntkgp developers"

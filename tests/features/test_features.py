@@ -2,6 +2,9 @@
 unbiased where the construction is (one hidden layer), and the posterior solved on them equals
 the exact posterior of the feature kernel."""
 
+import subprocess
+import sys
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -76,6 +79,30 @@ def test_orthogonal_directions_are_orthogonal_in_blocks_and_each_standard_normal
     sq = (flat ** 2).sum(1)
     assert abs(sq.mean() - d) < 0.05 * d and abs(sq.var() - 2 * d) < 0.15 * 2 * d
     assert not np.asarray(features.orthogonal_normal(jax.random.PRNGKey(0), (0, 4), DTYPE)).any()
+
+
+_TWO_DRAWS_AT_ONCE = """
+import jax, jax.numpy as jnp
+from ntkgp import features
+f = jax.jit(lambda k: [features.orthogonal_normal(jax.random.fold_in(k, i), s, jnp.float32)
+                       for i, s in enumerate([(6, 4096), (512, 4096), (64, 2560), (300, 900)])])
+for i in range(3):
+    jax.block_until_ready(f(jax.random.PRNGKey(i)))
+print("finished")
+"""
+
+
+@ONLY_X64_PASS  # the same in either pass
+def test_directions_of_several_layers_drawn_at_once_do_not_deadlock():
+    """Several layers' directions in one compiled call: XLA runs the draws concurrently, and
+    jaxlib's batched QR (a batch split over XLA's thread pool) hung forever on a 2-core host
+    when two ran at once. In a subprocess, so that a hang fails the test instead of CI."""
+    try:
+        out = subprocess.run([sys.executable, "-c", _TWO_DRAWS_AT_ONCE], capture_output=True,
+                             text=True, timeout=240)
+    except subprocess.TimeoutExpired:
+        pytest.fail("drawing several layers' orthogonal directions in one call hung (240 s)")
+    assert out.returncode == 0 and "finished" in out.stdout, out.stderr[-2000:]
 
 
 def test_orthogonal_directions_lower_the_feature_kernels_error():

@@ -90,7 +90,9 @@ def orthogonal_normal(key, shape, dtype) -> jax.Array:
     b = min(d, m)
     blocks = -(-m // b)
     kq, kr = jax.random.split(key)
-    q, r = jnp.linalg.qr(jax.random.normal(kq, (blocks, d, b), dtype))
+    # one block at a time: jaxlib's batched LAPACK kernels split a batch over XLA's thread
+    # pool and wait on it, and two such calls running at once on a small pool deadlock
+    q, r = jax.lax.map(jnp.linalg.qr, jax.random.normal(kq, (blocks, d, b), dtype))
     q = q * jnp.where(jnp.diagonal(r, axis1=-2, axis2=-1) < 0, -1, 1).astype(dtype)[:, None, :]
     lengths = jnp.linalg.norm(jax.random.normal(kr, (blocks, b, d), dtype), axis=-1)
     return jnp.moveaxis(q * lengths[:, None, :], 0, 1).reshape(d, blocks * b)[:, :m]
