@@ -64,7 +64,8 @@ def bayes_log_probabilities(net, problem: BooleanProblem, functions: Sequence[st
         samples: draws per orthant probability for ``'tilted'``.
         seed: seed of the sampler.
         show_progress: show a progress bar.
-        block: functions per batched EP call.
+        block: functions per batched EP call (memory against speed; each estimate is the
+            same to the last bit whatever the block).
 
     Returns:
         A `LogProbability` of two arrays of shape ``(len(functions),)``: natural logs and
