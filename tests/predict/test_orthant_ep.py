@@ -67,3 +67,17 @@ def test_a_singular_but_valid_covariance_still_works(rng):
         else:                                       # no mass: P_EP below 1e-6
             assert -np.inf < ep < np.log(1e-6), ep
         seen.add(bool(np.isfinite(exact)))
+
+
+@ONLY_X64_PASS
+def test_a_diverged_ep_is_an_error_not_a_nan(rng, monkeypatch):
+    """The last guard: if EP's log Z comes out non-finite for some function, the caller gets an
+    error naming the sampler to use, never the NaN (forced here: no positive-definite K is
+    known to make EP diverge)."""
+    from ntkgp._src.predict import orthant
+    real = orthant._ep_log_z
+    monkeypatch.setattr(orthant, "_ep_log_z",
+                        lambda *a: np.where(np.arange(3) == 1, np.nan, real(*a)))
+    k, x = _rbf_cov(rng, 8)
+    with pytest.raises(FloatingPointError, match="1 of 3 sign vectors.*method='tilted'"):
+        ep_log_probabilities(k, np.sign(x[:, :3]).T)

@@ -137,8 +137,9 @@ def ep_log_probabilities(k, s, max_sweeps=100, tol=1e-7):
     """Sequential EP for a stack of sign vectors ``s`` of shape ``(F, n)`` sharing ``K``: one
     site at a time (rank-one updates of the ``F`` posteriors), the posteriors refactored after
     each sweep. Each function stops on its own once no site precision of its moved by more
-    than ``tol`` (relative) in a sweep, so its estimate does not depend on which other
-    functions share its batch (up to rounding). Returns ``log Z_EP`` of shape ``(F,)``."""
+    than ``tol`` (relative) in a sweep, and no product mixes functions (LAPACK per matrix,
+    einsums), so its estimate is the same to the last bit whichever functions share its
+    batch. Returns ``log Z_EP`` of shape ``(F,)``."""
     n = k.shape[0]
     k = k + 1e-10 * float(np.mean(np.diag(k))) * np.eye(n)
     try:
