@@ -100,16 +100,20 @@ def _log_phi(z):
     return -0.5 * z * z - 0.5 * math.log(2 * math.pi)
 
 
+def _factor_b(k, tau):
+    r"""Per function, ``L`` = Cholesky factor of :math:`B = I + T^{1/2} K T^{1/2}` and
+    :math:`V = L^{-1} T^{1/2} K`, so that :math:`\Sigma = K - V^\top V`."""
+    sq = np.sqrt(tau)
+    chol = np.linalg.cholesky(np.eye(k.shape[0]) + sq[:, :, None] * k[None] * sq[:, None, :])
+    return chol, np.linalg.solve(chol, sq[:, :, None] * k[None])
+
+
 def _posterior(k, tau, nu):
     r"""Diagonal and mean of :math:`\Sigma = (K^{-1} + T)^{-1}`, :math:`\mu = \Sigma\nu`,
     via :math:`B = I + T^{1/2} K T^{1/2}` (Rasmussen & Williams eq. 3.68), for a stack of
     site parameters ``tau, nu`` of shape ``(F, n)``; also ``log|B|`` and
     :math:`\nu^\top\Sigma\nu`."""
-    n = k.shape[0]
-    sq = np.sqrt(tau)
-    b = np.eye(n) + sq[:, :, None] * k[None] * sq[:, None, :]
-    chol = np.linalg.cholesky(b)
-    v = np.linalg.solve(chol, sq[:, :, None] * k[None])              # L^-1 T^1/2 K
+    chol, v = _factor_b(k, tau)
     diag = np.diag(k)[None] - np.sum(v * v, axis=1)
     k_nu = np.einsum("fj,jk->fk", nu, k)           # not `@`: a row must not depend on F
     w = np.einsum("fij,fj->fi", v, nu)
@@ -150,10 +154,8 @@ def ep_log_probabilities(k, s, max_sweeps=100, tol=1e-7):
             "factorization fails even with a relative jitter of 1e-10), so it is no Gaussian's "
             "covariance and has no orthant probabilities; compute it with the network's "
             "kernel (`net.kernel(x, x, 'nngp')`) rather than by hand.") from None
-    tau = np.zeros(s.shape)
-    nu = np.zeros(s.shape)
+    tau, nu, mu = np.zeros(s.shape), np.zeros(s.shape), np.zeros(s.shape)
     sigma = np.broadcast_to(k, (s.shape[0], n, n)).copy()
-    mu = np.zeros(s.shape)
     active = np.arange(s.shape[0])
     for _ in range(max_sweeps):
         if active.size == 0:
@@ -185,9 +187,7 @@ def _ep_sweep(k, s, tau, nu, sigma, mu):
         mu += col * (d_nu * (1.0 - c * si) - c * np.sum(col * nu, axis=1))[:, None]
         sigma -= c[:, None, None] * col[:, :, None] * col[:, None, :]
         tau[:, i], nu[:, i] = new_tau, new_nu
-    sq = np.sqrt(tau)
-    b = np.eye(n) + sq[:, :, None] * k[None] * sq[:, None, :]
-    v = np.linalg.solve(np.linalg.cholesky(b), sq[:, :, None] * k[None])
+    v = _factor_b(k, tau)[1]
     sigma = k[None] - np.einsum("fki,fkj->fij", v, v)
     return tau, nu, sigma, np.einsum("fij,fj->fi", sigma, nu)
 
