@@ -18,6 +18,7 @@ import numpy as np
 
 from ntkgp._src import checks
 from ntkgp._src.features import rules
+from ntkgp._src.features.rows import LazyRows, is_lazy
 from ntkgp._src.progress import progress_bar
 
 #: rows per compiled call: the activations' ``rows x n_features`` stay small
@@ -47,6 +48,11 @@ class BaseFeatureMap:
     desc = "features"
 
     def _check(self, x):
+        if is_lazy(x):
+            x = LazyRows(x, "x")
+            if x.ndim != 2:
+                raise ValueError(f"`x` must have shape (N, d); got shape {x.shape}.")
+            return x
         x, _ = checks.check_inputs(x, None, ndim=2)
         return x
 
@@ -80,17 +86,20 @@ class BaseFeatureMap:
     def chunks(self, x, compute_ntk: bool, progress: Optional[bool] = None,
                rows: int = ROWS) -> Iterator[Tuple[int, int, rules.Feats]]:
         """``(start, stop, Feats)`` for consecutive blocks of at most ``rows`` rows of ``x``
-        (checked), each computed by one compiled program (the last block padded); a progress
-        bar for more than 8 blocks unless ``progress=False``."""
+        (checked: an array or `LazyRows`, read span by span), each computed by one compiled
+        program (the last block padded); a progress bar for more than 8 blocks unless
+        ``progress=False``."""
         n = x.shape[0]
         size = min(rows, n)
-        starts = range(0, n, size)
-        bar = progress_bar(starts, total=len(starts), desc=self.desc,
+        if isinstance(x, LazyRows):
+            source = x.blocks(size)
+        else:
+            source = ((a, min(a + size, n), x[a:a + size]) for a in range(0, n, size))
+        bar = progress_bar(source, total=-(-n // size), desc=self.desc,
                            enabled=True if progress is None else progress)
         state = self._prepare(x, compute_ntk)
-        for a in bar:
-            b = min(a + size, n)
-            block = jnp.asarray(x[a:b])
+        for a, b, block in bar:
+            block = jnp.asarray(block)
             if b - a < size:
                 block = jnp.concatenate([block, jnp.zeros((size - (b - a),) + x.shape[1:],
                                                           block.dtype)])

@@ -21,6 +21,7 @@ import numpy as np
 from ntkgp._src import checks
 from ntkgp._src.features import rules
 from ntkgp._src.features.feature_map import BaseFeatureMap
+from ntkgp._src.features.rows import LazyRows, is_lazy, take_rows
 
 
 def _inv_sqrt(k: np.ndarray, eps: float) -> np.ndarray:
@@ -83,19 +84,27 @@ class NystromMap(BaseFeatureMap):
             A `NystromMap`.
         """
         n_landmarks = checks.check_positive_int(n_landmarks, "n_landmarks")
+        if is_lazy(x):
+            x = LazyRows(x, "x")
         n = x.shape[0]
         if n <= n_landmarks:
-            return cls(kernel_fn, x, get)
+            return cls(kernel_fn, x[0:n] if isinstance(x, LazyRows) else x, get)
         if not isinstance(key, (int, np.integer)):
             key = int(jax.random.randint(key, (), 0, 2 ** 31 - 1))
         rows = np.sort(np.random.default_rng(int(key)).choice(n, n_landmarks, replace=False))
-        return cls(kernel_fn, np.asarray(x)[rows], get)
+        return cls(kernel_fn, take_rows(x, rows), get)
 
     def __repr__(self):
         return (f"NystromMap({len(self.landmarks)} landmarks, n_features={self.n_features}, "
                 f"get={self.get!r})")
 
     def _check(self, x):
+        if is_lazy(x):
+            x = LazyRows(x, "x")
+            if x.shape[1:] != self.landmarks.shape[1:]:
+                raise ValueError(f"`x` must have the landmarks' shape after the first axis, "
+                                 f"{tuple(self.landmarks.shape[1:])}; got {x.shape}.")
+            return x.astype(self.landmarks.dtype)
         x, _ = checks.check_inputs(x, self.landmarks[:1], ndim=None)
         return x.astype(self.landmarks.dtype)
 

@@ -1,8 +1,8 @@
 r"""`Posterior`: what an infinitely wide network predicts, from a kernel operator and a solver.
 
 Every prediction of ntkgp (modes ``'nngp'``, ``'ntk'`` at any training time, ``'ntkgp'``;
-kernels in memory, in tiles or on disk; Cholesky, eigendecomposition or CG) is a Gaussian
-process over outputs with
+kernels in memory, in tiles or on disk; Cholesky, eigendecomposition, CG or features) is a
+Gaussian process over outputs with
 
 .. math::
     \mu_t(x) = D_{xX} D^{-1}(I - e^{-tD/m})\,y, \qquad
@@ -24,6 +24,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ntkgp._src import checks
+from ntkgp._src.features.rows import training_rows
 from ntkgp._src.predict import common, evidence, moments_features
 from ntkgp._src.predict import moments_cg as cg_moments
 from ntkgp._src.predict.common import DRIVER, PRIOR, kernel_callable, kernel_part
@@ -43,7 +44,7 @@ class Posterior:
     Args:
         kernel_fn: an ``ntkgp.nn`` network or ``kernel_fn(x1, x2, get) -> Kernel``
             (``x2=None``: ``x1`` with itself).
-        x_train: training inputs ``(N, ...)``.
+        x_train: training inputs ``(N, ...)`` (feature solvers: also ``features.LazyRows``).
         y_train: targets ``(N,)`` or ``(N, K)``.
         mode: ``'nngp'``, ``'ntk'`` or ``'ntkgp'`` (see the module docs).
         solver: ``'auto'`` (Cholesky up to 20,000 points, conjugate gradients beyond),
@@ -83,7 +84,7 @@ class Posterior:
                  tile_size: Optional[int] = None, devices=None):
         kfn = kernel_callable(kernel_fn)
         mode = checks.check_mode(mode)
-        x_train, _ = checks.check_inputs(x_train, None, ndim=None)
+        x_train = training_rows(x_train, solver)
         n = x_train.shape[0]
         solver = as_solver(solver, n)
         kinds = sorted({DRIVER[mode], PRIOR[mode]})
@@ -314,9 +315,8 @@ class Posterior:
             out = self._dense(*self._input_kernels(tiles.pad_rows(x_test[a:b], rows),
                                                    want == "var"), ts, at_inf, scalar, want)
             parts.append((out, b - a))
-        first = parts[0][0]
-        xp = np if all(checks.is_concrete(v) for v in ([first] if want is None else first)) \
-            else jnp
+        first = parts[0][0] if want is None else parts[0][0][0]
+        xp = np if checks.is_concrete(first) else jnp
 
         def join(k):
             got = [(xp.asarray(o if want is None else o[k]), n) for o, n in parts]
@@ -396,3 +396,4 @@ class _Opaque:  # the state of a matrix-free posterior, compared by identity
 
 
 jax.tree_util.register_pytree_node(Posterior, _flatten, _unflatten)
+

@@ -25,6 +25,7 @@ import scipy.linalg
 from ntkgp._src import checks
 from ntkgp._src.features.feature_map import FeatureMap
 from ntkgp._src.features.nystrom import NystromMap
+from ntkgp._src.features.rows import take_rows
 from ntkgp._src.solve import linalg
 from ntkgp._src.solve.operators import KernelOperator
 from ntkgp._src.solve.result import SolveResult
@@ -38,7 +39,7 @@ class FeatureKernelOperator(KernelOperator):
 
     Args:
         feature_map: the `FeatureMap`.
-        x: the rows ``(N, d)``.
+        x: the rows ``(N, d)``: an array, or `LazyRows` read span by span on each use.
         get: ``'nngp'`` or ``'ntk'``: which of the map's kernels.
     """
 
@@ -65,7 +66,7 @@ class FeatureKernelOperator(KernelOperator):
 
     def columns(self, idx):
         cols = np.asarray(getattr(self.feature_map.features(
-            self.x[np.asarray(idx)], self.get == "ntk"), self.get), np.float64)
+            take_rows(self.x, idx), self.get == "ntk"), self.get), np.float64)
         return np.concatenate([phi @ cols.T for _, _, phi in self._blocks()])
 
 
