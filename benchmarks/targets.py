@@ -292,6 +292,12 @@ TARGETS = [
     ("features", "NTKRegressor(solver='nystrom', activation='auto'), 2048 landmarks, vs "
      "Nystroem + RidgeCV (2049 components), 10^6 rows: test RMSE ratio",
      key_ratio("rf_synth_N1000000_f32", "est_nystrom", "sklearn"), (LE, 1.0)),
+    ("features", "10^6 rows fitted on random features from a zarr store through Dask "
+     "(read a chunk at a time) vs from memory: time ratio",
+     field("rf_synth_N1000000_dask_f32", "dask_over_memory"), (LE, 1.1)),
+    ("features", "the same fit from the zarr store through Dask: largest difference of its "
+     "test means to the in-memory fit's", field("rf_synth_N1000000_dask_f32", "max_diff"),
+     (LE, 0.0)),
     ("estimators", "default NTKClassifier(depth=2) fit on 1,200 digits (float32): seconds",
      field("fit_ntk_classifier_digits1200", "median_s", 1.0, " s"), (LE, 3.0)),
     ("estimators", "the same fit as the first in a process, compilation included: seconds",
