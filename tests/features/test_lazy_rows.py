@@ -125,6 +125,9 @@ def test_bad_sources_are_refused():
         predict.Posterior(NET, lazy, Y, solver="cholesky")
     with pytest.raises(ValueError, match=r"shape \(N, d\)"):
         features.LazyRows(da.from_array(X[:, 0]))
+    unknown = lazy[lazy[:, 0] > 0]
+    with pytest.raises(ValueError, match="compute_chunk_sizes"):
+        predict.Posterior(NET, unknown, Y[:10], solver=SOLVERS["features"], diag_reg=1e-2)
     with pytest.raises(TypeError, match="complex"):
         features.LazyRows(da.from_array(X.astype(np.complex64)))
     post = predict.Posterior(NET, lazy, Y, solver=SOLVERS["features"], diag_reg=1e-2)

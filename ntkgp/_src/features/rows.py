@@ -59,6 +59,10 @@ class LazyRows:
     def __init__(self, x, name: str = "x"):
         if isinstance(x, LazyRows):
             x, name = x.source, name or x.name
+        if any(not np.isfinite(s) for s in x.shape):  # Dask after boolean indexing
+            raise ValueError(f"`{name}` has rows of unknown number (shape {x.shape}); "
+                             "compute them first, e.g. `x = x.compute_chunk_sizes()` for a "
+                             "Dask array.")
         shape = tuple(int(s) for s in x.shape)
         if len(shape) < 2:
             raise ValueError(f"`{name}` must have shape (N, d) or (N, *S, C) with the examples "
