@@ -58,7 +58,7 @@ PLAN = {
                "--cases", r"^(exact|cg)_N(2000|5000|10000)_f64$|^cg_noprec|^dask_"]),
     "features": (["--repeats", "1", "--timeout", "1200"],
                  ["--repeats", "1", "--timeout", "1200", "--cases",
-                  r"^rf_(diamonds_N20000|synth_N20000|fashion_mnist)_f32$"]),
+                  r"^rf_(diamonds_N20000|synth_N20000|fashion_mnist|synth_N1000000_dask)_f32$"]),
     "attention": (["--repeats", "5"],
                   ["--repeats", "5", "--cases", r"^transformer2_(masked_)?N(100|400)_f32$"]),
     "activations": (["--repeats", "7"], ["--repeats", "5"]),
