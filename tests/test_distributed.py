@@ -13,7 +13,7 @@ pytest.importorskip("distributed", reason="needs the `scale` extra: pip install 
 pytest.importorskip("zarr", reason="needs the `scale` extra: pip install 'ntkgp[scale]'")
 
 import jax  # noqa: E402
-from distributed import Client, LocalCluster  # noqa: E402
+from distributed import Client, LocalCluster, get_task_stream  # noqa: E402
 
 from ntkgp import distributed, linalg, nn  # noqa: E402
 from tests.conftest import DTYPE, ONLY_X32_PASS, ONLY_X64_PASS, X64, rel_err  # noqa: E402
@@ -102,6 +102,36 @@ def _slow_kernel(net):
         return jax.pure_callback(lambda v: (time.sleep(0.15), v)[1],
                                  jax.ShapeDtypeStruct(k.shape, k.dtype), k)
     return kernel
+
+
+def test_features_of_a_dask_array_are_summed_on_the_workers(client):
+    """With a client active, a feature solver's pass over a Dask array runs as one task per
+    chunk on the workers; the fit equals the one from memory up to the order of the sums."""
+    import dask.array as da
+
+    from ntkgp import predict
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((1500, 4)).astype(DTYPE)
+    y = np.sin(x[:, :1]) + 0.1 * rng.standard_normal((1500, 1))
+    xt = rng.standard_normal((40, 4)).astype(DTYPE)
+    lazy = da.from_array(x, chunks=(400, 2))  # the columns are joined for the tasks
+    tol = 1e-9 if X64 else 1e-4
+    for solver in (linalg.FeatureSolver(64, seed=2),
+                   linalg.FeatureSolver(120, seed=2, kind="nystrom")):
+        ref = predict.Posterior(NET, x, y, solver=solver, diag_reg=0.1)
+        with get_task_stream(client) as stream:
+            post = predict.Posterior(NET, lazy, y, solver=solver, diag_reg=0.1)
+        chunk_tasks = [t for t in stream.data if "_chunk_sums" in str(t["key"])]
+        assert len(chunk_tasks) == 4 and {t["worker"] for t in chunk_tasks}  # one per chunk
+        assert rel_err(post.factor.gram, ref.factor.gram) < tol
+        m, v = post.predict(xt, return_var=True)
+        m0, v0 = ref.predict(xt, return_var=True)
+        assert rel_err(m, m0) < tol and rel_err(v, v0) < tol
+    bad = x.copy()
+    bad[1234, 1] = np.inf
+    with pytest.raises(ValueError, match=r"x_train\[1200:1500\]` contains 1 NaN"):
+        predict.Posterior(NET, da.from_array(bad, chunks=(300, 4)), y,
+                          solver=linalg.FeatureSolver(64), diag_reg=0.1)
 
 
 @ONLY_X64_PASS

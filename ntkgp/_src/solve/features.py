@@ -26,6 +26,7 @@ from ntkgp._src import checks
 from ntkgp._src.features.feature_map import FeatureMap
 from ntkgp._src.features.nystrom import NystromMap
 from ntkgp._src.features.rows import take_rows
+from ntkgp._src.scale import dask_features
 from ntkgp._src.solve import linalg
 from ntkgp._src.solve.operators import KernelOperator
 from ntkgp._src.solve.result import SolveResult
@@ -79,7 +80,7 @@ class FeatureSaturationWarning(UserWarning):
 
 
 @jax.jit
-def _block_sums(phi, psi, y):
+def block_sums(phi, psi, y):
     """One block's contributions: ``phi^T phi``, ``phi^T y``, ``phi^T psi`` (or ``None``)."""
     cross = None if psi is None else phi.T @ psi
     return phi.T @ phi, phi.T @ y, cross
@@ -161,22 +162,15 @@ class FeatureFactor:
         """Accumulate the Gram and :math:`\\Phi^\\top y` over the rows of ``y`` ``(N, K)``,
         factor, and solve for the weights ``w`` ``(D, K)``."""
         drive, other = self.op.get, None if prior is None else prior.get
-        gram = rhs = cross = None
-        y = jnp.asarray(y, self.op.x.dtype)
         need_ntk = "ntk" in (drive, other)
-        for a, b, f in self.feature_map.chunks(self.op.x, need_ntk, self.solver.progress):
-            if gram is None:
-                check_fits_in_memory(getattr(f, drive).shape[-1], np.float64, 5,
-                                     "the Gram matrix of the random features (pass fewer "
-                                     "`n_features`)")
-            parts = _block_sums(getattr(f, drive), None if other is None else
-                                getattr(f, other), y[a:b])
-            parts = [None if p is None else np.asarray(p, np.float64) for p in parts]
-            if gram is None:
-                gram, rhs, cross = parts
-            else:
-                gram, rhs = gram + parts[0], rhs + parts[1]
-                cross = None if cross is None else cross + parts[2]
+        x = self.op.x
+        client = dask_features.active_client(getattr(x, "source", None))
+        if client is not None:  # a Dask array on a cluster: each chunk's sums on a worker
+            gram, rhs, cross = dask_features.feature_sums(
+                client, self.feature_map, x, np.asarray(y), drive, other, need_ntk,
+                self.solver.progress)
+        else:
+            gram, rhs, cross = self._sums(jnp.asarray(y, x.dtype), drive, other, need_ntk)
         n = self.op.n
         mean_diag = float(np.trace(gram)) / n
         noise = self.diag_reg * (1.0 if self.absolute else mean_diag)
@@ -198,6 +192,24 @@ class FeatureFactor:
         self.y_sq = np.sum(np.asarray(y, np.float64) ** 2, axis=0)
         self.weights = self.solve(rhs)
         return self
+
+    def _sums(self, y, drive, other, need_ntk):
+        """``(gram, rhs, cross)`` over the blocks of rows, in this process."""
+        gram = rhs = cross = None
+        for a, b, f in self.feature_map.chunks(self.op.x, need_ntk, self.solver.progress):
+            if gram is None:
+                check_fits_in_memory(getattr(f, drive).shape[-1], np.float64, 5,
+                                     "the Gram matrix of the random features (pass fewer "
+                                     "`n_features`)")
+            parts = block_sums(getattr(f, drive), None if other is None else
+                               getattr(f, other), y[a:b])
+            parts = [None if p is None else np.asarray(p, np.float64) for p in parts]
+            if gram is None:
+                gram, rhs, cross = parts
+            else:
+                gram, rhs = gram + parts[0], rhs + parts[1]
+                cross = None if cross is None else cross + parts[2]
+        return gram, rhs, cross
 
     def refit(self, y, prior: Optional[FeatureKernelOperator] = None) -> FeatureFactor:
         """A new factor of the same features fitted to other targets (one more pass)."""
