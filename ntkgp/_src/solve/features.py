@@ -26,8 +26,7 @@ from ntkgp._src import checks
 from ntkgp._src.features.feature_map import FeatureMap
 from ntkgp._src.features.nystrom import NystromMap
 from ntkgp._src.features.rows import take_rows
-from ntkgp._src.scale import dask_features
-from ntkgp._src.solve import linalg
+from ntkgp._src.solve import dask_features, linalg
 from ntkgp._src.solve.operators import KernelOperator
 from ntkgp._src.solve.result import SolveResult
 from ntkgp._src.solve.solvers import Solver
