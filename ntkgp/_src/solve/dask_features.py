@@ -34,25 +34,20 @@ def _chunk_sums(fmap, block, y, start, name, dtype, drive, other, need_ntk):
     """On a worker: the float64 partial sums of one chunk of rows (checked here)."""
     import jax.numpy as jnp
 
-    from ntkgp._src.solve.features import block_sums
+    from ntkgp._src.solve.features import pass_sums
 
     block = np.asarray(block)
     checks.check_finite(block, f"{name}[{start}:{start + len(block)}]")
-    x = jnp.asarray(block.astype(dtype, copy=False))
-    total = None
-    for a, b, f in fmap.chunks(x, need_ntk, progress=False):
-        parts = block_sums(getattr(f, drive), None if other is None else getattr(f, other),
-                           jnp.asarray(y[a:b], dtype))
-        parts = [None if p is None else np.asarray(p, np.float64) for p in parts]
-        total = parts if total is None else [None if t is None else t + p
-                                             for t, p in zip(total, parts)]
-    return total
+    return pass_sums(fmap, jnp.asarray(block.astype(dtype, copy=False)), y, drive, other,
+                     need_ntk, progress=False)
 
 
 def feature_sums(client, fmap, rows, y, drive, other, need_ntk, progress=None):
     """``(gram, rhs, cross)``: the sums of every chunk of ``rows.source`` (a Dask array),
     computed as tasks on ``client``'s workers and added in chunk order on the driver."""
     import dask
+
+    from ntkgp._src.solve.features import add_sums
 
     x = rows.source.rechunk({i: -1 for i in range(1, rows.ndim)})
     bounds = np.cumsum((0,) + tuple(int(c) for c in x.chunks[0]))
@@ -69,8 +64,7 @@ def feature_sums(client, fmap, rows, y, drive, other, need_ntk, progress=None):
         for fut in futures:  # in chunk order: the same sums whatever finishes first
             parts = fut.result()
             fut.release()
-            total = parts if total is None else [None if t is None else t + p
-                                                 for t, p in zip(total, parts)]
+            total = add_sums(total, parts)
             bar.update(1)
     finally:
         bar.close()

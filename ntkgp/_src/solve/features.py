@@ -85,6 +85,30 @@ def block_sums(phi, psi, y):
     return phi.T @ phi, phi.T @ y, cross
 
 
+def add_sums(total, parts):
+    """Partial sums ``(gram, rhs, cross)`` added to ``total`` (None: the first ones)."""
+    if total is None:
+        return list(parts)
+    return [None if t is None else t + p for t, p in zip(total, parts)]
+
+
+def pass_sums(fmap, x, y, drive, other, need_ntk, progress=None):
+    """``(gram, rhs, cross)`` in float64 over the blocks of rows ``x`` (an array or
+    `LazyRows`) and targets ``y``: one pass of `block_sums`, in this process."""
+    total = None
+    y = jnp.asarray(np.asarray(y), x.dtype)
+    for a, b, f in fmap.chunks(x, need_ntk, progress):
+        if total is None:
+            check_fits_in_memory(getattr(f, drive).shape[-1], np.float64, 5,
+                                 "the Gram matrix of the random features (pass fewer "
+                                 "`n_features`)")
+        parts = block_sums(getattr(f, drive), None if other is None else getattr(f, other),
+                           y[a:b])
+        total = add_sums(total, [None if p is None else np.asarray(p, np.float64)
+                                 for p in parts])
+    return tuple(total)
+
+
 @dataclasses.dataclass(frozen=True)
 class FeatureSolver(Solver):
     """Regression on ``n_features`` features of the network: random features (`FeatureMap`,
@@ -169,7 +193,8 @@ class FeatureFactor:
                 client, self.feature_map, x, np.asarray(y), drive, other, need_ntk,
                 self.solver.progress)
         else:
-            gram, rhs, cross = self._sums(jnp.asarray(y, x.dtype), drive, other, need_ntk)
+            gram, rhs, cross = pass_sums(self.feature_map, x, y, drive, other, need_ntk,
+                                         self.solver.progress)
         n = self.op.n
         mean_diag = float(np.trace(gram)) / n
         noise = self.diag_reg * (1.0 if self.absolute else mean_diag)
@@ -191,24 +216,6 @@ class FeatureFactor:
         self.y_sq = np.sum(np.asarray(y, np.float64) ** 2, axis=0)
         self.weights = self.solve(rhs)
         return self
-
-    def _sums(self, y, drive, other, need_ntk):
-        """``(gram, rhs, cross)`` over the blocks of rows, in this process."""
-        gram = rhs = cross = None
-        for a, b, f in self.feature_map.chunks(self.op.x, need_ntk, self.solver.progress):
-            if gram is None:
-                check_fits_in_memory(getattr(f, drive).shape[-1], np.float64, 5,
-                                     "the Gram matrix of the random features (pass fewer "
-                                     "`n_features`)")
-            parts = block_sums(getattr(f, drive), None if other is None else
-                               getattr(f, other), y[a:b])
-            parts = [None if p is None else np.asarray(p, np.float64) for p in parts]
-            if gram is None:
-                gram, rhs, cross = parts
-            else:
-                gram, rhs = gram + parts[0], rhs + parts[1]
-                cross = None if cross is None else cross + parts[2]
-        return gram, rhs, cross
 
     def refit(self, y, prior: Optional[FeatureKernelOperator] = None) -> FeatureFactor:
         """A new factor of the same features fitted to other targets (one more pass)."""
