@@ -21,7 +21,7 @@ import numpy as np
 from ntkgp._src import checks
 from ntkgp._src.features import rules
 from ntkgp._src.features.feature_map import BaseFeatureMap
-from ntkgp._src.features.rows import LazyRows, is_lazy, take_rows
+from ntkgp._src.features.rows import LazyRows, is_lazy, lazy_like, take_rows
 
 
 def _inv_sqrt(k: np.ndarray, eps: float) -> np.ndarray:
@@ -100,11 +100,7 @@ class NystromMap(BaseFeatureMap):
 
     def _check(self, x):
         if is_lazy(x):
-            x = LazyRows(x, "x")
-            if x.shape[1:] != self.landmarks.shape[1:]:
-                raise ValueError(f"`x` must have the landmarks' shape after the first axis, "
-                                 f"{tuple(self.landmarks.shape[1:])}; got {x.shape}.")
-            return x.astype(self.landmarks.dtype)
+            return lazy_like(x, self.landmarks.shape[1:], "x").astype(self.landmarks.dtype)
         x, _ = checks.check_inputs(x, self.landmarks[:1], ndim=None)
         return x.astype(self.landmarks.dtype)
 

@@ -58,7 +58,7 @@ class LazyRows:
 
     def __init__(self, x, name: str = "x"):
         if isinstance(x, LazyRows):
-            x, name = x.source, name or x.name
+            x = x.source
         if any(not np.isfinite(s) for s in x.shape):  # Dask after boolean indexing
             raise ValueError(f"`{name}` has rows of unknown number (shape {x.shape}); "
                              "compute them first, e.g. `x = x.compute_chunk_sizes()` for a "
@@ -166,21 +166,24 @@ class LazyRows:
 
 
 def take_rows(x, idx):
-    """``x[idx]`` for increasing integer indices, from an array or `LazyRows`."""
+    """``x[idx]`` for integer indices, from an array or `LazyRows`."""
     return x.take(idx) if isinstance(x, LazyRows) else jnp.asarray(x)[np.asarray(idx)]
 
 
-def training_rows(x, solver, name: str = "x_train"):
-    """``x`` checked: `LazyRows` when it is read in spans (then ``solver`` must be one that
-    reads rows a block at a time: features or Nyström), else an array
-    (`checks.check_inputs`)."""
-    if not is_lazy(x):
-        return checks.check_inputs(x, None, ndim=None)[0]
+def lazy_like(x, trailing: tuple, name: str) -> LazyRows:
+    """`LazyRows` of ``x`` whose shape after the first axis must be ``trailing`` (the rows a
+    map or posterior was built on)."""
     x = LazyRows(x, name)
-    solver = getattr(solver, "name", solver)
-    if solver not in ("features", "nystrom"):
-        raise ValueError(
-            f"`{name}` is {x!r}, read a span of rows at a time; solver={solver!r} needs all "
-            "rows in memory. Pass solver='features' or 'nystrom' (one pass over the rows per "
-            f"fit, O(D^2) memory), or load the rows first with `np.asarray({name})`.")
+    if x.shape[1:] != tuple(trailing):
+        raise ValueError(f"`{name}` must have the shape after the first axis of the rows it "
+                         f"is compared with, {tuple(trailing)}; got {x.shape}.")
     return x
+
+
+def training_rows(x, solver, name: str = "x_train"):
+    """``x`` checked: `LazyRows` when it is read in spans and ``solver`` reads rows a block at
+    a time (features, Nyström); otherwise an array in memory (`checks.check_inputs`, which
+    loads a lazy array whole, as solvers that need all rows must)."""
+    if is_lazy(x) and getattr(solver, "name", solver) in ("features", "nystrom"):
+        return LazyRows(x, name)
+    return checks.check_inputs(x, None, ndim=None)[0]

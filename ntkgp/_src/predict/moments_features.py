@@ -21,7 +21,7 @@ from __future__ import annotations
 import numpy as np
 
 from ntkgp._src import checks
-from ntkgp._src.features.rows import LazyRows, is_lazy
+from ntkgp._src.features.rows import is_lazy, lazy_like
 
 
 def predict(post, x_test, k_test_train, want):
@@ -33,10 +33,7 @@ def predict(post, x_test, k_test_train, want):
     f = post.factor
     fmap, drive = f.feature_map, f.op.get
     if is_lazy(x_test):
-        x_test = LazyRows(x_test, "x_test")
-        if x_test.shape[1:] != tuple(post.x_train.shape[1:]):
-            raise ValueError(f"`x_test` must have the training inputs' shape after the first "
-                             f"axis, {tuple(post.x_train.shape[1:])}; got {x_test.shape}.")
+        x_test = lazy_like(x_test, post.x_train.shape[1:], "x_test")
     else:
         x_test, _ = checks.check_inputs(x_test, post.x_train[:1], ndim=None)
     x_test = x_test.astype(post.x_train.dtype)
