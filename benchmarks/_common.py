@@ -24,7 +24,11 @@ BACKEND = "ntkgp"  # the library a child process measures ("nt" in the reference
 SUITES = {
     "kernels": ("kernels.py", [
         ("Analytic FC kernels, `kernel(x, x)` (NNGP + NTK), d=784, width-free; `fc2` = 2 hidden "
-         "ReLU layers, `fc10` = 10", r"^fc"),
+         "ReLU layers, `fc10` = 10", r"^fc\d+_(N|x2None)"),
+        ("Compile time (the compile column): `fc10_cached` = the depth-10 kernel with JAX's "
+         "persistent compilation cache warm (ntkgp only); `plain_jax_fc2` = the depth-2 ReLU "
+         "recursion in plain `jax.numpy`, compiled by each venv's JAX (its time column is "
+         "the compile time too)", r"^(fc10_cached|plain_jax)"),
         ("Empirical NTK, MLP 784-512-512-10 (669,706 params), N=256, `x2=None`; `full` = 10x10 "
          "output blocks, `trace` = averaged over outputs", r"^entk")]),
     "predict": ("predict.py", [

@@ -8,6 +8,11 @@ of the shared machine hits both alike. Method (both): trace + lower + XLA compil
 (`jax.jit(f).lower(*args).compile()`); one warm-up call; then up to `--repeats` timed calls
 (cut to fit a 240 s budget per case; a warm-up slower than 20 s counts as a sample).
 
+Compile time: `fc10_cached_N4000_f32` compiles the depth-10 kernel again with JAX's persistent
+compilation cache filled in the same process (what a later process with the cache set finds);
+`plain_jax_fc2_N4000_f32` compiles the depth-2 recursion written in plain `jax.numpy` in each
+venv (no library: its ratio is the two JAX/XLA versions' own compile-time factor).
+
 Usage:
   python benchmarks/kernels.py                      # all cases, writes benchmarks/RESULTS.md
   python benchmarks/kernels.py --cases 'fc10_N4000' --repeats 3
@@ -47,6 +52,13 @@ def all_cases():
         # The same MLP as a plain function (no layer structure): what 'auto' picks without it.
         cases.append(dict(id=f"entk_mlpfn_{trace}_auto_f32", kind="entk", trace=trace,
                           impl="auto", plain=True, dt="f32", n=256, nt_id=None))
+    # Compile time: the depth-10 kernel again with JAX's persistent compilation cache warm
+    # (ntkgp only), and the same ReLU recursion written in plain JAX, compiled by each venv's
+    # JAX (its ratio is the two JAX/XLA versions' own compile-time factor)
+    cases.append(dict(id="fc10_cached_N4000_f32", kind="fc", depth=10, n=4000, dt="f32",
+                      cached=True, nt_id=None))
+    cases.append(dict(id="plain_jax_fc2_N4000_f32", kind="plain", depth=2, n=4000, dt="f32",
+                      nt_self=True, min_repeats=5))
     # Per-example kernels only (diagonal_axes=(0,)): N pairs instead of N^2, no NT baseline.
     for impl in ("structured", "jacobian"):
         cases.append(dict(id=f"entk_mlp_diag_{impl}_f32", kind="entk", trace="trace",
@@ -61,6 +73,8 @@ def run_case(case, repeats):
         jax.config.update("jax_enable_x64", True)
     import jax.numpy as jnp
     import numpy as np
+    if case["kind"] == "plain":
+        return plain_compile(case, repeats)
 
     from ntkgp import empirical, nn
     dtype = np.float64 if case["dt"] == "f64" else np.float32
@@ -72,6 +86,8 @@ def run_case(case, repeats):
             layers += [nn.Dense(512, W_std=W_STD, b_std=B_STD), nn.Relu()]
         net = nn.serial(*layers, nn.Dense(1, W_std=W_STD, b_std=B_STD))
         x = jnp.asarray(rng.standard_normal((case["n"], 784)), dtype)
+        if case.get("cached"):
+            info["note"] = warm_cache(lambda a, b: net.kernel(a, b), (x, x))
         if case.get("x2_none"):
             compile_s, ts, out = time_compiled(lambda a: net.kernel(a, None), (x,), repeats)
         else:
@@ -93,6 +109,63 @@ def run_case(case, repeats):
         info["shape"] = list(out.shape)
         info["check"] = float(jnp.mean(out))
     return timing_row(case["id"], compile_s, ts, **info)
+
+
+def warm_cache(fn, args):
+    """Fill a new persistent compilation cache with ``fn``'s program and drop JAX's in-memory
+    caches, so that the timed compile that follows loads the program from disk, as a later
+    process would (set by a user with ``JAX_COMPILATION_CACHE_DIR`` and
+    ``JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS=0``: JAX caches nothing below 1 s of
+    compile by default). Returns a note with the cold compile time."""
+    import tempfile
+    import time
+
+    import jax
+    jax.config.update("jax_compilation_cache_dir", tempfile.mkdtemp(prefix="ntkgp_cache_"))
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+    jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+    t0 = time.perf_counter()
+    jax.jit(fn).lower(*args).compile()
+    cold = time.perf_counter() - t0
+    jax.clear_caches()
+    return f"cold compile {cold:.2f} s in the same process; the compile column loads the cache"
+
+
+def plain_compile(case, repeats):
+    """Trace + compile time of the FC ReLU kernel recursion (NNGP and NTK, ``depth`` layers,
+    the same as ``fc{depth}``) written in plain ``jax.numpy`` with ``jnp.arccos``: no library.
+    Run in each venv, its ratio is how much slower the newer JAX/XLA compiles the same
+    program. The time column is the compile time (medians of fresh traces)."""
+    import time
+
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
+    x = jnp.asarray(np.random.default_rng(0).standard_normal((case["n"], 784)), np.float32)
+
+    def kernel(a, b):
+        w, bb = W_STD ** 2, B_STD ** 2
+        q1 = w * jnp.sum(a * a, 1) / a.shape[1] + bb
+        q2 = w * jnp.sum(b * b, 1) / b.shape[1] + bb
+        k = w * (a @ b.T) / a.shape[1] + bb
+        t = k
+        for _ in range(case["depth"]):
+            s = jnp.sqrt(q1[:, None] * q2[None])
+            c = jnp.clip(k / s, -1.0, 1.0)
+            th = jnp.arccos(c)
+            k_new = s * (jnp.sin(th) + (jnp.pi - th) * c) / (2 * jnp.pi)
+            dk = (jnp.pi - th) / (2 * jnp.pi)
+            t = w * (k_new + t * dk) + bb
+            k = w * k_new + bb
+            q1, q2 = w * q1 / 2 + bb, w * q2 / 2 + bb
+        return k, t
+
+    ts = []
+    for _ in range(max(repeats, 1)):
+        t0 = time.perf_counter()
+        jax.jit(lambda a, b: kernel(a, b)).lower(x, x).compile()  # a fresh trace each time
+        ts.append(time.perf_counter() - t0)
+    return timing_row(case["id"], float(np.median(ts)), ts, jax=jax.__version__)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -139,6 +139,30 @@ def paired_ratio(case):
     return measure
 
 
+def compile_ratio(case, nt_case=None, relative_to=None):
+    """ntkgp's compile time (trace, lowering and XLA, ``jit(f).lower().compile()``) of ``case``
+    over neural-tangents' of ``nt_case`` (default the same case), both from one run; with
+    ``relative_to``, divided by that case's own ratio between the two venvs (the same plain
+    JAX program compiled by each: the JAX/XLA versions' factor)."""
+    nt_case = nt_case or case
+
+    def measure(rows):
+        us = ((rows.get(case) or {}).get("ntkgp") or {}).get("compile_s")
+        nt = ((rows.get(nt_case) or {}).get("nt") or {}).get("compile_s")
+        if us is None or not nt:
+            return None
+        value, detail = us / nt, f"{us:.2f} s / {nt:.2f} s"
+        if relative_to is not None:
+            factor = _nt_ratio(rows.get(relative_to))
+            if factor is None:
+                return None
+            value, detail = value / factor, f"{us / nt:.2f} / {factor:.2f} ({detail})"
+        return value, rows[case].get("date"), detail
+    measure.cases = sorted({case, nt_case} | ({relative_to} if relative_to else set()))
+    measure.nt_cases = sorted({nt_case} | ({relative_to} if relative_to else set()))
+    return measure
+
+
 def slope(case, name):
     """A log-log slope against width saved by the default `ntkgp compare` sweep."""
     def measure(rows):
@@ -171,6 +195,19 @@ TARGETS = [
                   [_MLP.format(trace, i) for i in (_THREE if net == "mlp" else _THREE[1:])]),
      (LE, 2.0))
     for net in ("mlp", "mlpfn") for trace in ("full", "trace")
+] + [
+    ("kernels", f"analytic FC kernel, depth {d}, N=4000, f32: compile time (trace + XLA) vs "
+     "neural-tangents", compile_ratio(f"fc{d}_N4000_f32"), (LE, 1.0))
+    for d in (2, 10)
+] + [
+    ("kernels", "analytic FC kernel, depth 2, N=4000, f32: compile time vs neural-tangents, "
+     "over the same recursion in plain JAX's ratio between the two JAX versions",
+     compile_ratio("fc2_N4000_f32", relative_to="plain_jax_fc2_N4000_f32"), (LE, 1.0)),
+    ("kernels", "analytic FC kernel, depth 10, N=4000, f32, JAX's persistent compilation "
+     "cache warm: compile time vs neural-tangents' (cold)",
+     compile_ratio("fc10_cached_N4000_f32", nt_case="fc10_N4000_f32"), (LE, 1.0)),
+    ("cntk", "CNTK 3 x Conv(64) + GlobalAvgPool, N=200, f32: compile time vs neural-tangents",
+     compile_ratio("cnn3_gap_N200_f32"), (LE, 1.0)),
 ] + [
     ("predict", f"ensemble NTK mean + covariance, N_train={n}, f32: time vs "
      "neural-tangents", nt_ratio(f"ensemble_ntk_cov_N{n}_f32"), (LE, 0.5))
