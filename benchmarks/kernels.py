@@ -117,11 +117,15 @@ def warm_cache(fn, args):
     process would (set by a user with ``JAX_COMPILATION_CACHE_DIR`` and
     ``JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS=0``: JAX caches nothing below 1 s of
     compile by default). Returns a note with the cold compile time."""
+    import atexit
+    import shutil
     import tempfile
     import time
 
     import jax
-    jax.config.update("jax_compilation_cache_dir", tempfile.mkdtemp(prefix="ntkgp_cache_"))
+    path = tempfile.mkdtemp(prefix="ntkgp_cache_")
+    atexit.register(shutil.rmtree, path, ignore_errors=True)
+    jax.config.update("jax_compilation_cache_dir", path)
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
     jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
     t0 = time.perf_counter()
@@ -133,9 +137,9 @@ def warm_cache(fn, args):
 
 def plain_compile(case, repeats):
     """Trace + compile time of the FC ReLU kernel recursion (NNGP and NTK, ``depth`` layers,
-    the same as ``fc{depth}``) written in plain ``jax.numpy`` with ``jnp.arccos``: no library.
-    Run in each venv, its ratio is how much slower the newer JAX/XLA compiles the same
-    program. The time column is the compile time (medians of fresh traces)."""
+    the same network as ``fc{depth}``) written in plain ``jax.numpy`` with ``jnp.arccos``: no
+    library. Run in each venv, its ratio is that of the two JAX/XLA versions' compile times
+    for the same program. The time column is the compile time (medians of fresh traces)."""
     import time
 
     import jax

@@ -89,10 +89,6 @@ def _slice(x, start, size: int):
     return jax.tree.map(lambda a: jax.lax.dynamic_slice_in_dim(a, start, size), x)
 
 
-def _head(x):
-    return jax.tree.map(lambda a: a[:1], x)
-
-
 def row_chunked(run: Callable, x1, x2, compute_ntk: bool, entries: int = 1) -> Kernel:
     """``run(x1, x2, compute_ntk)`` computed over cache-sized blocks of pairs.
 
@@ -158,8 +154,9 @@ def _grid_blocks(run, x1, x2, compute_ntk, b1, b2) -> Kernel:
 
     # shapes and static fields from one trace; the variances come from the blocks too, so the
     # network is traced and compiled once (runs of their own for the variances compiled it
-    # twice more: XLA compile, f32, ``x2`` given, FC depth 2 at N=4000 0.43 -> 0.33 s, depth
-    # 10 0.65 -> 0.40 s; 3-layer CNTK with GlobalAvgPool at N=200 1.22 -> 0.63 s)
+    # twice more: trace / XLA compile, f32, FC depth 2 at N=4000 0.25 / 0.43 -> 0.08 / 0.25 s,
+    # depth 10 0.50 / 0.65 -> 0.32 / 0.37 s; 3-layer CNTK with GlobalAvgPool at N=200
+    # 0.54 / 1.22 -> 0.33 / 0.72 s)
     meta = jax.eval_shape(block_kernel, 0, 0)
 
     def step(carry, ij):
