@@ -145,6 +145,45 @@ def test_row_chunked_equals_direct(monkeypatch, rng, x2_none, rows):
         np.testing.assert_allclose(np.diag(chunked.nngp), chunked.cov1, rtol=1e-6)
 
 
+SELF_PAIR_NETS = {  # layers that treat the pairs of an input with itself apart
+    "relu": lambda: deep(nn.Relu),
+    "erf_gelu": lambda: nn.serial(nn.Dense(16), nn.Erf(), nn.Dense(16), nn.Gelu(), nn.Dense(1)),
+    "dropout_layernorm": lambda: nn.serial(nn.Dense(16), nn.Relu(), nn.Dropout(0.7),
+                                           nn.Dense(16), nn.LayerNorm(), nn.Sin(), nn.Dense(1)),
+    "conv": lambda: nn.serial(nn.Conv(8, (3,), padding="SAME"), nn.Relu(),
+                              nn.Conv(8, (3,), padding="SAME"), nn.Erf(), nn.Flatten(),
+                              nn.Dense(1)),
+}
+
+
+@pytest.mark.parametrize("name", sorted(SELF_PAIR_NETS))
+def test_symmetric_blocks_keep_self_pairs_exact(monkeypatch, rng, name):
+    """x2=None in blocks: one trace of the network serves the diagonal blocks (a block with
+    itself) and the others, and still computes each input paired with itself as such (as two
+    different inputs, ReLU's NTK would take arccos(1 - eps) there: errors ~1e-4 in float32),
+    so the diagonal equals the kernel computed in one piece; the network is traced as often
+    as for x2 given."""
+    spatial = name == "conv"
+    x = rng.standard_normal((23, 5, 2) if spatial else (23, 4)).astype(DTYPE)
+    whole = SELF_PAIR_NETS[name]().kernel(x, None)
+    monkeypatch.setattr(blocking, "CHUNK_ELEMENTS", 16 * (25 if spatial else 1))  # 4 x 4
+    traces = []
+    from ntkgp._src.nn import core
+    monkeypatch.setattr(core, "input_kernel", lambda *a, _f=core.input_kernel, **kw: (
+        traces.append(1), _f(*a, **kw))[1])
+    blocked = SELF_PAIR_NETS[name]().kernel(x, None)
+    n_symmetric = len(traces)
+    SELF_PAIR_NETS[name]().kernel(x, x)
+    assert n_symmetric == len(traces) - n_symmetric
+    tol = 1e-12 if X64 else 1e-6
+    for g in ("nngp", "ntk"):
+        a, b = np.asarray(getattr(blocked, g)), np.asarray(getattr(whole, g))
+        np.testing.assert_array_equal(a, a.T)
+        assert rel_err(np.diagonal(a), np.diagonal(b)) <= tol, g
+        assert rel_err(a, b) <= (1e-12 if X64 else 1e-5), g
+    assert rel_err(blocked.cov1, whole.cov1) <= tol
+
+
 @pytest.mark.parametrize("x2_none", [True, False])
 def test_whole_up_to_computes_small_kernels_in_one_piece(monkeypatch, rng, x2_none):
     """Inside `whole_up_to(entries)` a kernel of at most that many entries skips the blocks

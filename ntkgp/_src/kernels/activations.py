@@ -15,7 +15,9 @@ By Price's theorem :math:`\dot K = \partial K' / \partial c`, which the tests ch
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import threading
 from typing import Callable
 
 import jax
@@ -256,14 +258,40 @@ def spatial_eye(s, lead: int):
     return _iota_eq((p, p), 0, 1).reshape((1,) * lead + tuple(s) + tuple(s))
 
 
+_blocks = threading.local()
+
+
+@contextlib.contextmanager
+def inputs_same_if(flag):
+    """Within this context (on this thread), kernels of two inputs with as many examples each
+    are kernels of an input with itself where the traced boolean scalar ``flag`` is true.
+
+    For the blocks of a symmetric kernel (`nn.blocking`): one trace of the network serves the
+    diagonal blocks (a block with itself: self-pairs exact) and the others, instead of one
+    trace (and compiled copy) for each."""
+    before = getattr(_blocks, "same", None)
+    _blocks.same = flag
+    try:
+        yield
+    finally:
+        _blocks.same = before
+
+
 def pair_eye(k: Kernel):
-    """Where ``k.nngp`` pairs an input (and position) with itself (``x1_is_x2`` only)."""
+    """Where ``k.nngp`` pairs an input (and position) with itself: a boolean array that
+    broadcasts against ``k.nngp``, or ``None`` where it pairs none (``x1`` is not ``x2``)."""
+    flag = None
+    if not k.x1_is_x2:
+        flag = getattr(_blocks, "same", None)
+        if flag is None or k.cov2 is None or k.cov1.shape[0] != k.cov2.shape[0]:
+            return None
     n, r = k.cov1.shape[0], k.spatial_ndim
     s = k.spatial_shape
     if not k.full_spatial:
-        return _iota_eq((n, n), 0, 1).reshape((n, n) + (1,) * r)
-    same = _iota_eq((n, n), 0, 1).reshape((n, n) + (1,) * (2 * r))
-    return same & spatial_eye(s, 2)
+        eye = _iota_eq((n, n), 0, 1).reshape((n, n) + (1,) * r)
+    else:
+        eye = _iota_eq((n, n), 0, 1).reshape((n, n) + (1,) * (2 * r)) & spatial_eye(s, 2)
+    return eye if flag is None else eye & flag
 
 
 def self_pair(fn, cov, v, r: int):
@@ -277,7 +305,7 @@ def apply_activation(k: Kernel, pair: Callable, diag: Callable) -> Kernel:
     """Map a `Kernel` through a nonlinearity given its ``pair`` and ``diag`` functions."""
     v1, v2 = k.variances(1), k.variances(2)
     s1, s2 = pair_broadcast(k, v1, v2)
-    eye = pair_eye(k) if k.x1_is_x2 else None
+    eye = pair_eye(k)
     need_dot = k.ntk is not None
 
     nngp, dot = pair(k.nngp, s1, s2, eye, need_dot)

@@ -343,8 +343,8 @@ def Dropout(rate: float, mode: str = "train") -> Layer:
             cov1 = k.cov1 * factor
             cov2 = None if k.cov2 is None else k.cov2 * factor
         nngp, ntk = k.nngp, k.ntk
-        if k.x1_is_x2:
-            eye = act.pair_eye(k)
+        eye = act.pair_eye(k)
+        if eye is not None:
             nngp, ntk = self_pairs(nngp, eye), self_pairs(ntk, eye)
         return k.replace(nngp=nngp, ntk=ntk, cov1=cov1, cov2=cov2, is_gaussian=False)
 

@@ -135,8 +135,9 @@ def _per_position(k: Kernel) -> Kernel:
     s1, s2 = act.pair_broadcast(k, v1, v2)
     scale = safe_rsqrt(s1) * safe_rsqrt(s2)
     nngp = k.nngp * scale
-    if k.x1_is_x2:
-        nngp = jnp.where(act.pair_eye(k), jnp.where(s1 > 0, 1.0, 0.0), nngp)
+    eye = act.pair_eye(k)
+    if eye is not None:
+        nngp = jnp.where(eye, jnp.where(s1 > 0, 1.0, 0.0), nngp)
 
     def normalized(cov, v):
         if cov is None:
