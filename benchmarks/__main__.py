@@ -39,10 +39,10 @@ from _common import NTREF_PYTHON, SUITES, have_nt, load_saved, write_results  # 
 PLAN = {
     "kernels": (["--repeats", "3"],
                 ["--repeats", "2",
-                 "--cases", r"^(fc10_N4000_f32|fc2_N(4000|8000)_f32|fc2_N1000_f64|entk_mlp|"
-                            r"fc10_cached|plain_jax)",
-                 "--nt-cases", r"^(fc10_N4000_f32|fc2_N(4000|8000)_f32|fc2_N1000_f64|"
-                               r"entk_mlp_.*_structured|plain_jax)"]),
+                 "--cases", r"^(fc10_N4000_f32|fc2_(x2None_)?N(4000|8000)_f32|fc2_N1000_f64|"
+                            r"entk_mlp|fc10_cached|plain_jax)",
+                 "--nt-cases", r"^(fc10_N4000_f32|fc2_(x2None_)?N(4000|8000)_f32|"
+                               r"fc2_N1000_f64|entk_mlp_.*_structured|plain_jax)"]),
     "predict": (["--repeats", "10"],
                 ["--repeats", "10", "--cases",
                  r"^ensemble_ntk_cov_N(1000|4000)_f32$|N16000|^gd_xent"]),

@@ -206,6 +206,8 @@ TARGETS = [
     ("kernels", "analytic FC kernel, depth 10, N=4000, f32, JAX's persistent compilation "
      "cache warm: compile time vs neural-tangents' (cold)",
      compile_ratio("fc10_cached_N4000_f32", nt_case="fc10_N4000_f32"), (LE, 1.0)),
+    ("kernels", "analytic FC kernel of x with itself (`x2=None`), depth 2, N=4000, f32: compile "
+     "time vs neural-tangents", compile_ratio("fc2_x2None_N4000_f32"), (LE, 1.0)),
     ("cntk", "CNTK 3 x Conv(64) + GlobalAvgPool, N=200, f32: compile time vs neural-tangents",
      compile_ratio("cnn3_gap_N200_f32"), (LE, 1.0)),
 ] + [
