@@ -45,7 +45,7 @@ PLAN = {
                                r"fc2_N1000_f64|entk_mlp_.*_structured|plain_jax)"]),
     "predict": (["--repeats", "10"],
                 ["--repeats", "10", "--cases",
-                 r"^ensemble_ntk_cov_N(1000|4000)_f32$|N16000|^gd_xent"]),
+                 r"^ensemble_ntk_cov_N\d+_f(32|64)$|^gd_xent"]),
     "train": (["--repeats", "3"],
               ["--repeats", "1", "--cases",
                r"^(compare_default|compare_xent|train_net_8seeds_vmap|cnn_|tickets_|parameterizations_)"]),

@@ -10,6 +10,9 @@ targets y ~ N(0, 1) of shape (N, 1); diag_reg=1e-4 relative):
   gp_inference_ntk_cov_N{1000,4000}_f32: kernels precomputed; `gp_inference` + predict.
   ensemble_ntk_cov_10times_N{1000,4000}_f32: ntkgp only (neural-tangents' baseline has no such
       case): end to end at 10 training times (eigendecomposition instead of Cholesky).
+  ensemble_ntk_cov_N{500,2000,8000}_f32, ensemble_ntk_cov_N{500,1000,2000,4000,8000}_f64: the
+      same at the other training sizes and in float64; neural-tangents' side is this script run
+      in its venv (as the shared baseline does it).
   ensemble_ntk_cov_N16000_f64: ntkgp only (exact, float64): one run, with the time of each stage
       (train kernels, Cholesky, test kernels and prediction) and the peak memory.
   gd_xent_N1000_K10_f64: `predict.gradient_descent` under cross-entropy (the function-space
@@ -41,6 +44,12 @@ def all_cases():
     for n in (1000, 4000):
         cases.append(dict(id=f"ensemble_ntk_cov_N{n}_f32", kind="ensemble", n=n, dt="f32"))
         cases.append(dict(id=f"gp_inference_ntk_cov_N{n}_f32", kind="gp", n=n, dt="f32"))
+    # the other training sizes and float64: neural-tangents' side run by this script in its
+    # venv (the shared baseline has only the two cases above)
+    for n, dt in ((500, "f32"), (2000, "f32"), (8000, "f32"), (500, "f64"), (1000, "f64"),
+                  (2000, "f64"), (4000, "f64"), (8000, "f64")):
+        cases.append(dict(id=f"ensemble_ntk_cov_N{n}_{dt}", kind="ensemble", n=n, dt=dt,
+                          nt_self=True))
     for n in (1000, 4000):
         cases.append(dict(id=f"ensemble_ntk_cov_10times_N{n}_f32", kind="sweep", n=n,
                           dt="f32", nt_id=None))
@@ -100,18 +109,32 @@ def run_case(case, repeats):
     import jax.numpy as jnp
     import numpy as np
 
-    from ntkgp import nn, predict
     dtype = np.float64 if case["dt"] == "f64" else np.float32
     rng = np.random.default_rng(0)
     n = case["n"]
     x_tr = jnp.asarray(rng.standard_normal((n, 784)), dtype)
     x_te = jnp.asarray(rng.standard_normal((N_TEST, 784)), dtype)
     y_tr = jnp.asarray(rng.standard_normal((n, 1)), dtype)
-    net = nn.serial(nn.Dense(512, W_std=W_STD, b_std=B_STD), nn.Relu(),
-                    nn.Dense(512, W_std=W_STD, b_std=B_STD), nn.Relu(),
-                    nn.Dense(1, W_std=W_STD, b_std=B_STD))
+    if _common.BACKEND != "nt":  # neural-tangents' venv has no ntkgp
+        from ntkgp import nn, predict
+        net = nn.serial(nn.Dense(512, W_std=W_STD, b_std=B_STD), nn.Relu(),
+                        nn.Dense(512, W_std=W_STD, b_std=B_STD), nn.Relu(),
+                        nn.Dense(1, W_std=W_STD, b_std=B_STD))
     info = {}
-    if case["kind"] == "stages":
+    if _common.BACKEND == "nt":  # the ensemble cases of `nt_self`, as the shared baseline
+        from neural_tangents import predict as nt_predict
+        from neural_tangents import stax
+        kfn = jax.jit(stax.serial(
+            stax.Dense(512, W_std=W_STD, b_std=B_STD), stax.Relu(),
+            stax.Dense(512, W_std=W_STD, b_std=B_STD), stax.Relu(),
+            stax.Dense(1, W_std=W_STD, b_std=B_STD))[2], static_argnames="get")
+
+        def once():
+            pred = nt_predict.gradient_descent_mse_ensemble(kfn, x_tr, y_tr, diag_reg=1e-4)
+            return block(pred(None, x_te, "ntk", compute_cov=True))
+        out, compile_s = _timed(once)
+        ts = [_timed(once)[1] for _ in range(repeats)]
+    elif case["kind"] == "stages":
         t0 = time.perf_counter()
         ens = predict.gradient_descent_mse_ensemble(net, x_tr, y_tr, diag_reg=1e-4)
         block(ens.k_train_train["ntk"])

@@ -211,9 +211,9 @@ TARGETS = [
     ("cntk", "CNTK 3 x Conv(64) + GlobalAvgPool, N=200, f32: compile time vs neural-tangents",
      compile_ratio("cnn3_gap_N200_f32"), (LE, 1.0)),
 ] + [
-    ("predict", f"ensemble NTK mean + covariance, N_train={n}, f32: time vs "
-     "neural-tangents", nt_ratio(f"ensemble_ntk_cov_N{n}_f32"), (LE, 0.5))
-    for n in (1000, 4000)
+    ("predict", f"ensemble NTK mean + covariance, N_train={n}, {dt}: time vs "
+     "neural-tangents", nt_ratio(f"ensemble_ntk_cov_N{n}_{dt}"), (LE, 0.5))
+    for dt in ("f32", "f64") for n in (500, 1000, 2000, 4000, 8000)
 ] + [
     ("predict", "exact prediction N_train=16000 in float64 within the 24 GiB machine: peak "
      "memory (GiB)", field("ensemble_ntk_cov_N16000_f64", "maxrss_mb", 1 / 1024, " GiB"),
