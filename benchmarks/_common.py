@@ -317,6 +317,7 @@ def write_results(path=None):
     """Rewrite RESULTS.md from every saved suite: the targets first, then the figures, then
     each suite's machine, versions, date, tables and notes."""
     import targets as tg
+    from _limits import limit_table
     from figures import plot_all
     path = path or os.path.join(HERE, "RESULTS.md")
     saved_all = load_saved()
@@ -327,7 +328,7 @@ def write_results(path=None):
              "resident memory of the case's own process (includes ~0.3-0.5 GB for importing "
              "JAX). neural-tangents ran in its reference venv in the same session, case by case "
              "alternating with ntkgp. `ratio` = ntkgp / neural-tangents median.", ""]
-    lines += tg.render(saved_all)
+    lines += tg.render(saved_all) + limit_table(saved_all)
     figs = plot_all(saved_all, os.path.join(os.path.dirname(path), "figures"))
     if figs:
         lines += ["", "## Figures", ""] + [f"![{f}]({f})" for f in figs]

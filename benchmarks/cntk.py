@@ -14,6 +14,11 @@ Cases (each in its own subprocess, neural-tangents first where it has the case):
                                           posterior mean, one-hot targets) vs the same CNN at
                                           width 64 trained with minibatch SGD (2 seeds)
 
+The `cnn3_*` cases with `x2` given also give their limit (`cnn_limit`, `_limits.py`): per
+pair of images, the convolutions' shifted sums over the pairs of positions (of the same
+position for Flatten), the ReLU updates and the readout at this machine's fused elementwise
+rate, and one write of both kernels.
+
 Usage:
   python benchmarks/cntk.py                     # all cases, rewrites benchmarks/RESULTS.md
   python benchmarks/cntk.py --cases 'cnn3_gap_N' --repeats 3
@@ -21,6 +26,7 @@ Usage:
 The reference venv: `NTREF_LIGHT=1 bash ../shared/ntref/ntref_setup.sh /tmp/ntref/venv`.
 """
 
+import math
 import os
 import sys
 import tempfile
@@ -28,6 +34,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from _common import main, time_compiled, timing_row  # noqa: E402
+from _limits import RELU_FLOPS, conv_terms, limit  # noqa: E402
 
 
 def all_cases():
@@ -53,6 +60,21 @@ def cnn(readout, width=64, n_out=1):
         layers += [nn.Conv(width, (3, 3), padding="SAME"), nn.Relu()]
     return nn.serial(*layers, nn.GlobalAvgPool() if readout == "gap" else nn.Flatten(),
                      nn.Dense(n_out))
+
+
+def cnn_limit(readout, shape, n):
+    """The limit (`_limits.limit`) of `cnn(readout)`'s kernel of ``n`` images of ``shape``
+    with themselves, per pair of images: the input covariance of every pair of positions (of
+    the same position for Flatten, which needs no other), each convolution's shifted sums
+    (`conv_terms`; the first layer's NTK is its NNGP, later layers convolve both), each ReLU's
+    update (`RELU_FLOPS` per entry), the readout's sum; and one write of both kernels."""
+    size, channels = shape[1:-1], shape[-1]
+    flat = readout == "flatten"
+    entries = math.prod(size) * (1 if flat else math.prod(size))
+    terms = conv_terms(size, (3, 3), diagonal=flat)
+    per_pair = (1 + 2 + 2) * terms + 3 * RELU_FLOPS * entries + 2 * entries
+    return limit("float32", matmul_flops=2 * channels * entries * n * n,
+                 elementwise_flops=per_pair * n * n, write_bytes=2 * n * n * 4)
 
 
 def _digits(n=None):
@@ -153,7 +175,10 @@ def run_case(case, repeats):
         else:
             compile_s, ts, out = time_compiled(lambda a, b: net.kernel(a, b), (x, x), repeats)
         info["check"] = float(jnp.mean(out.ntk))
-        return timing_row(case["id"], compile_s, ts, **info)
+        row = timing_row(case["id"], compile_s, ts, **info)
+        if not case.get("x2_none"):  # after the row took the peak memory: rates allocate
+            row.update(cnn_limit(case["readout"], x.shape, len(x)))
+        return row
     if case["kind"] == "full":
         net = cnn("gap")
         x = _digits()

@@ -16,6 +16,10 @@ compilation cache filled in the same process (what a later process with the cach
 `plain_jax_fc2_N4000_f32` compiles the depth-2 recursion written in plain `jax.numpy` in each
 venv (no library: its ratio is the two JAX/XLA versions' own compile-time factor).
 
+The analytic FC cases with `x2` given also give their limit (`_limits.py`): the input Gram
+(2 N^2 d flops) at this machine's matmul rate, each ReLU layer's update of both kernels (20
+flops per entry) at its fused elementwise rate, and one write of both kernels.
+
 Usage:
   python benchmarks/kernels.py                      # all cases, writes benchmarks/RESULTS.md
   python benchmarks/kernels.py --cases 'fc10_N4000' --repeats 3
@@ -30,6 +34,7 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from _common import main, time_compiled, timing_row  # noqa: E402
+from _limits import RELU_FLOPS, limit  # noqa: E402
 
 W_STD, B_STD = 1.5, 0.05
 NT_IMPL = {"jacobian": "JACOBIAN_CONTRACTION", "ntvp": "NTK_VECTOR_PRODUCTS",
@@ -98,6 +103,10 @@ def run_case(case, repeats):
         else:
             compile_s, ts, out = time_compiled(lambda a, b: net.kernel(a, b), (x, x), repeats)
         info["check"] = float(jnp.mean(out.ntk))
+        if not case.get("x2_none") and not case.get("cached"):
+            row = timing_row(case["id"], compile_s, ts, **info)
+            row.update(fc_limit(case, dtype))  # after the row took the peak memory
+            return row
     else:
         net = nn.serial(nn.Dense(512), nn.Relu(), nn.Dense(512), nn.Relu(), nn.Dense(10))
         x = jnp.asarray(rng.standard_normal((case["n"], 784)), dtype)
@@ -114,6 +123,16 @@ def run_case(case, repeats):
         info["shape"] = list(out.shape)
         info["check"] = float(jnp.mean(out))
     return timing_row(case["id"], compile_s, ts, **info)
+
+
+def fc_limit(case, dtype):
+    """The case's limit (`_limits.limit`): the input Gram (2 N^2 d flops), each ReLU layer's
+    update of both kernels (`RELU_FLOPS` per entry) and one write of the NNGP and NTK."""
+    import numpy as np
+    n = case["n"]
+    return limit(np.dtype(dtype).name, matmul_flops=2 * n * n * 784,
+                 elementwise_flops=case["depth"] * RELU_FLOPS * n * n,
+                 write_bytes=2 * n * n * np.dtype(dtype).itemsize)
 
 
 def warm_cache(fn, args):

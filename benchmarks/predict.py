@@ -19,6 +19,9 @@ targets y ~ N(0, 1) of shape (N, 1); diag_reg=1e-4 relative):
       ODE, rtol 1.4e-8 on both sides), kernel given (a NumPy Gram of random features), 1000
       training and 500 test points, 10 classes, times 1, 10, 100; neural-tangents runs this
       script itself in its venv.
+The ensemble cases also give their limit (`ensemble_limit`, `_limits.py`): the Grams, the
+Cholesky factor, the solves and the covariance's products at this machine's matmul rate, the
+ReLU layers' updates at its fused elementwise rate, the kernels' and the factor's writes.
 Every case runs in its own process; neural-tangents runs first in its reference venv through the
 shared `nt_baseline.py --_child`, then ntkgp, alternating case by case.
 
@@ -34,6 +37,7 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import _common  # noqa: E402
 from _common import block, main, timing_row  # noqa: E402
+from _limits import RELU_FLOPS, limit  # noqa: E402
 
 W_STD, B_STD = 1.5, 0.05
 N_TEST = 500
@@ -98,6 +102,21 @@ def _timed(fn):
     t0 = time.perf_counter()
     out = block(fn())
     return out, time.perf_counter() - t0
+
+
+def ensemble_limit(n, dtype, m=N_TEST, d=784, depth=2):
+    """The limit (`_limits.limit`) of one ensemble prediction with covariance: as matrix
+    products, the input Grams (training: symmetric, N^2 d; test-train 2 N M d; test: M^2 d),
+    the Cholesky factor (N^3 / 3), two triangular solves (N^2 M each), the N x N x M and
+    M x N x M products of the covariance; as elementwise work, each ReLU layer's update
+    (`RELU_FLOPS` per entry) of the three kernels (symmetric ones once per pair); and one
+    write of the training kernels, the factor and the test kernels."""
+    pairs = n * (n + 1) / 2 + n * m + m * (m + 1) / 2
+    return limit(dtype.name,
+                 matmul_flops=n * n * d + 2 * n * m * d + m * m * d + n ** 3 / 3
+                 + 2 * n * n * m + 2 * n * n * m + 2 * n * m * m,
+                 elementwise_flops=depth * RELU_FLOPS * pairs,
+                 write_bytes=(3 * n * n + 2 * n * m + m * m) * dtype.itemsize)
 
 
 def run_case(case, repeats):
@@ -171,7 +190,10 @@ def run_case(case, repeats):
     mean, cov = out
     info["finite"] = bool(jnp.all(jnp.isfinite(mean)) and jnp.all(jnp.isfinite(cov)))
     info["check"] = float(jnp.mean(jnp.diagonal(cov)))
-    return timing_row(case["id"], compile_s, ts, **info)
+    row = timing_row(case["id"], compile_s, ts, **info)
+    if case["kind"] == "ensemble" and _common.BACKEND != "nt":
+        row.update(ensemble_limit(n, np.dtype(dtype)))  # after the row took the peak memory
+    return row
 
 
 if __name__ == "__main__":

@@ -145,3 +145,44 @@ def test_a_failed_rerun_keeps_the_measured_row(bench, tmp_path, monkeypatch):
     _common.save_rows("s", {"date": "D3"}, None, [fixed], "again", order=["a", "b"])
     rows = {r["id"]: r for r in json.loads((tmp_path / "results_s.json").read_text())["rows"]}
     assert rows["a"] == fixed  # a successful rerun replaces it
+
+
+def test_convolution_terms_count_every_shifted_pair(bench):
+    """The CNTK limit's count of shifted terms equals a direct enumeration: every pair of
+    positions (or position with itself) and filter offset with both shifted positions inside
+    the image, for square and oblong images and filters."""
+    import itertools
+
+    import _limits
+
+    for size, filt in [((8, 8), (3, 3)), ((5, 7), (3, 1)), ((6,), (5,))]:
+        for diagonal in (False, True):
+            positions = list(itertools.product(*(range(s) for s in size)))
+            offsets = list(itertools.product(*(range(-(f // 2), f - f // 2) for f in filt)))
+            pairs = [(p, p) for p in positions] if diagonal else \
+                list(itertools.product(positions, positions))
+            inside = lambda q: all(0 <= v < s for v, s in zip(q, size))  # noqa: E731
+            direct = sum(inside([a + o for a, o in zip(p, s)]) and
+                         inside([b + o for b, o in zip(q, s)])
+                         for p, q in pairs for s in offsets)
+            assert _limits.conv_terms(size, filt, diagonal=diagonal) == direct
+
+
+def test_limit_table_lists_rows_with_a_limit(bench, monkeypatch):
+    """Rows that carry a limit appear in the limit table with their time over it and their
+    ratio to neural-tangents; rows without one do not; a case's limit adds its parts at the
+    measured rates."""
+    import _limits
+
+    monkeypatch.setitem(_limits._RATES, "float32", (100.0, 10.0, 2.0))
+    got = _limits.limit("float32", matmul_flops=2e9, elementwise_flops=1e9, write_bytes=4e9)
+    assert got["limit_s"] == pytest.approx(2e9 / 100e9 + 1e9 / 10e9 + 4e9 / 2e9)
+    assert "2 GFLOP of matrix products at 100 GFLOP/s" in got["limit_counts"]
+    saved = {"kernels": {"rows": [
+        {"id": "with", "nt": {"median_s": 2.0},
+         "ntkgp": {"median_s": 0.5, "limit_s": 0.25, "limit_counts": "counted here"}},
+        {"id": "without", "nt": {"median_s": 2.0}, "ntkgp": {"median_s": 0.5}}]}}
+    lines = _limits.limit_table(saved)
+    rows = [ln for ln in lines if ln.startswith("| kernels")]
+    assert rows == ["| kernels | with | 0.25 | 0.5 | 2 | 0.25 | counted here |"]
+    assert _limits.limit_table({"kernels": {"rows": saved["kernels"]["rows"][1:]}}) == []
