@@ -103,8 +103,7 @@ def limit(dtype, matmul_flops=0.0, elementwise_flops=0.0, write_bytes=0.0):
 
 
 #: what the limits of the suites that state them in their notes count
-_SUITE_COUNTS = {"activations": "the input Gram + one write of both kernels",
-                 "attention": "the attention's matrix products + one write of the kernels"}
+_SUITE_COUNTS = {"activations": "the input Gram + one write of both kernels"}
 
 
 def limit_table(saved_all):

@@ -14,8 +14,8 @@ neural-tangents side, run in its reference venv with `--backend nt`):
 The "limit" of a case: its matrix products (each attention layer mixes the NNGP, the NTK and
 the self-covariances with the attention weights, two products of P x P matrices per pair of
 inputs and array: 8 P^3 flops per pair) at this machine's float32 matmul rate (measured on a
-2048 x 2048 product in the same process), plus one write of the two (N, N, P, P) outputs at
-its measured copy bandwidth.
+2048 x 2048 product in the same process after the case's timing, `_limits.limit`), plus one
+write of the two (N, N, P, P) outputs at its measured copy bandwidth.
 
 Usage:
   python benchmarks/attention.py [--cases REGEX] [--repeats 3] [--no-nt]
@@ -29,7 +29,7 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import _common  # noqa: E402
 from _common import main, time_compiled, timing_row  # noqa: E402
-from _limits import copy_gbps, matmul_gflops  # noqa: E402
+from _limits import limit  # noqa: E402
 
 L, C, DEPTH, HEADS = 16, 32, 2, 4
 
@@ -68,13 +68,11 @@ def inputs(n, masked=False):
 
 
 def machine_limit(n):
-    """(flops, limit seconds, matmul GFLOP/s, copy GB/s) of one kernel(x, x)."""
-    gflops = matmul_gflops("float32")
-    gbps = copy_gbps(n * n * L * L, "float32")
+    """`_limits.limit` of one kernel(x, x): the attention's matrix products and one write of
+    the outputs."""
     p = L
     flops = DEPTH * 8 * p ** 3 * n * n  # nngp and ntk: 2 arrays x 2 products x 2 P^3
-    out_bytes = 2 * n * n * p * p * 4
-    return flops, flops / (gflops * 1e9) + out_bytes / (gbps * 1e9), gflops, gbps
+    return limit("float32", matmul_flops=flops, write_bytes=2 * n * n * p * p * 4)
 
 
 def run_case(case, repeats):
@@ -96,14 +94,10 @@ def run_case(case, repeats):
     mc = -1e4 if case.get("masked") else None
     compile_s, ts, out = time_compiled(lambda a, b: net.kernel(a, b, mask_constant=mc),
                                        (xj, xj), repeats)
-    flops, limit_s, gflops, gbps = machine_limit(case["n"])
-    med = float(np.median(ts))
-    return timing_row(case["id"], compile_s, ts, check=float(np.mean(out.ntk)), flops=flops,
-                      limit_s=limit_s, ratio_to_limit=med / limit_s,
-                      note=f"limit {limit_s:.3g} s ({flops / 1e9:.1f} GFLOP at {gflops:.0f} "
-                           f"GFLOP/s + output write at {gbps:.1f} GB/s): {med / limit_s:.1f}x "
-                           "the limit")
-
+    row = timing_row(case["id"], compile_s, ts, check=float(np.mean(out.ntk)))
+    row.update(machine_limit(case["n"]))  # after the row took the peak memory: rates allocate
+    row["note"] = f"{row['median_s'] / row['limit_s']:.1f}x the limit ({row['limit_counts']})"
+    return row
 
 if __name__ == "__main__":
     main("attention", all_cases, run_case, __file__, __doc__)
