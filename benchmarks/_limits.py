@@ -102,7 +102,7 @@ def limit(dtype, matmul_flops=0.0, elementwise_flops=0.0, write_bytes=0.0):
     return {"limit_s": seconds, "limit_counts": counts}
 
 
-#: what the limits of the suites that state them in their notes count
+#: what the limits of rows saved before they carried ``limit_counts`` count
 _SUITE_COUNTS = {"activations": "the input Gram + one write of both kernels"}
 
 

@@ -11,12 +11,12 @@ its network and the ReLU network alternately, for the "vs ReLU" ratio):
                          the baseline of the "vs ReLU" targets
   act_<name>_N4000_f64   the same in float64 (relu, erf, gelu: the arc-sine/arc-cosine kernels)
 
-The "limit" of a case: the input Gram matrix (2 N^2 d flops) at this machine's matmul rate in
-the case's dtype, plus one write of the NNGP and NTK matrices at its memory bandwidth (both
-measured in the same process; `_limits.py`). The layers' elementwise work (per entry and layer:
-a few multiply-adds, a square root, for some a polynomial arc-cosine or exponentials) comes on
-top of it; a kernel computed in blocks of rows that stay in cache needs no other pass over
-memory.
+The "limit" of a case (`_limits.limit`): the input Gram matrix (2 N^2 d flops) at this
+machine's matmul rate in the case's dtype, plus one write of the NNGP and NTK matrices at its
+memory bandwidth (both measured in the same process after the case's timing, best of ten).
+The layers' elementwise work (per entry and layer: a few multiply-adds, a square root, for
+some a polynomial arc-cosine or exponentials) comes on top of it; a kernel computed in blocks
+of rows that stay in cache needs no other pass over memory.
 
 Usage:
   python benchmarks/activations.py [--cases REGEX] [--repeats 3] [--no-nt]
@@ -30,7 +30,7 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import _common  # noqa: E402
 from _common import block, kernel_row, main  # noqa: E402
-from _limits import copy_gbps, matmul_gflops  # noqa: E402
+from _limits import limit  # noqa: E402
 
 N, D, DEPTH = 4000, 784, 3
 
@@ -81,11 +81,11 @@ def network(lib, act):
 
 
 def machine_limit(dtype):
-    """(limit seconds, matmul GFLOP/s, copy GB/s) of one kernel(x, x) in ``dtype``."""
+    """`_limits.limit` of one kernel(x, x) in ``dtype``: the input Gram and one write of the
+    NNGP and NTK."""
     import numpy as np
-    gflops, gbps = matmul_gflops(dtype), copy_gbps(N * N, dtype)
-    out_bytes = 2 * N * N * np.dtype(dtype).itemsize  # NNGP and NTK
-    return 2 * N * N * D / (gflops * 1e9) + out_bytes / (gbps * 1e9), gflops, gbps
+    return limit(dtype, matmul_flops=2 * N * N * D,
+                 write_bytes=2 * N * N * np.dtype(dtype).itemsize)
 
 
 def paired_with_relu(act, x, repeats):
@@ -129,10 +129,9 @@ def run_case(case, repeats):
     if _common.BACKEND != "nt" and case["act"] != "relu":
         row["paired_s"], row["paired_relu_s"] = paired_with_relu(case["act"], x, repeats)
     if _common.BACKEND != "nt":
-        limit_s, gflops, gbps = machine_limit(dtype)
-        row.update(limit_s=limit_s, ratio_to_limit=row["median_s"] / limit_s,
-                   note=f"limit {limit_s:.3g} s (input Gram at {gflops:.0f} GFLOP/s + output "
-                        f"write at {gbps:.1f} GB/s): {row['median_s'] / limit_s:.1f}x the limit")
+        row.update(machine_limit(dtype))
+        row["note"] = (f"limit {row['limit_s']:.3g} s ({row['limit_counts']}): "
+                       f"{row['median_s'] / row['limit_s']:.1f}x the limit")
     return row
 
 
