@@ -66,6 +66,14 @@ CASES = {
     "inputs that overflow the working precision": (
         lambda: NET.kernel(X * np.finfo(DTYPE).max ** 0.75), ValueError,
         "is NaN or infinite for these inputs. Inputs as large as"),
+    "test inputs that overflow, in an ensemble prediction": (
+        lambda: predict.gradient_descent_mse_ensemble(NET, X, X[:, :1], diag_reg=1e-3)(
+            x_test=X * np.finfo(DTYPE).max ** 0.75, compute_cov=True), ValueError,
+        "is NaN or infinite for these inputs. Inputs as large as"),
+    "test inputs that overflow, in a posterior's means": (
+        lambda: predict.Posterior(NET, X, X[:, :1], diag_reg=1e-3).predict(
+            X * np.finfo(DTYPE).max ** 0.75), ValueError,
+        "is NaN or infinite for these inputs. Inputs as large as"),
     "t as a string": (
         lambda: predict.gradient_descent_mse_ensemble(NET, X, X[:, :1], diag_reg=1e-3)(
             t="10", x_test=X), TypeError, "`t` must be a number, a 1-D array of times, or None"),
@@ -100,6 +108,21 @@ def test_the_checks_leave_traced_hyperparameters_and_good_inputs_alone():
                     .kernel(X, None, "nngp").sum())(1.5)
     assert np.isfinite(grad)
     assert np.all(np.isfinite(mlp(nn.Elementwise(jnp.tanh)).kernel(X).ntk))
+
+
+def test_only_immutable_arrays_are_remembered_as_finite():
+    from ntkgp._src import checks
+    x = X.copy()
+    NET.kernel(x)
+    x[0, 0] = np.nan  # a NumPy array changed in place after a check is checked again
+    with pytest.raises(ValueError, match="`x1` contains 1 NaN or infinite"):
+        NET.kernel(x)
+    k = NET.kernel(jnp.asarray(X), None, "ntk")
+    assert checks.known_finite(k)  # the kernel's own check: a solve need not repeat it
+    bad = jnp.asarray(X).at[0, 0].set(jnp.nan)
+    with pytest.raises(ValueError, match="NaN or infinite"):
+        checks.check_finite(bad, "x")
+    assert not checks.known_finite(bad) and not checks.known_finite(x)
 
 
 # --- model files ------------------------------------------------------------------------------

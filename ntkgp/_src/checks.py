@@ -6,6 +6,7 @@ only on concrete arrays; inside ``jax.jit`` they are skipped (a tracer has no va
 
 from __future__ import annotations
 
+import weakref
 from typing import Optional, Sequence
 
 import jax
@@ -72,8 +73,29 @@ def _sum_finite(arrays):
     return jnp.isfinite(sum(jnp.sum(a) for a in arrays))
 
 
+#: JAX arrays already shown to hold no NaN/inf, by weak reference (JAX arrays are immutable,
+#: so the answer stays true; NumPy arrays can change in place and are checked every time): an
+#: ensemble prediction checked its training inputs four times and its training kernel once
+#: more after the kernel's own check
+_FINITE: dict = {}
+
+
+def mark_finite(x):
+    """Remember that the concrete JAX array ``x`` holds no NaN/inf (`check_finite` then
+    passes it at once)."""
+    if isinstance(x, jax.Array) and is_concrete(x):
+        key = id(x)
+        _FINITE[key] = weakref.ref(x, lambda _, key=key: _FINITE.pop(key, None))
+
+
+def known_finite(x) -> bool:
+    """Whether ``x`` is a JAX array marked by `mark_finite` (the very object)."""
+    ref = _FINITE.get(id(x))
+    return ref is not None and ref() is x
+
+
 def check_finite(x, name: str):
-    if not is_concrete(x):
+    if not is_concrete(x) or known_finite(x):
         return
     # A concrete array can reach here inside someone's jit (a closed-over constant): evaluate
     # the check eagerly rather than as part of the trace.
@@ -84,10 +106,12 @@ def check_finite(x, name: str):
         with jax.ensure_compile_time_eval():
             finite = bool(_all_finite(x))
             bad = 0 if finite else int(jnp.sum(~jnp.isfinite(x)))
-    if bad:
-        raise ValueError(f"`{name}` contains {bad} NaN or infinite value(s); kernels of such "
-                         "inputs are undefined. Remove or impute them first (e.g. "
-                         "sklearn.impute.SimpleImputer).")
+    if not bad:
+        mark_finite(x)
+        return
+    raise ValueError(f"`{name}` contains {bad} NaN or infinite value(s); kernels of such "
+                     "inputs are undefined. Remove or impute them first (e.g. "
+                     "sklearn.impute.SimpleImputer).")
 
 
 def check_kernel_finite(k, network: str, x1, x2=None):

@@ -122,3 +122,21 @@ def test_a_cg_callback_can_stop_the_solve_and_the_result_says_so(data):
                           callback=lambda it, xk, r: it >= 2)
     assert res.stopped and not res.converged and res.iterations == 2
     assert res.solver == "cg" and len(res.residuals) == 3 and res.residual == res.residuals[-1]
+
+
+@pytest.mark.parametrize("mode", ["nngp", "ntk", "ntkgp"])
+def test_a_networks_one_program_predicts_what_its_kernels_do_one_by_one(data, mode):
+    # a network's test kernels and moments run as one compiled program; a kernel function of
+    # the user's own (here a wrapper of the same network) runs them one call at a time
+    x, xt, y = data
+    own = lambda a, b, get: NET.kernel(a, b, get)  # noqa: E731
+    tol = 1e-12 if X64 else 1e-5
+    for solver, ts in (("cholesky", None), ("eigh", [0.5, None])):
+        fused = predict.Posterior(NET, x, y, mode=mode, solver=solver, diag_reg=1e-3)
+        eager = predict.Posterior(own, x, y, mode=mode, solver=solver, diag_reg=1e-3)
+        m1, c1 = fused.predict(xt, t=ts, return_cov=True)
+        m2, c2 = eager.predict(xt, t=ts, return_cov=True)
+        assert rel_err(m1, m2) < tol and rel_err(c1, c2) < tol
+        v1, v2 = fused.predict(xt, t=ts, return_var=True), eager.predict(xt, t=ts, return_var=True)
+        assert rel_err(v1[0], v2[0]) < tol and rel_err(v1[1], v2[1]) < tol
+        assert rel_err(fused.predict(xt, t=ts), m2) < tol

@@ -207,7 +207,11 @@ def make_kernel_fn(kernel_map: Callable, name: str, diag_ok: Callable = keep_dia
             k, finite = _core(raw1, raw2, kernels, jnp.asarray(mask_constant, x1.dtype), True,
                               p1, p2, diag_out)
         out = _select(k, names, single)
-        if not checks.is_concrete(finite) or bool(finite):
+        if not checks.is_concrete(finite):
+            return out
+        if bool(finite):
+            for a in jax.tree.leaves(out):
+                checks.mark_finite(a)  # a solve of this kernel need not check it again
             return out
         checks.check_kernel_finite(out, name, x1, x2)
         return out

@@ -25,7 +25,7 @@ import numpy as np
 
 from ntkgp._src import checks
 from ntkgp._src.features.rows import training_rows
-from ntkgp._src.predict import common, evidence, moments_features
+from ntkgp._src.predict import common, dense, evidence, moments_features
 from ntkgp._src.predict import moments_cg as cg_moments
 from ntkgp._src.predict.common import DRIVER, PRIOR, kernel_callable, kernel_part
 from ntkgp._src.scale import tiles
@@ -286,17 +286,18 @@ class Posterior:
             return self._dense_from_inputs(x_test, ts, inf, scalar, want)
         return common.finish(mean, second, scalar, self.y_was_1d, want)
 
+    def _plan(self, ts, at_inf, scalar, want) -> dense.Plan:
+        if not (at_inf and isinstance(self.factor, linalg.Cholesky)):
+            common.warn_if_divergent(self.factor.evals, self.m, self.learning_rate,
+                                     self.momentum)
+        return dense.plan(self.factor, at_inf, ts.shape[0], scalar, self.y_was_1d, want,
+                          self._rate())
+
     def _dense(self, d_td, p_td, p_tt, ts, at_inf, scalar, want):
         """The result from test kernels, in its final shapes (one compiled program)."""
-        f = self.factor
-        if at_inf and isinstance(f, linalg.Cholesky):
-            mean, c = common.at_infinity(f, self.y_train, d_td, p_td, p_tt, self.prior,
-                                         ts.shape[0], scalar, self.y_was_1d, want)
-        else:
-            w = f.evals if self.prior is None else self.prior
-            common.warn_if_divergent(f.evals, self.m, self.learning_rate, self.momentum)
-            mean, c = common.at_times(f.evals, f.evecs, w, self.y_train, d_td, p_td, p_tt, ts,
-                                      self.m, self._rate(), scalar, self.y_was_1d, want)
+        p = self._plan(ts, at_inf, scalar, want)
+        mean, c = dense.moments(p, self.factor, self.y_train, self.prior, ts, self.m, d_td,
+                                p_td, p_tt)
         return common.result(mean, c, want)
 
     def _dense_from_inputs(self, x_test, ts, at_inf, scalar, want):
@@ -305,16 +306,20 @@ class Posterior:
                              "kernels (`k_test_train=`, and `k_test_test=` for (co)variances).")
         x_test, _ = checks.check_inputs(x_test, self.x_train[:1], ndim=None)
         x_test = x_test.astype(self.x_train.dtype)
+        p = self._plan(ts, at_inf, scalar, want)
+
+        def predict(x):  # the test kernels and the moments (one program for a network)
+            return dense.from_inputs(self.kernel_fn, self.mode, p, self.factor, self.y_train,
+                                     self.prior, ts, self.m, x, self.x_train)
         if want == "cov":
-            return self._dense(*self._input_kernels(x_test, True), ts, at_inf, scalar, want)
+            return common.result(*predict(x_test), want)
         # fixed-size chunks of test rows: memory bounded, one compiled program for any M; cut
         # and joined on the host when concrete (no small programs to compile)
         parts, rows = [], tiles.TEST_ROWS
         x_test = np.asarray(x_test) if checks.is_concrete(x_test) else x_test
         for a, b in tiles.row_chunks(x_test.shape[0], rows):
-            out = self._dense(*self._input_kernels(tiles.pad_rows(x_test[a:b], rows),
-                                                   want == "var"), ts, at_inf, scalar, want)
-            parts.append((out, b - a))
+            mean, c = predict(tiles.pad_rows(x_test[a:b], rows))
+            parts.append((mean if want is None else (mean, c), b - a))
         first = parts[0][0] if want is None else parts[0][0][0]
         xp = np if checks.is_concrete(first) else jnp
 
@@ -325,18 +330,6 @@ class Posterior:
         if want is None:
             return jnp.asarray(join(0))
         return jnp.asarray(join(0)), jnp.asarray(xp.maximum(join(1), 0.0))
-
-    def _input_kernels(self, x_test, second: bool):
-        """``(d_td, p_td, p_tt)`` of test inputs by the kernel function."""
-        kinds = tuple(sorted({DRIVER[self.mode], PRIOR[self.mode]}))
-        k = self.kernel_fn(x_test, self.x_train, kinds)
-        d_td = kernel_part(k, DRIVER[self.mode], "the test-train kernel")
-        p_td = kernel_part(k, PRIOR[self.mode], "the test-train kernel")
-        p_tt = None
-        if second:
-            p_tt = kernel_part(self.kernel_fn(x_test, None, PRIOR[self.mode]), PRIOR[self.mode],
-                               "the test kernel")
-        return d_td, p_td, p_tt
 
     def _train_points(self, ts, at_inf, want):
         """Outputs on the training points during training: :math:`(I - e^{-tD/m}) y`."""
