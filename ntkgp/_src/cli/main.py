@@ -18,6 +18,7 @@ from ntkgp._src.cli import sgd_bayes as cli_sgd_bayes
 from ntkgp._src.cli import tickets as cli_tickets
 from ntkgp._src.cli.common import HelpFormatter
 from ntkgp._src.nn import spec as nn_spec
+from ntkgp._src.scale.buffers import reuse_large_buffers
 
 
 def cmd_kernel(args) -> int:
@@ -153,9 +154,13 @@ def main(argv=None) -> int:
 
 
 def run() -> None:
-    """The console entry point: exits with `main`'s status. An interrupted run (130) ends at
-    once after flushing its output, without the interpreter's teardown: with XLA's threads
-    still busy that teardown could crash (a segfault after the results were saved)."""
+    """The console entry point: exits with `main`'s status. The process is the command's own,
+    so it keeps large freed buffers for reuse (`ntkgp.batching.reuse_large_buffers`: kernels
+    and factors of thousands of points are not faulted in again on every call). An interrupted
+    run (130) ends at once after flushing its output, without the interpreter's teardown: with
+    XLA's threads still busy that teardown could crash (a segfault after the results were
+    saved)."""
+    reuse_large_buffers()
     code = main()
     if code == 130:
         sys.stdout.flush()
