@@ -153,9 +153,10 @@ def kernel_row(case_id, network, x, repeats):
                       finite=bool(np.all(np.isfinite(np.asarray(out.ntk)))))
 
 
-def subprocess_row(cmd, timeout):
-    """Run one case in a fresh process; its last ``@@ROW {json}`` line, or ``{'error': ...}``."""
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", NTKGP_PROGRESS="0")
+def subprocess_row(cmd, timeout, env=None):
+    """Run one case in a fresh process (with the environment variables ``env`` added); its
+    last ``@@ROW {json}`` line, or ``{'error': ...}``."""
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", NTKGP_PROGRESS="0", **(env or {}))
     try:
         p = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=timeout)
     except subprocess.TimeoutExpired:
@@ -419,11 +420,12 @@ def main(suite, all_cases, run_case, script, doc):
                 nt_script = os.path.abspath(script) if c.get("nt_self") else NT_SCRIPT
                 nt_rows.append(subprocess_row([NTREF_PYTHON, nt_script, "--_child", nt_id,
                                                "--repeats", reps, "--backend", "nt"],
-                                              a.timeout))
+                                              a.timeout, c.get("env")))
             # a case that fits millions of rows sets its own longer `timeout`
+            # a case that sets `env` (e.g. the allocator's) runs both libraries under it
             us_rows.append(subprocess_row([sys.executable, os.path.abspath(script), "--_child",
                                            c["id"], "--repeats", reps],
-                                          max(a.timeout, c.get("timeout", 0))))
+                                          max(a.timeout, c.get("timeout", 0)), c.get("env")))
         if nt_rows:
             row["nt"] = merged_rounds(nt_rows)
         row["ntkgp"] = merged_rounds(us_rows)

@@ -10,6 +10,10 @@ its network and the ReLU network alternately, for the "vs ReLU" ratio):
                          to unit mean square so that Exp and Gaussian stay finite); `relu` is
                          the baseline of the "vs ReLU" targets
   act_<name>_N4000_f64   the same in float64 (relu, erf, gelu: the arc-sine/arc-cosine kernels)
+  act_relu_N4000_<dt>_reused_buffers   ReLU again with glibc's allocator keeping freed blocks
+                         up to 1 GiB (`REUSE_ENV`, what `ntkgp.batching.reuse_large_buffers()`
+                         sets) in both libraries' processes: each N x N array is then not
+                         mapped and faulted in afresh on every call
 
 The "limit" of a case (`_limits.limit`): the input Gram matrix (2 N^2 d flops) at this
 machine's matmul rate in the case's dtype, plus one write of the NNGP and NTK matrices at its
@@ -52,10 +56,16 @@ ACTIVATIONS = {
 FLOAT64 = ("relu", "erf", "gelu")
 
 
+#: glibc's allocator keeping freed blocks up to 1 GiB for reuse, in both libraries' processes:
+#: what `ntkgp.batching.reuse_large_buffers()` sets (and the `ntkgp` command line)
+REUSE_ENV = {"MALLOC_MMAP_THRESHOLD_": str(1 << 30), "MALLOC_TRIM_THRESHOLD_": str(2 ** 31 - 1)}
+
+
 def all_cases():
     cases = [dict(id=f"act_{a}_N{N}_f32", act=a, dt="f32", nt_self=True) for a in ACTIVATIONS]
-    return cases + [dict(id=f"act_{a}_N{N}_f64", act=a, dt="f64", nt_self=True)
-                    for a in FLOAT64]
+    cases += [dict(id=f"act_{a}_N{N}_f64", act=a, dt="f64", nt_self=True) for a in FLOAT64]
+    return cases + [dict(id=f"act_relu_N{N}_{dt}_reused_buffers", act="relu", dt=dt,
+                         nt_self=True, env=REUSE_ENV) for dt in ("f32", "f64")]
 
 
 def _erf_dual(np_):
