@@ -153,6 +153,12 @@ def kernel_row(case_id, network, x, repeats):
                       finite=bool(np.all(np.isfinite(np.asarray(out.ntk)))))
 
 
+#: glibc's allocator keeping freed blocks up to 1 GiB for reuse (what
+#: `ntkgp.batching.reuse_large_buffers()` sets at run time), for a case's `env`: both
+#: libraries' processes run under it
+REUSE_ENV = {"MALLOC_MMAP_THRESHOLD_": str(1 << 30), "MALLOC_TRIM_THRESHOLD_": str(2 ** 31 - 1)}
+
+
 def subprocess_row(cmd, timeout, env=None):
     """Run one case in a fresh process (with the environment variables ``env`` added); its
     last ``@@ROW {json}`` line, or ``{'error': ...}``."""

@@ -33,7 +33,7 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import _common  # noqa: E402
-from _common import block, kernel_row, main  # noqa: E402
+from _common import REUSE_ENV, block, kernel_row, main  # noqa: E402
 from _limits import limit  # noqa: E402
 
 N, D, DEPTH = 4000, 784, 3
@@ -54,11 +54,6 @@ ACTIVATIONS = {
     "leaky_relu": ("LeakyRelu", dict(alpha=0.1)), "abs": ("Abs", {}),
 }
 FLOAT64 = ("relu", "erf", "gelu")
-
-
-#: glibc's allocator keeping freed blocks up to 1 GiB for reuse, in both libraries' processes:
-#: what `ntkgp.batching.reuse_large_buffers()` sets (and the `ntkgp` command line)
-REUSE_ENV = {"MALLOC_MMAP_THRESHOLD_": str(1 << 30), "MALLOC_TRIM_THRESHOLD_": str(2 ** 31 - 1)}
 
 
 def all_cases():

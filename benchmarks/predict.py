@@ -8,6 +8,8 @@ targets y ~ N(0, 1) of shape (N, 1); diag_reg=1e-4 relative):
       covariance on the test points, per run (kernels, Cholesky, solves). The first call
       (compilation included) is reported as compile time.
   gp_inference_ntk_cov_N{1000,4000}_f32: kernels precomputed; `gp_inference` + predict.
+  ensemble_ntk_cov_N{2000,8000}_f32_reused_buffers: the same with glibc keeping freed blocks
+      for reuse in both libraries' processes (`_common.REUSE_ENV`).
   ensemble_ntk_cov_10times_N{1000,4000}_f32: ntkgp only (neural-tangents' baseline has no such
       case): end to end at 10 training times (eigendecomposition instead of Cholesky).
   ensemble_ntk_cov_N{500,2000,8000}_f32, ensemble_ntk_cov_N{500,1000,2000,4000,8000}_f64: the
@@ -54,6 +56,9 @@ def all_cases():
                   (2000, "f64"), (4000, "f64"), (8000, "f64")):
         cases.append(dict(id=f"ensemble_ntk_cov_N{n}_{dt}", kind="ensemble", n=n, dt=dt,
                           nt_self=True))
+    for n in (2000, 8000):  # both libraries with freed buffers reused (the targets read the above)
+        cases.append(dict(id=f"ensemble_ntk_cov_N{n}_f32_reused_buffers", kind="ensemble", n=n,
+                          dt="f32", nt_self=True, env=_common.REUSE_ENV))
     for n in (1000, 4000):
         cases.append(dict(id=f"ensemble_ntk_cov_10times_N{n}_f32", kind="sweep", n=n,
                           dt="f32", nt_id=None))
