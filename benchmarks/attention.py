@@ -99,5 +99,6 @@ def run_case(case, repeats):
     row["note"] = f"{row['median_s'] / row['limit_s']:.1f}x the limit ({row['limit_counts']})"
     return row
 
+
 if __name__ == "__main__":
     main("attention", all_cases, run_case, __file__, __doc__)

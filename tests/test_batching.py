@@ -115,25 +115,20 @@ def test_tile_memory_budget_is_the_accelerators_own():
     assert abs(device_free_memory_bytes() - host) < (1 << 30)  # this CPU
 
 
-def test_large_buffers_are_kept_for_reuse_only_when_asked():
+def test_large_buffers_are_kept_for_reuse_only_when_asked(monkeypatch):
+    import ctypes.util
     import sys
 
     from ntkgp._src.cli import main as cli_main
     for bad, exc in ((1.5, TypeError), (True, TypeError), (0, ValueError), (2 ** 31, ValueError)):
         with pytest.raises(exc, match="`max_bytes` must be"):
             batching.reuse_large_buffers(bad)
-    if sys.platform.startswith("linux"):
-        import ctypes.util
-        if "libc" in (ctypes.util.find_library("c") or ""):
-            assert batching.reuse_large_buffers(16 << 20) is True
+    if sys.platform.startswith("linux") and "libc" in (ctypes.util.find_library("c") or ""):
+        assert batching.reuse_large_buffers(16 << 20) is True  # within every glibc's range
     # the command line asks for its own process, before any work
     calls = []
-    orig = cli_main.reuse_large_buffers, cli_main.main
-    cli_main.reuse_large_buffers = lambda: calls.append("reuse")
-    cli_main.main = lambda: calls.append("main") or 0
-    try:
-        with pytest.raises(SystemExit) as info:
-            cli_main.run()
-    finally:
-        cli_main.reuse_large_buffers, cli_main.main = orig
+    monkeypatch.setattr(cli_main, "reuse_large_buffers", lambda: calls.append("reuse"))
+    monkeypatch.setattr(cli_main, "main", lambda: calls.append("main") or 0)
+    with pytest.raises(SystemExit) as info:
+        cli_main.run()
     assert info.value.code == 0 and calls == ["reuse", "main"]
