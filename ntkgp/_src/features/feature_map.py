@@ -35,8 +35,9 @@ def _draw(x, key, net, width, compute_ntk):
 
 @functools.partial(jax.jit, static_argnames=("net", "width", "compute_ntk"))
 def _features(x, key, draws, net, width, compute_ntk):
-    return rules.run(net, rules.input_features(x, compute_ntk), key,
-                     rules.Draws(width, replay=draws))
+    f = rules.run(net, rules.input_features(x, compute_ntk), key,
+                  rules.Draws(width, replay=draws))
+    return rules.Feats(f.nngp, f.ntk)  # the arrays only (`bias` is for the rules)
 
 
 class BaseFeatureMap:

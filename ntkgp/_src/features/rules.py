@@ -38,6 +38,10 @@ class Feats(NamedTuple):
 
     nngp: jax.Array
     ntk: Optional[jax.Array]
+    #: the last column of ``nngp`` is this constant (a Dense layer's ``b_std``); ``None``: no
+    #: such column. Known while tracing, it lets a homogeneous activation sample its bias
+    #: coordinate where the activation bends (`bias_proposal`)
+    bias: Optional[float] = None
 
 
 #: the layers with a rule, for error messages
@@ -60,7 +64,7 @@ def dense(f: Feats, W_std, b_std) -> Feats:
         parts.append(jnp.full(f.nngp.shape[:-1] + (1,), b_std, f.nngp.dtype))
     nngp = jnp.concatenate(parts, axis=-1)
     ntk = None if f.ntk is None else jnp.concatenate([W_std * f.ntk, nngp], axis=-1)
-    return Feats(nngp, ntk)
+    return Feats(nngp, ntk, b_std)
 
 
 def orthogonal_normal(key, shape, dtype) -> jax.Array:
@@ -119,17 +123,74 @@ class Draws:
         return g
 
 
-def activation(f: Feats, key, draws: Draws, fn: Callable) -> Feats:
+#: the bias coordinate's proposal: spreads of the activation's input without the bias that
+#: its narrow components are set for (widths ``s / |b|``); used for biases above the largest
+#: (measured, Fashion-MNIST, 10,000 rows, one ReLU layer, 2048 directions, two seeds each:
+#: b_std=4 accuracy 0.822/0.824 -> 0.836/0.835 with (0.3, 1), 0.834/0.832 with (0.1, 0.3, 1);
+#: at b_std=1 the proposal lost 0.3 points, so it is not used there)
+PROPOSAL_SCALES = (0.3, 1.0)
+
+
+def _static_float(b) -> Optional[float]:
+    try:
+        return float(b)
+    except (TypeError, jax.errors.ConcretizationTypeError):  # traced: left as drawn
+        return None
+
+
+def bias_proposal(key, g, b: float):
+    r"""Directions ``g`` ``(D, m)`` with their last row (the coordinate of a constant bias
+    column ``b``) drawn where a homogeneous activation bends, and each direction's
+    importance weight ``(m,)``.
+
+    The pre-activation of direction :math:`j` is :math:`u_j = v_j + b\beta_j`, with
+    :math:`v_j` the projection of the other columns. For a ReLU-like activation only the
+    directions whose :math:`b\beta_j` falls within the spread of :math:`v_j` over the data
+    act nonlinearly; the others are linear (or zero) on every row. With a bias that dominates
+    (:math:`|b| \gg` the spread of :math:`v`, as the evidence often picks on image data) few
+    directions of :math:`\beta \sim N(0, 1)` are nonlinear, and the features lose what the
+    kernel adds to a linear model. Here :math:`\beta_j` is drawn from the defensive mixture
+    :math:`q = \tfrac12 N(0, 1) + \tfrac12 \cdot \tfrac1K\sum_k N(0, \tau_k^2)`,
+    :math:`\tau_k = \min(1, s_k/|b|)` for the spreads :math:`s_k` in `PROPOSAL_SCALES`, and
+    the direction weighted by :math:`w_j = p(\beta_j)/q(\beta_j) \le 2`: the estimate stays
+    unbiased, its variance grows at most 2-fold where the bias does not matter (1.5-fold
+    at ``b = 4`` for an integrand that does not depend on :math:`\beta`), and the directions
+    that bend on the data are several times more (at ``b = 4`` and a spread of 0.3, about
+    what the evidence picks on Fashion-MNIST: 6% of the directions with
+    :math:`\beta \sim N(0, 1)`, 26% with this proposal).
+    """
+    dtype, m = g.dtype, g.shape[-1]
+    taus = np.minimum(1.0, np.asarray(PROPOSAL_SCALES) / abs(b))
+    kp, kc, kz = jax.random.split(key, 3)
+    wide = jax.random.bernoulli(kp, 0.5, (m,))
+    tau = jnp.asarray(taus, dtype)[jax.random.randint(kc, (m,), 0, len(taus))]
+    z = jax.random.normal(kz, (m,), dtype)
+    beta = jnp.where(wide, z, tau * z)
+    t = jnp.asarray(taus, dtype)[None, :]
+    narrow = jnp.mean(jnp.exp(-0.5 * (beta[:, None] / t) ** 2) / t, axis=-1)
+    p = jnp.exp(-0.5 * beta * beta)
+    return g.at[-1].set(beta), p / (0.5 * p + 0.5 * narrow)
+
+
+def activation(f: Feats, key, draws: Draws, fn: Callable, homogeneous: bool = False) -> Feats:
     """The Monte-Carlo rule of an elementwise activation ``fn`` with ``draws.width``
-    directions."""
+    directions; a ``homogeneous`` one (bending at 0 only: ReLU, ABRelu, Abs, Sign) after a
+    bias column larger than ``max(PROPOSAL_SCALES)`` (larger than inputs of unit scale) draws
+    that column's coordinate from `bias_proposal`."""
     kg, ks = jax.random.split(key)
     dtype, width = f.nngp.dtype, draws.width
     scale = jnp.asarray(1.0 / np.sqrt(width), dtype)
-    u = f.nngp @ draws.normal(kg, (f.nngp.shape[-1], width), dtype)
+    g = draws.normal(kg, (f.nngp.shape[-1], width), dtype)
+    u = f.nngp @ g
     if f.ntk is None:
         return Feats(fn(u) * scale, None)
     value, slope = jax.jvp(fn, (u,), (jnp.ones_like(u),))
     proj = f.ntk @ draws.normal(ks, (f.ntk.shape[-1], width), dtype)
+    b = _static_float(f.bias) if homogeneous and f.bias is not None else None
+    if b is not None and abs(b) > max(PROPOSAL_SCALES):
+        gt, weight = bias_proposal(jax.random.fold_in(kg, 1), g, b)
+        _, slope = jax.jvp(fn, (f.nngp @ gt,), (jnp.ones_like(u),))
+        return Feats(value * scale, slope * proj * (scale * jnp.sqrt(weight))[None, :])
     return Feats(value * scale, slope * proj * scale)
 
 
@@ -137,7 +198,7 @@ def fan_in_sum(fs) -> Feats:
     """The sum of the branches' kernels: their features side by side."""
     nngp = jnp.concatenate([f.nngp for f in fs], axis=-1)
     ntk = None if fs[0].ntk is None else jnp.concatenate([f.ntk for f in fs], axis=-1)
-    return Feats(nngp, ntk)
+    return Feats(nngp, ntk, fs[-1].bias)
 
 
 def run(layer, f, key, draws: Draws):

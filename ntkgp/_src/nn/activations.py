@@ -39,7 +39,7 @@ def Sign() -> Layer:
     Returns:
         A `Layer` (no parameters) acting elementwise on inputs of any shape.
     """
-    return elementwise_layer("Sign()", jnp.sign, cf.sign_pair, cf.sign_diag)
+    return elementwise_layer("Sign()", jnp.sign, cf.sign_pair, cf.sign_diag, homogeneous=True)
 
 
 def Cos(a: float = 1.0, b: float = 1.0, c: float = 0.0) -> Layer:

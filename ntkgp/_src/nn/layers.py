@@ -124,7 +124,10 @@ def Dense(out_dim: int, W_std: float = 1.0, b_std: Optional[float] = 0.0,
 
 # ---------------------------------------------------------------------------------------------
 def elementwise_layer(name: str, fn: Callable, pair: Callable, diag: Callable,
-                      random_features: bool = True) -> Layer:
+                      random_features: bool = True, homogeneous: bool = False) -> Layer:
+    """A layer applying ``fn`` elementwise, with kernel rules ``pair``/``diag`` (see
+    ``ntkgp._src.kernels.activations.apply_activation``); ``homogeneous``: ``fn`` bends at 0
+    only (its random features sample a preceding bias where it bends)."""
     def init(key, input_shape):
         return tuple(input_shape), ()
 
@@ -134,7 +137,7 @@ def elementwise_layer(name: str, fn: Callable, pair: Callable, diag: Callable,
     def kernel_map(k: Kernel) -> Kernel:
         return act.apply_activation(k, pair, diag)
 
-    features = (lambda f, key, draws: rules.activation(f, key, draws, fn)) \
+    features = (lambda f, key, draws: rules.activation(f, key, draws, fn, homogeneous)) \
         if random_features else None
     return make_layer(name, init, apply, kernel_map, heavy=True, remask=True,
                       features=features)
@@ -159,7 +162,7 @@ def ABRelu(a: float, b: float) -> Layer:
         f"ABRelu(a={format_number(a)}, b={format_number(b)})",
         lambda x: jnp.where(x > 0, b * x, a * x),
         functools.partial(act.abrelu_pair, a=a, b=b),
-        functools.partial(act.abrelu_diag, a=a, b=b))
+        functools.partial(act.abrelu_diag, a=a, b=b), homogeneous=True)
 
 
 def Relu() -> Layer:
