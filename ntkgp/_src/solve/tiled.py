@@ -84,8 +84,12 @@ class TiledKernelOperator(KernelOperator):
                 zero = jnp.zeros(vb.shape[1:], vb.dtype)
 
                 def products(k):
+                    # the transposed product as (V^T K)^T: XLA:CPU runs K^T v for one column
+                    # as a transpose of the tile and a product (2048 x 2048, float32: 14.9
+                    # ms against 0.19 ms, three times the tile's kernel), and fuses v^T K
+                    # into the kernel's last loop
                     k = k.astype(vb.dtype)
-                    return k @ vb[b], k.T @ vb[a]
+                    return k @ vb[b], (vb[a].T @ k).T
                 # kind 0: padding (nothing computed); 1: a diagonal tile, by the x2=None path
                 # (exact self-correlations: in float32 a pair of equal inputs is off by ~1e-4
                 # on the diagonal, arccos near 1); 2: an off-diagonal tile
