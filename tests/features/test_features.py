@@ -297,7 +297,7 @@ def _bias_dominated(homogeneous, seed, x):
 
 
 def test_a_dominating_bias_is_sampled_where_relu_bends():
-    """With b_std = 4 and inputs of spread 0.6, about 6% of directions with a standard normal
+    """With b_std = 4 and inputs of spread 0.6, about 12% of directions with a standard normal
     bias coordinate bend on the data; the proposal draws more of them there, weighted: the
     NTK features stay unbiased (mean of 200 maps), their error on the kernel's varying part
     (centred: the constant b^2 dominates the raw kernel) drops, and the NNGP features are
@@ -324,14 +324,21 @@ def test_a_dominating_bias_is_sampled_where_relu_bends():
 
 
 def test_the_bias_proposal_is_left_out_for_small_biases_and_other_activations():
-    x = RNG.normal(size=(10, 4)).astype(DTYPE)
-    f = rules.dense(rules.input_features(jnp.asarray(x), True), 1.5, 1.0)  # b_std <= 1
-    g = rules.dense(rules.input_features(jnp.asarray(x), True), 0.6, 4.0)
+    """Each layer's own rule: only the homogeneous activations after a bias above 1 change
+    their NTK features when told of the bias column; NNGP features never change."""
+    x = jnp.asarray(RNG.normal(size=(10, 4)).astype(DTYPE))
+    small = rules.dense(rules.input_features(x, True), 1.5, 1.0)
+    large = rules.dense(rules.input_features(x, True), 0.6, 4.0)
+    assert float(large.bias) == 4.0
     key = jax.random.PRNGKey(3)
-    for feats, fn, on in ((f, jax.nn.relu, True), (g, jnp.sin, False)):
-        a = rules.activation(feats, key, rules.Draws(16), fn, on)
-        b = rules.activation(feats, key, rules.Draws(16), fn, False)
-        np.testing.assert_array_equal(np.asarray(a.ntk), np.asarray(b.ntk))
-    assert rules.Feats(g.nngp, g.ntk).bias is None and float(g.bias) == 4.0
+    cases = [(nn.Relu(), large, True), (nn.Abs(), large, True), (nn.LeakyRelu(0.1), large, True),
+             (nn.Erf(), large, False), (nn.Sin(), large, False), (nn.Gelu(), large, False),
+             (nn.Relu(), small, False)]
+    for layer, f, uses in cases:
+        told = layer.features(f, key, rules.Draws(16))
+        untold = layer.features(rules.Feats(f.nngp, f.ntk), key, rules.Draws(16))
+        np.testing.assert_array_equal(np.asarray(told.nngp), np.asarray(untold.nngp))
+        same = np.array_equal(np.asarray(told.ntk), np.asarray(untold.ntk))
+        assert same != uses, (layer.name, float(f.bias))
     weights = rules.bias_proposal(key, jnp.zeros((3, 1000), DTYPE), 4.0)[1]
     assert float(jnp.max(weights)) <= 2.0 + 1e-5  # the defensive half bounds the weights
