@@ -55,3 +55,27 @@ def test_diagonal_conv_equals_the_formula(rng, shape, filt, strides, padding, le
     assert got.shape == want.shape and got.dtype == dtype
     np.testing.assert_allclose(np.asarray(got, np.float64), want,
                                rtol=1e-13 if X64 else 2e-6, atol=(1e-13 if X64 else 2e-6))
+
+
+@pytest.mark.parametrize("channels", [1, 3, 8, 9, 20])  # both sides of the per-channel sums
+@pytest.mark.parametrize("diagonal", [True, False])
+@pytest.mark.parametrize("x2_none", [True, False])
+def test_input_covariance_of_images_equals_the_channel_mean(rng, channels, diagonal, x2_none):
+    r"""$K_{pq}(x, x') = \frac{1}{C} \sum_c x_{pc} x'_{qc}$ for every pair of positions (or
+    only $p = q$), with the variances $K_{pq}(x, x)$, in float64 from the definition."""
+    from ntkgp._src.kernels.kernel import input_kernel
+    dtype = np.float64 if X64 else np.float32
+    x1 = rng.standard_normal((4, 3, 2, channels)).astype(dtype)
+    x2 = None if x2_none else rng.standard_normal((3, 3, 2, channels)).astype(dtype)
+    k = input_kernel(jnp.asarray(x1), None if x2 is None else jnp.asarray(x2),
+                     compute_ntk=True, diagonal_spatial=diagonal)
+    a, b = x1.astype(np.float64), (x1 if x2 is None else x2).astype(np.float64)
+    if diagonal:
+        nngp, cov = np.einsum("ihwc,jhwc->ijhw", a, b), np.einsum("ihwc,ihwc->ihw", a, a)
+    else:
+        nngp, cov = np.einsum("ihwc,jklc->ijhwkl", a, b), np.einsum("ihwc,iklc->ihwkl", a, a)
+    tol = dict(rtol=1e-13, atol=1e-13) if X64 else dict(rtol=2e-6, atol=2e-6)
+    assert k.nngp.shape == nngp.shape and k.nngp.dtype == dtype
+    np.testing.assert_allclose(np.asarray(k.nngp, np.float64), nngp / channels, **tol)
+    np.testing.assert_allclose(np.asarray(k.cov1, np.float64), cov / channels, **tol)
+    np.testing.assert_array_equal(np.asarray(k.ntk), 0.0)

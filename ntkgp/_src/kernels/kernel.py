@@ -380,10 +380,15 @@ def _spatial_input_kernel(x1, x2, compute_ntk, diagonal):
     a = flat(x1)
     b = a if x2 is None else flat(x2)
     n1, n2 = a.shape[0], b.shape[0]
-    if diagonal:
-        gram = jnp.einsum("ipc,jpc->ijp", a, b, precision=hi).reshape((n1, n2) + s) / c
+    if c <= 8:  # a sum of products per channel: XLA:CPU's batched products with so short a
+        # contraction run at a third of the speed (f32, 200 x 200 pairs, 16 x 16 positions,
+        # 3 channels: 16 ms against 44 ms; 16 channels 39 against 43; 32 channels 98 against 58)
+        ea, eb = (a[:, None, :], b[None, :, :]) if diagonal else (a[:, None, :, None],
+                                                                  b[None, :, None, :])
+        gram = sum(ea[..., i] * eb[..., i] for i in range(c))
     else:
-        gram = jnp.einsum("ipc,jqc->ijpq", a, b, precision=hi).reshape((n1, n2) + s + s) / c
+        gram = jnp.einsum("ipc,jpc->ijp" if diagonal else "ipc,jqc->ijpq", a, b, precision=hi)
+    gram = gram.reshape((n1, n2) + (s if diagonal else s + s)) / c
     cov1 = cov(x1)
     cov2 = None if x2 is None else cov(x2)
     # Not symmetrized here for x2=None: the recursion is elementwise per pair and the network's
