@@ -39,6 +39,9 @@ class TransposedConv(SharedConv):
         return spatial.conv_transpose(a, lead, self.r, full, self.filt, self.strides,
                                       self.padding)
 
+    def unpadded(self, s) -> bool:
+        return False  # its sums run over the input dilated and padded
+
     def mask(self, m):
         """An output position is absent when every input position that feeds it is (one
         fed by none, only the bias, stays present)."""
