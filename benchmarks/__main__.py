@@ -50,7 +50,7 @@ PLAN = {
               ["--repeats", "1", "--cases",
                r"^(compare_default|compare_xent|train_net_8seeds_vmap|cnn_|tickets_|parameterizations_)"]),
     "cntk": (["--repeats", "2"],
-             ["--repeats", "2", "--cases", r"^cnn3_(gap|flatten)_N(50|100|200)_f32$"]),
+             ["--repeats", "2", "--cases", r"^cnn3_(gap|flatten)_N(50|100|200)_f32$|^cnn2_"]),
     "sgd_bayes": (["--repeats", "3"],
                   ["--repeats", "1", "--cases",
                    r"^(sgdruns_vmap|sgdruns_digits|images_|pb_ep|pb_tilted)"]),

@@ -8,6 +8,17 @@ Cases (each in its own subprocess, neural-tangents first where it has the case):
                                           (gap N=200: 3 pairs of processes, alternating; its
                                           compile column, which a target reads, the median)
   cnn3_gap_x2None_N200_f32               the same with `kernel(x, None)` (ntkgp only)
+  cnn2_<shape>_N<n>_f32                  other shapes, `kernel(x, x)` of Gaussian images (both
+                                          libraries' networks from the same names, the
+                                          neural-tangents side run by this script in its
+                                          venv): `valid_flatten` 2 x [Conv(32, 3x3, VALID) +
+                                          Relu] + Flatten on 12 x 12 x 3; `strided_flatten`
+                                          2 x [Conv(32, 3x3, strides 2, SAME) + Relu] +
+                                          Flatten on 16 x 16 x 3; `valid_pool` Conv(32, 3x3,
+                                          VALID) + Relu + AvgPool(2x2, stride 1) + the same
+                                          conv + Relu + GlobalAvgPool on 10 x 10 x 3;
+                                          `strided_pool` the SAME variant with AvgPool(2x2,
+                                          stride 2) on 8 x 8 x 3; each + Dense(1)
   cnn3_gap_digits1797_f32                all 1,797 digits, `batching.batch(net.kernel, 256,
                                           store=...)` (ntkgp only; time and peak memory)
   acc_digits / acc_fashion1k             accuracy: CNTK and NNGP kernel regression (GP
@@ -33,7 +44,7 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _common import main, time_compiled, timing_row  # noqa: E402
+from _common import kernel_row, main, time_compiled, timing_row  # noqa: E402
 from _limits import RELU_FLOPS, conv_terms, limit  # noqa: E402
 
 
@@ -47,6 +58,9 @@ def all_cases():
                               compile_rounds=3 if (readout, n) == ("gap", 200) else 1))
     cases.append(dict(id="cnn3_gap_x2None_N200_f32", kind="cnn", readout="gap", n=200,
                       x2_none=True, nt_id=None))
+    for shape, ns in SHAPES.items():
+        cases += [dict(id=f"cnn2_{shape}_N{n}_f32", kind="shape", shape=shape, n=n,
+                       nt_self=True, min_repeats=20 if "flatten" in shape else 0) for n in ns]
     cases.append(dict(id="cnn3_gap_digits1797_f32", kind="full", nt_id=None))
     cases.append(dict(id="acc_digits", kind="acc", data="digits", nt_id=None))
     cases.append(dict(id="acc_fashion1k", kind="acc", data="fashion_mnist", nt_id=None))
@@ -60,6 +74,34 @@ def cnn(readout, width=64, n_out=1):
         layers += [nn.Conv(width, (3, 3), padding="SAME"), nn.Relu()]
     return nn.serial(*layers, nn.GlobalAvgPool() if readout == "gap" else nn.Flatten(),
                      nn.Dense(n_out))
+
+
+# the networks of other shapes: (image size, channels), the layers' arguments, sizes N
+SHAPES = {"valid_flatten": (50, 100), "strided_flatten": (50, 200), "valid_pool": (50, 100),
+          "strided_pool": (50, 100)}
+
+
+def shaped_cnn(lib, shape):
+    """The network of ``shape`` (see the module docstring) from ``lib``: neural-tangents'
+    ``stax`` or ``ntkgp.nn``, the same names and arguments."""
+    stride = (2, 2) if shape.startswith("strided") else (1, 1)
+    pad = "VALID" if shape.startswith("valid") else "SAME"
+
+    def conv():
+        return [lib.Conv(32, (3, 3), stride if "flatten" in shape else (1, 1), pad),
+                lib.Relu()]
+
+    if "flatten" in shape:
+        return lib.serial(*conv(), *conv(), lib.Flatten(), lib.Dense(1))
+    return lib.serial(*conv(), lib.AvgPool((2, 2), stride), *conv(), lib.GlobalAvgPool(),
+                      lib.Dense(1))
+
+
+def shaped_images(shape, n):
+    import numpy as np
+    size = {"valid_flatten": 12, "strided_flatten": 16, "valid_pool": 10, "strided_pool": 8}
+    x = np.random.default_rng(0).standard_normal((n, size[shape], size[shape], 3))
+    return np.asarray(x, np.float32)
 
 
 def cnn_limit(readout, shape, n):
@@ -164,6 +206,9 @@ def run_case(case, repeats):
     import jax.numpy as jnp
     import numpy as np
 
+    if case["kind"] == "shape":  # the one kind neural-tangents' side runs here too
+        return kernel_row(case["id"], lambda lib: shaped_cnn(lib, case["shape"]),
+                          jnp.asarray(shaped_images(case["shape"], case["n"])), repeats)
     from ntkgp import batching
 
     info = {}

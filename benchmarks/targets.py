@@ -255,6 +255,17 @@ TARGETS = [
      nt_ratio(f"cnn3_{key}_N{n}_f32"), (LE, 0.1))
     for key, ro in (("gap", "GlobalAvgPool"), ("flatten", "Flatten")) for n in (50, 100, 200)
 ] + [
+    ("cntk", f"CNTK of another shape, {desc}, N={n}, f32: time vs neural-tangents",
+     nt_ratio(f"cnn2_{key}_N{n}_f32"), (LE, 0.1))
+    for key, desc, ns in (
+        ("valid_flatten", "2 x VALID Conv(32) + Flatten on 12x12x3", (50, 100)),
+        ("strided_flatten", "2 x Conv(32, strides 2) + Flatten on 16x16x3", (50, 200)),
+        ("valid_pool", "VALID Conv + AvgPool + VALID Conv + GlobalAvgPool on 10x10x3",
+         (50, 100)),
+        ("strided_pool", "Conv + AvgPool(stride 2) + Conv + GlobalAvgPool on 8x8x3",
+         (50, 100)))
+    for n in ns
+] + [
     ("attention", f"transformer kernel (2 blocks, softmax attention, L=16, C=32), N={n}, "
      "f32: time vs neural-tangents", nt_ratio(f"transformer2_N{n}_f32"), (LE, 0.3))
     for n in (100, 400)
