@@ -58,7 +58,7 @@ def all_cases():
                               compile_rounds=3 if (readout, n) == ("gap", 200) else 1))
     cases.append(dict(id="cnn3_gap_x2None_N200_f32", kind="cnn", readout="gap", n=200,
                       x2_none=True, nt_id=None))
-    for shape, ns in SHAPES.items():
+    for shape, (_, ns) in SHAPES.items():
         cases += [dict(id=f"cnn2_{shape}_N{n}_f32", kind="shape", shape=shape, n=n,
                        nt_self=True, min_repeats=20 if "flatten" in shape else 0) for n in ns]
     cases.append(dict(id="cnn3_gap_digits1797_f32", kind="full", nt_id=None))
@@ -76,9 +76,9 @@ def cnn(readout, width=64, n_out=1):
                      nn.Dense(n_out))
 
 
-# the networks of other shapes: (image size, channels), the layers' arguments, sizes N
-SHAPES = {"valid_flatten": (50, 100), "strided_flatten": (50, 200), "valid_pool": (50, 100),
-          "strided_pool": (50, 100)}
+# the networks of other shapes (`shaped_cnn`): their images' side (3 channels) and sizes N
+SHAPES = {"valid_flatten": (12, (50, 100)), "strided_flatten": (16, (50, 200)),
+          "valid_pool": (10, (50, 100)), "strided_pool": (8, (50, 100))}
 
 
 def shaped_cnn(lib, shape):
@@ -99,8 +99,8 @@ def shaped_cnn(lib, shape):
 
 def shaped_images(shape, n):
     import numpy as np
-    size = {"valid_flatten": 12, "strided_flatten": 16, "valid_pool": 10, "strided_pool": 8}
-    x = np.random.default_rng(0).standard_normal((n, size[shape], size[shape], 3))
+    side = SHAPES[shape][0]
+    x = np.random.default_rng(0).standard_normal((n, side, side, 3))
     return np.asarray(x, np.float32)
 
 
