@@ -1,7 +1,7 @@
-"""Finite networks with Dropout, FanInProd, the pooling variants, 3-D convolutions,
-concatenation along positions, transposed and locally connected convolutions, resampling,
-indexing and products with constants, and graph aggregation converge to their analytic
-kernels as their widths grow."""
+"""Finite networks with Dropout, FanInProd, the pooling variants (also straight into
+nonlinearities), 3-D convolutions, concatenation along positions, transposed and locally
+connected convolutions, resampling, indexing and products with constants, and graph
+aggregation converge to their analytic kernels as their widths grow."""
 
 import jax
 import numpy as np
@@ -11,8 +11,9 @@ from ntkgp import nn
 from tests.conftest import DTYPE, ONLY_X64_PASS
 from tests.helpers import batch_kernel_errors, rms_kernel_errors
 
-NAMES = ["dropout", "faninprod", "pool_variants", "graph", "conv3d", "concat_spatial",
-         "conv_transpose", "conv_local", "conv_local_2d", "resample", "dot_general"]
+NAMES = ["dropout", "faninprod", "pool_variants", "pool_nonlinear", "graph", "conv3d",
+         "concat_spatial", "conv_transpose", "conv_local", "conv_local_2d", "resample",
+         "dot_general"]
 
 
 def make_net(name, width, out):
@@ -31,6 +32,12 @@ def make_net(name, width, out):
                          nn.Conv(width, (2,), padding="CIRCULAR"), nn.Erf(),
                          nn.SumPool((2,), padding="CIRCULAR"), nn.AvgPool((2,)),
                          nn.GlobalAvgPool(), nn.Dense(out))
+    if name == "pool_nonlinear":  # unpadded windows straight into nonlinearities (their sums
+        # stored), the last before Flatten (same-position pairs only, fused)
+        return nn.serial(nn.Conv(width, (2, 2), padding="SAME", W_std=1.3, b_std=0.1),
+                         nn.AvgPool((2, 2), (2, 1)), nn.Relu(),
+                         nn.Conv(width, (2, 1), padding="SAME", b_std=0.1), nn.SumPool((1, 2)),
+                         nn.Erf(), nn.Flatten(), nn.Dense(out))
     if name == "concat_spatial":
         return nn.serial(nn.Conv(width, (2,), padding="SAME", W_std=1.3), nn.Relu(), nn.FanOut(2),
                          nn.parallel(nn.Conv(width, (3,), padding="SAME", b_std=0.1),
@@ -77,7 +84,8 @@ def make_net(name, width, out):
 
 
 def inputs(name):
-    shape = {"pool_variants": (4, 7, 3), "graph": (4, 6, 3), "conv3d": (4, 3, 3, 2, 2),
+    shape = {"pool_variants": (4, 7, 3), "pool_nonlinear": (4, 4, 3, 2), "graph": (4, 6, 3),
+             "conv3d": (4, 3, 3, 2, 2),
              "concat_spatial": (4, 5, 2), "conv_transpose": (4, 3, 2),
              "conv_local": (4, 5, 2), "conv_local_2d": (4, 4, 3, 2),
              "resample": (4, 3, 4, 2), "dot_general": (4, 2, 3, 2)}.get(name, (4, 3))
@@ -139,6 +147,6 @@ def test_layer_convergence_rate_reduced(name):
 def test_layer_convergence_rate(name):
     # the convolutional net's Jacobians at 4096 channels would take minutes; 64 networks: a
     # product of Gaussians has heavy tails (32 left FanInProd's NTK at 0.37x for 16x width)
-    convolutional = ("pool_variants", "conv3d", "concat_spatial")
+    convolutional = ("pool_variants", "pool_nonlinear", "conv3d", "concat_spatial")
     widths = (64, 256, 1024) if name in convolutional else (64, 256, 1024, 4096)
     _check(name, widths, n_samples=64, ratio=0.6)

@@ -78,6 +78,39 @@ def whole_up_to(entries: int):
         _whole.entries = before
 
 
+_next = threading.local()
+
+
+@contextlib.contextmanager
+def same_positions_next(flag: bool):
+    """Within this context (on this thread), the layers after the one whose kernel map runs
+    need only same-position pairs (`serial`'s layers before a Flatten); see `stored_sums`."""
+    before = getattr(_next, "same", False)
+    _next.same = bool(flag)
+    try:
+        yield
+    finally:
+        _next.same = before
+
+
+def stored_sums(fn: Callable, k, shifted_unpadded: bool):
+    """``fn(k)`` for a layer that sums shifted slices of the kernel (a convolution's filter,
+    a pooling window), stored (`materialized`) when ``shifted_unpadded``.
+
+    XLA:CPU stores a padded array but fuses unpadded shifted sums, and the variances' sums
+    broadcast to every pair, into each of the next nonlinearity's consumers (f32, kernel(x, x)
+    over blocks of pairs, stored over fused: two 3 x 3 VALID convolutions + ReLU + Flatten,
+    N=100, 12 x 12: 0.22-0.26; 2 x 2 AvgPool with stride 2, then ReLU or a SAME convolution,
+    8 x 8, N=50-100: 0.65-0.83; 2 x 2 AvgPool, stride 1, then ReLU: 0.71-0.78). Not stored
+    when the kernel has every pair of positions and only same-position pairs are used next:
+    fused, XLA computes the sums of those pairs alone (SumPool, Erf, Flatten, N=100: stored
+    took 1.25x as long).
+    """
+    if shifted_unpadded and not (k.full_spatial and getattr(_next, "same", False)):
+        return materialized(fn, k)
+    return fn(k)
+
+
 def per_pair(x, diagonal: bool) -> int:
     """Kernel entries per pair of inputs: 1 for ``(N, d)``; positions (or their pairs) for
     ``(N, *S, C)``."""

@@ -12,7 +12,7 @@ from ntkgp._src import checks
 from ntkgp._src.features import rules
 from ntkgp._src.kernels.kernel import Kernel
 from ntkgp._src.kernels.spatial import kernel_to_diagonal
-from ntkgp._src.nn.blocking import materialized
+from ntkgp._src.nn.blocking import materialized, same_positions_next
 from ntkgp._src.nn.core import Layer, make_layer
 
 
@@ -86,7 +86,8 @@ def serial(*layers: Layer) -> Layer:
 
     def run_segment(seg, k):
         for layer, diagonal_after in seg:
-            k = layer.kernel_map(k)
+            with same_positions_next(diagonal_after):
+                k = layer.kernel_map(k)
             if diagonal_after and isinstance(k, Kernel):
                 k = kernel_to_diagonal(k)
         return k

@@ -13,7 +13,7 @@ from ntkgp._src import checks
 from ntkgp._src.kernels import masks, spatial
 from ntkgp._src.kernels.kernel import Kernel
 from ntkgp._src.nn import conv_op
-from ntkgp._src.nn.blocking import materialized
+from ntkgp._src.nn.blocking import stored_sums
 from ntkgp._src.nn.core import Layer, make_layer
 from ntkgp._src.nn.layers import format_number
 from ntkgp._src.nn.spatial_args import (
@@ -124,9 +124,7 @@ class SharedConv:
     def unpadded(self, s) -> bool:
         """Whether the shifted sums over input positions ``s`` pad no axis (with more than
         one offset to sum); see `conv_layer`'s kernel map."""
-        return int(np.prod(self.filt)) > 1 and all(
-            spatial.out_size_and_pads(n, f, st, self.padding)[1] == (0, 0)
-            for n, f, st in zip(s, self.filt, self.strides))
+        return spatial.sums_unpadded(s, self.filt, self.strides, self.padding)
 
     def mask(self, m):
         return masks.window_mask(m, self.filt, self.strides, self.padding)
@@ -185,17 +183,11 @@ def conv_layer(kind: str, out_chan, filt, strides, padding, W_std, b_std, parame
     def kernel_map(k: Kernel) -> Kernel:
         s = kernel_spatial(k, r, name)
         op.out_spatial(s, name)  # the filter fits the input
-        # Stored when nothing else would end the fusion of the shifted sums: XLA fuses them,
-        # and the variances' sums broadcast to every pair, into each of the next layer's
-        # consumers. A padded axis stores its sums anyway (XLA:CPU does not fuse the pad), so
-        # with all pairs of positions storing again only costs a pass over a large array
-        # (f32, kernel(x, x) with blocks of pairs; with stored sums over without: two 3 x 3
-        # VALID convolutions + ReLU + Flatten, N=100, 12 x 12 x 3: 0.22-0.26; VALID, AvgPool,
-        # VALID, GlobalAvgPool, N=60, 10 x 10 x 3: 0.36-0.43; strided SAME + Flatten 0.88-0.94;
+        # A padded axis stores its sums anyway, so with all pairs of positions storing again
+        # only costs a pass over a large array (stored over fused: VALID, AvgPool, VALID,
+        # GlobalAvgPool, N=60, 10 x 10 x 3: 0.36-0.43; strided SAME + Flatten 0.88-0.94;
         # three SAME + GlobalAvgPool, 8 x 8: 1.09-1.22, so left fused there).
-        if not k.full_spatial or op.unpadded(s):
-            return materialized(affine_map, k)
-        return affine_map(k)
+        return stored_sums(affine_map, k, not k.full_spatial or op.unpadded(s))
 
     def affine_map(k: Kernel) -> Kernel:
         full = k.full_spatial

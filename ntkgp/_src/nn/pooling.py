@@ -10,6 +10,7 @@ import numpy as np
 
 from ntkgp._src.kernels import masks, spatial
 from ntkgp._src.kernels.kernel import Kernel
+from ntkgp._src.nn.blocking import stored_sums
 from ntkgp._src.nn.core import Layer, drop_mask, make_layer
 from ntkgp._src.nn.spatial_args import (
     check_fits,
@@ -110,8 +111,12 @@ def _pool_layer(kind, window_shape, strides, padding, average, normalize_edges) 
         check_fits(s, window, strides, padding, name, "window")
         if not k.full_spatial:  # not reachable through the public kernel functions
             raise ValueError(f"{name} needs the covariance of every pair of positions.")
-        return map_kernel(k, lambda a, lead: spatial.pool(a, lead, r, window, strides, padding,
-                                                          average, edges))
+
+        def pool_map(k):
+            return map_kernel(k, lambda a, lead: spatial.pool(a, lead, r, window, strides,
+                                                              padding, average, edges))
+
+        return stored_sums(pool_map, k, spatial.sums_unpadded(s, window, strides, padding))
 
     def mask_map(m):
         return masks.window_mask(m, window, strides, padding)
