@@ -79,10 +79,14 @@ class FeatureSaturationWarning(UserWarning):
 
 
 @jax.jit
-def block_sums(phi, psi, y):
-    """One block's contributions: ``phi^T phi``, ``phi^T y``, ``phi^T psi`` (or ``None``)."""
-    cross = None if psi is None else phi.T @ psi
-    return phi.T @ phi, phi.T @ y, cross
+def block_sums(phi, psi, y, shift_phi, shift_psi):
+    """One block's contributions, of the features less their shifts: ``c^T c``, ``c^T y``,
+    ``c^T d`` (or ``None``) and the column sums of ``c``, ``d`` and ``y``, where ``c = phi -
+    shift_phi`` and ``d = psi - shift_psi``."""
+    c = phi - shift_phi[None]
+    d = None if psi is None else psi - shift_psi[None]
+    return (c.T @ c, c.T @ y, None if d is None else c.T @ d, jnp.sum(c, 0),
+            None if d is None else jnp.sum(d, 0), jnp.sum(y, 0))
 
 
 def add_sums(total, parts):
@@ -93,20 +97,40 @@ def add_sums(total, parts):
 
 
 def pass_sums(fmap, x, y, drive, other, need_ntk, progress=None):
-    """``(gram, rhs, cross)`` in float64 over the blocks of rows ``x`` (an array or
-    `LazyRows`) and targets ``y``: one pass of `block_sums`, in this process."""
-    total = None
+    r"""``(gram, rhs, cross)`` in float64 over the blocks of rows ``x`` (an array or
+    `LazyRows`) and targets ``y``: one pass of `block_sums`, in this process.
+
+    The blocks' products run in the features' dtype, on the features less the first block's
+    column means :math:`m`, and are added in float64; the shift is added back there:
+    :math:`\Phi^\top\Phi = C^\top C + m s^\top + s m^\top + N m m^\top` with
+    :math:`C = \Phi - 1 m^\top` and :math:`s = C^\top 1`. Features share a large common part
+    (a ReLU's outputs are positive; a large bias puts most units on one side of the kink on
+    every row), which float32 products would round at its scale: 60,000 rows, 1025 NTK
+    features after a bias of 4, kernel diagonal 22: eigenvalues of the Gram down to -6e-3
+    unshifted, -5e-7 shifted (float64 products of the same features: -1.5e-10), against a
+    regularizer of 2.6e-3 at ``diag_reg=1.2e-4``."""
+    total, shifts, n = None, None, 0
     y = jnp.asarray(np.asarray(y), x.dtype)
     for a, b, f in fmap.chunks(x, need_ntk, progress):
+        phi, psi = getattr(f, drive), None if other is None else getattr(f, other)
         if total is None:
-            check_fits_in_memory(getattr(f, drive).shape[-1], np.float64, 5,
+            check_fits_in_memory(phi.shape[-1], np.float64, 5,
                                  "the Gram matrix of the random features (pass fewer "
                                  "`n_features`)")
-        parts = block_sums(getattr(f, drive), None if other is None else getattr(f, other),
-                           y[a:b])
+            shifts = (jnp.mean(phi, 0), None if psi is None else jnp.mean(psi, 0))
+        parts = block_sums(phi, psi, y[a:b], *shifts)
         total = add_sums(total, [None if p is None else np.asarray(p, np.float64)
                                  for p in parts])
-    return tuple(total)
+        n += b - a
+    gc, rc, cc, s, s_psi, s_y = total
+    m = np.asarray(shifts[0], np.float64)
+    gram = gc + np.outer(m, s) + np.outer(s, m) + n * np.outer(m, m)
+    rhs = rc + np.outer(m, s_y)
+    cross = None
+    if cc is not None:
+        m_psi = np.asarray(shifts[1], np.float64)
+        cross = cc + np.outer(m, s_psi) + np.outer(s, m_psi) + n * np.outer(m, m_psi)
+    return gram, rhs, cross
 
 
 @dataclasses.dataclass(frozen=True)
