@@ -1,13 +1,17 @@
-"""Kernels with millions of entries equal the same kernels computed in tiles of rows.
+"""Kernels of many examples equal the same kernels computed in tiles of rows.
 
-The reference values are for a few examples; XLA:CPU compiles larger arrays with other loop
-emitters, fusions and thread partitions. One such program is known to be wrong on jaxlib 0.10.2:
-a sum over a short leading axis of a broadcast product, ``jnp.sum(a[:, :, None, :] *
-b[:, None, :, :], axis=0)`` with ``a, b`` of shape (3, 200, 256), misses by up to 30 in a
-third of its entries (from the 129th column on), while the same program on 100 rows is
-right. A tile of a few rows is a different, smaller program of the same kernel. These networks
-are the shapes the benchmarks time, at sizes where each layer's array has 5 to 10 million
-entries, with XLA's full optimization as users compile them.
+The reference values are for a few examples. With many, the whole kernel is another program:
+the recursion loops over blocks of pairs (`blocking.row_chunked`, each layer's arrays at most
+`blocking.MAX_CHUNK_ELEMENTS` entries), and the input Gram and the symmetrization span all
+N1 x N2 pairs; a tile of a third of the rows is a program of the same kernel with other
+blocks. The check was written after a wrong result of jaxlib 0.10.2 on this CPU: a sum over a
+short leading axis of a broadcast product, ``jnp.sum(a[:, :, None, :] * b[:, None, :, :],
+axis=0)`` with ``a, b`` of shape (3, 200, 256), misses by up to 30 in a third of its entries
+(from the 129th column on), while the same program on 100 rows is right. These networks are
+the shapes the benchmarks time, with 6.5 to 26 million kernel entries per layer in all, and
+XLA's full optimization as users compile them. Measured (2026-12-04): the convolutional
+kernels equal their tiles to the bit in both precisions, the fully connected one to 9e-7 of
+its scale in float32 and to the bit in float64.
 """
 
 import jax
@@ -48,11 +52,11 @@ def test_large_kernel_equals_its_tiles(name, x2_none):
     whole = net.kernel(x1, x2)
     tiled = batching.batch(net.kernel, n // 3)(x1, x2)
     for g in ("nngp", "ntk"):
-        # Two programs of the same sums round differently: float32 entries agree to a few
-        # units of rounding of the matrix's scale. The miscompiled sum misses by O(1).
+        # Two programs of the same sums may round differently: float32 entries agree to a
+        # few units of rounding of the matrix's scale. The miscompiled sum misses by O(1).
         want = np.asarray(getattr(tiled, g), np.float64)
         got = np.asarray(getattr(whole, g), np.float64)
         scale = np.abs(want).max()
         assert np.isfinite(got).all() and scale > 0
         np.testing.assert_allclose(got, want, rtol=0,
-                                   atol=(1e-12 if X64 else 1e-5) * scale, err_msg=g)
+                                   atol=(1e-12 if X64 else 4e-6) * scale, err_msg=g)
