@@ -73,6 +73,32 @@ def _sum_finite(arrays):
     return jnp.isfinite(sum(jnp.sum(a) for a in arrays))
 
 
+#: entries closer than this are equal when deciding whether ``x2`` is ``x1`` (neural-tangents'
+#: rule for ``x1_is_x2``)
+SAME_INPUTS_EPS = 1e-12
+
+
+def same_inputs(a, b) -> bool:
+    """Whether ``b`` is ``a`` for a kernel: the same object, or concrete arrays of one shape
+    whose entries differ by less than `SAME_INPUTS_EPS` (NaN equal to NaN, for masked inputs).
+    Traced arrays are the same only as the same tracer: their values are not known."""
+    if a is b:
+        return True
+    if a is None or b is None or not (is_concrete(a) and is_concrete(b)):
+        return False
+    if np.shape(a) != np.shape(b):
+        return False
+    ha, hb = _on_host(a), _on_host(b)
+    if ha is not None and hb is not None:
+        return bool(np.all((np.abs(ha - hb) < SAME_INPUTS_EPS) | (np.isnan(ha) & np.isnan(hb))))
+    return bool(_all_close(jnp.asarray(a), jnp.asarray(b)))
+
+
+@jax.jit
+def _all_close(a, b):
+    return jnp.all((jnp.abs(a - b) < SAME_INPUTS_EPS) | (jnp.isnan(a) & jnp.isnan(b)))
+
+
 #: JAX arrays already shown to hold no NaN/inf, by weak reference (JAX arrays are immutable,
 #: so the answer stays true; NumPy arrays can change in place and are checked every time): an
 #: ensemble prediction checked its training inputs four times and its training kernel once

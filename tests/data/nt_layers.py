@@ -17,7 +17,9 @@ Inputs are made with NumPy only (and stored in the npz):
   rng = np.random.default_rng(seed)
   x1 = rng.standard_normal((5, *in_shape)); x2 = rng.standard_normal((3, *in_shape))
 Architectures are spec lists as in nt_reference.py ("parallel" takes a list of branches).
-Keys: "<case>__{nngp,ntk}_{12,11,22}" as in nt_reference.py.
+Keys: "<case>__{nngp,ntk}_{12,11,22}" as in nt_reference.py, and "<case>__{nngp,ntk}_1c":
+kernel_fn(x1, x1.copy()), x1 against an equal array (neural-tangents takes it as x1 against
+itself).
 """
 import argparse
 import json
@@ -205,7 +207,8 @@ def main():
     x2 = rng.standard_normal((3, *shape))
     arrays[f"{name}__x1"], arrays[f"{name}__x2"] = x1, x2
     kernel_fn = build(specs)[2]
-    for tag, (u, v) in {"12": (x1, x2), "11": (x1, None), "22": (x2, None)}.items():
+    for tag, (u, v) in {"12": (x1, x2), "11": (x1, None), "22": (x2, None),
+                        "1c": (x1, x1.copy())}.items():
       k = kernel_fn(u, v, ("nngp", "ntk"))
       arrays[f"{name}__nngp_{tag}"] = np.asarray(k.nngp)
       arrays[f"{name}__ntk_{tag}"] = np.asarray(k.ntk)

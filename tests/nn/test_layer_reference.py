@@ -39,11 +39,12 @@ def test_reference_covers_the_layers():
 
 
 @pytest.mark.parametrize("case", CASES)
-@pytest.mark.parametrize("tag", REFERENCE_TAGS)
+@pytest.mark.parametrize("tag", REFERENCE_TAGS + (["1c"] if X64 else []))
 def test_kernel_matches_neural_tangents(case, tag):
+    """"1c": x1 against an equal copy, which neural-tangents takes as x1 against itself."""
     net = build(META["cases"][case]["layers"])
     x1, x2 = REF[f"{case}__x1"].astype(DTYPE), REF[f"{case}__x2"].astype(DTYPE)
-    a, b = {"12": (x1, x2), "11": (x1, None), "22": (x2, None)}[tag]
+    a, b = {"12": (x1, x2), "11": (x1, None), "22": (x2, None), "1c": (x1, x1.copy())}[tag]
     k = net.kernel(a, b)
     for g in ("nngp", "ntk"):
         ref = REF[f"{case}__{g}_{tag}"]
@@ -66,6 +67,30 @@ def test_dropout_changes_only_self_pairs():
         np.testing.assert_allclose(np.diag(b), np.diag(a) / 0.8, rtol=1e-6)
     np.testing.assert_array_equal(with_dropout.kernel(x, x[:2] + 1).nngp,
                                   head.kernel(x, x[:2] + 1).nngp)
+
+
+def test_an_equal_x2_is_x1_against_itself():
+    """x2 equal to x1 (the same array, an equal copy, within 1e-12, or the same traced array)
+    gives x1's kernel with itself, to the bit, with cov2 = cov1; a different x2 does not."""
+    x = np.random.default_rng(3).standard_normal((40, 3)).astype(DTYPE)
+    net = nn.serial(nn.Dense(5, 1.3, 0.1), nn.Relu(), nn.Dropout(0.8), nn.Dense(1))
+    own = net.kernel(x)
+    for x2 in (x, x.copy(), jax.numpy.asarray(x), x + 1e-13 * (x > 0)):
+        k = net.kernel(x, x2)
+        assert k.x1_is_x2
+        for g in ("nngp", "ntk"):
+            np.testing.assert_array_equal(getattr(k, g), getattr(own, g))
+        np.testing.assert_array_equal(k.cov2, own.cov1)
+        np.testing.assert_array_equal(net.kernel(x, x2, "cov2"), own.cov1)
+    traced = jax.jit(lambda u: net.kernel(u, u, "nngp"))(x)
+    np.testing.assert_allclose(traced, own.nngp, rtol=1e-6)
+    near = x.copy()
+    near[5, 1] += 1e-3
+    k = net.kernel(x, near)
+    assert not k.x1_is_x2
+    assert abs(k.nngp[5, 5] - own.nngp[5, 5]) > 0.1 * own.nngp[5, 5]  # no Dropout term there
+    masked = net.kernel(x, x.copy(), mask_constant=0.0)
+    np.testing.assert_allclose(masked.nngp, net.kernel(x, mask_constant=0.0).nngp, rtol=1e-6)
 
 
 @pytest.mark.parametrize("padding", ["VALID", "SAME", "CIRCULAR"])

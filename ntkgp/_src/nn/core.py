@@ -148,7 +148,12 @@ def make_kernel_fn(kernel_map: Callable, name: str, diag_ok: Callable = keep_dia
             x1: array of shape ``(N1, d)``, or ``(N1, *S, C)`` for convolutional networks
                 (``S`` the spatial axes, ``C`` channels last).
             x2: array of shape ``(N2, ...)`` like ``x1``, or ``None`` for ``x1`` against
-                itself (symmetric).
+                itself (symmetric). An ``x2`` equal to ``x1`` (the same array, or entries
+                within 1e-12 of it: neural-tangents' rule) is ``x1`` against itself too: its
+                pairs of an input with itself are self-pairs (`Dropout`'s added variance),
+                only the pairs on and above the diagonal are computed, and ``cov2`` is
+                ``cov1``. Inside ``jit`` two arguments are two unknown arrays: there pass
+                ``None`` (or the same traced array) for ``x1`` against itself.
             get: ``'nngp'``, ``'ntk'``, ``'cov1'`` or ``'cov2'`` (returns that array:
                 ``(N1, N2)`` for the kernels, the per-example variances ``(N1,)``/``(N2,)``
                 for ``cov1``/``cov2``), a tuple of them, or ``None`` for both kernels (returns
@@ -196,6 +201,13 @@ def make_kernel_fn(kernel_map: Callable, name: str, diag_ok: Callable = keep_dia
                              f"signals); got shape {tuple(x1.shape)}. Add a batch axis, e.g. "
                              "`x[None]` for one example or `x[:, None]` for one feature.")
         p1, p2 = _check_pattern(pattern, x1, x2)
+        # x2 equal to x1 is x1 against itself, as in neural-tangents (self-pairs, e.g.
+        # Dropout's variance term), computed as such: half the pairs, exactly symmetric
+        same = x2 is not None and (raw1 is raw2 or checks.same_inputs(x1, x2)) and \
+            (mask_constant is None or checks.same_inputs(raw1, raw2)) and \
+            (p1 is None or checks.same_inputs(p1, p2))
+        if same:
+            x2 = raw2 = p2 = None
         if mask_constant is None:
             k, finite = _core(x1, x2, kernels, None, False, p1, p2, diag_out)
         else:
@@ -206,6 +218,8 @@ def make_kernel_fn(kernel_map: Callable, name: str, diag_ok: Callable = keep_dia
             raw2 = None if raw2 is None else jnp.asarray(raw2, x1.dtype)
             k, finite = _core(raw1, raw2, kernels, jnp.asarray(mask_constant, x1.dtype), True,
                               p1, p2, diag_out)
+        if same:
+            k = k.replace(cov2=k.cov1)
         out = _select(k, names, single)
         if not checks.is_concrete(finite):
             return out
