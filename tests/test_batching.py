@@ -47,6 +47,32 @@ def test_get_passes_through(tile, get, rng):
         np.testing.assert_allclose(got.nngp, want.nngp, rtol=1e-6, atol=1e-7)
 
 
+@pytest.mark.parametrize("tile", [None, 3])
+def test_get_may_be_positional(tile, rng):
+    """neural-tangents' `kernel_fn(x1, x2, 'ntk')`: a positional `get` is static too."""
+    x = rng.standard_normal((8, 4)).astype(DTYPE)
+    for x2, get in ((None, "ntk"), (x[:3] + 1, ("nngp", "ntk"))):
+        want = NET.kernel(x, x2, get)
+        got = batching.batch(NET.kernel, tile)(x, x2, get)
+        for a, b in ((got, want),) if isinstance(get, str) else ((got.nngp, want.nngp),
+                                                                  (got.ntk, want.ntk)):
+            np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("tile", [3, 7])
+def test_an_equal_x2_is_x1_against_itself(tile, rng):
+    """Tiles of x against an equal copy are those of x against itself (Dropout's self-pairs
+    included), as for the kernel function untiled."""
+    net = nn.serial(nn.Dense(8, 1.3, 0.1), nn.Relu(), nn.Dropout(0.8), nn.Dense(1))
+    x = rng.standard_normal((10, 4)).astype(DTYPE)
+    want = net.kernel(x)
+    got = batching.batch(net.kernel, tile)(x, x.copy())
+    assert got.x1_is_x2
+    for g in ("nngp", "ntk"):
+        np.testing.assert_allclose(getattr(got, g), getattr(want, g), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(got.cov2, want.cov1, rtol=1e-6)
+
+
 @pytest.mark.parametrize("trace_axes", [(-1,), ()])
 @pytest.mark.parametrize("tile", [1, 3, 4, 7])
 @pytest.mark.parametrize("x2_none", [True, False])

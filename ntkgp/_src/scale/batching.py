@@ -119,7 +119,10 @@ def batch(kernel_fn: Callable, tile_size: Optional[int] = None,
 
     Returns:
         ``batched(x1, x2=None, *args, **kwargs)`` with the same result as ``kernel_fn``, as NumPy
-        arrays (a `Kernel` of NumPy arrays for Kernel outputs).
+        arrays (a `Kernel` of NumPy arrays for Kernel outputs). Positional arguments that
+        name things (neural-tangents' ``get``) are fixed at compile time, others (an
+        empirical kernel's parameters) traced. For a network's kernel an ``x2`` equal to
+        ``x1`` is ``x1`` against itself, as untiled: only tiles on and above the diagonal.
 
     Raises:
         StoreError: ``store`` holds tiles of a different computation, or a damaged or
@@ -140,14 +143,21 @@ def batch(kernel_fn: Callable, tile_size: Optional[int] = None,
         tile_size = checks.check_positive_int(tile_size, "tile_size")
 
     @functools.cache
-    def compiled(kwargs_key):
-        kwargs = dict(kwargs_key)
+    def compiled(static_args, n_args, kwargs_key):
+        # positional arguments after x2 that name things (neural-tangents' `get`) are static,
+        # as keywords are; the others (an empirical kernel's parameters) are traced
+        kwargs, fixed = dict(kwargs_key), dict(static_args)
 
-        def pair(u, v, pu, pv, *a):
-            return kernel_fn(u, v, *a, **{k: (pu[k], pv[k]) for k in pu}, **kwargs)
+        def full(dynamic):
+            it = iter(dynamic)
+            return [fixed[i] if i in fixed else next(it) for i in range(n_args)]
 
-        def self_pair(u, pu, *a):
-            return kernel_fn(u, None, *a, **{k: (pu[k], None) for k in pu}, **kwargs)
+        def pair(u, v, pu, pv, *dynamic):
+            return kernel_fn(u, v, *full(dynamic), **{k: (pu[k], pv[k]) for k in pu}, **kwargs)
+
+        def self_pair(u, pu, *dynamic):
+            return kernel_fn(u, None, *full(dynamic), **{k: (pu[k], None) for k in pu},
+                             **kwargs)
 
         return jax.jit(pair), jax.jit(self_pair)
 
@@ -156,6 +166,13 @@ def batch(kernel_fn: Callable, tile_size: Optional[int] = None,
     def batched(x1, x2=None, *args, **kwargs):
         x1, x2 = checks.check_inputs(x1, x2, ndim=None)
         per1, per2, kwargs = split_kwargs(kwargs, batched_kwargs, x1, x2)
+        # for a network's kernel, x2 equal to x1 is x1 against itself, as untiled (its
+        # tiles, padded inside jit, could not tell); other functions get what they are given
+        same = x2 is not None and hasattr(kernel_fn, "_ntkgp_name") and \
+            checks.same_inputs(x1, x2) and all(
+            checks.same_inputs(per1[k], per2[k]) for k in per1)
+        if same:
+            x2, per2 = None, None
         n1 = x1.shape[0]
         xr = x1 if x2 is None else x2
         perr = per1 if x2 is None else per2
@@ -182,10 +199,13 @@ def batch(kernel_fn: Callable, tile_size: Optional[int] = None,
         rows = range(0, n1, t1)
         cols = range(0, n2, t2)
         key = tuple(sorted(kwargs.items()))
+        fixed = tuple((i, tuple(a) if isinstance(a, list) else a)
+                      for i, a in enumerate(args) if _names(a))
+        dynamic = [a for a in args if not _names(a)]
         try:
-            pair_fn, self_fn = compiled(key)
+            pair_fn, self_fn = compiled(fixed, len(args), key)
         except TypeError:  # unhashable keyword values: compile per call
-            pair_fn, self_fn = compiled.__wrapped__(key)
+            pair_fn, self_fn = compiled.__wrapped__(fixed, len(args), key)
         tiles = [(i, j) for i in rows for j in cols if x2 is not None or j >= i]
         disk = None
         if store is not None:
@@ -214,10 +234,10 @@ def batch(kernel_fn: Callable, tile_size: Optional[int] = None,
                 pa = rows_of(per1, i, t1)
                 put = (lambda v: jax.device_put(v, dev)) if len(devs) > 1 else (lambda v: v)
                 if x2 is None and i == j:
-                    res = self_fn(put(a), put(pa), *args)
+                    res = self_fn(put(a), put(pa), *dynamic)
                 else:
                     res = pair_fn(put(a), put(pad_rows(xr[j:j + t2], t2)), put(pa),
-                                  put(rows_of(perr, j, t2)), *args)
+                                  put(rows_of(perr, j, t2)), *dynamic)
                 pending.append((i, j, res))
             for i, j, res in pending:
                 nr, nc = min(t1, n1 - i), min(t2, n2 - j)
@@ -227,7 +247,8 @@ def batch(kernel_fn: Callable, tile_size: Optional[int] = None,
                 out = _place(out, tile, i, j, n1, n2, x2 is None)
                 bar.update(1)
         bar.close()
-        return _finish(out, symmetric=x2 is None)
+        out = _finish(out, symmetric=x2 is None)
+        return out.replace(cov2=out.cov1) if same and isinstance(out, Kernel) else out
 
     return batched
 
@@ -325,6 +346,12 @@ def _place(out, tile, i, j, n1, n2, symmetric):
         else:
             out["cov2"][c] = tile["cov2"]
     return out
+
+
+def _names(a) -> bool:
+    """Whether a positional argument names things (``get``: a string, strings, None)."""
+    return a is None or isinstance(a, str) or (
+        isinstance(a, (tuple, list)) and all(isinstance(v, str) for v in a))
 
 
 def _finish(out, symmetric):
