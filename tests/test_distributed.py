@@ -50,6 +50,11 @@ def test_kernel_on_two_workers_equals_the_single_process_kernel(client, tmp_path
     k2 = distributed.kernel_to_zarr(NET.kernel, x, x2, path=tmp_path / "cross", get="nngp",
                                     tile_size=16, client=client)
     assert rel_err(k2[:], NET.kernel(x, x2, get="nngp")) < TOL
+    # x against an equal copy is x against itself, as for the kernel untiled: the same tiles
+    same = distributed.kernel_to_zarr(NET.kernel, x, x.copy(), path=tmp_path / "same",
+                                      get="ntk", tile_size=16, client=client)
+    np.testing.assert_array_equal(same[:], k[:])
+    assert not os.path.exists(tmp_path / "same" / "done" / "32_16")
     # a second call finds every tile done and computes nothing
     before = os.path.getmtime(tmp_path / "sym" / "done" / "16_32")
     again = distributed.kernel_to_zarr(NET.kernel, x, path=tmp_path / "sym", get="ntk",

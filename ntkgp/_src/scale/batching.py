@@ -166,11 +166,8 @@ def batch(kernel_fn: Callable, tile_size: Optional[int] = None,
     def batched(x1, x2=None, *args, **kwargs):
         x1, x2 = checks.check_inputs(x1, x2, ndim=None)
         per1, per2, kwargs = split_kwargs(kwargs, batched_kwargs, x1, x2)
-        # for a network's kernel, x2 equal to x1 is x1 against itself, as untiled (its
-        # tiles, padded inside jit, could not tell); other functions get what they are given
-        same = x2 is not None and hasattr(kernel_fn, "_ntkgp_name") and \
-            checks.same_inputs(x1, x2) and all(
-            checks.same_inputs(per1[k], per2[k]) for k in per1)
+        same = tiling.self_kernel(kernel_fn, x1, x2, [per1[k] for k in per1],
+                                  [per2[k] for k in per1] if x2 is not None else [])
         if same:
             x2, per2 = None, None
         n1 = x1.shape[0]

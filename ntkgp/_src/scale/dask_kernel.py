@@ -28,7 +28,7 @@ import numpy as np
 from ntkgp._src import checks
 from ntkgp._src.progress import progress_counter
 from ntkgp._src.scale.store import StoreError, digest, fingerprint, open_store_dir, read_manifest
-from ntkgp._src.scale.tiles import as_kernel_function, pad_rows
+from ntkgp._src.scale.tiles import as_kernel_function, pad_rows, self_kernel
 from ntkgp._src.util import write_atomic
 
 FORMAT = "ntkgp-zarr-2"
@@ -203,7 +203,8 @@ def kernel_to_zarr(kernel_fn: Callable, x1, x2=None, *, path: str, get: Optional
             `Kernel`, e.g. ``net.kernel``; it is sent to the workers (cloudpickle), so a
             network or a function defined at module level works.
         x1: ``(N1, ...)`` inputs; x2: ``(N2, ...)`` or ``None`` for ``K(x1, x1)`` (then only
-            tiles on and above the diagonal are computed and each is written twice).
+            tiles on and above the diagonal are computed and each is written twice; so too
+            for a network's kernel with an ``x2`` equal to ``x1``).
         path: the store's directory; every worker must be able to write to it.
         get: ``'ntk'``, ``'nngp'``, or ``None`` when ``kernel_fn`` returns one array.
         tile_size: rows and columns per tile (= per zarr chunk).
@@ -230,7 +231,7 @@ def kernel_to_zarr(kernel_fn: Callable, x1, x2=None, *, path: str, get: Optional
     """
     x1, x2 = checks.check_inputs(x1, x2, ndim=None)
     x1 = np.asarray(x1)
-    x2 = None if x2 is None else np.asarray(x2)
+    x2 = None if x2 is None or self_kernel(kernel_fn, x1, x2) else np.asarray(x2)
     t = checks.check_positive_int(tile_size, "tile_size")
     n2 = x1.shape[0] if x2 is None else x2.shape[0]
     path = os.fspath(path)

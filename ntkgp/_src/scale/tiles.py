@@ -13,6 +13,7 @@ from typing import Callable, Optional, Sequence
 import jax
 import numpy as np
 
+from ntkgp._src import checks
 from ntkgp._src.kernels.kernel import Kernel
 from ntkgp._src.util import pad_rows  # noqa: F401 (part of the tiling interface)
 
@@ -37,6 +38,16 @@ CHOLESKY_BLOCK = 2048
 #: up to this N a Cholesky factor is kept twice, as L and as L^T (each triangular solve reads
 #: the copy laid out for it, ~2x faster); above it once, which saves N^2 of memory
 FACTOR_COPY_MAX_N = 8192
+
+
+def self_kernel(kernel_fn: Callable, x1, x2, per1=(), per2=()) -> bool:
+    """Whether tiles of ``kernel_fn(x1, x2)`` are those of ``x1`` against itself: for a
+    network's kernel (which decides so when called whole) an ``x2`` equal to ``x1``, with
+    equal per-example arguments (graphs). Its tiles, padded inside ``jit``, could not tell;
+    other functions get what they are given (they may not take ``x2=None``)."""
+    return x2 is not None and hasattr(kernel_fn, "_ntkgp_name") and \
+        checks.same_inputs(x1, x2) and all(checks.same_inputs(a, b) for a, b in
+                                           zip(per1, per2))
 
 
 def devices(devices: Optional[Sequence] = None) -> list:
