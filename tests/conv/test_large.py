@@ -43,10 +43,6 @@ CASES = {  # name: (network, examples, image shape or feature count)
 @pytest.mark.parametrize("x2_none", [True, False])
 @pytest.mark.parametrize("name", sorted(CASES))
 def test_large_kernel_equals_its_tiles(name, x2_none):
-    if not (x2_none or X64 or name == "fc"):
-        # the float32 pass is README's test command, held to 10 minutes: it runs the
-        # convolutions with x2=None only, and the float64 pass (CI) runs both
-        pytest.skip("convolutions with x2 given: the float64 pass")
     net, n, shape = CASES[name]
     dtype = np.float64 if X64 else np.float32
     rng = np.random.default_rng(len(name))

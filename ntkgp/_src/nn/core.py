@@ -203,8 +203,10 @@ def make_kernel_fn(kernel_map: Callable, name: str, diag_ok: Callable = keep_dia
         p1, p2 = _check_pattern(pattern, x1, x2)
         # x2 equal to x1 is x1 against itself, as in neural-tangents (self-pairs, e.g.
         # Dropout's variance term), computed as such: half the pairs, exactly symmetric
-        same = x2 is not None and (raw1 is raw2 or checks.same_inputs(x1, x2)) and \
-            (mask_constant is None or checks.same_inputs(raw1, raw2)) and \
+        # (masked inputs: their raw entries, absent ones included)
+        same = x2 is not None and (raw1 is raw2 or (
+            checks.same_inputs(x1, x2) if mask_constant is None else
+            checks.same_inputs(jnp.asarray(raw1), jnp.asarray(raw2)))) and \
             (p1 is None or checks.same_inputs(p1, p2))
         if same:
             x2 = raw2 = p2 = None
