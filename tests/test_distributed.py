@@ -1,5 +1,9 @@
 """ntkgp.distributed on a 2-worker Dask LocalCluster: kernels equal to the single-process ones,
-resumable stores, a killed worker, and CG products as Dask tasks."""
+resumable stores, a killed worker, and CG products as Dask tasks.
+
+Scheduling, stores and workers, in the float64 pass only: the tiles' and the feature sums'
+arithmetic is the single-process code that test_batching, test_tile_store and
+features/test_lazy_rows check in both precisions, and a cluster costs each pass ~30 s."""
 
 import os
 import signal
@@ -16,10 +20,12 @@ import jax  # noqa: E402
 from distributed import Client, LocalCluster, get_task_stream  # noqa: E402
 
 from ntkgp import distributed, linalg, nn  # noqa: E402
-from tests.conftest import DTYPE, ONLY_X32_PASS, ONLY_X64_PASS, X64, rel_err  # noqa: E402
+from tests.conftest import DTYPE, ONLY_X64_PASS, rel_err  # noqa: E402
+
+pytestmark = ONLY_X64_PASS
 
 NET = nn.serial(nn.Dense(1), nn.Relu(), nn.Dense(1), nn.Relu(), nn.Dense(1))
-TOL = 1e-12 if X64 else 1e-6
+TOL = 1e-12
 
 
 @pytest.fixture(scope="module")
@@ -27,7 +33,7 @@ def client():
     # the workers compile as this process does (the suite's optimization level: a different
     # LLVM level rounds differently), on one thread each
     flags = os.environ.get("XLA_FLAGS", "") + " --xla_cpu_multi_thread_eigen=false"
-    env = {"JAX_ENABLE_X64": "1" if X64 else "0", "JAX_PLATFORMS": "cpu",
+    env = {"JAX_ENABLE_X64": "1", "JAX_PLATFORMS": "cpu",
            "XLA_FLAGS": flags.strip(), "NTKGP_PROGRESS": "0",
            "JAX_DISABLE_MOST_OPTIMIZATIONS": "1" if jax.config.read(
                "jax_disable_most_optimizations") else "0"}
@@ -63,7 +69,6 @@ def test_kernel_on_two_workers_equals_the_single_process_kernel(client, tmp_path
     np.testing.assert_array_equal(again[:], k[:])
 
 
-@ONLY_X32_PASS
 def test_store_resumes_and_never_reads_an_unfinished_tile(client, tmp_path):
     x = _x(48)
     path = tmp_path / "k"
@@ -77,7 +82,7 @@ def test_store_resumes_and_never_reads_an_unfinished_tile(client, tmp_path):
         distributed.open_kernel(path)
     k = distributed.kernel_to_zarr(NET.kernel, x, path=path, get="ntk", tile_size=16,
                                    client=client)
-    assert rel_err(k[:], NET.kernel(x, None, get="ntk")) < 1e-6
+    assert rel_err(k[:], NET.kernel(x, None, get="ntk")) < TOL
     with pytest.raises(ValueError, match="holds tiles of a different computation"):
         distributed.kernel_to_zarr(NET.kernel, x, path=path, get="nngp", tile_size=16,
                                    client=client)
@@ -92,12 +97,11 @@ def test_cg_with_products_as_dask_tasks_equals_the_dense_solve(client, tmp_path)
     op = distributed.DaskKernelOperator(tmp_path / "k", client)
     k = np.asarray(NET.kernel(x, None, get="ntk"), np.float64)
     b = np.random.default_rng(2).standard_normal((60, 2))
-    # relative to the largest entry: tiles and the whole kernel round differently, and an
-    # entry of K b near 0 (cancellation) has no relative accuracy of its own in float32
-    assert rel_err(op.matmat(b), k @ b) < (1e-5 if not X64 else 1e-12)
+    # relative to the largest entry: tiles and the whole kernel round differently
+    assert rel_err(op.matmat(b), k @ b) < 1e-12
     res = linalg.cg_solve(op, b, 1e-2, preconditioner="nystrom", rank=20, tol=1e-10)
     assert res.converged
-    assert rel_err(res.x, np.linalg.solve(k + 1e-2 * np.eye(60), b)) < (1e-8 if X64 else 1e-4)
+    assert rel_err(res.x, np.linalg.solve(k + 1e-2 * np.eye(60), b)) < 1e-8
 
 
 def _slow_kernel(net):
@@ -120,7 +124,7 @@ def test_features_of_a_dask_array_are_summed_on_the_workers(client):
     y = np.sin(x[:, :1]) + 0.1 * rng.standard_normal((1500, 1))
     xt = rng.standard_normal((40, 4)).astype(DTYPE)
     lazy = da.from_array(x, chunks=(400, 2))  # the columns are joined for the tasks
-    tol = 1e-9 if X64 else 1e-4
+    tol = 1e-9
     for solver in (linalg.FeatureSolver(64, seed=2),
                    linalg.FeatureSolver(120, seed=2, kind="nystrom")):
         ref = predict.Posterior(NET, x, y, solver=solver, diag_reg=0.1)
@@ -139,7 +143,6 @@ def test_features_of_a_dask_array_are_summed_on_the_workers(client):
                           solver=linalg.FeatureSolver(64), diag_reg=0.1)
 
 
-@ONLY_X64_PASS
 def test_a_killed_worker_still_gives_the_correct_matrix(client, tmp_path):
     x = _x(96)  # 21 upper tiles of 16, ~3 s of sleeping spread over two workers
     path = tmp_path / "k"
@@ -167,7 +170,6 @@ def test_a_killed_worker_still_gives_the_correct_matrix(client, tmp_path):
     assert len([f for f in os.listdir(path / "done") if not f.startswith(".tmp-")]) == 21
 
 
-@ONLY_X32_PASS
 def test_a_script_without_the_main_guard_is_told_before_any_worker_starts(tmp_path):
     """Dask's worker processes import the script again: code outside `if __name__ ==
     "__main__":` would start a cluster in each. The library says so instead."""

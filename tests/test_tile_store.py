@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from ntkgp import batching, nn
-from tests.conftest import DTYPE, ONLY_X32_PASS, ONLY_X64_PASS, X64
+from tests.conftest import DTYPE, ONLY_X64_PASS, X64
 
 CNN = nn.serial(nn.Conv(4, (3, 3), padding="SAME", W_std=1.5, b_std=0.1), nn.Relu(),
                 nn.AvgPool((2, 2), (2, 2)), nn.Conv(4, (2, 2), padding="VALID"), nn.Relu(),
@@ -112,6 +112,7 @@ def test_killed_computation_resumes_without_recomputing(tmp_path):
     _close(got, CNN.kernel(inputs(), None))
 
 
+@ONLY_X64_PASS  # the store's fingerprint: the same in both passes
 def test_store_refuses_a_different_computation(rng, tmp_path):
     x = rng.standard_normal((5, 6, 6, 1)).astype(DTYPE)
     store = str(tmp_path / "s")
@@ -123,7 +124,7 @@ def test_store_refuses_a_different_computation(rng, tmp_path):
             call()
 
 
-@ONLY_X32_PASS
+@ONLY_X64_PASS  # which tiles are kept: files, the same in both passes
 def test_interrupt_keeps_finished_tiles(rng, tmp_path):
     x = rng.standard_normal((6, 4, 4, 1)).astype(DTYPE)
     store = str(tmp_path / "s")

@@ -12,6 +12,7 @@ from sklearn.datasets import load_diabetes, load_digits
 from ntkgp._src.solve.solvers import FactoredSolver
 from ntkgp.estimator import NNGPRegressor, NTKClassifier, NTKRegressor
 from ntkgp.predict import Posterior
+from tests.conftest import ONLY_X64_PASS
 
 X64 = jax.config.read("jax_enable_x64")
 RTOL = 1e-10 if X64 else 2e-4
@@ -94,6 +95,7 @@ def _compilations(caplog):
             if r.getMessage().startswith("Finished XLA compilation")]
 
 
+@ONLY_X64_PASS  # which programs compile: the same padded shapes in both passes
 def test_nearby_training_sizes_compile_nothing_new(digits, caplog):
     """After one fit and prediction, fits and predictions at other training and test sizes of
     the same padded sizes compile no program at all: fit, factor, evidence and prediction all

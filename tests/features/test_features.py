@@ -323,6 +323,7 @@ def test_a_dominating_bias_is_sampled_where_relu_bends():
     assert means[True] < 0.2 * errors[True], (means, errors)  # 1/sqrt(200) = 0.07 unbiased
 
 
+@ONLY_X64_PASS  # which layers use the proposal: the same rules in both passes
 def test_the_bias_proposal_is_left_out_for_small_biases_and_other_activations():
     """Each layer's own rule: only the homogeneous activations after a bias above 1 change
     their NTK features when told of the bias column; NNGP features never change."""
