@@ -18,7 +18,12 @@ Cases (each in its own subprocess, neural-tangents first where it has the case):
                                           VALID) + Relu + AvgPool(2x2, stride 1) + the same
                                           conv + Relu + GlobalAvgPool on 10 x 10 x 3;
                                           `strided_pool` the SAME variant with AvgPool(2x2,
-                                          stride 2) on 8 x 8 x 3; each + Dense(1)
+                                          stride 2) on 8 x 8 x 3; each + Dense(1);
+                                          `myrtle5` and `myrtle7`: `nn.myrtle(5)` on 8 x 8 x 3
+                                          and `nn.myrtle(7)` on 16 x 16 x 3 (3 x 3 SAME
+                                          convolutions and ReLU in three stages, each ending
+                                          in a 2 x 2 stride-2 AvgPool; GlobalAvgPool,
+                                          Dense(1))
   cnn3_gap_digits1797_f32                all 1,797 digits, `batching.batch(net.kernel, 256,
                                           store=...)` (ntkgp only; time and peak memory)
   acc_digits / acc_fashion1k             accuracy: CNTK and NNGP kernel regression (GP
@@ -78,12 +83,23 @@ def cnn(readout, width=64, n_out=1):
 
 # the networks of other shapes (`shaped_cnn`): their images' side (3 channels) and sizes N
 SHAPES = {"valid_flatten": (12, (50, 100)), "strided_flatten": (16, (50, 200)),
-          "valid_pool": (10, (50, 100)), "strided_pool": (8, (50, 100))}
+          "valid_pool": (10, (50, 100)), "strided_pool": (8, (50, 100)),
+          "myrtle5": (8, (50, 100)), "myrtle7": (16, (20, 30))}
 
 
 def shaped_cnn(lib, shape):
     """The network of ``shape`` (see the module docstring) from ``lib``: neural-tangents'
     ``stax`` or ``ntkgp.nn``, the same names and arguments."""
+    if shape.startswith("myrtle"):
+        depth = int(shape[6:])
+        if hasattr(lib, "myrtle"):  # ntkgp: its builder, as users call it
+            return lib.myrtle(depth, width=128)
+        layers = []  # neural-tangents: the same layers from its names
+        for n_conv in {5: (2, 1, 1), 7: (2, 2, 2)}[depth]:
+            layers += [lib.Conv(128, (3, 3), padding="SAME", W_std=2 ** 0.5, b_std=0.0),
+                       lib.Relu()] * n_conv
+            layers.append(lib.AvgPool((2, 2), strides=(2, 2), padding="SAME"))
+        return lib.serial(*layers, lib.GlobalAvgPool(), lib.Dense(1, W_std=2 ** 0.5, b_std=0.0))
     stride = (2, 2) if shape.startswith("strided") else (1, 1)
     pad = "VALID" if shape.startswith("valid") else "SAME"
 
