@@ -25,7 +25,8 @@ Cases (each in its own subprocess, neural-tangents first where it has the case):
                                           in a 2 x 2 stride-2 AvgPool; GlobalAvgPool,
                                           Dense(1)); `same_gap` the `cnn3_gap` network
                                           (3 x [Conv(64, 3x3, SAME) + Relu] +
-                                          GlobalAvgPool) on 10 x 10 x 3
+                                          GlobalAvgPool) on 10 x 10 x 3, `same_gap16` on
+                                          16 x 16 x 3
   cnn3_gap_digits1797_f32                all 1,797 digits, `batching.batch(net.kernel, 256,
                                           store=...)` (ntkgp only; time and peak memory)
   acc_digits / acc_fashion1k             accuracy: CNTK and NNGP kernel regression (GP
@@ -86,7 +87,8 @@ def cnn(readout, width=64, n_out=1):
 # the networks of other shapes (`shaped_cnn`): their images' side (3 channels) and sizes N
 SHAPES = {"valid_flatten": (12, (50, 100)), "strided_flatten": (16, (50, 200)),
           "valid_pool": (10, (50, 100)), "strided_pool": (8, (50, 100)),
-          "myrtle5": (8, (50, 100)), "myrtle7": (16, (20, 30)), "same_gap": (10, (30, 50))}
+          "myrtle5": (8, (50, 100)), "myrtle7": (16, (20, 30)), "same_gap": (10, (30, 50)),
+          "same_gap16": (16, (20,))}
 
 
 def shaped_cnn(lib, shape):
@@ -102,7 +104,7 @@ def shaped_cnn(lib, shape):
                        lib.Relu()] * n_conv
             layers.append(lib.AvgPool((2, 2), strides=(2, 2), padding="SAME"))
         return lib.serial(*layers, lib.GlobalAvgPool(), lib.Dense(1, W_std=2 ** 0.5, b_std=0.0))
-    if shape == "same_gap":  # `cnn("gap")` on images of another side
+    if shape.startswith("same_gap"):  # `cnn("gap")` on images of another side
         layers = [lib.Conv(64, (3, 3), padding="SAME"), lib.Relu()] * 3
         return lib.serial(*layers, lib.GlobalAvgPool(), lib.Dense(1))
     stride = (2, 2) if shape.startswith("strided") else (1, 1)

@@ -212,6 +212,63 @@ def test_whole_up_to_computes_small_kernels_in_one_piece(monkeypatch, rng, x2_no
     assert blocking._whole.entries == 0  # restored on leaving
 
 
+def _planned_blocks(monkeypatch):
+    """Records the blocks `row_chunked` plans: ``(b,)`` for blocks of x against itself,
+    ``(b1, b2)`` for blocks of x1 against x2 (nothing when the kernel is one piece)."""
+    blocks = []
+    monkeypatch.setattr(blocking, "_symmetric_blocks", lambda run, x, c, b, _s=blocking.
+                        _symmetric_blocks: (blocks.append((b,)), _s(run, x, c, b))[1])
+    monkeypatch.setattr(blocking, "_grid_blocks", lambda run, a, b, c, b1, b2, _g=blocking.
+                        _grid_blocks: (blocks.append((b1, b2)), _g(run, a, b, c, b1, b2))[1])
+    return blocks
+
+
+@pytest.mark.parametrize("x2_none", [True, False])
+def test_pairs_with_many_entries_are_blocks_of_their_own(monkeypatch, rng, x2_none):
+    """In a network without products over positions, a pair of inputs with
+    `ONE_PAIR_ENTRIES` kernel entries or more (all pairs of positions of 12 x 12 images and
+    larger) is a block of its own, with x2 given or not; the kernel is the one computed in
+    one piece, exactly symmetric for x2=None."""
+    x1 = rng.standard_normal((7, 5, 5, 2)).astype(DTYPE)
+    x2 = None if x2_none else rng.standard_normal((4, 5, 5, 2)).astype(DTYPE)
+
+    def net():
+        return nn.serial(nn.Conv(3, (3, 3), padding="SAME"), nn.Relu(),
+                         nn.AvgPool((2, 2), padding="SAME"), nn.Conv(3, (3, 3), padding="SAME"),
+                         nn.Erf(), nn.GlobalAvgPool())
+
+    assert not net().position_products
+    direct = net().kernel(x1, x2)  # 625 entries per pair, 30,625 in all: one piece
+    monkeypatch.setattr(blocking, "ONE_PAIR_ENTRIES", 625)
+    blocks = _planned_blocks(monkeypatch)
+    blocked = net().kernel(x1, x2)
+    assert blocks == ([(1,)] if x2_none else [(1, 1)])
+    for g in ("nngp", "ntk", "cov1", "cov2"):
+        if getattr(direct, g) is not None:
+            assert rel_err(getattr(blocked, g), getattr(direct, g)) <= (1e-12 if X64 else 1e-5)
+    if x2_none:
+        np.testing.assert_array_equal(blocked.ntk, np.asarray(blocked.ntk).T)
+
+
+def test_networks_with_products_over_positions_keep_many_pairs_per_block(monkeypatch, rng):
+    """Attention and graph aggregation multiply matrices over positions per pair, which
+    blocks of many pairs batch: a network with either keeps its blocks of several pairs
+    however many entries a pair has, and the flag passes through `serial` and `parallel`."""
+    attention = nn.GlobalSelfAttention(4, 4, 4, 2)
+    assert attention.position_products and nn.Aggregate().position_products
+    assert not nn.Conv(3, (3, 3)).position_products and not nn.Relu().position_products
+    net = nn.serial(nn.Conv(4, (3, 3), padding="SAME"), nn.Relu(), nn.FanOut(2),
+                    nn.parallel(attention, nn.Identity()), nn.FanInSum(), nn.GlobalAvgPool())
+    assert net.position_products
+    x = rng.standard_normal((12, 5, 5, 2)).astype(DTYPE)
+    monkeypatch.setattr(blocking, "ONE_PAIR_ENTRIES", 625)
+    monkeypatch.setattr(blocking, "CHUNK_ELEMENTS", 625 * 9)  # blocks of 3 x 3 pairs
+    blocks = _planned_blocks(monkeypatch)
+    net.kernel(x, None)
+    net.kernel(x, x[:10])
+    assert blocks and all(b[0] * b[-1] > 1 for b in blocks), blocks
+
+
 @pytest.mark.parametrize("block", [2, 5])
 def test_square_blocks_equal_direct(monkeypatch, rng, block):
     """x2 given, when fewer than MIN_ROWS rows of x1 fit against all of x2: square blocks of

@@ -57,6 +57,19 @@ MIN_ROWS = 4
 # 115-125 ms; a 2-block transformer, L=16, N=800, 2.3-2.7 s against 1.6-2.0 s; rows are kept
 # where they fit, e.g. the transformer at N=400, 409 K entries)
 MAX_CHUNK_ELEMENTS = 1 << 19
+# a pair of inputs with this many kernel entries (all pairs of positions of 12 x 12 images
+# and larger) is a block of its own when the network's layers do not multiply matrices over
+# positions (`Layer.position_products`): XLA:CPU runs convolutions' and poolings' shifted
+# sums over one pair's (H, W, H, W) arrays 1.5-2.4x faster than over a few pairs'
+# (b1, b2, H, W, H, W), and no block of several pairs measured faster (f32, 3 conv +
+# GlobalAvgPool: 16 x 16, N=24, one pair per block 0.70-0.74 s against 1.29-1.69 s for 2 to
+# 64 pairs; x2=None 0.29-0.43 s against 0.69-0.71 s; 12 x 12, N=30, 0.70-0.75 s against
+# 0.91-0.93 s with 144 pairs and 1.2 s with 12; Myrtle-5 on 16 x 16, N=20, 0.39-0.47 s
+# against 0.63-0.66 s; equal at 10 x 10; at 8 x 8, 4,096 entries, one pair per block is
+# 3.5x slower than 64). Attention's per-pair products are batched over a block's pairs and
+# want many: two GlobalSelfAttention blocks at L=128 (16,384 entries), N=16, ran 0.24 s with
+# one pair per block against 0.12 s with the blocks below.
+ONE_PAIR_ENTRIES = 1 << 14
 _whole = threading.local()
 
 
@@ -128,7 +141,8 @@ def _slice(x, start, size: int):
     return jax.tree.map(lambda a: jax.lax.dynamic_slice_in_dim(a, start, size), x)
 
 
-def row_chunked(run: Callable, x1, x2, compute_ntk: bool, entries: int = 1) -> Kernel:
+def row_chunked(run: Callable, x1, x2, compute_ntk: bool, entries: int = 1,
+                one_pair_ok: bool = False) -> Kernel:
     """``run(x1, x2, compute_ntk)`` computed over cache-sized blocks of pairs.
 
     The kernel recursion is elementwise per pair of inputs, so blocks of pairs are independent.
@@ -145,7 +159,9 @@ def row_chunked(run: Callable, x1, x2, compute_ntk: bool, entries: int = 1) -> K
     than ``MIN_ROWS`` rows would fit in ``MAX_CHUNK_ELEMENTS`` (large ``N2``), square blocks
     of both (measured, CNTK of 3 conv layers + GlobalAvgPool on 200 digits: 1.1 s with 8 x 8 blocks,
     2.4 s with blocks of one row; a 2-block transformer at N=400, L=16: 0.36 s with 4 rows,
-    0.50 s with 2, 0.46 s with 32 x 32 blocks). ``x2 is None``: square blocks
+    0.50 s with 2, 0.46 s with 32 x 32 blocks). With ``one_pair_ok`` (the network does not
+    multiply matrices over positions), a pair with ``ONE_PAIR_ENTRIES`` entries or more is a
+    block of its own. ``x2 is None``: square blocks
     on and above the diagonal only (about half the work), mirrored; diagonal blocks are
     computed as kernels of a block with itself, so the self-kernel on the diagonal is exact.
     """
@@ -154,7 +170,8 @@ def row_chunked(run: Callable, x1, x2, compute_ntk: bool, entries: int = 1) -> K
     if n1 * n2 * entries <= getattr(_whole, "entries", 0):
         return _symmetrized(run(x1, None, compute_ntk)) if x2 is None else \
             run(x1, x2, compute_ntk)
-    pairs = max(1, CHUNK_ELEMENTS // entries)
+    one_pair = one_pair_ok and entries >= ONE_PAIR_ENTRIES
+    pairs = 1 if one_pair else max(1, CHUNK_ELEMENTS // entries)
     if x2 is None:
         block = max(1, int(pairs ** 0.5))
         if block * 2 > n1:
@@ -166,7 +183,7 @@ def row_chunked(run: Callable, x1, x2, compute_ntk: bool, entries: int = 1) -> K
     # per-example terms are a few numbers, and whose blocks' input Grams are faster as square
     # matrix products than as thin ones), square blocks of both inputs
     rows = max(pairs // n2, min(MIN_ROWS, MAX_CHUNK_ELEMENTS // (n2 * entries)))
-    if entries == 1 or (rows < MIN_ROWS and pairs // n2 < MIN_ROWS):
+    if entries == 1 or one_pair or (rows < MIN_ROWS and pairs // n2 < MIN_ROWS):
         b1 = min(n1, max(1, int(pairs ** 0.5)))
         b2 = min(n2, max(1, pairs // b1))
         if b1 * 2 > n1 and b2 * 2 > n2:

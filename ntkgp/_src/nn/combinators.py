@@ -102,6 +102,7 @@ def serial(*layers: Layer) -> Layer:
     return make_layer(name, init, apply, kernel_map,
                       structured=all(layer.structured for layer in layers),
                       heavy=any(layer.heavy for layer in layers), diag_ok=diag_ok,
+                      position_products=any(layer.position_products for layer in layers),
                       spatial=any(layer.spatial for layer in layers), mask_map=mask_map,
                       combinator=True, features=rules.chain(layers))
 
@@ -148,6 +149,7 @@ def parallel(*layers: Layer) -> Layer:
     return make_layer(name, init, apply, kernel_map,
                       structured=all(layer.structured for layer in layers),
                       heavy=any(layer.heavy for layer in layers),
+                      position_products=any(layer.position_products for layer in layers),
                       diag_ok=lambda out_ok: all(layer.diag_ok(out_ok) for layer in layers),
                       spatial=any(layer.spatial for layer in layers), mask_map=mask_map,
                       combinator=True, features=rules.branches(layers))
