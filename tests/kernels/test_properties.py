@@ -225,7 +225,7 @@ def _planned_blocks(monkeypatch):
 
 @pytest.mark.parametrize("x2_none", [True, False])
 def test_pairs_with_many_entries_are_blocks_of_their_own(monkeypatch, rng, x2_none):
-    """In a network without products over positions, a pair of inputs with
+    """In a network without products over positions, a pair of square images with
     `ONE_PAIR_ENTRIES` kernel entries or more (all pairs of positions of 12 x 12 images and
     larger) is a block of its own, with x2 given or not; the kernel is the one computed in
     one piece, exactly symmetric for x2=None."""
@@ -248,6 +248,17 @@ def test_pairs_with_many_entries_are_blocks_of_their_own(monkeypatch, rng, x2_no
             assert rel_err(getattr(blocked, g), getattr(direct, g)) <= (1e-12 if X64 else 1e-5)
     if x2_none:
         np.testing.assert_array_equal(blocked.ntk, np.asarray(blocked.ntk).T)
+    # images that are not square keep blocks of several pairs (and sequences have one axis)
+    blocks.clear()
+    monkeypatch.setattr(blocking, "ONE_PAIR_ENTRIES", 16)
+    x1 = rng.standard_normal((20, 5, 4, 2)).astype(DTYPE)
+    x2 = None if x2_none else x1[::-1]
+    monkeypatch.setattr(blocking, "CHUNK_ELEMENTS", 4 * 400)  # 4 pairs of 5 x 4 images
+    net().kernel(x1, x2)
+    monkeypatch.setattr(blocking, "CHUNK_ELEMENTS", 4 * 25)  # 4 pairs of 5-long sequences
+    nn.serial(nn.Conv(3, (3,), padding="SAME"), nn.Relu(), nn.GlobalAvgPool()).kernel(
+        x1[:, 0], None if x2_none else x2[:, 0])
+    assert len(blocks) == 2 and all(b[0] * b[-1] > 1 for b in blocks), blocks
 
 
 def test_networks_with_products_over_positions_keep_many_pairs_per_block(monkeypatch, rng):

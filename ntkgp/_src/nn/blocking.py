@@ -57,18 +57,20 @@ MIN_ROWS = 4
 # 115-125 ms; a 2-block transformer, L=16, N=800, 2.3-2.7 s against 1.6-2.0 s; rows are kept
 # where they fit, e.g. the transformer at N=400, 409 K entries)
 MAX_CHUNK_ELEMENTS = 1 << 19
-# a pair of inputs with this many kernel entries (all pairs of positions of 12 x 12 images
-# and larger) is a block of its own when the network's layers do not multiply matrices over
-# positions (`Layer.position_products`): XLA:CPU runs convolutions' and poolings' shifted
-# sums over one pair's (H, W, H, W) arrays 1.5-2.4x faster than over a few pairs'
-# (b1, b2, H, W, H, W), and no block of several pairs measured faster (f32, 3 conv +
-# GlobalAvgPool: 16 x 16, N=24, one pair per block 0.70-0.74 s against 1.29-1.69 s for 2 to
-# 64 pairs; x2=None 0.29-0.43 s against 0.69-0.71 s; 12 x 12, N=30, 0.70-0.75 s against
-# 0.91-0.93 s with 144 pairs and 1.2 s with 12; Myrtle-5 on 16 x 16, N=20, 0.39-0.47 s
-# against 0.63-0.66 s; equal at 10 x 10; at 8 x 8, 4,096 entries, one pair per block is
-# 3.5x slower than 64). Attention's per-pair products are batched over a block's pairs and
-# want many: two GlobalSelfAttention blocks at L=128 (16,384 entries), N=16, ran 0.24 s with
-# one pair per block against 0.12 s with the blocks below.
+# a pair of square (or cubic) inputs with this many kernel entries (all pairs of positions of
+# 12 x 12 images and larger) is a block of its own when the network's layers do not multiply
+# matrices over positions (`Layer.position_products`). Measured, f32, 3 conv + GlobalAvgPool,
+# `kernel(x, x)`, fresh processes, best of 3, one pair per block against the blocks below:
+# 12 x 12 0.67 against 1.17 s (N=30), 14 x 14 0.56-0.59 against 1.26-1.30 s (N=24), 16 x 16
+# 0.53-0.58 against 1.03-1.06 s (N=24; x2=None 0.27 against 0.57-0.70 s), 6 x 6 x 6 1.4-2.1
+# against 2.9 s (N=30), Myrtle-7 on 16 x 16 0.31 against 0.54-0.57 s (N=20); equal at
+# 20 x 20 and 22 x 22. Other shapes are left to the blocks below, which were as fast or
+# faster there: 16 x 8 0.65 against 0.16 s, 32 x 8 0.55-0.60 against 0.33-0.43 s, 64 x 4 and
+# 4 x 64 1.2-1.3x slower, sequences of 128 and 256 positions 2x and 1.2x slower (8 x 32 and
+# 4 x 8 x 8 were faster, 8 x 16, 16 x 24 and 8 x 8 x 4 equal). Why XLA:CPU's loops favour
+# one shape or the other was not traced. Attention's per-pair products are batched over a
+# block's pairs and want many: two GlobalSelfAttention blocks at L=128 (16,384 entries),
+# N=16, ran 0.24 s with one pair per block against 0.12 s with the blocks below.
 ONE_PAIR_ENTRIES = 1 << 14
 _whole = threading.local()
 
@@ -131,6 +133,13 @@ def per_pair(x, diagonal: bool) -> int:
     return p if diagonal else p * p
 
 
+def square_images(x) -> bool:
+    """Whether ``x`` (``(N, *S, C)``) has two or more spatial axes, all of one length (the
+    inputs for which `row_chunked` may compute pairs one per block)."""
+    shape = jax.tree.leaves(x)[0].shape[1:-1]
+    return len(shape) >= 2 and len(set(shape)) == 1
+
+
 def _rows(x):
     """The number of examples of ``x``: an array, or a pytree of arrays that share their first
     axis (inputs with their graphs)."""
@@ -159,9 +168,9 @@ def row_chunked(run: Callable, x1, x2, compute_ntk: bool, entries: int = 1,
     than ``MIN_ROWS`` rows would fit in ``MAX_CHUNK_ELEMENTS`` (large ``N2``), square blocks
     of both (measured, CNTK of 3 conv layers + GlobalAvgPool on 200 digits: 1.1 s with 8 x 8 blocks,
     2.4 s with blocks of one row; a 2-block transformer at N=400, L=16: 0.36 s with 4 rows,
-    0.50 s with 2, 0.46 s with 32 x 32 blocks). With ``one_pair_ok`` (the network does not
-    multiply matrices over positions), a pair with ``ONE_PAIR_ENTRIES`` entries or more is a
-    block of its own. ``x2 is None``: square blocks
+    0.50 s with 2, 0.46 s with 32 x 32 blocks). With ``one_pair_ok`` (square images, and a
+    network that does not multiply matrices over positions), a pair with ``ONE_PAIR_ENTRIES``
+    entries or more is a block of its own. ``x2 is None``: square blocks
     on and above the diagonal only (about half the work), mirrored; diagonal blocks are
     computed as kernels of a block with itself, so the self-kernel on the diagonal is exact.
     """

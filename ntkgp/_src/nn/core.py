@@ -14,7 +14,7 @@ from ntkgp._src import checks
 from ntkgp._src.kernels import masks
 from ntkgp._src.kernels.kernel import Kernel, input_kernel
 from ntkgp._src.kernels.spatial import kernel_to_diagonal
-from ntkgp._src.nn.blocking import per_pair, row_chunked
+from ntkgp._src.nn.blocking import per_pair, row_chunked, square_images
 
 
 def keep_diag(out_ok: bool) -> bool:
@@ -141,7 +141,7 @@ def make_kernel_fn(kernel_map: Callable, name: str, diag_ok: Callable = keep_dia
             x1 = (x1, pattern1)
             x2 = None if x2 is None else (x2, pattern2)
         k = row_chunked(run, x1, x2, "ntk" in get, entries,
-                        one_pair_ok=not position_products)
+                        one_pair_ok=not position_products and square_images(x1))
         # finite iff every entry is (or the sum itself overflowed: then an exact check)
         total = sum(jnp.sum(a) for a in jax.tree.leaves(k) if hasattr(a, "dtype"))
         return k, jnp.isfinite(total)
