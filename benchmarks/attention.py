@@ -10,6 +10,8 @@ neural-tangents side, run in its reference venv with `--backend nt`):
                                 on x of shape (N, 16, 32)
   transformer2_masked_N400_f32  the same with half the sequences padded to lengths 4..15 and
                                 `mask_constant` (ntkgp only)
+  transformer2_L128_N16_f32     the same network on longer sequences, x of shape (16, 128, 32)
+                                (16,384 kernel entries per pair of inputs)
 
 The "limit" of a case: its matrix products (each attention layer mixes the NNGP, the NTK and
 the self-covariances with the attention weights, two products of P x P matrices per pair of
@@ -37,6 +39,7 @@ L, C, DEPTH, HEADS = 16, 32, 2, 4
 def all_cases():
     cases = [dict(id=f"transformer2_N{n}_f32", n=n, nt_self=True) for n in (100, 400)]
     cases.append(dict(id="transformer2_masked_N400_f32", n=400, masked=True, nt_id=None))
+    cases.append(dict(id="transformer2_L128_N16_f32", n=16, length=128, nt_self=True))
     return cases
 
 
@@ -57,27 +60,26 @@ def nt_transformer():
     return stax.serial(*layers, stax.GlobalAvgPool(), stax.Dense(1, 1.0, 0.0))
 
 
-def inputs(n, masked=False):
+def inputs(n, masked=False, length=L):
     import numpy as np
-    x = np.random.default_rng(0).standard_normal((n, L, C)).astype(np.float32)
+    x = np.random.default_rng(0).standard_normal((n, length, C)).astype(np.float32)
     if masked:
-        lengths = np.random.default_rng(1).integers(4, L, size=n // 2)
+        lengths = np.random.default_rng(1).integers(4, length, size=n // 2)
         for i, m in enumerate(lengths):
             x[2 * i, m:] = -1e4
     return x
 
 
-def machine_limit(n):
-    """`_limits.limit` of one kernel(x, x): the attention's matrix products and one write of
-    the outputs."""
-    p = L
+def machine_limit(n, p=L):
+    """`_limits.limit` of one kernel(x, x) of sequences of length ``p``: the attention's matrix
+    products and one write of the outputs."""
     flops = DEPTH * 8 * p ** 3 * n * n  # nngp and ntk: 2 arrays x 2 products x 2 P^3
     return limit("float32", matmul_flops=flops, write_bytes=2 * n * n * p * p * 4)
 
 
 def run_case(case, repeats):
     import numpy as np
-    x = inputs(case["n"], case.get("masked", False))
+    x = inputs(case["n"], case.get("masked", False), case.get("length", L))
     if _common.BACKEND == "nt":
         import jax.numpy as jnp
         kernel_fn = nt_transformer()[2]
@@ -95,7 +97,8 @@ def run_case(case, repeats):
     compile_s, ts, out = time_compiled(lambda a, b: net.kernel(a, b, mask_constant=mc),
                                        (xj, xj), repeats)
     row = timing_row(case["id"], compile_s, ts, check=float(np.mean(out.ntk)))
-    row.update(machine_limit(case["n"]))  # after the row took the peak memory: rates allocate
+    # after the row took the peak memory: rates allocate
+    row.update(machine_limit(case["n"], case.get("length", L)))
     row["note"] = f"{row['median_s'] / row['limit_s']:.1f}x the limit ({row['limit_counts']})"
     return row
 

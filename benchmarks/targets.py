@@ -274,6 +274,9 @@ TARGETS = [
      "f32: time vs neural-tangents", nt_ratio(f"transformer2_N{n}_f32"), (LE, 0.3))
     for n in (100, 400)
 ] + [
+    ("attention", "transformer kernel (2 blocks, softmax attention, L=128, C=32), N=16, f32: "
+     "time vs neural-tangents", nt_ratio("transformer2_L128_N16_f32"), (LE, 0.3)),
+] + [
     ("activations", f"{act} kernel (3 layers, N=4000, {dt}): time vs the ReLU network's "
      "(timed alternately in one process)", paired_ratio(f"act_{act}_N4000_{dt}"),
      (LE, _ACT_BOUNDS.get(act, (1.5, 0.3))[0]))
