@@ -67,10 +67,12 @@ MAX_CHUNK_ELEMENTS = 1 << 19
 # 20 x 20 and 22 x 22. Other shapes are left to the blocks below, which were as fast or
 # faster there: 16 x 8 0.65 against 0.16 s, 32 x 8 0.55-0.60 against 0.33-0.43 s, 64 x 4 and
 # 4 x 64 1.2-1.3x slower, sequences of 128 and 256 positions 2x and 1.2x slower (8 x 32 and
-# 4 x 8 x 8 were faster, 8 x 16, 16 x 24 and 8 x 8 x 4 equal). Why XLA:CPU's loops favour
-# one shape or the other was not traced. Attention's per-pair products are batched over a
-# block's pairs and want many: two GlobalSelfAttention blocks at L=128 (16,384 entries),
-# N=16, ran 0.24 s with one pair per block against 0.12 s with the blocks below.
+# 4 x 8 x 8 were faster, 8 x 16, 16 x 24 and 8 x 8 x 4 equal); XLA:CPU's fused loops run
+# 3x slower per entry on some shapes (inner axes that are not a multiple of the vector width,
+# benchmarks/notes_cntk.md), and which plan meets them depends on the shape. Attention's
+# per-pair products are batched over a block's pairs and want many: two GlobalSelfAttention
+# blocks at L=128 (16,384 entries), N=16, ran 0.24 s with one pair per block against 0.12 s
+# with the blocks below.
 ONE_PAIR_ENTRIES = 1 << 14
 _whole = threading.local()
 

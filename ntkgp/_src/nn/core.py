@@ -54,8 +54,8 @@ class Layer:
             `serial` stores the kernel after each such layer (see `materialized`).
         position_products: ``True`` when the kernel map multiplies matrices over positions
             per pair of inputs (attention, graph aggregation). Such products want many pairs
-            per block; a network without them computes pairs with many entries one pair per
-            block (see ``blocking.row_chunked``).
+            per block; a network without them computes pairs of square images with many
+            entries one pair per block (see ``blocking.row_chunked``).
         diag_ok: ``diag_ok(out_ok) -> in_ok``: whether the layer's input kernel may track only
             pairs of the same spatial position, given whether its output kernel may
             (``False`` for pooling, ``True`` for Flatten, ``out_ok`` for position-wise layers
