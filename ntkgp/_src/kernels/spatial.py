@@ -43,7 +43,7 @@ def sums_unpadded(sizes, window, strides, padding: str) -> bool:
     """Whether the shifted sums of a window (a convolution's filter or a pooling window) over
     input positions ``sizes`` add more than one offset and pad no axis. XLA:CPU stores a padded
     array but fuses unpadded shifted sums into each of their consumers, so the layers store
-    such sums themselves (`ntkgp._src.nn.blocking.materialized`)."""
+    such sums themselves (`ntkgp._src.kernels.stored.materialized`)."""
     return int(np.prod(window)) > 1 and all(
         out_size_and_pads(n, f, s, padding)[1] == (0, 0)
         for n, f, s in zip(sizes, window, strides))

@@ -224,8 +224,7 @@ def GlobalSelfAttention(n_chan_out: int, n_chan_key: int, n_chan_val: int, n_hea
         return out.replace(is_gaussian=True, width=n_chan_out)
 
     return make_layer(name, init, apply, kernel_map, structured=False,
-                      position_products=True, diag_ok=lambda out_ok: False, spatial=True,
-                      remask=True)
+                      diag_ok=lambda out_ok: False, spatial=True, remask=True)
 
 
 def _kernel(k, p, w_in, w_pe, mech, qk, ov, b2, linear, pe_type, p_norm, decay_fn, val_pe):

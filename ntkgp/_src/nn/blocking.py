@@ -13,41 +13,7 @@ import numpy as np
 
 from ntkgp._src.kernels import activations as act
 from ntkgp._src.kernels.kernel import Kernel, swap_inputs
-
-
-def materialized(fn: Callable, k):
-    """``fn(k)`` computed as a separate XLA computation whose outputs are stored.
-
-    XLA's CPU fusion duplicates elementwise producers into every consumer; over a deep
-    recursion each layer's fusion then recomputes all earlier layers (measured, kernel of a
-    10-hidden-layer ReLU net at N=4000, f32: 2.42 s with no boundary, 0.74 s with one after
-    each nonlinearity, 0.48 s with one after each Dense+nonlinearity segment).
-    ``optimization_barrier`` is dropped by XLA here; a ``lax.cond`` on a runtime predicate is a
-    real boundary and stays differentiable. The predicate is "the first entry of the first
-    array is not NaN"; the other branch returns NaNs. Inputs are checked for NaN at the public
-    entry, so the NaN branch is only taken under a user's jit with NaN inputs, where the result
-    would be NaN anyway (then entirely NaN rather than partly).
-    """
-    leaves = [x for x in jax.tree.leaves(k) if x.ndim >= 1 and x.size]
-    if not leaves:
-        return fn(k)
-    pred = ~jnp.isnan(leaves[0].reshape(-1)[0])
-    traced = []
-
-    def branch(k):
-        out = fn(k)
-        traced.append(jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype), out))
-        return out
-
-    def nan_branch(k):
-        # the shapes of ``fn``'s trace when the other branch was traced first (tracing it
-        # again here took a third of the time of tracing a fit's kernel and its tangents)
-        out = traced[-1] if traced else jax.eval_shape(fn, k)
-        return jax.tree.map(lambda s: jnp.full(s.shape, jnp.nan if jnp.issubdtype(
-            s.dtype, jnp.inexact) else 0, s.dtype), out)  # graphs' integer edges: zeros
-
-    return jax.lax.cond(pred, branch, nan_branch, k)
-
+from ntkgp._src.kernels.stored import materialized
 
 CHUNK_ELEMENTS = 1 << 18  # entries per row chunk: a few arrays of this size stay in cache
 MIN_ROWS = 4
@@ -57,23 +23,6 @@ MIN_ROWS = 4
 # 115-125 ms; a 2-block transformer, L=16, N=800, 2.3-2.7 s against 1.6-2.0 s; rows are kept
 # where they fit, e.g. the transformer at N=400, 409 K entries)
 MAX_CHUNK_ELEMENTS = 1 << 19
-# a pair of square (or cubic) inputs with this many kernel entries (all pairs of positions of
-# 12 x 12 images and larger) is a block of its own when the network's layers do not multiply
-# matrices over positions (`Layer.position_products`). Measured, f32, 3 conv + GlobalAvgPool,
-# `kernel(x, x)`, fresh processes, best of 3, one pair per block against the blocks below:
-# 12 x 12 0.67 against 1.17 s (N=30), 14 x 14 0.56-0.59 against 1.26-1.30 s (N=24), 16 x 16
-# 0.53-0.58 against 1.03-1.06 s (N=24; x2=None 0.27 against 0.57-0.70 s), 6 x 6 x 6 1.4-2.1
-# against 2.9 s (N=30), Myrtle-7 on 16 x 16 0.31 against 0.54-0.57 s (N=20); equal at
-# 20 x 20 and 22 x 22. Other shapes are left to the blocks below, which were as fast or
-# faster there: 16 x 8 0.65 against 0.16 s, 32 x 8 0.55-0.60 against 0.33-0.43 s, 64 x 4 and
-# 4 x 64 1.2-1.3x slower, sequences of 128 and 256 positions 2x and 1.2x slower (8 x 32 and
-# 4 x 8 x 8 were faster, 8 x 16, 16 x 24 and 8 x 8 x 4 equal); XLA:CPU's fused loops run
-# 3x slower per entry on some shapes (inner axes that are not a multiple of the vector width,
-# benchmarks/notes_cntk.md), and which plan meets them depends on the shape. Attention's
-# per-pair products are batched over a block's pairs and want many: two GlobalSelfAttention
-# blocks at L=128 (16,384 entries), N=16, ran 0.24 s with one pair per block against 0.12 s
-# with the blocks below.
-ONE_PAIR_ENTRIES = 1 << 14
 _whole = threading.local()
 
 
@@ -135,13 +84,6 @@ def per_pair(x, diagonal: bool) -> int:
     return p if diagonal else p * p
 
 
-def square_images(x) -> bool:
-    """Whether ``x`` (``(N, *S, C)``) has two or more spatial axes, all of one length (the
-    inputs for which `row_chunked` may compute pairs one per block)."""
-    shape = jax.tree.leaves(x)[0].shape[1:-1]
-    return len(shape) >= 2 and len(set(shape)) == 1
-
-
 def _rows(x):
     """The number of examples of ``x``: an array, or a pytree of arrays that share their first
     axis (inputs with their graphs)."""
@@ -152,8 +94,7 @@ def _slice(x, start, size: int):
     return jax.tree.map(lambda a: jax.lax.dynamic_slice_in_dim(a, start, size), x)
 
 
-def row_chunked(run: Callable, x1, x2, compute_ntk: bool, entries: int = 1,
-                one_pair_ok: bool = False) -> Kernel:
+def row_chunked(run: Callable, x1, x2, compute_ntk: bool, entries: int = 1) -> Kernel:
     """``run(x1, x2, compute_ntk)`` computed over cache-sized blocks of pairs.
 
     The kernel recursion is elementwise per pair of inputs, so blocks of pairs are independent.
@@ -170,9 +111,7 @@ def row_chunked(run: Callable, x1, x2, compute_ntk: bool, entries: int = 1,
     than ``MIN_ROWS`` rows would fit in ``MAX_CHUNK_ELEMENTS`` (large ``N2``), square blocks
     of both (measured, CNTK of 3 conv layers + GlobalAvgPool on 200 digits: 1.1 s with 8 x 8 blocks,
     2.4 s with blocks of one row; a 2-block transformer at N=400, L=16: 0.36 s with 4 rows,
-    0.50 s with 2, 0.46 s with 32 x 32 blocks). With ``one_pair_ok`` (square images, and a
-    network that does not multiply matrices over positions), a pair with ``ONE_PAIR_ENTRIES``
-    entries or more is a block of its own. ``x2 is None``: square blocks
+    0.50 s with 2, 0.46 s with 32 x 32 blocks). ``x2 is None``: square blocks
     on and above the diagonal only (about half the work), mirrored; diagonal blocks are
     computed as kernels of a block with itself, so the self-kernel on the diagonal is exact.
     """
@@ -181,8 +120,7 @@ def row_chunked(run: Callable, x1, x2, compute_ntk: bool, entries: int = 1,
     if n1 * n2 * entries <= getattr(_whole, "entries", 0):
         return _symmetrized(run(x1, None, compute_ntk)) if x2 is None else \
             run(x1, x2, compute_ntk)
-    one_pair = one_pair_ok and entries >= ONE_PAIR_ENTRIES
-    pairs = 1 if one_pair else max(1, CHUNK_ELEMENTS // entries)
+    pairs = max(1, CHUNK_ELEMENTS // entries)
     if x2 is None:
         block = max(1, int(pairs ** 0.5))
         if block * 2 > n1:
@@ -194,7 +132,7 @@ def row_chunked(run: Callable, x1, x2, compute_ntk: bool, entries: int = 1,
     # per-example terms are a few numbers, and whose blocks' input Grams are faster as square
     # matrix products than as thin ones), square blocks of both inputs
     rows = max(pairs // n2, min(MIN_ROWS, MAX_CHUNK_ELEMENTS // (n2 * entries)))
-    if entries == 1 or one_pair or (rows < MIN_ROWS and pairs // n2 < MIN_ROWS):
+    if entries == 1 or (rows < MIN_ROWS and pairs // n2 < MIN_ROWS):
         b1 = min(n1, max(1, int(pairs ** 0.5)))
         b2 = min(n2, max(1, pairs // b1))
         if b1 * 2 > n1 and b2 * 2 > n2:

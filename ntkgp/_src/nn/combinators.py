@@ -12,7 +12,8 @@ from ntkgp._src import checks
 from ntkgp._src.features import rules
 from ntkgp._src.kernels.kernel import Kernel
 from ntkgp._src.kernels.spatial import kernel_to_diagonal
-from ntkgp._src.nn.blocking import materialized, same_positions_next
+from ntkgp._src.kernels.stored import materialized
+from ntkgp._src.nn.blocking import same_positions_next
 from ntkgp._src.nn.core import Layer, make_layer
 
 
@@ -102,7 +103,6 @@ def serial(*layers: Layer) -> Layer:
     return make_layer(name, init, apply, kernel_map,
                       structured=all(layer.structured for layer in layers),
                       heavy=any(layer.heavy for layer in layers), diag_ok=diag_ok,
-                      position_products=any(layer.position_products for layer in layers),
                       spatial=any(layer.spatial for layer in layers), mask_map=mask_map,
                       combinator=True, features=rules.chain(layers))
 
@@ -149,7 +149,6 @@ def parallel(*layers: Layer) -> Layer:
     return make_layer(name, init, apply, kernel_map,
                       structured=all(layer.structured for layer in layers),
                       heavy=any(layer.heavy for layer in layers),
-                      position_products=any(layer.position_products for layer in layers),
                       diag_ok=lambda out_ok: all(layer.diag_ok(out_ok) for layer in layers),
                       spatial=any(layer.spatial for layer in layers), mask_map=mask_map,
                       combinator=True, features=rules.branches(layers))

@@ -14,7 +14,7 @@ from ntkgp._src import checks
 from ntkgp._src.kernels import masks
 from ntkgp._src.kernels.kernel import Kernel, input_kernel
 from ntkgp._src.kernels.spatial import kernel_to_diagonal
-from ntkgp._src.nn.blocking import per_pair, row_chunked, square_images
+from ntkgp._src.nn.blocking import per_pair, row_chunked
 
 
 def keep_diag(out_ok: bool) -> bool:
@@ -52,10 +52,6 @@ class Layer:
             rule (``ntkgp.empirical`` uses it for ``implementation='structured'``).
         heavy: ``True`` when the kernel map does nonlinear work per pair of inputs (activations);
             `serial` stores the kernel after each such layer (see `materialized`).
-        position_products: ``True`` when the kernel map multiplies matrices over positions
-            per pair of inputs (attention, graph aggregation). Such products want many pairs
-            per block; a network without them computes pairs of square images with many
-            entries one pair per block (see ``blocking.row_chunked``).
         diag_ok: ``diag_ok(out_ok) -> in_ok``: whether the layer's input kernel may track only
             pairs of the same spatial position, given whether its output kernel may
             (``False`` for pooling, ``True`` for Flatten, ``out_ok`` for position-wise layers
@@ -77,7 +73,6 @@ class Layer:
     kernel_map: Callable
     structured: bool = True
     heavy: bool = False
-    position_products: bool = False
     diag_ok: Callable = keep_diag
     spatial: bool = False
     mask_map: Callable = keep_mask
@@ -106,7 +101,7 @@ def _select(k: Kernel, get: tuple, single: bool):
 
 
 def make_kernel_fn(kernel_map: Callable, name: str, diag_ok: Callable = keep_diag,
-                   spatial: bool = False, position_products: bool = False) -> Callable:
+                   spatial: bool = False) -> Callable:
     """The public ``kernel(x1, x2=None, get=None)`` of a network from its ``kernel_map``."""
     # The outputs themselves are returned with every pair of positions (when spatial), or
     # (diagonal_spatial=True) only the pairs of a position with itself.
@@ -140,8 +135,7 @@ def make_kernel_fn(kernel_map: Callable, name: str, diag_ok: Callable = keep_dia
         if pattern1 is not None:  # sliced into blocks of rows with their inputs
             x1 = (x1, pattern1)
             x2 = None if x2 is None else (x2, pattern2)
-        k = row_chunked(run, x1, x2, "ntk" in get, entries,
-                        one_pair_ok=not position_products and square_images(x1))
+        k = row_chunked(run, x1, x2, "ntk" in get, entries)
         # finite iff every entry is (or the sum itself overflowed: then an exact check)
         total = sum(jnp.sum(a) for a in jax.tree.leaves(k) if hasattr(a, "dtype"))
         return k, jnp.isfinite(total)
@@ -244,7 +238,7 @@ def make_kernel_fn(kernel_map: Callable, name: str, diag_ok: Callable = keep_dia
 
 
 def make_layer(name: str, init: Callable, apply: Callable, kernel_map: Callable,
-               structured: bool = True, heavy: bool = False, position_products: bool = False,
+               structured: bool = True, heavy: bool = False,
                diag_ok: Callable = keep_diag, spatial: bool = False,
                mask_map: Callable = keep_mask, remask: bool = False,
                combinator: bool = False, features: Optional[Callable] = None) -> Layer:
@@ -258,9 +252,8 @@ def make_layer(name: str, init: Callable, apply: Callable, kernel_map: Callable,
         kernel_map = _masked_kernel_map(kernel_map, mask_map, remask)
     apply = _tag(apply, name, None if combinator else mask_map, remask)
     layer = Layer(init=init, apply=apply,
-                  kernel=make_kernel_fn(kernel_map, name, diag_ok, spatial, position_products),
+                  kernel=make_kernel_fn(kernel_map, name, diag_ok, spatial),
                   name=name, kernel_map=kernel_map, structured=structured, heavy=heavy,
-                  position_products=position_products,
                   diag_ok=diag_ok, spatial=spatial, mask_map=mask_map, features=features)
     apply._ntkgp_layer = layer  # lets ntkgp.empirical find the structure behind `layer.apply`
     return layer

@@ -158,8 +158,7 @@ def Aggregate(aggregate_axis: Optional[Union[int, Sequence[int]]] = None, batch_
         return tuple(input_shape), ()
 
     return make_layer(name, init, apply, kernel_map, structured=False,
-                      position_products=True, diag_ok=lambda out_ok: False, spatial=True,
-                      remask=True)
+                      diag_ok=lambda out_ok: False, spatial=True, remask=True)
 
 
 def _identity(p):
