@@ -26,7 +26,8 @@ Cases (each in its own subprocess, neural-tangents first where it has the case):
                                           Dense(1)); `same_gap` the `cnn3_gap` network
                                           (3 x [Conv(64, 3x3, SAME) + Relu] +
                                           GlobalAvgPool) on 10 x 10 x 3, `same_gap16` on
-                                          16 x 16 x 3
+                                          16 x 16 x 3, `same_gap32` on 32 x 32 x 3 (the
+                                          size of CIFAR-10's images)
   cnn3_gap_digits1797_f32                all 1,797 digits, `batching.batch(net.kernel, 256,
                                           store=...)` (ntkgp only; time and peak memory)
   acc_digits / acc_fashion1k             accuracy: CNTK and NNGP kernel regression (GP
@@ -88,7 +89,7 @@ def cnn(readout, width=64, n_out=1):
 SHAPES = {"valid_flatten": (12, (50, 100)), "strided_flatten": (16, (50, 200)),
           "valid_pool": (10, (50, 100)), "strided_pool": (8, (50, 100)),
           "myrtle5": (8, (50, 100)), "myrtle7": (16, (20, 30)), "same_gap": (10, (30, 50)),
-          "same_gap16": (16, (20,))}
+          "same_gap16": (16, (20,)), "same_gap32": (32, (8,))}
 
 
 def shaped_cnn(lib, shape):
