@@ -196,7 +196,7 @@ def test_whole_up_to_computes_small_kernels_in_one_piece(monkeypatch, rng, x2_no
     calls = []
 
     def counted(fn):
-        return lambda *a: (calls.append(1), fn(*a))[1]
+        return lambda *a, **kw: (calls.append(1), fn(*a, **kw))[1]
     for name in ("_symmetric_blocks", "_grid_blocks"):
         monkeypatch.setattr(blocking, name, counted(getattr(blocking, name)))
     with blocking.whole_up_to(23 * n2):
@@ -227,8 +227,8 @@ def test_square_blocks_equal_direct(monkeypatch, rng, block):
     monkeypatch.setattr(blocking, "CHUNK_ELEMENTS", block * block * 16)
     monkeypatch.setattr(blocking, "MAX_CHUNK_ELEMENTS", 16)
     called = []
-    monkeypatch.setattr(blocking, "_grid_blocks", lambda *a, _g=blocking._grid_blocks: (
-        called.append(1), _g(*a))[1])
+    monkeypatch.setattr(blocking, "_grid_blocks", lambda *a, _g=blocking._grid_blocks, **kw: (
+        called.append(1), _g(*a, **kw))[1])
     blocked = net().kernel(x1, x2)
     for g in ("nngp", "ntk", "cov1", "cov2"):
         # float32: the attention's matrix products round differently in other block shapes

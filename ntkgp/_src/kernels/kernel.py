@@ -9,6 +9,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ntkgp._src.kernels.stored import per_example
+
 Array = jax.Array
 
 
@@ -105,11 +107,12 @@ class Kernel:
         return tuple(self.cov1.shape[1:1 + self.spatial_ndim])
 
     def variances(self, which: int = 1) -> Array:
-        """Per-position variances of input 1 or 2: shape ``(N, *S)``."""
+        """Per-position variances of input 1 or 2: shape ``(N, *S)`` (in a blocked kernel,
+        those its recording pass computed for all blocks: `ntkgp._src.kernels.stored`)."""
         cov = self.cov1 if which == 1 or self.cov2 is None else self.cov2
-        if not self.full_spatial:
-            return cov
-        return spatial_diagonal(cov, self.spatial_ndim)
+        if self.full_spatial:
+            cov = spatial_diagonal(cov, self.spatial_ndim)
+        return per_example(cov, which)
 
     # --- operations (neural-tangents' `Kernel` methods, and the sum of independent branches)
     def slice(self, rows=slice(None), cols=slice(None)) -> Kernel:

@@ -12,6 +12,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ntkgp._src.kernels import activations as act
+from ntkgp._src.kernels import stored
 from ntkgp._src.kernels.kernel import Kernel, swap_inputs
 from ntkgp._src.kernels.stored import materialized
 
@@ -23,6 +24,8 @@ MIN_ROWS = 4
 # 115-125 ms; a 2-block transformer, L=16, N=800, 2.3-2.7 s against 1.6-2.0 s; rows are kept
 # where they fit, e.g. the transformer at N=400, 409 K entries)
 MAX_CHUNK_ELEMENTS = 1 << 19
+# kernel entries of blocks' self-covariances worth a recording pass (`_tape_pays`)
+TAPE_MIN_SAVED = 1 << 25
 _whole = threading.local()
 
 
@@ -125,7 +128,8 @@ def row_chunked(run: Callable, x1, x2, compute_ntk: bool, entries: int = 1) -> K
         block = max(1, int(pairs ** 0.5))
         if block * 2 > n1:
             return _symmetrized(run(x1, None, compute_ntk))
-        return _symmetric_blocks(run, x1, compute_ntk, block)
+        pays = _tape_pays(n1 * n1 // 2, block, block, entries)
+        return _taped_or_not(_symmetric_blocks, pays and pairs, run, x1, compute_ntk, block)
     # at least MIN_ROWS rows per block (each block also recomputes the per-example terms of all
     # of x2 through every layer, a fixed cost one or two rows do not repay) while such a block
     # stays within MAX_CHUNK_ELEMENTS; beyond that, and for inputs without spatial axes (whose
@@ -137,25 +141,116 @@ def row_chunked(run: Callable, x1, x2, compute_ntk: bool, entries: int = 1) -> K
         b2 = min(n2, max(1, pairs // b1))
         if b1 * 2 > n1 and b2 * 2 > n2:
             return run(x1, x2, compute_ntk)
-        return _grid_blocks(run, x1, x2, compute_ntk, b1, b2)
+        pays = _tape_pays(n1 * n2, b1, b2, entries)
+        return _taped_or_not(_grid_blocks, pays and pairs, run, x1, x2, compute_ntk, b1, b2)
     if rows * 2 > n1:
         return run(x1, x2, compute_ntk)
-    return _grid_blocks(run, x1, x2, compute_ntk, rows, n2)
+    pays = _tape_pays(n1 * n2, rows, n2, entries)
+    return _taped_or_not(_grid_blocks, pays and pairs, run, x1, x2, compute_ntk, rows, n2)
 
 
-def _grid_blocks(run, x1, x2, compute_ntk, b1, b2) -> Kernel:
+def _tape_pays(pairs: int, b1: int, b2: int, entries: int) -> bool:
+    """Whether recording the per-example variances once for all blocks (`_taped_or_not`)
+    saves more than it costs: the work of the blocks' self-covariances it saves, about
+    ``pairs * entries * x / (2 + x)`` kernel entries with ``x = (b1 + b2) / (b1 b2)``,
+    against one more compiled copy of the network (the recording pass).
+
+    Measured (f32, 3 SAME conv + ReLU + GlobalAvgPool, ``x2`` given, fresh processes, taped
+    against not): blocks of one pair of 32 x 32 images (N=8) 0.60-0.62 against 1.33-2.05 s;
+    2 x 2 blocks of 16 x 16 (N=24) 0.23 against 0.35 s; 3 x 3 of 12 x 12 (N=24) 0.11-0.12
+    against 0.14-0.15 s; 5 x 5 of 10 x 10 (N=32) 0.15 against 0.17 s; 8 x 8 of 8 x 8 (N=200)
+    0.99-1.02 against 1.15-1.16 s. The fit ``x / (2 + x)`` gives 0.5, 0.33, 0.25, 0.17 and
+    0.11 of these times. The recording pass (over both inputs at once) added 0.15-0.45 s of
+    compile time (8 x 8, N=200: 1.30 against 0.84-0.92 s; 32 x 32, N=8: 1.27 against
+    1.06-1.13 s), about what ``TAPE_MIN_SAVED`` entries cost here (10-20 ns each). With
+    ``x2=None``, 16 images of 28 x 28 x 1: 0.73-0.75 against 1.50-1.54 s, the first call
+    (compile included) 2.0 against 2.6 s.
+    """
+    if entries <= 1:  # no positions: a block's self-covariances are a few numbers per row
+        return False
+    x = (b1 + b2) / (b1 * b2)
+    return pairs * entries * x / (2 + x) >= TAPE_MIN_SAVED
+
+
+def _taped_or_not(blocks: Callable, rows: int, *args) -> Kernel:
+    """``blocks(*args, taped=...)``: with the per-example variances recorded once for all
+    blocks (`ntkgp._src.kernels.stored`, in a pass over ``rows`` rows at a time) where
+    ``rows`` is not 0 (where that pays, `_tape_pays`), else (or when a
+    block reads other variances than the recording, `stored.TapeMismatch`) computed in each
+    block, where a block's self-covariances can cost more than its pairs (one pair of
+    32 x 32 images: 51 ms in all, 33-35 ms of it the two self-covariances)."""
+    if rows:
+        try:
+            return blocks(*args, taped=rows)
+        except stored.TapeMismatch:
+            pass
+    return blocks(*args, taped=0)
+
+
+def _recorded(run, x, rows: int):
+    """The variances the layers read for every row of ``x`` (in the order they read them)
+    and its outputs' self-covariance, computed over blocks of ``rows`` rows; ``None`` when
+    a recorded value is not one per row."""
+    n = _rows(x)
+    b = min(n, max(1, rows))
+
+    def one(s):
+        xs = _slice(x, s, b)
+        with stored.recording() as values:
+            k = run(xs, _slice(xs, 0, 1), False)  # its kernel with one row is read by nothing
+        return tuple(values) + (k.cov1,)
+
+    starts = np.minimum(np.arange(-(-n // b)) * b, n - b)
+    out = jax.lax.map(one, jnp.asarray(starts))  # (blocks, b, ...); the last starts at n - b
+    if any(v.ndim < 2 or v.shape[1] != b for v in out):
+        return None
+    cut = (len(starts) - 1) * b
+    return tuple(jnp.concatenate([v[:-1].reshape((cut,) + v.shape[2:]), v[-1, cut - n + b:]])
+                 for v in out)
+
+
+def _recorded_both(run, x1, x2, rows: int):
+    """`_recorded` of ``x1`` and of ``x2`` from one pass over their rows (one compiled copy
+    of the network)."""
+    n1 = _rows(x1)
+    both = jax.tree.map(lambda a, b: jnp.concatenate([a, b]), x1, x2)
+    tape = _recorded(run, both, rows)
+    if tape is None:
+        return None, None
+    return tuple(t[:n1] for t in tape), tuple(t[n1:] for t in tape)
+
+
+def _replayed(run, tape1, tape2, xs1, xs2, si, sj, compute_ntk) -> Kernel:
+    """``run`` on one block, its variances the recorded ones of its rows."""
+    if tape1 is None:
+        return run(xs1, xs2, compute_ntk)
+    b1, b2 = _rows(xs1), _rows(xs2)
+    with stored.replaying([jax.lax.dynamic_slice_in_dim(t, si, b1) for t in tape1[:-1]],
+                          [jax.lax.dynamic_slice_in_dim(t, sj, b2) for t in tape2[:-1]]
+                          ) as state:
+        k = run(xs1, xs2, compute_ntk)
+    stored.check_consumed(state)
+    return k
+
+
+def _grid_blocks(run, x1, x2, compute_ntk, b1, b2, taped=0) -> Kernel:
     """All blocks (i, j) of ``b1`` rows of x1 against ``b2`` rows of x2 (``b2 = N2``: blocks of
     rows), written in place into the (N1, N2) outputs; the last block along each axis starts
     at ``n - b`` rather than being padded (overlaps recompute equal pairs), so the outputs
     need no copy to drop padding (measured, 3 x [Dense + Relu] net at N=4000, x2 given, f32:
-    0.24 s with padded row blocks stacked by ``lax.map``, 0.20 s written in place)."""
+    0.24 s with padded row blocks stacked by ``lax.map``, 0.20 s written in place).
+    ``taped``: the variances recorded once, ``taped`` rows at a time (`_taped_or_not`)."""
     n1, n2 = _rows(x1), _rows(x2)
+    tape1 = tape2 = None
+    if taped:
+        tape1, tape2 = _recorded_both(run, x1, x2, taped)
     s1 = np.minimum(np.arange(-(-n1 // b1)) * b1, n1 - b1)
     s2 = np.minimum(np.arange(-(-n2 // b2)) * b2, n2 - b2)
     ii, jj = (a.ravel() for a in np.meshgrid(s1, s2, indexing="ij"))
 
     def block_kernel(si, sj):
-        return run(_slice(x1, si, b1), _slice(x2, sj, b2), compute_ntk)
+        return _replayed(run, tape1, tape2, _slice(x1, si, b1), _slice(x2, sj, b2), si, sj,
+                         compute_ntk)
 
     # shapes and static fields from one trace; the variances come from the blocks too, so the
     # network is traced and compiled once (runs of their own for the variances compiled it
@@ -169,7 +264,7 @@ def _grid_blocks(run, x1, x2, compute_ntk, b1, b2) -> Kernel:
         k = block_kernel(si, sj)
         out = []
         for i, (acc, v) in enumerate(zip(carry, (k.nngp, k.ntk, k.cov1, k.cov2))):
-            if acc is not None:
+            if acc is not None and not (tape1 is not None and i >= 2):
                 start = (si, sj) if i < 2 else (si,) if i == 2 else (sj,)
                 acc = jax.lax.dynamic_update_slice(acc, v, start + (0,) * (v.ndim - len(start)))
             out.append(acc)
@@ -178,6 +273,8 @@ def _grid_blocks(run, x1, x2, compute_ntk, b1, b2) -> Kernel:
     lead = ((n1, n2), (n1, n2), (n1,), (n2,))
     carry = tuple(None if s is None else jnp.zeros(lead[i] + s.shape[len(lead[i]):], s.dtype)
                   for i, s in enumerate((meta.nngp, meta.ntk, meta.cov1, meta.cov2)))
+    if tape1 is not None:
+        carry = carry[:2] + (tape1[-1], tape2[-1])
     (nngp, ntk, cov1, cov2), _ = jax.lax.scan(step, carry, (jnp.asarray(ii), jnp.asarray(jj)))
     return meta.replace(nngp=nngp, ntk=ntk, cov1=cov1, cov2=cov2)
 
@@ -188,12 +285,14 @@ def _symmetrized(k: Kernel) -> Kernel:
                      ntk=None if k.ntk is None else 0.5 * (k.ntk + swap_inputs(k.ntk, k)))
 
 
-def _symmetric_blocks(run, x, compute_ntk, block) -> Kernel:
+def _symmetric_blocks(run, x, compute_ntk, block, taped=0) -> Kernel:
     """Blocks (i, j), j >= i, of size ``block``; the last block starts at ``n - block`` rather
     than being padded, so results are written straight into (n, n) arrays. Overlapping blocks
     recompute the same pairs; the scan runs in row-major order, so the last diagonal block
-    (exact self-kernel, symmetrized) is written last."""
+    (exact self-kernel, symmetrized) is written last. ``taped``: the variances recorded once,
+    ``taped`` rows at a time (`_taped_or_not`)."""
     n = _rows(x)
+    tape = _recorded(run, x, taped) if taped else None
     nb = -(-n // block)
     ii, jj = np.triu_indices(nb)
     starts = np.minimum(np.arange(nb) * block, n - block)
@@ -205,7 +304,8 @@ def _symmetric_blocks(run, x, compute_ntk, block) -> Kernel:
         # compile, f32, medians of 7: FC depth 2 at N=4000 0.16 / 0.43 -> 0.14 / 0.37 s;
         # 3-layer CNTK with GlobalAvgPool at N=200 0.44 / 1.14 -> 0.31 / 0.63 s)
         with act.inputs_same_if(same):
-            k = run(_slice(x, si, block), _slice(x, sj, block), compute_ntk)
+            k = _replayed(run, tape, tape, _slice(x, si, block), _slice(x, sj, block), si, sj,
+                          compute_ntk)
         nngp, ntk = jax.lax.cond(same, lambda a: jax.tree.map(_symmetric_part, a),
                                  lambda a: a, (k.nngp, k.ntk))
         return nngp, ntk, k.cov1
@@ -214,7 +314,8 @@ def _symmetric_blocks(run, x, compute_ntk, block) -> Kernel:
         return 0.5 * (a + swap_inputs(a, meta))
 
     # shapes and static fields from one trace
-    meta = jax.eval_shape(lambda: run(_slice(x, 0, block), _slice(x, 0, block), compute_ntk))
+    meta = jax.eval_shape(lambda: _replayed(run, tape, tape, _slice(x, 0, block),
+                                            _slice(x, 0, block), 0, 0, compute_ntk))
     shapes = (meta.nngp, meta.ntk, meta.cov1)
 
     def step(carry, ij):
@@ -228,15 +329,17 @@ def _symmetric_blocks(run, x, compute_ntk, block) -> Kernel:
                 acc = jax.lax.dynamic_update_slice(acc, v, (si, sj) + zeros)
                 acc = jax.lax.dynamic_update_slice(acc, swap_inputs(v, meta), (sj, si) + zeros)
             out.append(acc)
-        # each row's variances from its diagonal block (the block with itself)
-        at = (si,) + (0,) * (v_cov.ndim - 1)
-        old = jax.lax.dynamic_slice(cov, at, v_cov.shape)
-        cov = jax.lax.dynamic_update_slice(cov, jnp.where(same, v_cov, old), at)
+        if tape is None:  # each row's variances from its diagonal block (the block with itself)
+            at = (si,) + (0,) * (v_cov.ndim - 1)
+            old = jax.lax.dynamic_slice(cov, at, v_cov.shape)
+            cov = jax.lax.dynamic_update_slice(cov, jnp.where(same, v_cov, old), at)
         return (*out, cov), None
 
     carry = tuple(None if s is None else jnp.zeros((n, n) + s.shape[2:], s.dtype)
                   for s in shapes[:2]) + (jnp.zeros((n,) + shapes[2].shape[1:],
                                                     shapes[2].dtype),)
+    if tape is not None:
+        carry = carry[:2] + (tape[-1],)
     xs = (jnp.asarray(starts[ii]), jnp.asarray(starts[jj]), jnp.asarray(ii == jj))
     (nngp, ntk, cov), _ = jax.lax.scan(step, carry, xs)
     return meta.replace(nngp=nngp, ntk=ntk, cov1=cov, cov2=None, x1_is_x2=True)
