@@ -89,7 +89,7 @@ def cnn(readout, width=64, n_out=1):
 SHAPES = {"valid_flatten": (12, (50, 100)), "strided_flatten": (16, (50, 200)),
           "valid_pool": (10, (50, 100)), "strided_pool": (8, (50, 100)),
           "myrtle5": (8, (50, 100)), "myrtle7": (16, (20, 30)), "same_gap": (10, (30, 50)),
-          "same_gap16": (16, (20,)), "same_gap32": (32, (8,))}
+          "same_gap16": (16, (20,)), "same_gap32": (32, (8, 12))}
 
 
 def shaped_cnn(lib, shape):
