@@ -107,12 +107,10 @@ class Kernel:
         return tuple(self.cov1.shape[1:1 + self.spatial_ndim])
 
     def variances(self, which: int = 1) -> Array:
-        """Per-position variances of input 1 or 2: shape ``(N, *S)`` (in a blocked kernel,
-        those its recording pass computed for all blocks: `ntkgp._src.kernels.stored`)."""
+        """Per-position variances of input 1 or 2, ``(N, *S)`` (blocked: recorded, `stored`)."""
         cov = self.cov1 if which == 1 or self.cov2 is None else self.cov2
-        if self.full_spatial:
-            cov = spatial_diagonal(cov, self.spatial_ndim)
-        return per_example(cov, which)
+        return per_example(spatial_diagonal(cov, self.spatial_ndim) if self.full_spatial
+                           else cov, which)
 
     # --- operations (neural-tangents' `Kernel` methods, and the sum of independent branches)
     def slice(self, rows=slice(None), cols=slice(None)) -> Kernel:
@@ -160,8 +158,7 @@ class Kernel:
             raise TypeError(f"Index the examples of a Kernel with a slice or an array "
                             f"(k[{idx[0]}:{idx[0] + 1}]), not an integer: the kernel keeps "
                             "its example axes.")
-        out = self.slice(idx[0], idx[0])
-        sp = idx[1:]
+        out, sp = self.slice(idx[0], idx[0]), idx[1:]
         if all(p == slice(None) for p in sp):
             return out
         lay = sp + sp if out.full_spatial else sp
