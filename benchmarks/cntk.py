@@ -27,7 +27,10 @@ Cases (each in its own subprocess, neural-tangents first where it has the case):
                                           (3 x [Conv(64, 3x3, SAME) + Relu] +
                                           GlobalAvgPool) on 10 x 10 x 3, `same_gap16` on
                                           16 x 16 x 3, `same_gap32` on 32 x 32 x 3 (the
-                                          size of CIFAR-10's images)
+                                          size of CIFAR-10's images); `erf_gap`,
+                                          `gelu_gap`, `sin_gap` and `gabor_gap` the
+                                          `same_gap` network with Erf, Gelu, Sin or Gabor
+                                          in place of Relu
   cnn3_gap_digits1797_f32                all 1,797 digits, `batching.batch(net.kernel, 256,
                                           store=...)` (ntkgp only; time and peak memory)
   acc_digits / acc_fashion1k             accuracy: CNTK and NNGP kernel regression (GP
@@ -89,7 +92,8 @@ def cnn(readout, width=64, n_out=1):
 SHAPES = {"valid_flatten": (12, (50, 100)), "strided_flatten": (16, (50, 200)),
           "valid_pool": (10, (50, 100)), "strided_pool": (8, (50, 100)),
           "myrtle5": (8, (50, 100)), "myrtle7": (16, (20, 30)), "same_gap": (10, (30, 50)),
-          "same_gap16": (16, (20,)), "same_gap32": (32, (8, 12))}
+          "same_gap16": (16, (20,)), "same_gap32": (32, (8, 12)), "erf_gap": (10, (30,)),
+          "gelu_gap": (10, (30,)), "sin_gap": (10, (30,)), "gabor_gap": (10, (30,))}
 
 
 def shaped_cnn(lib, shape):
@@ -105,8 +109,10 @@ def shaped_cnn(lib, shape):
                        lib.Relu()] * n_conv
             layers.append(lib.AvgPool((2, 2), strides=(2, 2), padding="SAME"))
         return lib.serial(*layers, lib.GlobalAvgPool(), lib.Dense(1, W_std=2 ** 0.5, b_std=0.0))
-    if shape.startswith("same_gap"):  # `cnn("gap")` on images of another side
-        layers = [lib.Conv(64, (3, 3), padding="SAME"), lib.Relu()] * 3
+    if shape.endswith(("_gap", "_gap16", "_gap32")):  # `cnn("gap")`, another side or activation
+        act = {"erf": lib.Erf, "gelu": lib.Gelu, "sin": lib.Sin,
+               "gabor": lib.Gabor}.get(shape.split("_")[0], lib.Relu)
+        layers = [lib.Conv(64, (3, 3), padding="SAME"), act()] * 3
         return lib.serial(*layers, lib.GlobalAvgPool(), lib.Dense(1))
     stride = (2, 2) if shape.startswith("strided") else (1, 1)
     pad = "VALID" if shape.startswith("valid") else "SAME"

@@ -268,7 +268,11 @@ TARGETS = [
         ("myrtle7", "Myrtle-7 (6 Conv, 3 AvgPool, GlobalAvgPool) on 16x16x3", (20, 30)),
         ("same_gap", "3 x SAME Conv(64) + GlobalAvgPool on 10x10x3", (30, 50)),
         ("same_gap16", "3 x SAME Conv(64) + GlobalAvgPool on 16x16x3", (20,)),
-        ("same_gap32", "3 x SAME Conv(64) + GlobalAvgPool on 32x32x3", (8, 12)))
+        ("same_gap32", "3 x SAME Conv(64) + GlobalAvgPool on 32x32x3", (8, 12)),
+        ("erf_gap", "3 x SAME Conv(64) + Erf + GlobalAvgPool on 10x10x3", (30,)),
+        ("gelu_gap", "3 x SAME Conv(64) + Gelu + GlobalAvgPool on 10x10x3", (30,)),
+        ("sin_gap", "3 x SAME Conv(64) + Sin + GlobalAvgPool on 10x10x3", (30,)),
+        ("gabor_gap", "3 x SAME Conv(64) + Gabor + GlobalAvgPool on 10x10x3", (30,)))
     for n in ns
 ] + [
     ("attention", f"transformer kernel (2 blocks, softmax attention, L=16, C=32), N={n}, "
